@@ -1,0 +1,1 @@
+//! Internal model shared by all formats (translate helper fills this in).

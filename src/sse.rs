@@ -1,0 +1,1 @@
+//! Incremental SSE parser and writer (translate helper fills this in).
