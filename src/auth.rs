@@ -1,1 +1,101 @@
-//! auth
+//! Gateway keys: where clients put them, and a constant-time match against the
+//! configured ones (only SHA-256 digests are kept in memory).
+
+use crate::config::runtime::GatewayKey;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The key a client presented: `Authorization: Bearer`, `x-api-key`,
+/// `x-goog-api-key`, or `?key=` in the query — the places each SDK uses.
+pub fn presented_key<'a>(
+    header: &dyn Fn(&str) -> Option<&'a str>,
+    query: Option<&'a str>,
+) -> Option<&'a str> {
+    if let Some(v) = header("authorization") {
+        let v = v.trim();
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
+        if !token.is_empty() {
+            return Some(token);
+        }
+    }
+    for h in ["x-api-key", "x-goog-api-key"] {
+        if let Some(v) = header(h).map(str::trim).filter(|v| !v.is_empty()) {
+            return Some(v);
+        }
+    }
+    query.and_then(|q| query_param(q, "key"))
+}
+
+/// A raw query parameter value (no percent-decoding: keys are URL-safe).
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name && !v.is_empty()).then_some(v)
+    })
+}
+
+/// The query string without `key=...`, so a client key never travels upstream.
+pub fn strip_key_param(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("key=") && *kv != "key")
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The configured key matching `presented`. Every configured digest is compared
+/// in constant time, so timing reveals neither which key matched nor how much.
+pub fn find_key<'k>(keys: &'k [GatewayKey], presented: &str) -> Option<&'k GatewayKey> {
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let mut found = None;
+    for k in keys {
+        if bool::from(k.sha256.ct_eq(&digest)) && found.is_none() {
+            found = Some(k);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, secret: &str) -> GatewayKey {
+        GatewayKey {
+            id: id.into(),
+            sha256: Sha256::digest(secret.as_bytes()).into(),
+            models: None,
+            rpm: None,
+            tpm: None,
+        }
+    }
+
+    #[test]
+    fn extraction_order_and_forms() {
+        let h = |n: &str| match n {
+            "authorization" => Some("Bearer sk-a"),
+            _ => None,
+        };
+        assert_eq!(presented_key(&h, None), Some("sk-a"));
+        let h = |n: &str| (n == "x-goog-api-key").then_some("g");
+        assert_eq!(presented_key(&h, Some("alt=sse")), Some("g"));
+        let none = |_: &str| None;
+        assert_eq!(presented_key(&none, Some("alt=sse&key=q1")), Some("q1"));
+        assert_eq!(presented_key(&none, Some("key=")), None);
+        assert_eq!(presented_key(&none, None), None);
+        assert_eq!(strip_key_param("alt=sse&key=q1"), "alt=sse");
+        assert_eq!(strip_key_param("key=q1"), "");
+    }
+
+    #[test]
+    fn matches_only_exact_key() {
+        let keys = vec![key("a", "sk-a"), key("b", "sk-b")];
+        assert_eq!(find_key(&keys, "sk-b").map(|k| k.id.as_str()), Some("b"));
+        assert!(find_key(&keys, "sk-").is_none());
+        assert!(find_key(&keys, "sk-bb").is_none());
+    }
+}

@@ -1,1 +1,32 @@
-//! cli
+//! Command line (SPEC "Command line"), mapped onto Pingora's own options.
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "aigate", version, about = "AI API gateway on Pingora")]
+pub struct Cli {
+    /// Config file (YAML). Without it the embedded default (conf/aigate.yaml) is used.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<String>,
+    /// Validate the config and exit: 0 when valid, else every problem with its YAML path.
+    #[arg(short = 't', long = "test")]
+    pub test: bool,
+    /// Take over the listening sockets of a running instance (Pingora graceful upgrade).
+    #[arg(short = 'u', long = "upgrade")]
+    pub upgrade: bool,
+    /// Run in the background.
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
+}
+
+impl Cli {
+    pub fn pingora_opt(&self) -> pingora_core::server::configuration::Opt {
+        pingora_core::server::configuration::Opt {
+            upgrade: self.upgrade,
+            daemon: self.daemon,
+            nocapture: false,
+            test: false,
+            conf: None,
+        }
+    }
+}

@@ -1,1 +1,221 @@
-//! server
+//! Process assembly: Pingora server, listeners, admin listener, and the
+//! background services (config reload on SIGHUP, DNS refresh).
+
+use crate::cli::Cli;
+use crate::config::{self, Loaded, Snapshot};
+use crate::metrics::METRICS;
+use crate::proxy::Gateway;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::services::background::{BackgroundService, background_service};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Print problems for `--test` or a failed start.
+fn report(problems: &[config::Problem]) {
+    for p in problems {
+        eprintln!("config error: {p}");
+    }
+}
+
+fn server_conf(s: &Snapshot, daemon: bool) -> ServerConf {
+    let mut c = ServerConf::default();
+    if let Some(t) = s.threads {
+        c.threads = t;
+    }
+    c.pid_file = s
+        .pid_file
+        .clone()
+        .unwrap_or_else(|| "/tmp/aigate.pid".into());
+    c.upgrade_sock = s
+        .upgrade_sock
+        .clone()
+        .unwrap_or_else(|| "/tmp/aigate_upgrade.sock".into());
+    c.grace_period_seconds = Some(s.grace_period_seconds.unwrap_or(30));
+    c.graceful_shutdown_timeout_seconds = Some(s.graceful_shutdown_timeout_seconds.unwrap_or(5));
+    c.daemon = daemon;
+    c
+}
+
+/// Validate (`--test`) or run. Returns the process exit code for `--test` and errors.
+pub fn main(cli: Cli) -> i32 {
+    let loaded = match config::read(cli.config.as_deref()) {
+        Ok(l) => l,
+        Err(problems) => {
+            report(&problems);
+            return 1;
+        }
+    };
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    if cli.test {
+        println!(
+            "config {} is valid",
+            cli.config.as_deref().unwrap_or("(embedded default)")
+        );
+        return 0;
+    }
+    let snap = match Snapshot::compile(&loaded) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("config error: {e}");
+            return 1;
+        }
+    };
+    run(cli, snap)
+}
+
+fn run(cli: Cli, snap: Snapshot) -> i32 {
+    let conf = server_conf(&snap, cli.daemon);
+    let listen = snap.listen.clone();
+    let admin_listen = snap.admin_listen.clone();
+    let shared = Arc::new(ArcSwap::from_pointee(snap));
+
+    let mut server = Server::new_with_opt_and_conf(cli.pingora_opt(), conf);
+    server.bootstrap();
+
+    let mut svc = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(shared.clone(), false),
+        "aigate",
+    );
+    for l in &listen {
+        svc.add_tcp(l);
+    }
+    server.add_service(svc);
+    if let Some(a) = &admin_listen {
+        let mut admin = pingora_proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Gateway::new(shared.clone(), true),
+            "aigate-admin",
+        );
+        admin.add_tcp(a);
+        server.add_service(admin);
+    }
+    server.add_service(background_service(
+        "config reload",
+        Reloader {
+            path: cli.config.clone(),
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service("dns refresh", DnsRefresh { shared }));
+    log::info!("aigate listening on {}", listen.join(", "));
+    server.run_forever();
+}
+
+/// SIGHUP: re-read the config; a valid one replaces the snapshot atomically
+/// (requests in flight keep the one they started with), an invalid one is
+/// logged and counted while the old config keeps serving.
+pub struct Reloader {
+    pub path: Option<String>,
+    pub shared: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Reloader {
+    /// One reload attempt; returns whether the new config was taken.
+    pub async fn reload(&self) -> bool {
+        let path = self.path.clone();
+        let compiled =
+            tokio::task::spawn_blocking(move || -> Result<(Loaded, Snapshot), String> {
+                let loaded = config::read(path.as_deref()).map_err(|ps| {
+                    ps.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })?;
+                let snap = Snapshot::compile(&loaded)?;
+                Ok((loaded, snap))
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        match compiled {
+            Ok((loaded, snap)) => {
+                for w in &loaded.warnings {
+                    log::warn!("{w}");
+                }
+                let old = self.shared.load();
+                if old.listen != snap.listen || old.admin_listen != snap.admin_listen {
+                    log::warn!(
+                        "config reload: listener changes take effect on the next upgrade/restart"
+                    );
+                }
+                self.shared.store(Arc::new(snap));
+                METRICS.config_reloads.with_label_values(&["ok"]).inc();
+                log::info!("config reloaded");
+                true
+            }
+            Err(e) => {
+                METRICS.config_reloads.with_label_values(&["error"]).inc();
+                log::error!("config reload rejected, keeping the running config: {e}");
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot watch SIGHUP: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => { self.reload().await; }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Re-resolves provider hostnames off the request path (Pingora's `HttpPeer::new`
+/// would resolve synchronously, and panic on failure: STYLE P7).
+pub struct DnsRefresh {
+    pub shared: Arc<ArcSwap<Snapshot>>,
+}
+
+#[async_trait]
+impl BackgroundService for DnsRefresh {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let snap = self.shared.load_full();
+            let unresolved = snap
+                .providers
+                .iter()
+                .any(|p| !p.disabled && p.addrs.load().is_empty());
+            for p in snap.providers.iter().filter(|p| !p.disabled) {
+                if p.endpoint.host.parse::<std::net::IpAddr>().is_ok() {
+                    continue;
+                }
+                match tokio::net::lookup_host((p.endpoint.host.as_str(), p.endpoint.port)).await {
+                    Ok(a) => {
+                        let addrs: Vec<_> = a.collect();
+                        if !addrs.is_empty() {
+                            p.addrs.store(Arc::new(addrs));
+                        }
+                    }
+                    Err(e) => log::debug!("dns refresh for {}: {e}", p.endpoint.host),
+                }
+            }
+            // Retry soon while something is unresolved, else refresh each minute.
+            let wait = if unresolved {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_secs(60)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,1 +1,185 @@
-//! providers
+//! Provider kinds: where their API lives, which wire format they speak, and how
+//! credentials are presented upstream.
+
+pub mod credentials;
+
+use crate::config::file::{OpenAiApi, ProviderKind};
+use crate::translate::Format;
+
+/// A parsed `base_url`: scheme, authority and the path prefix requests extend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash ("" for an origin, "/v1", "/openai/v1").
+    pub prefix: String,
+    /// The `Host` header value (host, plus the port when not the scheme default).
+    pub authority: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(format!("'{url}' must start with http:// or https://")),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("'{url}' has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let default_port = if tls { 443 } else { 80 };
+        let port = uri.port_u16().unwrap_or(default_port);
+        if uri.query().is_some() {
+            return Err(format!("'{url}' must not have a query string"));
+        }
+        let prefix = uri.path().trim_end_matches('/').to_string();
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        Ok(Endpoint {
+            tls,
+            host,
+            port,
+            prefix,
+            authority,
+        })
+    }
+}
+
+/// The documented default `base_url` per kind (SPEC "Config").
+pub fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
+    match kind {
+        ProviderKind::Openai => Some("https://api.openai.com/v1"),
+        ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+        ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+        ProviderKind::OpenaiCompatible => None,
+    }
+}
+
+/// The chat wire format a provider speaks.
+pub fn chat_format(kind: ProviderKind, api: OpenAiApi) -> Format {
+    match (kind, api) {
+        (ProviderKind::Anthropic, _) => Format::Anthropic,
+        (ProviderKind::Gemini, _) => Format::Gemini,
+        (_, OpenAiApi::Responses) => Format::OpenAiResponses,
+        (_, OpenAiApi::Chat) => Format::OpenAiChat,
+    }
+}
+
+/// What the request asks the provider to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Chat { stream: bool },
+    Embeddings,
+}
+
+/// Upstream path and query for an operation. `client_query` is the Gemini
+/// client's own query (e.g. `alt=sse`), kept on same-format Gemini routes.
+pub fn upstream_path(
+    ep: &Endpoint,
+    format: Format,
+    op: Op,
+    model: &str,
+    gemini_query: Option<&str>,
+) -> String {
+    let p = &ep.prefix;
+    match (format, op) {
+        (Format::OpenAiChat, Op::Chat { .. }) => format!("{p}/chat/completions"),
+        (Format::OpenAiResponses, Op::Chat { .. }) => format!("{p}/responses"),
+        (Format::OpenAiChat | Format::OpenAiResponses, Op::Embeddings) => format!("{p}/embeddings"),
+        (Format::Anthropic, _) => format!("{p}/v1/messages"),
+        (Format::Gemini, Op::Chat { stream: false }) => {
+            format!("{p}/v1beta/models/{model}:generateContent")
+        }
+        (Format::Gemini, Op::Chat { stream: true }) => match gemini_query {
+            Some(q) if !q.is_empty() => {
+                format!("{p}/v1beta/models/{model}:streamGenerateContent?{q}")
+            }
+            Some(_) => format!("{p}/v1beta/models/{model}:streamGenerateContent"),
+            None => format!("{p}/v1beta/models/{model}:streamGenerateContent?alt=sse"),
+        },
+        (Format::Gemini, Op::Embeddings) => format!("{p}/v1beta/models/{model}:batchEmbedContents"),
+    }
+}
+
+/// Headers carrying the provider credential, per kind (SPEC "Config").
+pub fn auth_header(kind: ProviderKind, key: &str) -> (&'static str, String) {
+    match kind {
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible => {
+            ("authorization", format!("Bearer {key}"))
+        }
+        ProviderKind::Anthropic => ("x-api-key", key.to_string()),
+        ProviderKind::Gemini => ("x-goog-api-key", key.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::parse("https://api.groq.com/openai/v1/").unwrap();
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port, e.prefix.as_str()),
+            (true, "api.groq.com", 443, "/openai/v1")
+        );
+        assert_eq!(e.authority, "api.groq.com");
+        let e = Endpoint::parse("http://127.0.0.1:11434/v1").unwrap();
+        assert_eq!(
+            (e.tls, e.port, e.authority.as_str()),
+            (false, 11434, "127.0.0.1:11434")
+        );
+        let e = Endpoint::parse("http://[::1]:9000").unwrap();
+        assert_eq!((e.host.as_str(), e.prefix.as_str()), ("::1", ""));
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("api.openai.com").is_err());
+    }
+
+    #[test]
+    fn paths() {
+        let o = Endpoint::parse("https://api.openai.com/v1").unwrap();
+        let g = Endpoint::parse("https://generativelanguage.googleapis.com").unwrap();
+        assert_eq!(
+            upstream_path(&o, Format::OpenAiChat, Op::Chat { stream: true }, "m", None),
+            "/v1/chat/completions"
+        );
+        assert_eq!(
+            upstream_path(
+                &o,
+                Format::OpenAiResponses,
+                Op::Chat { stream: false },
+                "m",
+                None
+            ),
+            "/v1/responses"
+        );
+        assert_eq!(
+            upstream_path(
+                &g,
+                Format::Gemini,
+                Op::Chat { stream: true },
+                "gemini-2.5-flash",
+                None
+            ),
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            upstream_path(&g, Format::Gemini, Op::Chat { stream: true }, "g", Some("")),
+            "/v1beta/models/g:streamGenerateContent"
+        );
+        let a = Endpoint::parse("https://api.anthropic.com").unwrap();
+        assert_eq!(
+            upstream_path(&a, Format::Anthropic, Op::Chat { stream: false }, "c", None),
+            "/v1/messages"
+        );
+    }
+}

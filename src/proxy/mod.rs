@@ -1,1 +1,314 @@
-//! proxy
+//! The Pingora service: thin phases calling plain modules.
+
+pub mod ctx;
+pub mod exchange;
+pub mod headers;
+pub mod intake;
+pub mod respond;
+
+use crate::auth;
+use crate::config::Snapshot;
+use crate::metrics::{self, METRICS};
+use crate::providers::Op;
+use crate::routing::{Route, route};
+use crate::translate::Format;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use ctx::RequestCtx;
+use exchange::Ask;
+use pingora_core::connectors::http::Connector;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_proxy::{ProxyHttp, Session};
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct Gateway {
+    pub config: Arc<ArcSwap<Snapshot>>,
+    pub connector: Connector,
+    /// The admin listener serves only health and metrics.
+    pub admin: bool,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<ArcSwap<Snapshot>>, admin: bool) -> Self {
+        Gateway {
+            config,
+            connector: Connector::new(None),
+            admin,
+        }
+    }
+}
+
+fn request_id(s: &Session) -> String {
+    s.req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.config.load_full())
+    }
+
+    /// Every request is answered here: local endpoints directly, AI routes by
+    /// `exchange` (see its module doc for why not through `upstream_peer`).
+    async fn request_filter(
+        &self,
+        s: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<bool> {
+        self.serve(s, ctx).await?;
+        Ok(true)
+    }
+
+    /// Not reached: `request_filter` always answers.
+    async fn upstream_peer(
+        &self,
+        _s: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<Box<HttpPeer>> {
+        pingora_core::Error::e_explain(
+            pingora_core::ErrorType::InternalError,
+            "no upstream for this route",
+        )
+    }
+
+    /// Access log and request metrics; runs once per request, however it ended.
+    async fn logging(
+        &self,
+        s: &mut Session,
+        e: Option<&pingora_core::Error>,
+        ctx: &mut RequestCtx,
+    ) {
+        if ctx.status == 0 {
+            ctx.status = s.response_written().map_or(0, |h| h.status.as_u16());
+        }
+        if let Some(e) = e {
+            ctx.error.get_or_insert_with(|| e.to_string());
+        }
+        record(ctx);
+    }
+}
+
+fn record(ctx: &RequestCtx) {
+    let total = ctx.start.elapsed();
+    let ingress = ctx.route.ingress();
+    let is_ai = matches!(ctx.route, Route::Chat { .. } | Route::Embeddings);
+    if is_ai {
+        let status = ctx.status.to_string();
+        let (provider, model) = (ctx.provider.as_str(), ctx.model_label());
+        METRICS
+            .requests
+            .with_label_values(&[ingress, provider, model, &status])
+            .inc();
+        METRICS
+            .duration
+            .with_label_values(&[ingress, provider, model])
+            .observe(total.as_secs_f64());
+        if let Some(fb) = ctx.first_byte {
+            METRICS
+                .ttfb
+                .with_label_values(&[provider, model])
+                .observe((fb - ctx.start).as_secs_f64());
+        }
+        let own = total.saturating_sub(ctx.upstream_wait + ctx.client_wait);
+        METRICS
+            .overhead
+            .with_label_values(&[ingress, provider])
+            .observe(own.as_secs_f64());
+        if let Some(u) = &ctx.usage {
+            metrics::add_tokens(provider, model, u);
+        }
+        log::info!(
+            target: "access",
+            "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{}",
+            ctx.request_id,
+            ctx.key_id.as_deref().unwrap_or("-"),
+            ingress,
+            if provider.is_empty() { "-" } else { provider },
+            if ctx.model.is_empty() { "-" } else { &ctx.model },
+            if ctx.upstream_model.is_empty() { "-" } else { &ctx.upstream_model },
+            ctx.status,
+            ctx.attempts,
+            total.as_secs_f64() * 1000.0,
+            ctx.usage.map_or(0, |u| u.input),
+            ctx.usage.map_or(0, |u| u.output),
+            ctx.error.as_deref().map(|e| format!(" error=\"{}\"", e.replace('"', "'"))).unwrap_or_default(),
+        );
+    } else {
+        log::debug!(target: "access", "request_id={} ingress={} status={}", ctx.request_id, ingress, ctx.status);
+    }
+}
+
+impl RequestCtx {
+    /// The model label: the configured entry name would be lower-cardinality,
+    /// but clients ask for few names; unknown models are never labelled.
+    fn model_label(&self) -> &str {
+        if self.provider.is_empty() {
+            ""
+        } else {
+            &self.model
+        }
+    }
+}
+
+impl Gateway {
+    async fn serve(&self, s: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+        ctx.request_id = request_id(s);
+        ctx.debug = s
+            .req_header()
+            .headers
+            .get("x-aigate-debug")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true") || v.as_bytes() == b"1");
+        let (method, path, query) = {
+            let h = s.req_header();
+            (
+                h.method.as_str().to_string(),
+                h.uri.path().to_string(),
+                h.uri.query().map(str::to_string),
+            )
+        };
+        ctx.route = route(&method, &path);
+        let efmt = ctx.route.error_format(&path);
+        let snap = ctx.snap.clone();
+
+        match (&ctx.route, self.admin) {
+            (Route::Health, _) => {
+                return respond::json(s, ctx, 200, &json!({"status": "ok"})).await;
+            }
+            (Route::Ready, _) => {
+                let ready = snap.ready();
+                let body = json!({"status": if ready { "ready" } else { "not ready" },
+                    "providers": snap.providers.iter().map(|p| json!({"name": p.name, "usable": p.usable()})).collect::<Vec<_>>()});
+                return respond::json(s, ctx, if ready { 200 } else { 503 }, &body).await;
+            }
+            (Route::Metrics, _) => {
+                return respond::send(
+                    s,
+                    ctx,
+                    200,
+                    "text/plain; version=0.0.4",
+                    metrics::render(),
+                    &[],
+                )
+                .await;
+            }
+            (Route::NotFound, _) | (_, true) => {
+                return respond::error(
+                    s,
+                    ctx,
+                    efmt,
+                    404,
+                    &format!("no route for {method} {path}"),
+                    None,
+                )
+                .await;
+            }
+            (Route::MethodNotAllowed, _) => {
+                return respond::error(
+                    s,
+                    ctx,
+                    efmt,
+                    405,
+                    &format!("method {method} not allowed on {path}"),
+                    None,
+                )
+                .await;
+            }
+            _ => {}
+        }
+
+        // Gateway key.
+        let key = if snap.keys.is_empty() {
+            None
+        } else {
+            let h = &s.req_header().headers;
+            let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+            match auth::presented_key(&header, query.as_deref()) {
+                None => {
+                    return respond::error(s, ctx, efmt, 401, "missing gateway key", None).await;
+                }
+                Some(k) => match auth::find_key(&snap.keys, k) {
+                    None => {
+                        return respond::error(s, ctx, efmt, 401, "invalid gateway key", None).await;
+                    }
+                    Some(k) => Some(k),
+                },
+            }
+        };
+        ctx.key_id = key.map(|k| k.id.clone());
+
+        if ctx.route == Route::Models {
+            let data: Vec<_> = snap
+                .models
+                .iter()
+                .filter(|m| !m.is_glob && key.is_none_or(|k| k.allows(&m.name)))
+                .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": "aigate"}))
+                .collect();
+            return respond::json(s, ctx, 200, &json!({"object": "list", "data": data})).await;
+        }
+
+        let (ingress, gemini) = match &ctx.route {
+            Route::Chat { format, gemini } => (*format, gemini.clone()),
+            _ => (Format::OpenAiChat, None),
+        };
+        let Some(body) = exchange::read_body(s, ctx, snap.max_body_bytes).await? else {
+            let msg = format!(
+                "request body is larger than the limit of {} bytes",
+                snap.max_body_bytes
+            );
+            return respond::error(s, ctx, efmt, 413, &msg, None).await;
+        };
+        let peeked = match exchange::peek_body(&body) {
+            Ok(p) => p,
+            Err(b) => {
+                return respond::error(s, ctx, efmt, 400, &b.message, b.param.as_deref()).await;
+            }
+        };
+        let (model, stream) = match &gemini {
+            Some(g) => (g.model.clone(), g.stream),
+            None => match &peeked.model {
+                Some(m) if !m.is_empty() => (m.clone(), peeked.stream),
+                _ => {
+                    return respond::error(
+                        s,
+                        ctx,
+                        efmt,
+                        400,
+                        "missing required field `model`",
+                        Some("model"),
+                    )
+                    .await;
+                }
+            },
+        };
+        ctx.model.clone_from(&model);
+        if let Some(k) = key
+            && !k.allows(&model)
+        {
+            let msg = format!("gateway key '{}' may not use model '{}'", k.id, model);
+            return respond::error(s, ctx, efmt, 403, &msg, Some("model")).await;
+        }
+        let Some(targets) = snap.resolve_model(&model) else {
+            let msg = format!("model '{model}' is not configured on this gateway");
+            return respond::error(s, ctx, efmt, 404, &msg, Some("model")).await;
+        };
+        let op = if ctx.route == Route::Embeddings {
+            Op::Embeddings
+        } else {
+            Op::Chat { stream }
+        };
+        let gemini_query = gemini
+            .as_ref()
+            .map(|_| auth::strip_key_param(query.as_deref().unwrap_or("")));
+        let mut ask = Ask::new(ingress, op, body, peeked, gemini_query);
+        exchange::run(&self.connector, s, ctx, &mut ask, targets).await
+    }
+}

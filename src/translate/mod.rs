@@ -104,7 +104,10 @@ pub fn convert_request(
     opts: &RequestOpts,
 ) -> Result<Vec<u8>, TranslateError> {
     let _ = (from, to, body, opts);
-    Err(TranslateError::bad_request("conversion not built yet", None))
+    Err(TranslateError::bad_request(
+        "conversion not built yet",
+        None,
+    ))
 }
 
 /// Convert a whole non-streaming upstream answer (`from`) into the client's format (`to`).
@@ -115,7 +118,10 @@ pub fn convert_response(
     opts: &ResponseOpts,
 ) -> Result<Vec<u8>, TranslateError> {
     let _ = (from, to, body, opts);
-    Err(TranslateError::bad_request("conversion not built yet", None))
+    Err(TranslateError::bad_request(
+        "conversion not built yet",
+        None,
+    ))
 }
 
 /// Usage reported in a whole non-streaming answer of `format`.
@@ -133,7 +139,10 @@ pub struct StreamTranslator {
 impl StreamTranslator {
     pub fn new(from: Format, to: Format, opts: ResponseOpts) -> Self {
         let _ = opts;
-        StreamTranslator { _from: from, _to: to }
+        StreamTranslator {
+            _from: from,
+            _to: to,
+        }
     }
     /// Feed one upstream chunk (any split); append whatever client bytes are ready.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {

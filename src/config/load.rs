@@ -1,0 +1,352 @@
+//! Text -> interpolated YAML tree -> `ConfigFile`, collecting every problem with
+//! its YAML path (for `--test`), not just the first one serde meets.
+
+use super::env::interpolate;
+use super::file::*;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use std::collections::HashSet;
+
+/// One thing wrong with a config file, located by its YAML path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// A parsed file plus what is worth a warning (unset variables, disabled providers).
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub file: ConfigFile,
+    pub warnings: Vec<String>,
+}
+
+const SECTIONS: [&str; 3] = ["keys", "providers", "models"];
+
+fn de<T: DeserializeOwned>(v: Value, path: &str, problems: &mut Vec<Problem>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = match (path.is_empty(), inner.as_str()) {
+                (true, ".") => "(root)".to_string(),
+                (true, _) => inner,
+                (false, ".") => path.to_string(),
+                (false, _) => format!("{path}.{inner}"),
+            };
+            problems.push(problem(full, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+fn de_list<T: DeserializeOwned>(
+    v: Option<Value>,
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<T> {
+    match v {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Sequence(items)) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| de(item, &format!("{name}[{i}]"), problems))
+            .collect(),
+        Some(_) => {
+            problems.push(problem(name, "expected a list"));
+            vec![]
+        }
+    }
+}
+
+/// Parse and validate config text. `lookup` reads environment variables.
+pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, Vec<Problem>> {
+    let mut root: Value = serde_yaml::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {} column {}", l.line(), l.column()))
+            .unwrap_or_else(|| "(root)".into());
+        vec![problem(at, format!("not valid YAML: {e}"))]
+    })?;
+    if root.is_null() {
+        root = Value::Mapping(Default::default());
+    }
+    let mut unset = vec![];
+    interpolate(&mut root, lookup, &mut unset);
+    let Value::Mapping(mut map) = root else {
+        return Err(vec![problem("(root)", "expected a mapping of settings")]);
+    };
+
+    let mut problems = vec![];
+    let mut sections: Vec<Option<Value>> = vec![];
+    for name in SECTIONS {
+        sections.push(map.remove(name));
+    }
+    // Check each top-level setting on its own so every bad one is reported.
+    let names: Vec<Value> = map.keys().cloned().collect();
+    for name in names {
+        let mut one = serde_yaml::Mapping::new();
+        let v = map.get(&name).cloned().unwrap_or(Value::Null);
+        one.insert(name.clone(), v);
+        if de::<Settings>(Value::Mapping(one), "", &mut problems).is_none() {
+            map.remove(&name);
+        }
+    }
+    let settings: Settings = de(Value::Mapping(map), "", &mut problems).unwrap_or_default();
+    let mut it = sections.into_iter();
+    let keys: Vec<KeyConf> = de_list(it.next().flatten(), "keys", &mut problems);
+    let providers: Vec<ProviderConf> = de_list(it.next().flatten(), "providers", &mut problems);
+    let models: Vec<ModelConf> = de_list(it.next().flatten(), "models", &mut problems);
+
+    let file = ConfigFile {
+        settings,
+        keys,
+        providers,
+        models,
+    };
+    let mut warnings: Vec<String> = unset
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|v| format!("environment variable {v} is not set"))
+        .collect();
+    validate(&file, &mut problems, &mut warnings);
+    if problems.is_empty() {
+        Ok(Loaded { file, warnings })
+    } else {
+        Err(problems)
+    }
+}
+
+fn check_addr(s: &str, path: &str, problems: &mut Vec<Problem>) {
+    if s.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(problem(
+            path,
+            format!("'{s}' is not an address like 127.0.0.1:8080 or [::1]:8080"),
+        ));
+    }
+}
+
+fn check_glob(g: &str, path: &str, problems: &mut Vec<Problem>) {
+    if let Err(e) = globset::Glob::new(g) {
+        problems.push(problem(path, format!("bad glob '{g}': {e}")));
+    }
+}
+
+/// Semantic checks serde cannot do.
+fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
+    let s = &f.settings;
+    if let Some(l) = &s.listen {
+        let list = l.to_vec();
+        if list.is_empty() {
+            problems.push(problem("listen", "at least one address is needed"));
+        }
+        for (i, a) in list.iter().enumerate() {
+            let path = match l {
+                OneOrMany::One(_) => "listen".to_string(),
+                OneOrMany::Many(_) => format!("listen[{i}]"),
+            };
+            check_addr(a, &path, problems);
+        }
+    }
+    if let Some(a) = &s.admin_listen {
+        check_addr(a, "admin_listen", problems);
+    }
+    if s.threads == Some(0) {
+        problems.push(problem("threads", "must be at least 1"));
+    }
+    if s.max_body_bytes == Some(0) {
+        problems.push(problem("max_body_bytes", "must be greater than 0"));
+    }
+    for (name, v) in [("pid_file", &s.pid_file), ("upgrade_sock", &s.upgrade_sock)] {
+        if let Some(p) = v
+            && !p.starts_with('/')
+        {
+            // Pingora resolves these after daemonizing (chdir /): relative paths break (pingora #331).
+            problems.push(problem(name, "must be an absolute path"));
+        }
+    }
+
+    let mut ids = HashSet::new();
+    for (i, k) in f.keys.iter().enumerate() {
+        let path = format!("keys[{i}]");
+        if k.id.is_empty() {
+            problems.push(problem(format!("{path}.id"), "must not be empty"));
+        } else if !ids.insert(k.id.as_str()) {
+            problems.push(problem(
+                format!("{path}.id"),
+                format!("duplicate key id '{}'", k.id),
+            ));
+        }
+        match (&k.key, &k.sha256) {
+            (None, None) => problems.push(problem(&path, "needs `key` or `sha256`")),
+            (Some(_), Some(_)) => problems.push(problem(&path, "give `key` or `sha256`, not both")),
+            (Some(key), None) if key.is_empty() => problems.push(problem(
+                format!("{path}.key"),
+                "is empty (an unset environment variable?)",
+            )),
+            (None, Some(h)) if h.len() != 64 || hex::decode(h).is_err() => problems.push(problem(
+                format!("{path}.sha256"),
+                "must be 64 hex characters (the SHA-256 of the key)",
+            )),
+            _ => {}
+        }
+        for (j, g) in k.models.iter().flatten().enumerate() {
+            check_glob(g, &format!("{path}.models[{j}]"), problems);
+        }
+    }
+
+    let mut names = HashSet::new();
+    for (i, p) in f.providers.iter().enumerate() {
+        let path = format!("providers[{i}]");
+        if p.name.is_empty() || p.name.contains('/') {
+            problems.push(problem(
+                format!("{path}.name"),
+                "must be non-empty and contain no '/'",
+            ));
+        } else if !names.insert(p.name.as_str()) {
+            problems.push(problem(
+                format!("{path}.name"),
+                format!("duplicate provider '{}'", p.name),
+            ));
+        }
+        if let Some(u) = &p.base_url
+            && let Err(e) = crate::providers::Endpoint::parse(u)
+        {
+            problems.push(problem(format!("{path}.base_url"), e));
+        }
+        if p.api.is_some() && matches!(p.kind, ProviderKind::Anthropic | ProviderKind::Gemini) {
+            problems.push(problem(
+                format!("{path}.api"),
+                "only openai and openai-compatible providers take `api`",
+            ));
+        }
+        for (j, c) in p.credentials.iter().enumerate() {
+            if c.weight == 0 {
+                problems.push(problem(
+                    format!("{path}.credentials[{j}].weight"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if !p.credentials.is_empty() && p.credentials.iter().all(|c| c.key.is_empty()) {
+            warnings.push(format!(
+                "provider '{}' is disabled: every credential key is empty",
+                p.name
+            ));
+        }
+        for (h, _) in p.headers.iter() {
+            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                problems.push(problem(
+                    format!("{path}.headers.{h}"),
+                    "not a valid header name",
+                ));
+            }
+        }
+    }
+
+    for (i, m) in f.models.iter().enumerate() {
+        let path = format!("models[{i}]");
+        if m.name.is_empty() {
+            problems.push(problem(format!("{path}.name"), "must not be empty"));
+        }
+        check_glob(&m.name, &format!("{path}.name"), problems);
+        if m.targets.is_empty() {
+            problems.push(problem(
+                format!("{path}.targets"),
+                "needs at least one target",
+            ));
+        }
+        for (j, t) in m.targets.iter().enumerate() {
+            if !f.providers.iter().any(|p| p.name == t.provider) {
+                problems.push(problem(
+                    format!("{path}.targets[{j}].provider"),
+                    format!("no provider named '{}'", t.provider),
+                ));
+            }
+        }
+    }
+    if f.keys.is_empty() {
+        warnings.push(
+            "no gateway keys configured: the gateway is open to anyone who can reach it".into(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn every_problem_with_its_path() {
+        let text = r#"
+listen: 8080
+bogus: 1
+keys:
+  - {id: a, key: k, extra: 1}
+providers:
+  - {name: p, kind: openai, credentials: [{key: x, weight: "heavy"}]}
+  - {name: q, kind: martian}
+models:
+  - name: m
+    targets: [{provider: nope}]
+"#;
+        let problems = parse(text, &no_env).unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "keys[0]",
+            "providers[0].credentials[0].weight",
+            "providers[1].kind",
+            "models[0].targets[0].provider",
+        ] {
+            assert!(
+                paths.iter().any(|p| p.starts_with(want)),
+                "missing {want} in {problems:?}"
+            );
+        }
+        assert!(
+            problems.iter().any(|p| p.message.contains("bogus")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.message.contains("extra")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn valid_with_defaults_and_env() {
+        let env = |n: &str| (n == "K").then(|| "secret".to_string());
+        let text = r#"
+listen: "${AIGATE_LISTEN:-127.0.0.1:9999}"
+keys: [{id: a, key: "${K}"}]
+providers: [{name: o, kind: openai, credentials: [{key: "${MISSING}"}]}]
+models: [{name: "gpt-*", targets: [{provider: o}]}]
+"#;
+        let l = parse(text, &env).unwrap();
+        assert_eq!(
+            l.file.settings.listen,
+            Some(OneOrMany::One("127.0.0.1:9999".into()))
+        );
+        assert_eq!(l.file.keys[0].key.as_deref(), Some("secret"));
+        assert!(l.warnings.iter().any(|w| w.contains("MISSING")));
+        assert!(l.warnings.iter().any(|w| w.contains("disabled")));
+    }
+}

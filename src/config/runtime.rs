@@ -1,0 +1,313 @@
+//! The compiled config every request reads: globs built, keys hashed, URLs
+//! parsed, addresses resolved. Swapped whole on reload (`ArcSwap<Snapshot>`),
+//! so a request sees one consistent config from start to end.
+
+use super::file::*;
+use super::load::Loaded;
+use crate::providers::credentials::Credentials;
+use crate::providers::{Endpoint, chat_format, default_base_url};
+use crate::translate::Format;
+use arc_swap::ArcSwap;
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub struct GatewayKey {
+    pub id: String,
+    pub sha256: [u8; 32],
+    pub models: Option<GlobSet>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl GatewayKey {
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|g| g.is_match(model))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+/// Defaults for upstream timeouts; reasoning models can think for minutes
+/// before their first byte, so first-byte and idle are generous.
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(300),
+            idle: Duration::from_secs(300),
+            total: Duration::from_secs(1800),
+        }
+    }
+}
+
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub api: OpenAiApi,
+    pub format: Format,
+    pub endpoint: Endpoint,
+    /// Empty when the provider needs none (local servers).
+    pub credentials: Credentials,
+    /// True when credentials were configured but every key was empty.
+    pub disabled: bool,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub timeouts: Timeouts,
+    /// Resolved off the request path (at load, then by the DNS refresher).
+    pub addrs: ArcSwap<Vec<SocketAddr>>,
+}
+
+impl Provider {
+    pub fn usable(&self) -> bool {
+        !self.disabled && !self.addrs.load().is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub provider: usize,
+    /// None: send the name the client asked for.
+    pub model: Option<String>,
+}
+
+pub struct ModelEntry {
+    pub name: String,
+    pub is_glob: bool,
+    pub targets: Vec<Target>,
+}
+
+/// One resolved attempt: which provider, which upstream model name.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub provider: usize,
+    pub model: String,
+}
+
+pub struct Snapshot {
+    pub listen: Vec<String>,
+    pub admin_listen: Option<String>,
+    pub threads: Option<usize>,
+    pub max_body_bytes: u64,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub keys: Vec<GatewayKey>,
+    pub providers: Vec<Provider>,
+    pub provider_index: HashMap<String, usize>,
+    pub models: Vec<ModelEntry>,
+    exact: HashMap<String, usize>,
+    globs: Vec<(GlobMatcher, usize)>,
+}
+
+fn glob_set(globs: &[String]) -> GlobSet {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        // Validated in load.rs.
+        if let Ok(g) = Glob::new(g) {
+            b.add(g);
+        }
+    }
+    b.build().unwrap_or_else(|_| GlobSet::empty())
+}
+
+fn ms(v: Option<u64>, d: Duration) -> Duration {
+    v.map(Duration::from_millis).unwrap_or(d)
+}
+
+/// Resolve `host:port` with the system resolver (blocking: call off the request path).
+pub fn resolve(host: &str, port: u16) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            log::warn!("could not resolve {host}:{port}: {e}; will retry in the background");
+            vec![]
+        }
+    }
+}
+
+impl Snapshot {
+    /// Compile a validated file. Resolves provider hosts (blocking).
+    pub fn compile(loaded: &Loaded) -> Result<Snapshot, String> {
+        let f = &loaded.file;
+        let s = &f.settings;
+        let keys = f
+            .keys
+            .iter()
+            .map(|k| {
+                let sha256 = match (&k.key, &k.sha256) {
+                    (Some(key), _) => Sha256::digest(key.as_bytes()).into(),
+                    (None, Some(h)) => {
+                        let mut out = [0u8; 32];
+                        hex::decode_to_slice(h, &mut out).map_err(|e| format!("keys: {e}"))?;
+                        out
+                    }
+                    (None, None) => return Err(format!("key '{}' has no key", k.id)),
+                };
+                Ok(GatewayKey {
+                    id: k.id.clone(),
+                    sha256,
+                    models: k.models.as_deref().map(glob_set),
+                    rpm: k.rpm,
+                    tpm: k.tpm,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+
+        let mut providers = vec![];
+        let mut provider_index = HashMap::new();
+        for p in &f.providers {
+            let url = match (&p.base_url, default_base_url(p.kind)) {
+                (Some(u), _) => u.clone(),
+                (None, Some(d)) => d.to_string(),
+                (None, None) => return Err(format!("provider '{}' needs a base_url", p.name)),
+            };
+            let endpoint = Endpoint::parse(&url)?;
+            let creds: Vec<(String, u32)> = p
+                .credentials
+                .iter()
+                .map(|c| (c.key.clone(), c.weight))
+                .collect();
+            let credentials = Credentials::new(&creds);
+            let disabled = !p.credentials.is_empty() && credentials.is_empty();
+            let headers = p
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?,
+                        http::HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let d = Timeouts::default();
+            let t = &p.timeouts;
+            let timeouts = Timeouts {
+                connect: ms(t.connect_ms, d.connect),
+                first_byte: ms(t.first_byte_ms, d.first_byte),
+                idle: ms(t.idle_ms, d.idle),
+                total: ms(t.total_ms, d.total),
+            };
+            let api = p.api.unwrap_or_default();
+            let addrs = if disabled {
+                vec![]
+            } else {
+                resolve(&endpoint.host, endpoint.port)
+            };
+            provider_index.insert(p.name.clone(), providers.len());
+            providers.push(Provider {
+                name: p.name.clone(),
+                kind: p.kind,
+                api,
+                format: chat_format(p.kind, api),
+                endpoint,
+                credentials,
+                disabled,
+                headers,
+                timeouts,
+                addrs: ArcSwap::from_pointee(addrs),
+            });
+        }
+
+        let mut models = vec![];
+        let mut exact = HashMap::new();
+        let mut globs = vec![];
+        for m in &f.models {
+            let targets: Vec<Target> = m
+                .targets
+                .iter()
+                .filter_map(|t| {
+                    provider_index.get(&t.provider).map(|&i| Target {
+                        provider: i,
+                        model: t.model.clone(),
+                    })
+                })
+                .collect();
+            let is_glob = m.name.contains(['*', '?', '[', '{']);
+            let idx = models.len();
+            if is_glob {
+                let g = Glob::new(&m.name)
+                    .map_err(|e| e.to_string())?
+                    .compile_matcher();
+                globs.push((g, idx));
+            } else {
+                exact.entry(m.name.clone()).or_insert(idx);
+            }
+            models.push(ModelEntry {
+                name: m.name.clone(),
+                is_glob,
+                targets,
+            });
+        }
+
+        Ok(Snapshot {
+            listen: s
+                .listen
+                .as_ref()
+                .map(|l| l.to_vec())
+                .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()]),
+            admin_listen: s.admin_listen.clone(),
+            threads: s.threads,
+            max_body_bytes: s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            pid_file: s.pid_file.clone(),
+            upgrade_sock: s.upgrade_sock.clone(),
+            grace_period_seconds: s.grace_period_seconds,
+            graceful_shutdown_timeout_seconds: s.graceful_shutdown_timeout_seconds,
+            keys,
+            providers,
+            provider_index,
+            models,
+            exact,
+            globs,
+        })
+    }
+
+    /// Model name -> ordered attempts: exact entries first, then globs in file
+    /// order, then the `provider/model` form.
+    pub fn resolve_model(&self, name: &str) -> Option<Vec<Resolved>> {
+        let entry = self.exact.get(name).or_else(|| {
+            self.globs
+                .iter()
+                .find(|(g, _)| g.is_match(name))
+                .map(|(_, i)| i)
+        });
+        if let Some(&i) = entry {
+            return Some(
+                self.models[i]
+                    .targets
+                    .iter()
+                    .map(|t| Resolved {
+                        provider: t.provider,
+                        model: t.model.clone().unwrap_or_else(|| name.to_string()),
+                    })
+                    .collect(),
+            );
+        }
+        let (prov, model) = name.split_once('/')?;
+        let &p = self.provider_index.get(prov)?;
+        if model.is_empty() {
+            return None;
+        }
+        Some(vec![Resolved {
+            provider: p,
+            model: model.to_string(),
+        }])
+    }
+
+    /// At least one provider can take requests (for `/health/ready`).
+    pub fn ready(&self) -> bool {
+        self.providers.iter().any(Provider::usable)
+    }
+}

@@ -1,0 +1,58 @@
+//! Per-request state, kept across every upstream attempt of one request.
+
+use crate::config::Snapshot;
+use crate::metrics::InflightGuard;
+use crate::routing::Route;
+use crate::translate::Usage;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct RequestCtx {
+    /// The config this request runs on from start to end (SIGHUP-safe).
+    pub snap: Arc<Snapshot>,
+    pub start: Instant,
+    pub request_id: String,
+    pub route: Route,
+    pub key_id: Option<String>,
+    /// The model the client asked for.
+    pub model: String,
+    /// Provider and upstream model of the last attempt ("" when none was made).
+    pub provider: String,
+    pub upstream_model: String,
+    pub status: u16,
+    pub attempts: u32,
+    /// Time spent waiting on upstreams and on the client, subtracted from the
+    /// total to give the gateway's own cost (`aigate_overhead_seconds`).
+    pub upstream_wait: Duration,
+    pub client_wait: Duration,
+    pub first_byte: Option<Instant>,
+    pub usage: Option<Usage>,
+    /// Short reason for the access log when the request failed.
+    pub error: Option<String>,
+    pub debug: bool,
+    _inflight: InflightGuard,
+}
+
+impl RequestCtx {
+    pub fn new(snap: Arc<Snapshot>) -> Self {
+        RequestCtx {
+            snap,
+            start: Instant::now(),
+            request_id: String::new(),
+            route: Route::NotFound,
+            key_id: None,
+            model: String::new(),
+            provider: String::new(),
+            upstream_model: String::new(),
+            status: 0,
+            attempts: 0,
+            upstream_wait: Duration::ZERO,
+            client_wait: Duration::ZERO,
+            first_byte: None,
+            usage: None,
+            error: None,
+            debug: false,
+            _inflight: InflightGuard::new(),
+        }
+    }
+}

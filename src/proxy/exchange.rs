@@ -1,0 +1,731 @@
+//! The upstream exchange for AI routes, driven from `request_filter`.
+//!
+//! Design decision (README "Design: routing on the body"): Pingora picks the
+//! upstream before it reads the body and replays a pre-read body only from a
+//! 64 KiB retry buffer, so AI routes read the whole body here, then talk to the
+//! upstream through pingora-core's pooled `Connector` and write the answer
+//! themselves, converting it chunk by chunk. This keeps Pingora's server,
+//! listeners, graceful upgrade and connection pooling, and gives retries the
+//! converted body for every target.
+
+use super::ctx::RequestCtx;
+use super::headers::{UpstreamRequest, client_response, upstream_request};
+use super::intake::{Peeked, peek, splice_model};
+use super::respond;
+use crate::config::runtime::{Provider, Resolved};
+use crate::providers::{Op, upstream_path};
+use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator, UsageTap};
+use bytes::{Bytes, BytesMut};
+use pingora_core::ErrorType;
+use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Upstream error bodies and non-streaming answers are read whole; cap them.
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+const MAX_ANSWER_BODY: usize = 64 * 1024 * 1024;
+/// How long a pooled upstream connection may sit idle.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// Statuses worth trying the next target for (SPEC, issue "Resilience").
+pub fn retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504 | 520 | 522 | 524 | 529)
+}
+
+/// What a client asked for, parsed once and shared by every attempt.
+pub struct Ask {
+    pub ingress: Format,
+    pub op: Op,
+    pub body: Bytes,
+    pub peeked: Peeked,
+    /// The client's query on Gemini routes (minus `key=`).
+    pub gemini_query: Option<String>,
+    pub resp_opts: ResponseOpts,
+    /// Parsed lazily, once, for the first target needing a conversion.
+    tree: Option<Value>,
+}
+
+impl Ask {
+    pub fn new(
+        ingress: Format,
+        op: Op,
+        body: Bytes,
+        peeked: Peeked,
+        gemini_query: Option<String>,
+    ) -> Ask {
+        let stream = matches!(op, Op::Chat { stream: true });
+        let resp_opts = ResponseOpts {
+            client_model: peeked.model.clone().unwrap_or_default(),
+            include_usage: false,
+            gemini_sse: gemini_query
+                .as_deref()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")),
+        };
+        let _ = stream;
+        Ask {
+            ingress,
+            op,
+            body,
+            peeked,
+            gemini_query,
+            resp_opts,
+            tree: None,
+        }
+    }
+
+    fn stream(&self) -> bool {
+        matches!(self.op, Op::Chat { stream: true })
+    }
+
+    /// The body for a target speaking `to`, for upstream model `model`.
+    fn body_for(&mut self, to: Format, model: &str) -> Result<Bytes, translate::TranslateError> {
+        if to == self.ingress {
+            return Ok(match self.peeked.model_span {
+                Some(span) if self.peeked.model.as_deref() != Some(model) => {
+                    Bytes::from(splice_model(&self.body, span, model))
+                }
+                _ => self.body.clone(),
+            });
+        }
+        if self.tree.is_none() {
+            let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
+                translate::TranslateError::bad_request(
+                    format!("request body is not valid JSON: {e}"),
+                    None,
+                )
+            })?;
+            if self.ingress == Format::OpenAiChat {
+                self.resp_opts.include_usage = v
+                    .pointer("/stream_options/include_usage")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+            }
+            self.tree = Some(v);
+        }
+        let opts = RequestOpts {
+            model: model.to_string(),
+            stream: self.stream(),
+        };
+        let tree = self.tree.as_ref().expect("parsed above");
+        translate::convert_request(self.ingress, to, tree, &opts).map(Bytes::from)
+    }
+}
+
+/// Why an attempt did not produce the answer.
+#[derive(Debug)]
+pub enum Failure {
+    /// No usable address or credential.
+    Unusable(String),
+    Connect(String),
+    Timeout(String),
+    Io(String),
+    /// A retryable status from the upstream; body kept to relay if it is the last.
+    Status(u16, Box<ResponseHeader>, Bytes, Format),
+    /// The request cannot be expressed in this target's format.
+    Convert(translate::TranslateError),
+}
+
+enum Attempt {
+    /// The client got its answer (or the stream ended); nothing more to do.
+    Done,
+    Failed(Failure),
+}
+
+fn outcome_label(f: &Failure) -> &'static str {
+    match f {
+        Failure::Unusable(_) => "unusable",
+        Failure::Connect(_) => "connect_error",
+        Failure::Timeout(_) => "timeout",
+        Failure::Io(_) => "io_error",
+        Failure::Status(429, ..) => "http_429",
+        Failure::Status(s, ..) if *s >= 500 => "http_5xx",
+        Failure::Status(..) => "http_4xx",
+        Failure::Convert(_) => "convert_error",
+    }
+}
+
+fn classify(e: &pingora_core::Error, during: &str) -> Failure {
+    let msg = format!("{during}: {}", e.etype().as_str());
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            Failure::Timeout(msg)
+        }
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::TLSHandshakeFailure => Failure::Connect(msg),
+        _ if during == "connect" => Failure::Connect(msg),
+        _ => Failure::Io(msg),
+    }
+}
+
+/// Run the attempts for `targets` until one answers; on total failure, tell the client.
+pub async fn run(
+    connector: &Connector,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    ask: &mut Ask,
+    targets: Vec<Resolved>,
+) -> pingora_core::Result<()> {
+    let snap = ctx.snap.clone();
+    let mut last: Option<Failure> = None;
+    let n = targets.len();
+    for (i, t) in targets.into_iter().enumerate() {
+        let p = &snap.providers[t.provider];
+        ctx.provider.clone_from(&p.name);
+        ctx.upstream_model.clone_from(&t.model);
+        let is_last = i + 1 == n;
+        let failure = match attempt(connector, s, ctx, ask, p, &t.model, is_last).await? {
+            Attempt::Done => return Ok(()),
+            Attempt::Failed(f) => f,
+        };
+        crate::metrics::METRICS
+            .attempts
+            .with_label_values(&[&p.name, outcome_label(&failure)])
+            .inc();
+        log::debug!(
+            "request {} attempt on {} failed: {:?}",
+            ctx.request_id,
+            p.name,
+            failure_text(&failure)
+        );
+        last = Some(failure);
+    }
+    fail(s, ctx, ask.ingress, last).await
+}
+
+fn failure_text(f: &Failure) -> String {
+    match f {
+        Failure::Unusable(m) | Failure::Connect(m) | Failure::Timeout(m) | Failure::Io(m) => {
+            m.clone()
+        }
+        Failure::Status(s, ..) => format!("upstream status {s}"),
+        Failure::Convert(e) => e.message.clone(),
+    }
+}
+
+/// Every target failed: the last upstream status (converted), else 502/504.
+async fn fail(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    ingress: Format,
+    last: Option<Failure>,
+) -> pingora_core::Result<()> {
+    let Some(f) = last else {
+        return respond::error(
+            s,
+            ctx,
+            ingress,
+            502,
+            "no upstream target is configured for this model",
+            None,
+        )
+        .await;
+    };
+    match f {
+        Failure::Status(status, header, body, from) => {
+            relay_error(s, ctx, ingress, from, status, &header, &body).await
+        }
+        Failure::Convert(e) => {
+            respond::error(s, ctx, ingress, e.status, &e.message, e.param.as_deref()).await
+        }
+        Failure::Timeout(m) => {
+            respond::error(
+                s,
+                ctx,
+                ingress,
+                504,
+                &format!("upstream timed out ({m})"),
+                None,
+            )
+            .await
+        }
+        Failure::Unusable(m) => respond::error(s, ctx, ingress, 503, &m, None).await,
+        Failure::Connect(m) | Failure::Io(m) => {
+            respond::error(
+                s,
+                ctx,
+                ingress,
+                502,
+                &format!("upstream unavailable ({m})"),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// An upstream error answer, in the client's format, with the upstream status.
+async fn relay_error(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    ingress: Format,
+    from: Format,
+    status: u16,
+    header: &ResponseHeader,
+    body: &[u8],
+) -> pingora_core::Result<()> {
+    ctx.error = Some(format!("upstream status {status}"));
+    let converted = translate::convert_error(from, ingress, status, body);
+    let mut extra = vec![];
+    if let Some(ra) = header
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+    {
+        extra.push(("retry-after", ra.to_string()));
+    }
+    add_debug(ctx, &mut extra);
+    respond::send(s, ctx, status, "application/json", converted, &extra).await
+}
+
+fn add_debug(ctx: &RequestCtx, extra: &mut Vec<(&'static str, String)>) {
+    if ctx.debug {
+        extra.push(("x-aigate-provider", ctx.provider.clone()));
+        extra.push(("x-aigate-model", ctx.upstream_model.clone()));
+        extra.push(("x-aigate-attempts", ctx.attempts.to_string()));
+    }
+}
+
+fn pick_addr(p: &Provider, attempt: u32) -> Option<SocketAddr> {
+    let addrs = p.addrs.load();
+    if addrs.is_empty() {
+        return None;
+    }
+    Some(addrs[attempt as usize % addrs.len()])
+}
+
+fn build_peer(p: &Provider, addr: SocketAddr) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, p.endpoint.tls, p.endpoint.host.clone());
+    peer.options.connection_timeout = Some(p.timeouts.connect);
+    peer.options.total_connection_timeout = Some(p.timeouts.connect);
+    peer.options.idle_timeout = Some(POOL_IDLE);
+    peer
+}
+
+async fn timed<T>(wait: &mut Duration, f: impl std::future::Future<Output = T>) -> T {
+    let t = Instant::now();
+    let out = f.await;
+    *wait += t.elapsed();
+    out
+}
+
+/// One upstream attempt. Returns `Err` only when the client connection failed.
+async fn attempt(
+    connector: &Connector,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    ask: &mut Ask,
+    p: &Provider,
+    model: &str,
+    is_last: bool,
+) -> pingora_core::Result<Attempt> {
+    if p.disabled {
+        return Ok(Attempt::Failed(Failure::Unusable(format!(
+            "provider '{}' is disabled: it has no credential key set",
+            p.name
+        ))));
+    }
+    let Some(addr) = pick_addr(p, ctx.attempts) else {
+        return Ok(Attempt::Failed(Failure::Unusable(format!(
+            "provider '{}': address of {} not resolved",
+            p.name, p.endpoint.host
+        ))));
+    };
+    let to = match ask.op {
+        Op::Embeddings => match p.format {
+            Format::Gemini => Format::Gemini,
+            _ => Format::OpenAiChat,
+        },
+        Op::Chat { .. } => p.format,
+    };
+    if ask.op == Op::Embeddings && to == Format::Gemini {
+        return Ok(Attempt::Failed(Failure::Convert(
+            translate::TranslateError::bad_request(
+                format!(
+                    "provider '{}' (gemini) cannot serve /v1/embeddings in this build",
+                    p.name
+                ),
+                Some("model"),
+            ),
+        )));
+    }
+    let body = match ask.body_for(to, model) {
+        Ok(b) => b,
+        Err(e) => return Ok(Attempt::Failed(Failure::Convert(e))),
+    };
+    let same = to == ask.ingress;
+    let gemini_query = if same {
+        ask.gemini_query.as_deref()
+    } else {
+        None
+    };
+    let path = upstream_path(&p.endpoint, to, ask.op, model, gemini_query);
+    let credential = p.credentials.pick().map(|(_, k)| k);
+    let stream = ask.stream();
+    let req = upstream_request(
+        s.req_header(),
+        &UpstreamRequest {
+            provider: p,
+            credential,
+            path: &path,
+            body_len: body.len(),
+            request_id: &ctx.request_id,
+            same_format: same,
+            stream,
+        },
+    )?;
+    let peer = build_peer(p, addr);
+    ctx.attempts += 1;
+
+    // A pooled connection may have been closed by the upstream meanwhile;
+    // such a failure before any answer byte is retried on a fresh connection.
+    let mut up: HttpSession;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (mut sess, reused) =
+            match timed(&mut ctx.upstream_wait, connector.get_http_session(&peer)).await {
+                Ok(x) => x,
+                Err(e) => return Ok(Attempt::Failed(classify(&e, "connect"))),
+            };
+        sess.set_write_timeout(Some(p.timeouts.connect.max(Duration::from_secs(10))));
+        sess.set_read_timeout(Some(p.timeouts.first_byte));
+        let sent = timed(&mut ctx.upstream_wait, async {
+            sess.write_request_header(Box::new(req.clone())).await?;
+            sess.write_request_body(body.clone(), true).await?;
+            sess.finish_request_body().await?;
+            sess.read_response_header().await
+        })
+        .await;
+        match sent {
+            Ok(()) => {
+                up = sess;
+                break;
+            }
+            Err(e) if reused && tries < 3 && e.etype() != &ErrorType::ReadTimedout => continue,
+            Err(e) => return Ok(Attempt::Failed(classify(&e, "upstream"))),
+        }
+    }
+
+    let header = up.response_header().cloned().expect("read above");
+    let status = header.status.as_u16();
+    if status >= 400 {
+        let body = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
+            Ok(b) => b,
+            Err(f) => return Ok(Attempt::Failed(f)),
+        };
+        connector
+            .release_http_session(up, &peer, Some(POOL_IDLE))
+            .await;
+        if retryable_status(status) && !is_last {
+            return Ok(Attempt::Failed(Failure::Status(
+                status,
+                Box::new(header),
+                body,
+                to,
+            )));
+        }
+        record_attempt(p, status);
+        relay_error(s, ctx, ask.ingress, to, status, &header, &body).await?;
+        return Ok(Attempt::Done);
+    }
+    record_attempt(p, status);
+
+    if same {
+        passthrough(connector, s, ctx, up, &peer, p, &header, ask).await?;
+    } else if stream {
+        convert_stream(connector, s, ctx, up, &peer, p, ask, to).await?;
+    } else {
+        let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
+            Ok(b) => b,
+            Err(f) => {
+                let ingress = ask.ingress;
+                fail(s, ctx, ingress, Some(f)).await?;
+                return Ok(Attempt::Done);
+            }
+        };
+        connector
+            .release_http_session(up, &peer, Some(POOL_IDLE))
+            .await;
+        ctx.usage = translate::response_usage(to, &body);
+        match translate::convert_response(to, ask.ingress, &body, &ask.resp_opts) {
+            Ok(out) => {
+                let mut extra = vec![];
+                add_debug(ctx, &mut extra);
+                ctx.first_byte = Some(Instant::now());
+                respond::send(s, ctx, status, "application/json", out, &extra).await?;
+            }
+            Err(e) => {
+                let msg = format!("could not convert the upstream answer: {}", e.message);
+                respond::error(s, ctx, ask.ingress, 502, &msg, None).await?;
+            }
+        }
+    }
+    Ok(Attempt::Done)
+}
+
+fn record_attempt(p: &Provider, status: u16) {
+    let outcome = if status < 400 {
+        "ok"
+    } else if status == 429 {
+        "http_429"
+    } else if status >= 500 {
+        "http_5xx"
+    } else {
+        "http_4xx"
+    };
+    crate::metrics::METRICS
+        .attempts
+        .with_label_values(&[&p.name, outcome])
+        .inc();
+}
+
+/// Read a whole upstream body (bounded), with the idle and total timeouts.
+async fn read_all(
+    up: &mut HttpSession,
+    ctx: &mut RequestCtx,
+    p: &Provider,
+    cap: usize,
+) -> Result<Bytes, Failure> {
+    let mut buf = BytesMut::new();
+    loop {
+        match next_chunk(up, ctx, p).await? {
+            Some(chunk) => {
+                if buf.len() + chunk.len() > cap {
+                    return Err(Failure::Io(format!(
+                        "upstream body larger than {cap} bytes"
+                    )));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            None => return Ok(buf.freeze()),
+        }
+    }
+}
+
+/// The next upstream body chunk, bounded by the idle timeout and the total deadline.
+async fn next_chunk(
+    up: &mut HttpSession,
+    ctx: &mut RequestCtx,
+    p: &Provider,
+) -> Result<Option<Bytes>, Failure> {
+    let left = p.timeouts.total.saturating_sub(ctx.start.elapsed());
+    let limit = p.timeouts.idle.min(left);
+    up.set_read_timeout(None);
+    let t = Instant::now();
+    let r = tokio::time::timeout(limit, up.read_response_body()).await;
+    ctx.upstream_wait += t.elapsed();
+    match r {
+        Err(_) => Err(Failure::Timeout("waiting for the upstream body".into())),
+        Ok(Err(e)) => Err(classify(&e, "reading upstream body")),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+fn framing(s: &Session, h: &mut ResponseHeader) -> pingora_core::Result<()> {
+    // Without Content-Length an HTTP/1.1 answer must be chunked, or Pingora
+    // falls back to close-delimited and the client loses keep-alive.
+    if !s.is_http2() && h.headers.get("content-length").is_none() {
+        h.insert_header("transfer-encoding", "chunked")?;
+    }
+    Ok(())
+}
+
+async fn write_header(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut h: ResponseHeader,
+) -> pingora_core::Result<()> {
+    h.insert_header("x-request-id", &ctx.request_id)?;
+    if ctx.debug {
+        let mut extra = vec![];
+        add_debug(ctx, &mut extra);
+        for (k, v) in extra {
+            h.insert_header(k, v)?;
+        }
+    }
+    ctx.status = h.status.as_u16();
+    let t = Instant::now();
+    let r = s.write_response_header(Box::new(h), false).await;
+    ctx.client_wait += t.elapsed();
+    r
+}
+
+async fn write_body(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    data: Bytes,
+    end: bool,
+) -> pingora_core::Result<()> {
+    if ctx.first_byte.is_none() && !data.is_empty() {
+        ctx.first_byte = Some(Instant::now());
+    }
+    let t = Instant::now();
+    let r = s.write_response_body(Some(data), end).await;
+    ctx.client_wait += t.elapsed();
+    r
+}
+
+/// Same format: bytes go through untouched, as they arrive.
+#[allow(clippy::too_many_arguments)]
+async fn passthrough(
+    connector: &Connector,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut up: HttpSession,
+    peer: &HttpPeer,
+    p: &Provider,
+    header: &ResponseHeader,
+    ask: &Ask,
+) -> pingora_core::Result<()> {
+    let mut h = client_response(header, header.status.as_u16(), true, None)?;
+    framing(s, &mut h)?;
+    write_header(s, ctx, h).await?;
+    let mut tap = UsageTap::new(ask.ingress, ask.stream());
+    loop {
+        match next_chunk(&mut up, ctx, p).await {
+            Ok(Some(chunk)) => {
+                tap.feed(&chunk);
+                if let Err(e) = write_body(s, ctx, chunk, false).await {
+                    ctx.error = Some("client disconnected".into());
+                    up.shutdown().await;
+                    return Err(e);
+                }
+            }
+            Ok(None) => {
+                ctx.usage = tap.usage();
+                write_body(s, ctx, Bytes::new(), true).await?;
+                connector
+                    .release_http_session(up, peer, Some(POOL_IDLE))
+                    .await;
+                return Ok(());
+            }
+            Err(f) => {
+                // Headers are out: all that is left is to cut the response
+                // short so the client sees it incomplete, never complete.
+                ctx.error = Some(failure_text(&f));
+                ctx.usage = tap.usage();
+                up.shutdown().await;
+                return pingora_core::Error::e_explain(
+                    ErrorType::ReadError,
+                    "upstream failed mid-answer",
+                );
+            }
+        }
+    }
+}
+
+/// Different formats, streaming: convert each upstream chunk as it arrives.
+#[allow(clippy::too_many_arguments)]
+async fn convert_stream(
+    connector: &Connector,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut up: HttpSession,
+    peer: &HttpPeer,
+    p: &Provider,
+    ask: &Ask,
+    from: Format,
+) -> pingora_core::Result<()> {
+    let content_type = if ask.ingress == Format::Gemini && !ask.resp_opts.gemini_sse {
+        "application/json"
+    } else {
+        "text/event-stream"
+    };
+    let mut h = client_response(
+        up.response_header().expect("read"),
+        200,
+        false,
+        Some(content_type),
+    )?;
+    h.insert_header("cache-control", "no-cache")?;
+    framing(s, &mut h)?;
+    write_header(s, ctx, h).await?;
+    let mut tr = StreamTranslator::new(from, ask.ingress, ask.resp_opts.clone());
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        match next_chunk(&mut up, ctx, p).await {
+            Ok(Some(chunk)) => {
+                tr.feed(&chunk, &mut out);
+                if !out.is_empty() {
+                    let data = Bytes::from(std::mem::replace(&mut out, Vec::with_capacity(4096)));
+                    if let Err(e) = write_body(s, ctx, data, false).await {
+                        ctx.error = Some("client disconnected".into());
+                        ctx.usage = Some(tr.usage());
+                        up.shutdown().await;
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(None) => {
+                tr.finish(&mut out);
+                ctx.usage = Some(tr.usage());
+                write_body(s, ctx, Bytes::from(out), true).await?;
+                connector
+                    .release_http_session(up, peer, Some(POOL_IDLE))
+                    .await;
+                return Ok(());
+            }
+            Err(f) => {
+                let msg = failure_text(&f);
+                tr.fail(&format!("upstream failed mid-stream: {msg}"), &mut out);
+                ctx.error = Some(msg);
+                ctx.usage = Some(tr.usage());
+                up.shutdown().await;
+                write_body(s, ctx, Bytes::from(out), true).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Read the client's body, bounded by `limit`. `Ok(None)`: over the limit.
+pub async fn read_body(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    limit: u64,
+) -> pingora_core::Result<Option<Bytes>> {
+    if let Some(len) = s
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Ok(None);
+    }
+    let expects_continue = s
+        .req_header()
+        .headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        s.write_continue_response().await?;
+    }
+    let mut buf = BytesMut::new();
+    let t = Instant::now();
+    let r = async {
+        while let Some(chunk) = s.read_request_body().await? {
+            if (buf.len() + chunk.len()) as u64 > limit {
+                return Ok(false);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok::<_, Box<pingora_core::Error>>(true)
+    }
+    .await;
+    ctx.client_wait += t.elapsed();
+    Ok(if r? { Some(buf.freeze()) } else { None })
+}
+
+/// Helper used by the proxy to parse and reject bad bodies in the client's format.
+pub fn peek_body(body: &[u8]) -> Result<Peeked, super::intake::BadBody> {
+    peek(body)
+}

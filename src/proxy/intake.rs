@@ -1,0 +1,145 @@
+//! Reading what the client sent: the body (bounded), and the few fields
+//! routing needs, without building a JSON tree for same-format routes.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The routing fields of a chat body, borrowed from it.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    stream: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peeked {
+    pub model: Option<String>,
+    /// Byte range of the `model` value (with quotes) in the body, for splicing.
+    pub model_span: Option<(usize, usize)>,
+    pub stream: bool,
+}
+
+/// A client-body problem: the message names the field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadBody {
+    pub message: String,
+    pub param: Option<String>,
+}
+
+fn bad(message: impl Into<String>, param: Option<&str>) -> BadBody {
+    BadBody {
+        message: message.into(),
+        param: param.map(str::to_string),
+    }
+}
+
+/// Find `model` and `stream` in a JSON object body.
+pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("request body is empty; expected a JSON object", None));
+    }
+    // serde accepts a struct written as an array; a request body must be an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => bad("request body must be a JSON object", None),
+                Err(e) => bad(format!("request body is not valid JSON: {e}"), None),
+            },
+        );
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let p: Peek = match serde_path_to_error::deserialize(&mut de) {
+        Ok(p) => p,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(if inner.is_syntax() || inner.is_eof() {
+                bad(format!("request body is not valid JSON: {inner}"), None)
+            } else if path == "." {
+                bad("request body must be a JSON object", None)
+            } else {
+                bad(format!("invalid `{path}`: {inner}"), Some(&path))
+            });
+        }
+    };
+    if de.end().is_err() {
+        return Err(bad(
+            "request body is not valid JSON: trailing characters",
+            None,
+        ));
+    }
+    let (model, model_span) = match p.model {
+        None => (None, None),
+        Some(raw) => {
+            let text = raw.get();
+            let name: String = serde_json::from_str(text)
+                .map_err(|_| bad("`model` must be a string", Some("model")))?;
+            let start = text.as_ptr() as usize - body.as_ptr() as usize;
+            (Some(name), Some((start, start + text.len())))
+        }
+    };
+    Ok(Peeked {
+        model,
+        model_span,
+        stream: p.stream.unwrap_or(false),
+    })
+}
+
+/// `body` with the model value at `span` replaced by `model`.
+pub fn splice_model(body: &[u8], span: (usize, usize), model: &str) -> Vec<u8> {
+    let quoted = serde_json::to_string(model).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + quoted.len());
+    out.extend_from_slice(&body[..span.0]);
+    out.extend_from_slice(quoted.as_bytes());
+    out.extend_from_slice(&body[span.1..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeks_and_splices() {
+        let body = br#"{"messages":[{"role":"user","content":"hi \"model\""}], "model" : "gpt-4o", "stream":true}"#;
+        let p = peek(body).unwrap();
+        assert_eq!(p.model.as_deref(), Some("gpt-4o"));
+        assert!(p.stream);
+        let out = splice_model(body, p.model_span.unwrap(), "gpt-4o-2024-08-06");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "gpt-4o-2024-08-06");
+        assert_eq!(v["messages"][0]["content"], "hi \"model\"");
+        // Everything else byte-identical.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8_lossy(body).replace("\"gpt-4o\"", "\"gpt-4o-2024-08-06\"")
+        );
+    }
+
+    #[test]
+    fn escaped_model_names() {
+        let body = br#"{"model":"a\/b"}"#;
+        let p = peek(body).unwrap();
+        assert_eq!(p.model.as_deref(), Some("a/b"));
+        assert_eq!(p.model_span, Some((9, 15)));
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field() {
+        assert!(
+            peek(b"not json")
+                .unwrap_err()
+                .message
+                .contains("not valid JSON")
+        );
+        assert!(peek(b"").unwrap_err().message.contains("empty"));
+        assert!(peek(b"[1,2]").unwrap_err().message.contains("JSON object"));
+        let e = peek(br#"{"model": 5}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        let e = peek(br#"{"model": "m", "stream": "yes"}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("stream"));
+        assert!(peek(br#"{"model": "m"} x"#).is_err());
+        assert_eq!(peek(br#"{"stream": false}"#).unwrap().model, None);
+    }
+}

@@ -1,0 +1,59 @@
+//! Responses the gateway writes itself: errors in the client's format, health,
+//! metrics, the model list.
+
+use super::ctx::RequestCtx;
+use crate::translate::{Format, error_body_param};
+use bytes::Bytes;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use std::time::Instant;
+
+/// Write a whole response with a body and a Content-Length.
+pub async fn send(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    extra: &[(&'static str, String)],
+) -> pingora_core::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    h.insert_header("content-type", content_type)?;
+    h.insert_header("content-length", body.len().to_string())?;
+    if !ctx.request_id.is_empty() {
+        h.insert_header("x-request-id", &ctx.request_id)?;
+    }
+    for (k, v) in extra {
+        h.insert_header(*k, v)?;
+    }
+    ctx.status = status;
+    let t = Instant::now();
+    s.write_response_header(Box::new(h), false).await?;
+    s.write_response_body(Some(Bytes::from(body)), true).await?;
+    ctx.client_wait += t.elapsed();
+    Ok(())
+}
+
+/// An error the gateway makes itself, in the client's format (SPEC "Errors").
+pub async fn error(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    format: Format,
+    status: u16,
+    message: &str,
+    param: Option<&str>,
+) -> pingora_core::Result<()> {
+    ctx.error.get_or_insert_with(|| message.to_string());
+    let body = error_body_param(format, status, message, param);
+    send(s, ctx, status, "application/json", body, &[]).await
+}
+
+pub async fn json(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    v: &serde_json::Value,
+) -> pingora_core::Result<()> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    send(s, ctx, status, "application/json", body, &[]).await
+}
