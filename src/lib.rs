@@ -7,6 +7,7 @@ pub mod ir;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
+pub mod resilience;
 pub mod routing;
 pub mod server;
 pub mod sse;

@@ -53,6 +53,53 @@ pub struct Settings {
     pub upgrade_sock: Option<String>,
     pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub retry: Option<RetryConf>,
+    pub cooldown: Option<CooldownConf>,
+    pub circuit_breaker: Option<BreakerConf>,
+    /// An SSE comment goes to a client stream quiet for this long (0 = never).
+    pub stream_keepalive_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConf {
+    pub max_attempts: Option<u32>,
+    pub base_delay_ms: Option<u64>,
+    pub max_delay_ms: Option<u64>,
+    pub multiplier: Option<f64>,
+    pub on_status: Option<Vec<u16>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CooldownConf {
+    pub rate_limited_seconds: Option<u64>,
+    pub auth_failed_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConf {
+    pub failure_threshold: Option<u32>,
+    pub open_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    Ordered,
+    RoundRobin,
+    Weighted,
+    LeastInflight,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialStrategy {
+    #[default]
+    RoundRobin,
+    FillFirst,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +175,10 @@ pub struct ProviderConf {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub timeouts: TimeoutsConf,
+    /// Overrides of the global `retry` for this provider.
+    pub retry: Option<RetryConf>,
+    #[serde(default)]
+    pub credential_strategy: CredentialStrategy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +186,9 @@ pub struct ProviderConf {
 pub struct TargetConf {
     pub provider: String,
     pub model: Option<String>,
+    /// For `strategy: weighted`.
+    #[serde(default = "one")]
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +196,8 @@ pub struct TargetConf {
 pub struct ModelConf {
     pub name: String,
     pub targets: Vec<TargetConf>,
+    #[serde(default)]
+    pub strategy: Strategy,
 }
 
 /// The whole file after parsing.

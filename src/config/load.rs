@@ -146,6 +146,32 @@ fn check_glob(g: &str, path: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+fn check_retry(r: Option<&RetryConf>, path: &str, problems: &mut Vec<Problem>) {
+    let Some(r) = r else { return };
+    if r.max_attempts == Some(0) {
+        problems.push(problem(
+            format!("{path}.max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    if let Some(m) = r.multiplier
+        && !(1.0..=100.0).contains(&m)
+    {
+        problems.push(problem(
+            format!("{path}.multiplier"),
+            "must be between 1 and 100",
+        ));
+    }
+    for (i, s) in r.on_status.iter().flatten().enumerate() {
+        if !(400..=599).contains(s) {
+            problems.push(problem(
+                format!("{path}.on_status[{i}]"),
+                "must be an HTTP error status (400-599)",
+            ));
+        }
+    }
+}
+
 /// Semantic checks serde cannot do.
 fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
     let s = &f.settings;
@@ -178,6 +204,16 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
             // Pingora resolves these after daemonizing (chdir /): relative paths break (pingora #331).
             problems.push(problem(name, "must be an absolute path"));
         }
+    }
+
+    check_retry(s.retry.as_ref(), "retry", problems);
+    if let Some(b) = &s.circuit_breaker
+        && b.open_seconds == Some(0)
+    {
+        problems.push(problem(
+            "circuit_breaker.open_seconds",
+            "must be at least 1",
+        ));
     }
 
     let mut ids = HashSet::new();
@@ -234,6 +270,7 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
                 "only openai and openai-compatible providers take `api`",
             ));
         }
+        check_retry(p.retry.as_ref(), &format!("{path}.retry"), problems);
         for (j, c) in p.credentials.iter().enumerate() {
             if c.weight == 0 {
                 problems.push(problem(
@@ -271,6 +308,12 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
             ));
         }
         for (j, t) in m.targets.iter().enumerate() {
+            if t.weight == 0 {
+                problems.push(problem(
+                    format!("{path}.targets[{j}].weight"),
+                    "must be at least 1",
+                ));
+            }
             if !f.providers.iter().any(|p| p.name == t.provider) {
                 problems.push(problem(
                     format!("{path}.targets[{j}].provider"),

@@ -6,12 +6,14 @@ use super::file::*;
 use super::load::Loaded;
 use crate::providers::credentials::Credentials;
 use crate::providers::{Endpoint, chat_format, default_base_url};
+use crate::resilience::{Breaker, BreakerPolicy, CooldownPolicy, CredentialRest, RetryPolicy};
 use crate::translate::Format;
 use arc_swap::ArcSwap;
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub struct GatewayKey {
@@ -63,11 +65,23 @@ pub struct Provider {
     pub timeouts: Timeouts,
     /// Resolved off the request path (at load, then by the DNS refresher).
     pub addrs: ArcSwap<Vec<SocketAddr>>,
+    pub retry: RetryPolicy,
+    pub fill_first: bool,
+    pub rest: CredentialRest,
+    pub breaker: Breaker,
+    /// Requests in flight to this provider (for `least-inflight`).
+    pub inflight: AtomicU64,
 }
 
 impl Provider {
+    /// Can take a request now: enabled, resolved, circuit not open, and a
+    /// credential not resting (when it needs credentials).
     pub fn usable(&self) -> bool {
-        !self.disabled && !self.addrs.load().is_empty()
+        let now = crate::resilience::now_ms();
+        !self.disabled
+            && !self.addrs.load().is_empty()
+            && !self.breaker.is_open(now)
+            && !self.rest.all_resting(now)
     }
 }
 
@@ -82,6 +96,47 @@ pub struct ModelEntry {
     pub name: String,
     pub is_glob: bool,
     pub targets: Vec<Target>,
+    pub strategy: Strategy,
+    pub weights: Vec<u32>,
+    rr: AtomicUsize,
+}
+
+impl ModelEntry {
+    /// Target indices in the order this request tries them.
+    fn order(&self, providers: &[Provider]) -> Vec<usize> {
+        let n = self.targets.len();
+        let mut idx: Vec<usize> = (0..n).collect();
+        match self.strategy {
+            Strategy::Ordered => {}
+            Strategy::RoundRobin => {
+                idx.rotate_left(self.rr.fetch_add(1, Ordering::Relaxed) % n.max(1))
+            }
+            Strategy::Weighted => {
+                // First pick by weight; the rest keep their order as fallbacks.
+                let total: u64 = self.weights.iter().map(|&w| u64::from(w)).sum();
+                let mut r = rand::random_range(0..total.max(1));
+                let first = self
+                    .weights
+                    .iter()
+                    .position(|&w| {
+                        let hit = r < u64::from(w);
+                        r = r.saturating_sub(u64::from(w));
+                        hit
+                    })
+                    .unwrap_or(0);
+                idx.remove(first);
+                idx.insert(0, first);
+            }
+            Strategy::LeastInflight => {
+                idx.sort_by_key(|&i| {
+                    providers[self.targets[i].provider]
+                        .inflight
+                        .load(Ordering::Relaxed)
+                });
+            }
+        }
+        idx
+    }
 }
 
 /// One resolved attempt: which provider, which upstream model name.
@@ -104,6 +159,10 @@ pub struct Snapshot {
     pub providers: Vec<Provider>,
     pub provider_index: HashMap<String, usize>,
     pub models: Vec<ModelEntry>,
+    pub retry: RetryPolicy,
+    pub cooldown: CooldownPolicy,
+    pub breaker: BreakerPolicy,
+    pub stream_keepalive: Option<Duration>,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
 }
@@ -117,6 +176,20 @@ fn glob_set(globs: &[String]) -> GlobSet {
         }
     }
     b.build().unwrap_or_else(|_| GlobSet::empty())
+}
+
+fn retry_policy(base: &RetryPolicy, c: Option<&RetryConf>) -> RetryPolicy {
+    let Some(c) = c else { return base.clone() };
+    RetryPolicy {
+        max_attempts: c.max_attempts.unwrap_or(base.max_attempts),
+        base_delay: ms(c.base_delay_ms, base.base_delay),
+        max_delay: ms(c.max_delay_ms, base.max_delay),
+        multiplier: c.multiplier.unwrap_or(base.multiplier),
+        on_status: c
+            .on_status
+            .clone()
+            .unwrap_or_else(|| base.on_status.clone()),
+    }
 }
 
 fn ms(v: Option<u64>, d: Duration) -> Duration {
@@ -166,6 +239,21 @@ impl Snapshot {
             })
             .collect::<Result<Vec<_>, String>>()?;
 
+        let retry = retry_policy(&RetryPolicy::default(), s.retry.as_ref());
+        let mut cooldown = CooldownPolicy::default();
+        if let Some(c) = &s.cooldown {
+            cooldown.rate_limited = c
+                .rate_limited_seconds
+                .map_or(cooldown.rate_limited, Duration::from_secs);
+            cooldown.auth_failed = c
+                .auth_failed_seconds
+                .map_or(cooldown.auth_failed, Duration::from_secs);
+        }
+        let mut breaker = BreakerPolicy::default();
+        if let Some(b) = &s.circuit_breaker {
+            breaker.failure_threshold = b.failure_threshold.unwrap_or(breaker.failure_threshold);
+            breaker.open_for = b.open_seconds.map_or(breaker.open_for, Duration::from_secs);
+        }
         let mut providers = vec![];
         let mut provider_index = HashMap::new();
         for p in &f.providers {
@@ -181,6 +269,7 @@ impl Snapshot {
                 .map(|c| (c.key.clone(), c.weight))
                 .collect();
             let credentials = Credentials::new(&creds);
+            let credentials_len = credentials.len();
             let disabled = !p.credentials.is_empty() && credentials.is_empty();
             let headers = p
                 .headers
@@ -218,6 +307,11 @@ impl Snapshot {
                 headers,
                 timeouts,
                 addrs: ArcSwap::from_pointee(addrs),
+                retry: retry_policy(&retry, p.retry.as_ref()),
+                fill_first: p.credential_strategy == CredentialStrategy::FillFirst,
+                rest: CredentialRest::new(credentials_len),
+                breaker: Breaker::default(),
+                inflight: AtomicU64::new(0),
             });
         }
 
@@ -245,10 +339,19 @@ impl Snapshot {
             } else {
                 exact.entry(m.name.clone()).or_insert(idx);
             }
+            let weights = m
+                .targets
+                .iter()
+                .filter(|t| provider_index.contains_key(&t.provider))
+                .map(|t| t.weight)
+                .collect();
             models.push(ModelEntry {
                 name: m.name.clone(),
                 is_glob,
                 targets,
+                strategy: m.strategy,
+                weights,
+                rr: AtomicUsize::new(0),
             });
         }
 
@@ -269,6 +372,14 @@ impl Snapshot {
             providers,
             provider_index,
             models,
+            retry,
+            cooldown,
+            breaker,
+            stream_keepalive: match s.stream_keepalive_seconds {
+                Some(0) => None,
+                Some(n) => Some(Duration::from_secs(n)),
+                None => Some(Duration::from_secs(15)),
+            },
             exact,
             globs,
         })
@@ -284,13 +395,16 @@ impl Snapshot {
                 .map(|(_, i)| i)
         });
         if let Some(&i) = entry {
+            let m = &self.models[i];
             return Some(
-                self.models[i]
-                    .targets
-                    .iter()
-                    .map(|t| Resolved {
-                        provider: t.provider,
-                        model: t.model.clone().unwrap_or_else(|| name.to_string()),
+                m.order(&self.providers)
+                    .into_iter()
+                    .map(|k| {
+                        let t = &m.targets[k];
+                        Resolved {
+                            provider: t.provider,
+                            model: t.model.clone().unwrap_or_else(|| name.to_string()),
+                        }
                     })
                     .collect(),
             );

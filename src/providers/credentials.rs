@@ -53,12 +53,29 @@ impl Credentials {
 
     /// The next credential in rotation, with its index.
     pub fn pick(&self) -> Option<(usize, &str)> {
+        self.pick_where(false, |_| true)
+    }
+
+    /// The next usable credential: in weighted rotation, or with `fill_first`
+    /// the first usable one in config order (spill to the next only when it rests).
+    pub fn pick_where(
+        &self,
+        fill_first: bool,
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<(usize, &str)> {
         if self.order.is_empty() {
             return None;
         }
-        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.order.len();
-        let i = self.order[n];
-        Some((i, &self.keys[i]))
+        if fill_first {
+            return (0..self.keys.len())
+                .find(|&i| usable(i))
+                .map(|i| (i, self.keys[i].as_str()));
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..self.order.len())
+            .map(|k| self.order[(start + k) % self.order.len()])
+            .find(|&i| usable(i))
+            .map(|i| (i, self.keys[i].as_str()))
     }
 }
 
@@ -76,5 +93,9 @@ mod tests {
         let picks: Vec<_> = (0..4).map(|_| c.pick().unwrap().1.to_string()).collect();
         assert_eq!(picks, ["x", "y", "x", "y"]);
         assert!(Credentials::new(&[]).pick().is_none());
+        let c = Credentials::new(&[("x".into(), 1), ("y".into(), 1), ("z".into(), 1)]);
+        assert_eq!(c.pick_where(true, |i| i != 0).unwrap().1, "y");
+        assert_eq!(c.pick_where(false, |i| i == 2).unwrap().1, "z");
+        assert!(c.pick_where(false, |_| false).is_none());
     }
 }

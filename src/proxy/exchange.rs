@@ -14,6 +14,7 @@ use super::intake::{Peeked, peek, splice_model};
 use super::respond;
 use crate::config::runtime::{Provider, Resolved};
 use crate::providers::{Op, upstream_path};
+use crate::resilience;
 use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator, UsageTap};
 use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
@@ -24,6 +25,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Upstream error bodies and non-streaming answers are read whole; cap them.
@@ -31,11 +33,6 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 const MAX_ANSWER_BODY: usize = 64 * 1024 * 1024;
 /// How long a pooled upstream connection may sit idle.
 const POOL_IDLE: Duration = Duration::from_secs(60);
-
-/// Statuses worth trying the next target for (SPEC, issue "Resilience").
-pub fn retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504 | 520 | 522 | 524 | 529)
-}
 
 /// What a client asked for, parsed once and shared by every attempt.
 pub struct Ask {
@@ -164,7 +161,12 @@ fn classify(e: &pingora_core::Error, during: &str) -> Failure {
     }
 }
 
-/// Run the attempts for `targets` until one answers; on total failure, tell the client.
+/// Run attempts over `targets` until one answers, per the retry policy:
+/// a credential-specific failure (429, 401, 403) moves to the provider's next
+/// credential, a provider failure (connect, timeout, 5xx, 529) to the next
+/// target; rounds repeat over the targets (with backoff on the same provider)
+/// until `retry.max_attempts`. Resting credentials and open circuits are
+/// skipped, not waited for. On total failure the client gets the last error.
 pub async fn run(
     connector: &Connector,
     s: &mut Session,
@@ -173,30 +175,179 @@ pub async fn run(
     targets: Vec<Resolved>,
 ) -> pingora_core::Result<()> {
     let snap = ctx.snap.clone();
+    let budget = snap.retry.max_attempts;
     let mut last: Option<Failure> = None;
-    let n = targets.len();
-    for (i, t) in targets.into_iter().enumerate() {
-        let p = &snap.providers[t.provider];
-        ctx.provider.clone_from(&p.name);
-        ctx.upstream_model.clone_from(&t.model);
-        let is_last = i + 1 == n;
-        let failure = match attempt(connector, s, ctx, ask, p, &t.model, is_last).await? {
-            Attempt::Done => return Ok(()),
-            Attempt::Failed(f) => f,
-        };
-        crate::metrics::METRICS
-            .attempts
-            .with_label_values(&[&p.name, outcome_label(&failure)])
-            .inc();
-        log::debug!(
-            "request {} attempt on {} failed: {:?}",
-            ctx.request_id,
-            p.name,
-            failure_text(&failure)
-        );
-        last = Some(failure);
+    // Targets that cannot serve this request at all (conversion impossible).
+    let mut dead = vec![false; targets.len()];
+    let mut on_provider: Vec<u32> = vec![0; snap.providers.len()];
+    let mut prev: Option<usize> = None;
+    loop {
+        let mut progressed = false;
+        for (ti, t) in targets.iter().enumerate() {
+            if dead[ti] {
+                continue;
+            }
+            let p = &snap.providers[t.provider];
+            let mut tried: Vec<usize> = vec![];
+            loop {
+                if ctx.attempts >= budget || on_provider[t.provider] >= p.retry.max_attempts {
+                    break;
+                }
+                let now = resilience::now_ms();
+                if p.disabled {
+                    set_unusable(
+                        &mut last,
+                        Failure::Unusable(format!(
+                            "provider '{}' is disabled: no credential key is set",
+                            p.name
+                        )),
+                    );
+                    break;
+                }
+                if p.breaker.admit(now) == resilience::Admit::Open {
+                    set_unusable(
+                        &mut last,
+                        Failure::Unusable(format!(
+                            "provider '{}' is failing (circuit open)",
+                            p.name
+                        )),
+                    );
+                    break;
+                }
+                let cred = if p.credentials.is_empty() {
+                    None
+                } else {
+                    match p.credentials.pick_where(p.fill_first, |i| {
+                        !p.rest.resting(i, now) && !tried.contains(&i)
+                    }) {
+                        Some((i, k)) => Some((i, k.to_string())),
+                        None => {
+                            if tried.is_empty() {
+                                set_unusable(
+                                    &mut last,
+                                    Failure::Unusable(format!(
+                                        "every credential of provider '{}' is resting after rate limits or auth failures",
+                                        p.name
+                                    )),
+                                );
+                            }
+                            break;
+                        }
+                    }
+                };
+                if prev == Some(t.provider) {
+                    let n = on_provider[t.provider];
+                    tokio::time::sleep(p.retry.backoff(n, rand::random::<f64>())).await;
+                }
+                prev = Some(t.provider);
+                progressed = true;
+                on_provider[t.provider] += 1;
+                ctx.provider.clone_from(&p.name);
+                ctx.upstream_model.clone_from(&t.model);
+                p.inflight.fetch_add(1, Ordering::Relaxed);
+                let r = attempt(
+                    connector,
+                    s,
+                    ctx,
+                    ask,
+                    p,
+                    &t.model,
+                    cred.as_ref().map(|(_, k)| k.as_str()),
+                )
+                .await;
+                p.inflight.fetch_sub(1, Ordering::Relaxed);
+                let failure = match r? {
+                    Attempt::Done => {
+                        p.breaker.success();
+                        if let Some((i, _)) = &cred {
+                            p.rest.ok(*i);
+                        }
+                        return Ok(());
+                    }
+                    Attempt::Failed(f) => f,
+                };
+                crate::metrics::METRICS
+                    .attempts
+                    .with_label_values(&[&p.name, outcome_label(&failure)])
+                    .inc();
+                log::debug!(
+                    "request {} attempt on {} failed: {}",
+                    ctx.request_id,
+                    p.name,
+                    failure_text(&failure)
+                );
+                let now = resilience::now_ms();
+                let next_credential = match &failure {
+                    Failure::Status(st @ (429 | 401 | 403), h, ..) => {
+                        if let Some((i, _)) = &cred {
+                            let rest = if *st == 429 {
+                                h.headers
+                                    .get("retry-after")
+                                    .and_then(|v| v.to_str().ok())
+                                    .and_then(resilience::parse_retry_after)
+                                    .unwrap_or(snap.cooldown.rate_limited)
+                            } else {
+                                snap.cooldown.auth_failed
+                            };
+                            if p.rest.rest(*i, rest, now) && *st != 429 {
+                                log::warn!(
+                                    "provider '{}' credential #{} rejected with {st}: resting it for {}s",
+                                    p.name,
+                                    i + 1,
+                                    rest.as_secs()
+                                );
+                            }
+                            tried.push(*i);
+                        }
+                        cred.is_some()
+                    }
+                    // A 4xx says nothing about the provider's health.
+                    Failure::Status(st, ..) if *st < 500 => false,
+                    Failure::Status(..)
+                    | Failure::Connect(_)
+                    | Failure::Timeout(_)
+                    | Failure::Io(_) => {
+                        if p.breaker.failure(&snap.breaker, now) {
+                            log::warn!(
+                                "provider '{}' circuit opened after repeated failures",
+                                p.name
+                            );
+                        }
+                        false
+                    }
+                    Failure::Convert(_) | Failure::Unusable(_) => {
+                        dead[ti] = true;
+                        false
+                    }
+                };
+                // A non-retryable answer (a 400 about the request, say) goes
+                // straight back: another target would refuse it too.
+                if let Failure::Status(st, ..) = &failure
+                    && !p.retry.retries_status(*st)
+                    && !(next_credential && matches!(st, 401 | 403))
+                {
+                    let f = failure;
+                    return fail(s, ctx, ask.ingress, Some(f)).await;
+                }
+                last = Some(failure);
+                if !next_credential {
+                    break;
+                }
+            }
+        }
+        if !progressed || ctx.attempts >= budget {
+            break;
+        }
     }
     fail(s, ctx, ask.ingress, last).await
+}
+
+/// Record that a target could not be tried, unless a real upstream failure
+/// is already known (that one says more to the client).
+fn set_unusable(last: &mut Option<Failure>, f: Failure) {
+    if last.is_none() || matches!(last, Some(Failure::Unusable(_))) {
+        *last = Some(f);
+    }
 }
 
 fn failure_text(f: &Failure) -> String {
@@ -280,16 +431,7 @@ async fn relay_error(
     {
         extra.push(("retry-after", ra.to_string()));
     }
-    add_debug(ctx, &mut extra);
     respond::send(s, ctx, status, "application/json", converted, &extra).await
-}
-
-fn add_debug(ctx: &RequestCtx, extra: &mut Vec<(&'static str, String)>) {
-    if ctx.debug {
-        extra.push(("x-aigate-provider", ctx.provider.clone()));
-        extra.push(("x-aigate-model", ctx.upstream_model.clone()));
-        extra.push(("x-aigate-attempts", ctx.attempts.to_string()));
-    }
 }
 
 fn pick_addr(p: &Provider, attempt: u32) -> Option<SocketAddr> {
@@ -323,14 +465,8 @@ async fn attempt(
     ask: &mut Ask,
     p: &Provider,
     model: &str,
-    is_last: bool,
+    credential: Option<&str>,
 ) -> pingora_core::Result<Attempt> {
-    if p.disabled {
-        return Ok(Attempt::Failed(Failure::Unusable(format!(
-            "provider '{}' is disabled: it has no credential key set",
-            p.name
-        ))));
-    }
     let Some(addr) = pick_addr(p, ctx.attempts) else {
         return Ok(Attempt::Failed(Failure::Unusable(format!(
             "provider '{}': address of {} not resolved",
@@ -366,7 +502,6 @@ async fn attempt(
         None
     };
     let path = upstream_path(&p.endpoint, to, ask.op, model, gemini_query);
-    let credential = p.credentials.pick().map(|(_, k)| k);
     let stream = ask.stream();
     let req = upstream_request(
         s.req_header(),
@@ -423,17 +558,12 @@ async fn attempt(
         connector
             .release_http_session(up, &peer, Some(POOL_IDLE))
             .await;
-        if retryable_status(status) && !is_last {
-            return Ok(Attempt::Failed(Failure::Status(
-                status,
-                Box::new(header),
-                body,
-                to,
-            )));
-        }
-        record_attempt(p, status);
-        relay_error(s, ctx, ask.ingress, to, status, &header, &body).await?;
-        return Ok(Attempt::Done);
+        return Ok(Attempt::Failed(Failure::Status(
+            status,
+            Box::new(header),
+            body,
+            to,
+        )));
     }
     record_attempt(p, status);
 
@@ -456,10 +586,8 @@ async fn attempt(
         ctx.usage = translate::response_usage(to, &body);
         match translate::convert_response(to, ask.ingress, &body, &ask.resp_opts) {
             Ok(out) => {
-                let mut extra = vec![];
-                add_debug(ctx, &mut extra);
                 ctx.first_byte = Some(Instant::now());
-                respond::send(s, ctx, status, "application/json", out, &extra).await?;
+                respond::send(s, ctx, status, "application/json", out, &[]).await?;
             }
             Err(e) => {
                 let msg = format!("could not convert the upstream answer: {}", e.message);
@@ -543,13 +671,7 @@ async fn write_header(
     mut h: ResponseHeader,
 ) -> pingora_core::Result<()> {
     h.insert_header("x-request-id", &ctx.request_id)?;
-    if ctx.debug {
-        let mut extra = vec![];
-        add_debug(ctx, &mut extra);
-        for (k, v) in extra {
-            h.insert_header(k, v)?;
-        }
-    }
+    respond::debug_headers(ctx, &mut h)?;
     ctx.status = h.status.as_u16();
     let t = Instant::now();
     let r = s.write_response_header(Box::new(h), false).await;

@@ -237,7 +237,8 @@ impl Gateway {
                 }
                 Some(k) => match auth::find_key(&snap.keys, k) {
                     None => {
-                        return respond::error(s, ctx, efmt, 401, "invalid gateway key", None).await;
+                        return respond::error(s, ctx, efmt, 401, "invalid gateway key", None)
+                            .await;
                     }
                     Some(k) => Some(k),
                 },

@@ -26,11 +26,22 @@ pub async fn send(
     for (k, v) in extra {
         h.insert_header(*k, v)?;
     }
+    debug_headers(ctx, &mut h)?;
     ctx.status = status;
     let t = Instant::now();
     s.write_response_header(Box::new(h), false).await?;
     s.write_response_body(Some(Bytes::from(body)), true).await?;
     ctx.client_wait += t.elapsed();
+    Ok(())
+}
+
+/// `x-aigate-debug: true` on the request: say where it went (SPEC "Headers").
+pub fn debug_headers(ctx: &RequestCtx, h: &mut ResponseHeader) -> pingora_core::Result<()> {
+    if ctx.debug && !ctx.provider.is_empty() {
+        h.insert_header("x-aigate-provider", &ctx.provider)?;
+        h.insert_header("x-aigate-model", &ctx.upstream_model)?;
+        h.insert_header("x-aigate-attempts", ctx.attempts.to_string())?;
+    }
     Ok(())
 }
 
