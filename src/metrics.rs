@@ -17,6 +17,7 @@ pub struct Metrics {
     pub inflight: IntGauge,
     pub rate_limited: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub client_disconnects: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -110,6 +111,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "Config reloads by result (ok, error)",
             &["result"],
         ),
+        client_disconnects: counter(
+            &r,
+            "aigate_client_disconnects_total",
+            "Clients that went away before their answer was complete",
+            &["ingress"],
+        ),
         registry: r,
     }
 });
@@ -122,27 +129,18 @@ pub fn render() -> Vec<u8> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let families = m.registry.gather();
     let _ = TextEncoder::new().encode(&families, &mut buf);
-    let descs = [
-        &m.requests as &dyn prometheus::core::Collector,
-        &m.duration,
-        &m.ttfb,
-        &m.overhead,
-        &m.attempts,
-        &m.tokens,
-        &m.rate_limited,
-        &m.config_reloads,
+    let descs: [(&dyn prometheus::core::Collector, &str); 9] = [
+        (&m.requests, "counter"),
+        (&m.duration, "histogram"),
+        (&m.ttfb, "histogram"),
+        (&m.overhead, "histogram"),
+        (&m.attempts, "counter"),
+        (&m.tokens, "counter"),
+        (&m.rate_limited, "counter"),
+        (&m.config_reloads, "counter"),
+        (&m.client_disconnects, "counter"),
     ];
-    let kinds = [
-        "counter",
-        "histogram",
-        "histogram",
-        "histogram",
-        "counter",
-        "counter",
-        "counter",
-        "counter",
-    ];
-    for (c, kind) in descs.iter().zip(kinds) {
+    for (c, kind) in descs {
         for d in c.desc() {
             if !families.iter().any(|f| f.name() == d.fq_name) {
                 buf.extend_from_slice(

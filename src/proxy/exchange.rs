@@ -12,9 +12,11 @@ use super::ctx::RequestCtx;
 use super::headers::{UpstreamRequest, client_response, upstream_request};
 use super::intake::{Peeked, peek, splice_model};
 use super::respond;
+use super::stream;
 use crate::config::runtime::{Provider, Resolved};
 use crate::providers::{Op, upstream_path};
 use crate::resilience;
+use crate::sse;
 use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator, UsageTap};
 use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
@@ -567,18 +569,12 @@ async fn attempt(
     }
     record_attempt(p, status);
 
-    if same {
-        passthrough(connector, s, ctx, up, &peer, p, &header, ask).await?;
-    } else if stream {
-        convert_stream(connector, s, ctx, up, &peer, p, ask, to).await?;
+    if same || stream {
+        return stream_answer(connector, s, ctx, up, &peer, p, ask, to).await;
     } else {
         let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
             Ok(b) => b,
-            Err(f) => {
-                let ingress = ask.ingress;
-                fail(s, ctx, ingress, Some(f)).await?;
-                return Ok(Attempt::Done);
-            }
+            Err(f) => return Ok(Attempt::Failed(f)),
         };
         connector
             .release_http_session(up, &peer, Some(POOL_IDLE))
@@ -694,58 +690,47 @@ async fn write_body(
     r
 }
 
-/// Same format: bytes go through untouched, as they arrive.
-#[allow(clippy::too_many_arguments)]
-async fn passthrough(
-    connector: &Connector,
+/// What the client connection did while we waited on the upstream.
+enum Wait {
+    Chunk(Result<Option<Bytes>, Failure>),
+    Tick,
+    ClientGone,
+}
+
+/// The next upstream chunk; meanwhile notice a client that disconnects and,
+/// every `keepalive`, come back with `Tick` (the chunk read stays pending).
+async fn wait_chunk(
+    fut: &mut std::pin::Pin<&mut impl std::future::Future<Output = Result<Option<Bytes>, Failure>>>,
     s: &mut Session,
-    ctx: &mut RequestCtx,
-    mut up: HttpSession,
-    peer: &HttpPeer,
-    p: &Provider,
-    header: &ResponseHeader,
-    ask: &Ask,
-) -> pingora_core::Result<()> {
-    let mut h = client_response(header, header.status.as_u16(), true, None)?;
-    framing(s, &mut h)?;
-    write_header(s, ctx, h).await?;
-    let mut tap = UsageTap::new(ask.ingress, ask.stream());
-    loop {
-        match next_chunk(&mut up, ctx, p).await {
-            Ok(Some(chunk)) => {
-                tap.feed(&chunk);
-                if let Err(e) = write_body(s, ctx, chunk, false).await {
-                    ctx.error = Some("client disconnected".into());
-                    up.shutdown().await;
-                    return Err(e);
+    keepalive: Option<Duration>,
+) -> Wait {
+    let idle = async {
+        tokio::select! {
+            r = s.downstream_session.read_body_or_idle(true) => match r {
+                // Data from a client that sent its whole body is not a disconnect.
+                Ok(Some(_)) => std::future::pending().await,
+                _ => Wait::ClientGone,
+            },
+            _ = async {
+                match keepalive {
+                    Some(k) => tokio::time::sleep(k).await,
+                    None => std::future::pending().await,
                 }
-            }
-            Ok(None) => {
-                ctx.usage = tap.usage();
-                write_body(s, ctx, Bytes::new(), true).await?;
-                connector
-                    .release_http_session(up, peer, Some(POOL_IDLE))
-                    .await;
-                return Ok(());
-            }
-            Err(f) => {
-                // Headers are out: all that is left is to cut the response
-                // short so the client sees it incomplete, never complete.
-                ctx.error = Some(failure_text(&f));
-                ctx.usage = tap.usage();
-                up.shutdown().await;
-                return pingora_core::Error::e_explain(
-                    ErrorType::ReadError,
-                    "upstream failed mid-answer",
-                );
-            }
+            } => Wait::Tick,
         }
+    };
+    tokio::select! {
+        r = fut.as_mut() => Wait::Chunk(r),
+        w = idle => w,
     }
 }
 
-/// Different formats, streaming: convert each upstream chunk as it arrives.
+/// Send the upstream's answer (header already read, status < 400) to the
+/// client, passing or converting it chunk by chunk. Before the first real
+/// content nothing is sent (for SSE streams), so a failure there returns
+/// `Attempt::Failed` and the next target can still answer.
 #[allow(clippy::too_many_arguments)]
-async fn convert_stream(
+async fn stream_answer(
     connector: &Connector,
     s: &mut Session,
     ctx: &mut RequestCtx,
@@ -754,54 +739,158 @@ async fn convert_stream(
     p: &Provider,
     ask: &Ask,
     from: Format,
-) -> pingora_core::Result<()> {
-    let content_type = if ask.ingress == Format::Gemini && !ask.resp_opts.gemini_sse {
-        "application/json"
+) -> pingora_core::Result<Attempt> {
+    let upstream_header = up.response_header().cloned().expect("read");
+    let same = from == ask.ingress;
+    let sse = ask.stream() && !(ask.ingress == Format::Gemini && !ask.resp_opts.gemini_sse);
+    let mut h = if same {
+        client_response(
+            &upstream_header,
+            upstream_header.status.as_u16(),
+            !ask.stream(),
+            None,
+        )?
     } else {
-        "text/event-stream"
+        let ct = if sse {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let mut h = client_response(&upstream_header, 200, false, Some(ct))?;
+        h.insert_header("cache-control", "no-cache")?;
+        h
     };
-    let mut h = client_response(
-        up.response_header().expect("read"),
-        200,
-        false,
-        Some(content_type),
-    )?;
-    h.insert_header("cache-control", "no-cache")?;
+    if same && ask.stream() {
+        h.remove_header("content-length");
+    }
     framing(s, &mut h)?;
-    write_header(s, ctx, h).await?;
-    let mut tr = StreamTranslator::new(from, ask.ingress, ask.resp_opts.clone());
-    let mut out = Vec::with_capacity(4096);
+    let mut pipe = if same {
+        stream::Pipe::Pass(stream::Observer::new(ask.ingress))
+    } else {
+        stream::Pipe::Convert(StreamTranslator::new(
+            from,
+            ask.ingress,
+            ask.resp_opts.clone(),
+        ))
+    };
+    let keepalive = if sse { ctx.snap.stream_keepalive } else { None };
+    let mut header = Some(h);
+    let mut pending: Vec<u8> = Vec::with_capacity(4096);
+    let mut tap = (!ask.stream()).then(|| UsageTap::new(ask.ingress, false));
     loop {
-        match next_chunk(&mut up, ctx, p).await {
-            Ok(Some(chunk)) => {
-                tr.feed(&chunk, &mut out);
-                if !out.is_empty() {
-                    let data = Bytes::from(std::mem::replace(&mut out, Vec::with_capacity(4096)));
+        let w = {
+            let fut = next_chunk(&mut up, ctx, p);
+            tokio::pin!(fut);
+            loop {
+                match wait_chunk(&mut fut, s, keepalive).await {
+                    Wait::Tick => {
+                        // A quiet stream: commit to this upstream (a long
+                        // silence is thinking, not failure) and keep
+                        // intermediaries from cutting the connection.
+                        if let Some(h) = header.take() {
+                            s.write_response_header(Box::new(h), false).await?;
+                        }
+                        let mut c = std::mem::take(&mut pending);
+                        sse::write_comment(&mut c, "keepalive");
+                        s.write_response_body(Some(Bytes::from(c)), false).await?;
+                    }
+                    other => break other,
+                }
+            }
+        };
+        match w {
+            Wait::Tick => unreachable!("handled above"),
+            Wait::ClientGone => {
+                ctx.error = Some("client disconnected".into());
+                crate::metrics::METRICS
+                    .client_disconnects
+                    .with_label_values(&[ask.ingress.as_str()])
+                    .inc();
+                ctx.usage = pipe.usage();
+                up.shutdown().await;
+                return pingora_core::Error::e_explain(
+                    ErrorType::ConnectionClosed,
+                    "client disconnected mid-answer",
+                );
+            }
+            Wait::Chunk(Ok(Some(chunk))) => {
+                if let Some(t) = tap.as_mut() {
+                    t.feed(&chunk);
+                }
+                pipe.feed(&chunk, &mut pending);
+                if header.is_some() && sse {
+                    if let Some((status, msg)) = pipe.upstream_error()
+                        && !pipe.content_started()
+                    {
+                        // An error event before any content (e.g. overloaded
+                        // inside a 200 stream): fail over like a status.
+                        up.shutdown().await;
+                        let body = Bytes::from(translate::error_body(from, status, &msg));
+                        return Ok(Attempt::Failed(Failure::Status(
+                            status,
+                            Box::new(upstream_header),
+                            body,
+                            from,
+                        )));
+                    }
+                    if !pipe.content_started() {
+                        continue;
+                    }
+                }
+                if let Some(h) = header.take() {
+                    write_header(s, ctx, h).await?;
+                }
+                if !pending.is_empty() {
+                    let data =
+                        Bytes::from(std::mem::replace(&mut pending, Vec::with_capacity(4096)));
                     if let Err(e) = write_body(s, ctx, data, false).await {
                         ctx.error = Some("client disconnected".into());
-                        ctx.usage = Some(tr.usage());
+                        crate::metrics::METRICS
+                            .client_disconnects
+                            .with_label_values(&[ask.ingress.as_str()])
+                            .inc();
+                        ctx.usage = pipe.usage();
                         up.shutdown().await;
                         return Err(e);
                     }
                 }
             }
-            Ok(None) => {
-                tr.finish(&mut out);
-                ctx.usage = Some(tr.usage());
-                write_body(s, ctx, Bytes::from(out), true).await?;
+            Wait::Chunk(Ok(None)) => {
+                pipe.finish(&mut pending);
+                ctx.usage = tap.map_or_else(|| pipe.usage(), |t| t.usage());
+                if let Some(h) = header.take() {
+                    write_header(s, ctx, h).await?;
+                }
+                write_body(s, ctx, Bytes::from(pending), true).await?;
                 connector
                     .release_http_session(up, peer, Some(POOL_IDLE))
                     .await;
-                return Ok(());
+                return Ok(Attempt::Done);
             }
-            Err(f) => {
-                let msg = failure_text(&f);
-                tr.fail(&format!("upstream failed mid-stream: {msg}"), &mut out);
-                ctx.error = Some(msg);
-                ctx.usage = Some(tr.usage());
+            Wait::Chunk(Err(f)) => {
                 up.shutdown().await;
-                write_body(s, ctx, Bytes::from(out), true).await?;
-                return Ok(());
+                if header.is_some() {
+                    // Nothing reached the client: another target may answer.
+                    return Ok(Attempt::Failed(f));
+                }
+                let msg = failure_text(&f);
+                ctx.error = Some(msg.clone());
+                ctx.usage = pipe.usage();
+                if !sse {
+                    // A plain body cut short: end the connection so the client
+                    // sees it incomplete, never complete.
+                    return pingora_core::Error::e_explain(
+                        ErrorType::ReadError,
+                        "upstream failed mid-answer",
+                    );
+                }
+                pipe.fail(
+                    ask.ingress,
+                    &format!("upstream failed mid-stream: {msg}"),
+                    &mut pending,
+                );
+                write_body(s, ctx, Bytes::from(pending), true).await?;
+                return Ok(Attempt::Done);
             }
         }
     }

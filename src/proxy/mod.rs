@@ -5,6 +5,7 @@ pub mod exchange;
 pub mod headers;
 pub mod intake;
 pub mod respond;
+pub mod stream;
 
 use crate::auth;
 use crate::config::Snapshot;

@@ -1,0 +1,169 @@
+//! Streaming an upstream answer to the client: bytes pass or are converted as
+//! they arrive, with the preamble held back until real content so a failure
+//! before it can still fail over, keepalive comments on quiet streams, and
+//! prompt notice of a client that went away.
+
+use crate::ir::StreamEvent;
+use crate::sse;
+use crate::translate::{self, Format, StreamDecoder, StreamTranslator, Usage};
+use bytes::Bytes;
+
+/// Watches a same-format stream going by: usage, whether content started, and
+/// an in-stream upstream error. Changes nothing.
+pub struct Observer {
+    parser: sse::Parser,
+    decoder: Option<Box<dyn StreamDecoder>>,
+    usage: crate::ir::Usage,
+    seen_usage: bool,
+    content: bool,
+    finished: bool,
+    error: Option<(u16, String)>,
+}
+
+impl Observer {
+    pub fn new(format: Format) -> Self {
+        Observer {
+            parser: sse::Parser::default(),
+            decoder: translate::stream_decoder(format).ok(),
+            usage: Default::default(),
+            seen_usage: false,
+            content: false,
+            finished: false,
+            error: None,
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let Some(dec) = self.decoder.as_deref_mut() else {
+            // Unknown format: nothing to hold back for.
+            self.content = true;
+            return;
+        };
+        let (usage, seen, content, finished, error) = (
+            &mut self.usage,
+            &mut self.seen_usage,
+            &mut self.content,
+            &mut self.finished,
+            &mut self.error,
+        );
+        let r = self.parser.feed(chunk, &mut |ev| {
+            dec.event(ev, &mut |ie| match ie {
+                StreamEvent::Start(s) => {
+                    usage.merge(&s.usage);
+                    *seen = true;
+                }
+                StreamEvent::BlockStart { block, .. } => {
+                    if !matches!(
+                        block,
+                        crate::ir::BlockStart::Text | crate::ir::BlockStart::Thinking
+                    ) {
+                        *content = true;
+                    }
+                }
+                StreamEvent::Delta { .. } => *content = true,
+                StreamEvent::Usage(u) => {
+                    usage.merge(&u);
+                    *seen = true;
+                }
+                StreamEvent::Finish { usage: u, .. } => {
+                    usage.merge(&u);
+                    *seen = true;
+                    *finished = true;
+                }
+                StreamEvent::Error(e) => {
+                    if error.is_none() {
+                        *error = Some((e.status, e.message));
+                    }
+                }
+                StreamEvent::BlockStop { .. } | StreamEvent::Ping => {}
+            })
+        });
+        if r.is_err() {
+            // Too large an event to watch: stop holding anything back.
+            self.content = true;
+        }
+    }
+}
+
+/// The per-attempt stream pipe: same-format bytes (watched) or a converter.
+pub enum Pipe {
+    Pass(Observer),
+    Convert(StreamTranslator),
+}
+
+impl Pipe {
+    pub fn feed(&mut self, chunk: &Bytes, out: &mut Vec<u8>) {
+        match self {
+            Pipe::Pass(o) => {
+                o.feed(chunk);
+                out.extend_from_slice(chunk);
+            }
+            Pipe::Convert(t) => t.feed(chunk, out),
+        }
+    }
+
+    /// The upstream body ended cleanly.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Pipe::Convert(t) = self {
+            t.finish(out);
+        }
+    }
+
+    /// The upstream failed after the client got content: end it visibly broken.
+    /// Same-format streams end with an error event in their own format.
+    pub fn fail(&mut self, format: Format, message: &str, out: &mut Vec<u8>) {
+        match self {
+            Pipe::Convert(t) => t.fail(message, out),
+            Pipe::Pass(_) => {
+                let body = translate::error_body(format, 502, message);
+                match format {
+                    Format::Anthropic => sse::write_raw(out, Some("error"), &body),
+                    Format::OpenAiResponses => sse::write_raw(out, Some("error"), &body),
+                    _ => sse::write_raw(out, None, &body),
+                }
+            }
+        }
+    }
+
+    pub fn content_started(&self) -> bool {
+        match self {
+            Pipe::Pass(o) => o.content,
+            Pipe::Convert(t) => t.content_started(),
+        }
+    }
+
+    pub fn upstream_error(&self) -> Option<(u16, String)> {
+        match self {
+            Pipe::Pass(o) => o.error.clone(),
+            Pipe::Convert(t) => t.upstream_error().map(|(s, m)| (s, m.to_string())),
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            Pipe::Pass(o) => o.seen_usage.then(|| o.usage.into()),
+            Pipe::Convert(t) => Some(t.usage()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observer_sees_content_errors_and_usage() {
+        let mut o = Observer::new(Format::OpenAiChat);
+        o.feed(b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n");
+        assert!(!o.content, "role preamble is not content");
+        o.feed(b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n");
+        assert!(o.content);
+
+        let mut o = Observer::new(Format::Anthropic);
+        o.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n");
+        assert!(!o.content);
+        o.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+        assert_eq!(o.error.as_ref().map(|e| e.0), Some(529));
+        assert_eq!(o.usage.input, 7);
+    }
+}
