@@ -83,7 +83,7 @@ impl Ask {
 
     /// The body for a target speaking `to`, for upstream model `model`.
     fn body_for(&mut self, to: Format, model: &str) -> Result<Bytes, translate::TranslateError> {
-        if to == self.ingress {
+        if to == self.ingress && self.peeked.models.is_none() {
             return Ok(match self.peeked.model_span {
                 Some(span) if self.peeked.model.as_deref() != Some(model) => {
                     Bytes::from(splice_model(&self.body, span, model))
@@ -104,7 +104,18 @@ impl Ask {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
             }
+            let mut v = v;
+            // The fallback list is aigate's; no upstream knows the field.
+            if let Some(o) = v.as_object_mut() {
+                o.remove("models");
+            }
             self.tree = Some(v);
+        }
+        if to == self.ingress {
+            // Same format from a `models` list: the body needs its `model`.
+            let mut v = self.tree.clone().expect("parsed above");
+            v["model"] = Value::String(model.to_string());
+            return Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
         }
         let opts = RequestOpts {
             model: model.to_string(),

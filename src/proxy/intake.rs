@@ -10,6 +10,8 @@ struct Peek<'a> {
     #[serde(borrow)]
     model: Option<&'a RawValue>,
     stream: Option<bool>,
+    /// Request-level fallback (OpenAI formats): tried in order when `model` is absent.
+    models: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +20,7 @@ pub struct Peeked {
     /// Byte range of the `model` value (with quotes) in the body, for splicing.
     pub model_span: Option<(usize, usize)>,
     pub stream: bool,
+    pub models: Option<Vec<String>>,
 }
 
 /// A client-body problem: the message names the field.
@@ -83,6 +86,7 @@ pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
         model,
         model_span,
         stream: p.stream.unwrap_or(false),
+        models: p.models,
     })
 }
 
@@ -141,5 +145,13 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("stream"));
         assert!(peek(br#"{"model": "m"} x"#).is_err());
         assert_eq!(peek(br#"{"stream": false}"#).unwrap().model, None);
+        assert_eq!(
+            peek(br#"{"models": ["a", "b"]}"#).unwrap().models,
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            peek(br#"{"models": "a"}"#).unwrap_err().param.as_deref(),
+            Some("models")
+        );
     }
 }

@@ -274,10 +274,30 @@ impl Gateway {
                 return respond::error(s, ctx, efmt, 400, &b.message, b.param.as_deref()).await;
             }
         };
-        let (model, stream) = match &gemini {
-            Some(g) => (g.model.clone(), g.stream),
-            None => match &peeked.model {
-                Some(m) if !m.is_empty() => (m.clone(), peeked.stream),
+        let fallback = match (&gemini, &peeked.model, &peeked.models) {
+            (None, None, Some(list))
+                if matches!(ingress, Format::OpenAiChat | Format::OpenAiResponses) =>
+            {
+                if list.is_empty() || list.iter().any(String::is_empty) {
+                    return respond::error(
+                        s,
+                        ctx,
+                        efmt,
+                        400,
+                        "`models` must list model names",
+                        Some("models"),
+                    )
+                    .await;
+                }
+                Some(list.clone())
+            }
+            _ => None,
+        };
+        let (models, stream) = match (&gemini, fallback) {
+            (Some(g), _) => (vec![g.model.clone()], g.stream),
+            (None, Some(list)) => (list, peeked.stream),
+            (None, None) => match &peeked.model {
+                Some(m) if !m.is_empty() => (vec![m.clone()], peeked.stream),
                 _ => {
                     return respond::error(
                         s,
@@ -291,17 +311,28 @@ impl Gateway {
                 }
             },
         };
-        ctx.model.clone_from(&model);
-        if let Some(k) = key
-            && !k.allows(&model)
-        {
-            let msg = format!("gateway key '{}' may not use model '{}'", k.id, model);
-            return respond::error(s, ctx, efmt, 403, &msg, Some("model")).await;
+        ctx.model.clone_from(&models[0]);
+        let mut targets = vec![];
+        for model in &models {
+            if let Some(k) = key
+                && !k.allows(model)
+            {
+                let msg = format!("gateway key '{}' may not use model '{}'", k.id, model);
+                return respond::error(s, ctx, efmt, 403, &msg, Some("model")).await;
+            }
+            let Some(t) = snap.resolve_model(model) else {
+                let msg = format!("model '{model}' is not configured on this gateway");
+                return respond::error(s, ctx, efmt, 404, &msg, Some("model")).await;
+            };
+            for r in t {
+                // The same target under two names is tried once.
+                if !targets.iter().any(|x: &crate::config::runtime::Resolved| {
+                    x.provider == r.provider && x.model == r.model
+                }) {
+                    targets.push(r);
+                }
+            }
         }
-        let Some(targets) = snap.resolve_model(&model) else {
-            let msg = format!("model '{model}' is not configured on this gateway");
-            return respond::error(s, ctx, efmt, 404, &msg, Some("model")).await;
-        };
         let op = if ctx.route == Route::Embeddings {
             Op::Embeddings
         } else {
