@@ -71,6 +71,7 @@ mod tests {
             models: None,
             rpm: None,
             tpm: None,
+            max_concurrent: None,
         }
     }
 

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod ir;
+pub mod limits;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;

@@ -58,6 +58,9 @@ pub struct Settings {
     pub circuit_breaker: Option<BreakerConf>,
     /// An SSE comment goes to a client stream quiet for this long (0 = never).
     pub stream_keepalive_seconds: Option<u64>,
+    /// Length of the rpm/tpm sliding window (default 60; shorter for tests).
+    /// Read at start; a reload does not change it.
+    pub rate_limit_window_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -111,6 +114,8 @@ pub struct KeyConf {
     pub models: Option<Vec<String>>,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    /// Requests of this key in flight at once.
+    pub max_concurrent: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -191,6 +191,9 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
     if let Some(a) = &s.admin_listen {
         check_addr(a, "admin_listen", problems);
     }
+    if s.rate_limit_window_seconds == Some(0) {
+        problems.push(problem("rate_limit_window_seconds", "must be at least 1"));
+    }
     if s.threads == Some(0) {
         problems.push(problem("threads", "must be at least 1"));
     }
@@ -239,6 +242,18 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
                 "must be 64 hex characters (the SHA-256 of the key)",
             )),
             _ => {}
+        }
+        for (name, v) in [
+            ("rpm", k.rpm),
+            ("tpm", k.tpm),
+            ("max_concurrent", k.max_concurrent),
+        ] {
+            if v == Some(0) {
+                problems.push(problem(
+                    format!("{path}.{name}"),
+                    "must be at least 1 (omit it for no limit)",
+                ));
+            }
         }
         for (j, g) in k.models.iter().flatten().enumerate() {
             check_glob(g, &format!("{path}.models[{j}]"), problems);

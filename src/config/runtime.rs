@@ -22,6 +22,7 @@ pub struct GatewayKey {
     pub models: Option<GlobSet>,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    pub max_concurrent: Option<u64>,
 }
 
 impl GatewayKey {
@@ -163,6 +164,7 @@ pub struct Snapshot {
     pub cooldown: CooldownPolicy,
     pub breaker: BreakerPolicy,
     pub stream_keepalive: Option<Duration>,
+    pub rate_limit_window: Duration,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
 }
@@ -235,6 +237,7 @@ impl Snapshot {
                     models: k.models.as_deref().map(glob_set),
                     rpm: k.rpm,
                     tpm: k.tpm,
+                    max_concurrent: k.max_concurrent,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -380,6 +383,7 @@ impl Snapshot {
                 Some(n) => Some(Duration::from_secs(n)),
                 None => Some(Duration::from_secs(15)),
             },
+            rate_limit_window: Duration::from_secs(s.rate_limit_window_seconds.unwrap_or(60)),
             exact,
             globs,
         })

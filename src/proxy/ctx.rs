@@ -1,6 +1,7 @@
 //! Per-request state, kept across every upstream attempt of one request.
 
 use crate::config::Snapshot;
+use crate::limits::{KeyState, Slot};
 use crate::metrics::InflightGuard;
 use crate::routing::Route;
 use crate::translate::Usage;
@@ -30,6 +31,11 @@ pub struct RequestCtx {
     /// Short reason for the access log when the request failed.
     pub error: Option<String>,
     pub debug: bool,
+    /// `x-ratelimit-*` headers for responses to a limited key.
+    pub rate_headers: Vec<(&'static str, String)>,
+    /// Tokens reserved against the key's tpm, reconciled with the reported usage.
+    pub tokens_reserved: Option<(Arc<KeyState>, u64)>,
+    pub slot: Option<Slot>,
     _inflight: InflightGuard,
 }
 
@@ -52,6 +58,9 @@ impl RequestCtx {
             usage: None,
             error: None,
             debug: false,
+            rate_headers: Vec::new(),
+            tokens_reserved: None,
+            slot: None,
             _inflight: InflightGuard::new(),
         }
     }

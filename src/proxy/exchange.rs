@@ -679,6 +679,9 @@ async fn write_header(
 ) -> pingora_core::Result<()> {
     h.insert_header("x-request-id", &ctx.request_id)?;
     respond::debug_headers(ctx, &mut h)?;
+    for (k, v) in &ctx.rate_headers {
+        h.insert_header(*k, v)?;
+    }
     ctx.status = h.status.as_u16();
     let t = Instant::now();
     let r = s.write_response_header(Box::new(h), false).await;
@@ -753,7 +756,7 @@ async fn stream_answer(
 ) -> pingora_core::Result<Attempt> {
     let upstream_header = up.response_header().cloned().expect("read");
     let same = from == ask.ingress;
-    let sse = ask.stream() && !(ask.ingress == Format::Gemini && !ask.resp_opts.gemini_sse);
+    let sse = ask.stream() && (ask.ingress != Format::Gemini || ask.resp_opts.gemini_sse);
     let mut h = if same {
         client_response(
             &upstream_header,

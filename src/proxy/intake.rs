@@ -12,6 +12,9 @@ struct Peek<'a> {
     stream: Option<bool>,
     /// Request-level fallback (OpenAI formats): tried in order when `model` is absent.
     models: Option<Vec<String>>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +24,8 @@ pub struct Peeked {
     pub model_span: Option<(usize, usize)>,
     pub stream: bool,
     pub models: Option<Vec<String>>,
+    /// The output the request allows itself (for token-limit reservations).
+    pub max_output: Option<u64>,
 }
 
 /// A client-body problem: the message names the field.
@@ -87,6 +92,10 @@ pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
         model_span,
         stream: p.stream.unwrap_or(false),
         models: p.models,
+        max_output: p
+            .max_completion_tokens
+            .or(p.max_tokens)
+            .or(p.max_output_tokens),
     })
 }
 

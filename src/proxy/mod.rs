@@ -9,6 +9,7 @@ pub mod stream;
 
 use crate::auth;
 use crate::config::Snapshot;
+use crate::limits::{self, Limiter};
 use crate::metrics::{self, METRICS};
 use crate::providers::Op;
 use crate::routing::{Route, route};
@@ -26,15 +27,18 @@ use std::sync::Arc;
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub connector: Connector,
+    pub limiter: Limiter,
     /// The admin listener serves only health and metrics.
     pub admin: bool,
 }
 
 impl Gateway {
     pub fn new(config: Arc<ArcSwap<Snapshot>>, admin: bool) -> Self {
+        let window = config.load().rate_limit_window;
         Gateway {
             config,
             connector: Connector::new(None),
+            limiter: Limiter::new(window),
             admin,
         }
     }
@@ -93,6 +97,13 @@ impl ProxyHttp for Gateway {
         }
         if let Some(e) = e {
             ctx.error.get_or_insert_with(|| e.to_string());
+        }
+        if let Some((k, estimate)) = ctx.tokens_reserved.take()
+            && let Some(u) = &ctx.usage
+        {
+            let actual = u.input + u.output;
+            k.tokens
+                .adjust(crate::resilience::now_ms(), actual as i64 - estimate as i64);
         }
         record(ctx);
     }
@@ -161,6 +172,90 @@ impl RequestCtx {
 }
 
 impl Gateway {
+    /// Apply the key's limits; `Some((message, retry_after))` when refused.
+    /// Fills the `x-ratelimit-*` headers either way.
+    fn check_limits(
+        &self,
+        ctx: &mut RequestCtx,
+        k: &crate::config::runtime::GatewayKey,
+        body_len: usize,
+        max_output: Option<u64>,
+    ) -> Option<(String, std::time::Duration)> {
+        if k.rpm.is_none() && k.tpm.is_none() && k.max_concurrent.is_none() {
+            return None;
+        }
+        let state = self.limiter.key(&k.id);
+        let now = crate::resilience::now_ms();
+        if let Some(max) = k.max_concurrent {
+            match limits::try_slot(&state, max) {
+                Some(slot) => ctx.slot = Some(slot),
+                None => {
+                    let msg = format!(
+                        "gateway key '{}' has {max} requests in flight, its limit",
+                        k.id
+                    );
+                    return Some((msg, std::time::Duration::from_secs(1)));
+                }
+            }
+        }
+        let mut refused = None;
+        if let Some(rpm) = k.rpm {
+            let r = state.requests.try_take(now, 1, rpm);
+            let q = *r.as_ref().unwrap_or_else(|q| q);
+            ctx.rate_headers
+                .push(("x-ratelimit-limit-requests", q.limit.to_string()));
+            ctx.rate_headers
+                .push(("x-ratelimit-remaining-requests", q.remaining.to_string()));
+            ctx.rate_headers
+                .push(("x-ratelimit-reset-requests", limits::reset_text(q.reset)));
+            if r.is_err() {
+                refused = Some((
+                    format!(
+                        "gateway key '{}' reached its limit of {rpm} requests per minute",
+                        k.id
+                    ),
+                    q.reset,
+                ));
+            }
+        }
+        if let Some(tpm) = k.tpm {
+            let estimate = limits::estimate_tokens(body_len, max_output);
+            let r = if refused.is_some() {
+                state.tokens.try_take(now, 0, tpm)
+            } else {
+                state.tokens.try_take(now, estimate, tpm)
+            };
+            let q = *r.as_ref().unwrap_or_else(|q| q);
+            ctx.rate_headers
+                .push(("x-ratelimit-limit-tokens", q.limit.to_string()));
+            ctx.rate_headers
+                .push(("x-ratelimit-remaining-tokens", q.remaining.to_string()));
+            ctx.rate_headers
+                .push(("x-ratelimit-reset-tokens", limits::reset_text(q.reset)));
+            match r {
+                Ok(_) if refused.is_none() => ctx.tokens_reserved = Some((state.clone(), estimate)),
+                Ok(_) => {}
+                Err(_) => {
+                    if refused.is_none() {
+                        // The request slot it took is given back: it never ran.
+                        state.requests.adjust(now, -1);
+                        refused = Some((
+                            format!(
+                                "gateway key '{}' reached its limit of {tpm} tokens per minute",
+                                k.id
+                            ),
+                            q.reset,
+                        ));
+                    }
+                }
+            }
+        }
+        if refused.is_some() {
+            ctx.slot = None;
+        }
+        refused
+    }
+
     async fn serve(&self, s: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
         ctx.request_id = request_id(s);
         ctx.debug = s
@@ -332,6 +427,14 @@ impl Gateway {
                     targets.push(r);
                 }
             }
+        }
+        if let Some(k) = key
+            && let Some(refusal) = self.check_limits(ctx, k, body.len(), peeked.max_output)
+        {
+            METRICS.rate_limited.with_label_values(&[&k.id]).inc();
+            let retry = refusal.1.as_secs_f64().ceil().max(1.0).to_string();
+            ctx.rate_headers.push(("retry-after", retry));
+            return respond::error(s, ctx, efmt, 429, &refusal.0, None).await;
         }
         let op = if ctx.route == Route::Embeddings {
             Op::Embeddings

@@ -27,6 +27,9 @@ pub async fn send(
         h.insert_header(*k, v)?;
     }
     debug_headers(ctx, &mut h)?;
+    for (k, v) in &ctx.rate_headers {
+        h.insert_header(*k, v)?;
+    }
     ctx.status = status;
     let t = Instant::now();
     s.write_response_header(Box::new(h), false).await?;
