@@ -570,3 +570,6 @@ impl UsageTap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
