@@ -93,6 +93,7 @@ pub struct Usage {
 
 pub mod anthropic;
 pub mod errors;
+pub mod json;
 pub mod openai_chat;
 pub use errors::{convert_error, error_body, error_body_param};
 
@@ -188,13 +189,17 @@ pub fn stream_decoder(format: Format) -> Result<Box<dyn StreamDecoder>, Translat
     }
 }
 
-/// A stream encoder for client `format`.
+/// A stream encoder for client `format`. `created` (Unix seconds) stamps
+/// answers whose upstream gave no creation time.
 pub fn stream_encoder(
     format: Format,
     opts: &ResponseOpts,
+    created: u64,
 ) -> Result<Box<dyn StreamEncoder>, TranslateError> {
     match format {
-        Format::OpenAiChat => Ok(Box::new(openai_chat::StreamEncode::new(opts))),
+        Format::OpenAiChat => Ok(Box::new(openai_chat::StreamEncode::with_created(
+            opts, created,
+        ))),
         Format::Anthropic => Ok(Box::new(anthropic::StreamEncode::new(opts))),
         Format::OpenAiResponses => Err(not_supported(format)),
         Format::Gemini => Err(not_supported(format)),
@@ -390,12 +395,18 @@ pub struct StreamTranslator {
 
 impl StreamTranslator {
     pub fn new(from: Format, to: Format, opts: ResponseOpts) -> Self {
+        Self::new_at(from, to, opts, json::now_unix())
+    }
+
+    /// Like [`StreamTranslator::new`] with a fixed clock (`created` for
+    /// answers whose upstream gave none), so output is reproducible.
+    pub fn new_at(from: Format, to: Format, opts: ResponseOpts, created: u64) -> Self {
         StreamTranslator {
             from,
             to,
             parser: sse::Parser::default(),
             decoder: stream_decoder(from).ok(),
-            encoder: stream_encoder(to, &opts).ok(),
+            encoder: stream_encoder(to, &opts, created).ok(),
             relay: Relay::default(),
         }
     }
@@ -559,3 +570,6 @@ impl UsageTap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
