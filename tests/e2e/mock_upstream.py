@@ -1080,6 +1080,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as e:  # a request shape the mock cannot read: answer 400 like a provider
+            if rec.status is not None:
+                raise
+            _, err = error_response(rec.format or "openai", 400, rec.seq, f"mock upstream could not process the request: {type(e).__name__}: {e}")
+            self._send_json(rec, 400, err)
         finally:
             rec.done = True
 

@@ -6,7 +6,6 @@ so a gateway test that fails points at the gateway, not at the mock.
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from google import genai
 from google.genai import types as gtypes
 
 import mock_upstream as mu
-from mock_upstream import USAGE, USAGE_THINK, USAGE_TOOLS, MockUpstream
+from mock_upstream import USAGE, USAGE_THINK, MockUpstream
 
 KEY = "sk-up-1"
 WEATHER_TOOL_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}
