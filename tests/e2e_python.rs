@@ -45,5 +45,8 @@ fn python_e2e_suite() {
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    assert!(status.success(), "the Python e2e suite failed ({status}); see pytest's report above");
+    assert!(
+        status.success(),
+        "the Python e2e suite failed ({status}); see pytest's report above"
+    );
 }
