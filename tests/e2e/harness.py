@@ -229,6 +229,7 @@ def route(name: str, *targets: tuple[str, str | None]) -> dict:
 def standard_config(mock: MockUpstream, dead_port: int) -> dict:
     """The config most tests share: every provider kind on the mock, plus a dead one."""
     fast = {"connect_ms": 1000, "first_byte_ms": 10000, "idle_ms": 10000, "total_ms": 30000}
+    slow = {"connect_ms": 1000, "first_byte_ms": 600, "idle_ms": 600, "total_ms": 5000}
     return {
         "listen": "127.0.0.1:0",
         "admin_listen": "127.0.0.1:0",
@@ -250,28 +251,33 @@ def standard_config(mock: MockUpstream, dead_port: int) -> dict:
             provider("pair", "openai", mock.openai_url, keys=["sk-up-1", "sk-up-3"], timeouts=fast),
             provider("dead", "openai", f"http://127.0.0.1:{dead_port}/v1", timeouts=fast),
             provider("dead-anthropic", "anthropic", f"http://127.0.0.1:{dead_port}", timeouts=fast),
-            provider("slowpoke", "openai", mock.openai_url, timeouts={"connect_ms": 1000, "first_byte_ms": 600, "idle_ms": 600, "total_ms": 5000}),
+            # used only by the fallback tests, so no earlier failure has opened their circuit
+            provider("dead-fb", "openai", f"http://127.0.0.1:{dead_port}/v1", timeouts=fast),
+            provider("dead-fb-anthropic", "anthropic", f"http://127.0.0.1:{dead_port}", timeouts=fast),
+            provider("slowpoke", "openai", mock.openai_url, timeouts=slow),
+            provider("slowpoke-anthropic", "anthropic", mock.url, timeouts=slow),
         ],
         "models": [
             route("gpt-4o", ("openai", "gpt-4o-upstream")),
             route("gpt-4o-same", ("openai", None)),
             route("gpt-4o-think", ("openai", "gpt-4o-think-upstream")),
-            route("gpt-4o-slow", ("openai", "gpt-4o-slow-250")),
+            route("gpt-4o-slow", ("openai", "gpt-4o-slow-300")),
             route("gpt-4.1", ("openai-resp", "gpt-4.1-upstream")),
-            route("gpt-4.1-slow", ("openai-resp", "gpt-4.1-slow-250")),
+            route("gpt-4.1-slow", ("openai-resp", "gpt-4.1-slow-300")),
             route("claude-sonnet-4-5", ("anthropic", "claude-sonnet-4-5-upstream")),
-            route("claude-slow", ("anthropic", "claude-slow-250")),
+            route("claude-slow", ("anthropic", "claude-slow-300")),
             route("claude-3-haiku*", ("anthropic", None)),
             route("gemini-2.5-flash", ("gemini", "gemini-2.5-flash-upstream")),
-            route("gemini-slow", ("gemini", "gemini-slow-250")),
+            route("gemini-slow", ("gemini", "gemini-slow-300")),
             route("compat-model", ("compat", "llama-3-upstream")),
             route("rotate-model", ("rotating", None)),
             route("pair-model", ("pair", None)),
-            route("fallback-model", ("dead", "gpt-dead"), ("openai", "gpt-4o-fallback")),
-            route("fallback-claude", ("dead-anthropic", "claude-dead"), ("anthropic", "claude-fallback")),
+            route("fallback-model", ("dead-fb", "gpt-dead"), ("openai", "gpt-4o-fallback")),
+            route("fallback-claude", ("dead-fb-anthropic", "claude-dead"), ("anthropic", "claude-fallback")),
             route("dead-model", ("dead", "gpt-dead")),
             route("dead-claude", ("dead-anthropic", "claude-dead")),
             route("hang-model", ("slowpoke", "gpt-hang-5000")),
+            route("hang-claude", ("slowpoke-anthropic", "claude-hang-5000")),
             route("err-anthropic-404", ("anthropic", "corpus:anthropic-messages/error-404-not-found")),
             route("err-openai-400", ("openai", "corpus:openai-chat/error-400-unsupported-parameter")),
             route("err-resp-400", ("openai-resp", "corpus:openai-responses/error-400-invalid-parameter")),

@@ -194,7 +194,7 @@ def test_504_when_upstream_hangs_past_first_byte_timeout(gateway: Gateway, upstr
 
 
 def test_504_streaming_request_in_anthropic_format(gateway: Gateway, upstream: MockUpstream):
-    path, body = raw_request("anthropic", "hang-model", stream=True)
+    path, body = raw_request("anthropic", "hang-claude", stream=True)
     r = httpx.post(gateway.url + path, json=body, headers=key_headers("anthropic"), timeout=15)
     assert_error_shape("anthropic", r, 504)
 

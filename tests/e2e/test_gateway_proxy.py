@@ -148,6 +148,17 @@ def test_gemini_sdk_same_format_streaming(gateway: Gateway, upstream: MockUpstre
     assert_gateway_key_not_forwarded(rec, GW_KEY_A)
 
 
+def test_gemini_sdk_without_api_version_as_in_readme(gateway: Gateway, upstream: MockUpstream):
+    """google-genai with only `base_url` (README snippet) calls /v1/models/...; the gateway
+    serves that path too and still calls the provider's /v1beta API."""
+    from google import genai
+
+    gc = genai.Client(api_key=GW_KEY_A, http_options={"base_url": gateway.url})
+    r = gc.models.generate_content(model="gemini-2.5-flash", contents="readme")
+    assert r.text == "echo: readme"
+    assert upstream.last().path == "/v1beta/models/gemini-2.5-flash-upstream:generateContent"
+
+
 # ============================================================================ bytes pass through untouched
 
 # Deliberately odd but valid JSON: spacing, key order, escapes, raw UTF-8, numbers in
@@ -202,17 +213,46 @@ def test_same_format_response_bytes_pass_through_untouched(gateway: Gateway, ups
     with httpx.stream("POST", gateway.url + path, json=body, headers=key_headers(fmt), timeout=20) as r:
         got = r.read()
         assert r.status_code == 200
-        assert r.headers["content-type"].split(";")[0] == meta["response_content_type"].split(";")[0]
+        ct = r.headers.get("content-type")
+        assert ct is not None and ct.split(";")[0] == meta["response_content_type"].split(";")[0], f"Content-Type must pass through: got {ct!r}, upstream sent {meta['response_content_type']!r}"
     assert got == expected, f"response bytes changed on a same-format route ({len(got)} vs {len(expected)} bytes)"
 
 
 # ============================================================================ SSE event by event
 
 
+def first_content_event(fmt: str, events: list[bytes]) -> int:
+    """Index of the first event carrying content (text, reasoning or tool-call delta).
+
+    Events before it are the stream's preamble (OpenAI role chunk, Anthropic
+    message_start/content_block_start/ping, Responses created/in_progress/item added):
+    issue 5 lets the gateway hold those back until the first content arrives, so a
+    failure before any content can still fail over."""
+    for i, ev in enumerate(events):
+        data = "".join(l[5:].strip() for l in ev.decode().splitlines() if l.startswith("data:"))
+        if not data or data == "[DONE]":
+            continue
+        obj = json.loads(data)
+        if fmt == "openai-chat":
+            d = (obj.get("choices") or [{}])[0].get("delta") or {}
+            if d.get("content") or d.get("tool_calls") or d.get("reasoning_content"):
+                return i
+        elif fmt == "openai-responses":
+            if obj.get("type", "").endswith(".delta"):
+                return i
+        elif fmt == "anthropic":
+            if obj.get("type") == "content_block_delta":
+                return i
+        else:
+            return i
+    raise AssertionError(f"no content event in the stream: {events!r}")
+
+
 @pytest.mark.parametrize("fmt,model", [("openai-chat", "gpt-4o-slow"), ("openai-responses", "gpt-4.1-slow"), ("anthropic", "claude-slow"), ("gemini", "gemini-slow")])
 def test_sse_reaches_client_event_by_event(gateway: Gateway, upstream: MockUpstream, fmt: str, model: str):
-    """The mock sends an event, waits 250 ms, sends the next: each event must reach the
-    client before the mock sends the following one (no buffering in the gateway)."""
+    """The mock sends an event, waits 300 ms, sends the next: from the first content event
+    on, each event must reach the client before the mock sends the following one (no
+    buffering in the gateway); preamble events go out no later than the first content."""
     path, body = raw_request(fmt, model, "one two three", stream=True)
     with httpx.stream("POST", gateway.url + path, json=body, headers=key_headers(fmt), timeout=30) as r:
         assert r.status_code == 200
@@ -221,9 +261,12 @@ def test_sse_reaches_client_event_by_event(gateway: Gateway, upstream: MockUpstr
     sent = rec.events_sent_at
     assert len(sent) >= 4
     assert len(events) == len(sent), f"client got {len(events)} events, mock sent {len(sent)}"
-    for k in range(len(sent) - 1):
-        assert recv[k] < sent[k + 1], f"event {k} reached the client {recv[k] - sent[k + 1]:+.3f}s after the mock sent event {k + 1}: buffered"
     assert b"".join(events) == bytes(rec.response_bytes)
+    c = first_content_event(fmt, events)
+    assert c + 2 < len(sent), "the stream must have content events after the first one"
+    for k in range(len(sent) - 1):
+        deadline = max(k, c) + 1
+        assert recv[k] < sent[deadline], f"event {k} (first content event: {c}) reached the client {recv[k] - sent[deadline]:+.3f}s after the mock sent event {deadline}: buffered"
 
 
 # ============================================================================ routing
@@ -378,56 +421,108 @@ SPEC_METRICS = {
 }
 
 
+def _metrics(gw: Gateway) -> str:
+    r = httpx.get(gw.admin_url + "/metrics", timeout=5)
+    assert r.status_code == 200
+    return r.text
+
+
 def test_metrics_expose_every_spec_metric_after_traffic(gateway: Gateway, upstream: MockUpstream):
-    before = parse_metrics(httpx.get(gateway.admin_url + "/metrics", timeout=5).text)
     oc = openai_client(gateway)
     oc.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "m1"}])
-    oc.chat.completions.create(model="gpt-4o-think", messages=[{"role": "user", "content": "m2"}])
-    anthropic_client(gateway).messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "m3"}])
-    # key "limited" has rpm 1: the second request in this minute is refused
-    first = post(gateway, "openai-chat", "gpt-4o", key=GW_KEY_LIMITED)
-    second = post(gateway, "openai-chat", "gpt-4o", key=GW_KEY_LIMITED)
-    assert first.status_code == 200 and second.status_code == 429, (first.status_code, second.status_code)
-    assert second.headers.get("retry-after"), "429 from a limit carries Retry-After"
-
-    text = httpx.get(gateway.admin_url + "/metrics", timeout=5).text
+    anthropic_client(gateway).messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "m2"}])
+    # key "limited" has rpm 1: a second request within the minute is rate limited
+    post(gateway, "openai-chat", "gpt-4o", key=GW_KEY_LIMITED)
+    post(gateway, "openai-chat", "gpt-4o", key=GW_KEY_LIMITED)
+    text = _metrics(gateway)
     types_ = metric_types(text)
-    for name, typ in SPEC_METRICS.items():
-        assert types_.get(name) == typ, f"{name}: want # TYPE {typ}, got {types_.get(name)}"
-    after = parse_metrics(text)
+    missing = {name: (typ, types_.get(name)) for name, typ in SPEC_METRICS.items() if types_.get(name) != typ}
+    assert not missing, f"metrics missing or of the wrong type (want, got): {missing}"
+    for secret in (GW_KEY_A, GW_KEY_LIMITED, "sk-up-1"):
+        assert secret not in text, "keys never appear in metrics"
+
+
+def test_metrics_labels_are_the_spec_labels(gateway: Gateway, upstream: MockUpstream):
+    post(gateway, "openai-chat", "gpt-4o")
+    after = parse_metrics(_metrics(gateway))
 
     def labels_of(name: str) -> set[frozenset]:
         return {frozenset(k for k in l if k != "le") for n, l, _ in after if n in (name, name + "_bucket", name + "_count", name + "_sum")}
 
-    assert frozenset({"ingress", "provider", "model", "status"}) in labels_of("aigate_requests_total")
-    assert frozenset({"ingress", "provider", "model"}) in labels_of("aigate_request_duration_seconds")
-    assert frozenset({"provider", "model"}) in labels_of("aigate_time_to_first_byte_seconds")
-    assert frozenset({"ingress", "provider"}) in labels_of("aigate_overhead_seconds")
-    assert frozenset({"provider", "outcome"}) in labels_of("aigate_upstream_attempts_total")
-    assert frozenset({"provider", "model", "kind"}) in labels_of("aigate_tokens_total")
-    assert frozenset({"key"}) in labels_of("aigate_rate_limited_total")
+    want = {
+        "aigate_requests_total": {"ingress", "provider", "model", "status"},
+        "aigate_request_duration_seconds": {"ingress", "provider", "model"},
+        "aigate_time_to_first_byte_seconds": {"provider", "model"},
+        "aigate_overhead_seconds": {"ingress", "provider"},
+        "aigate_upstream_attempts_total": {"provider", "outcome"},
+        "aigate_tokens_total": {"provider", "model", "kind"},
+    }
+    for name, labels in want.items():
+        assert frozenset(labels) in labels_of(name), f"{name}: want labels {sorted(labels)}, found {[sorted(x) for x in labels_of(name)]}"
+
+
+def test_metrics_count_requests_attempts_and_durations(gateway: Gateway, upstream: MockUpstream):
+    before = parse_metrics(_metrics(gateway))
+    oc = openai_client(gateway)
+    oc.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "c1"}])
+    list(oc.chat.completions.create(model="gpt-4o-think", messages=[{"role": "user", "content": "c2"}], stream=True))
+    anthropic_client(gateway).messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "c3"}])
+    assert post(gateway, "openai-chat", "no-such-model").status_code == 404
+    after = parse_metrics(_metrics(gateway))
 
     def delta(name: str, **match: str) -> float:
         return metric_sum(after, name, **match) - metric_sum(before, name, **match)
 
-    # 2 + the limited key's accepted request on provider openai; 1 on anthropic
-    assert delta("aigate_requests_total", provider="openai", status="200") == 3
+    assert delta("aigate_requests_total", provider="openai", status="200") == 2
     assert delta("aigate_requests_total", provider="anthropic", status="200") == 1
-    assert delta("aigate_upstream_attempts_total", provider="openai") == 3
+    assert delta("aigate_upstream_attempts_total", provider="openai") == 2
     assert delta("aigate_request_duration_seconds_count", provider="anthropic") == 1
-    assert delta("aigate_rate_limited_total", key="limited") == 1
-    # Tokens mean the same whatever the provider's format (SPEC usage rule): input
-    # includes cached (OpenAI prompt_tokens = Anthropic input + cache_read + cache_creation).
-    assert delta("aigate_tokens_total", provider="openai", kind="input") == 3 * USAGE["input"]
-    assert delta("aigate_tokens_total", provider="openai", kind="output") == 2 * USAGE["output"] + USAGE_THINK["output"]
-    assert delta("aigate_tokens_total", provider="openai", kind="cached") == 3 * USAGE["cached"]
-    assert delta("aigate_tokens_total", provider="openai", kind="reasoning") == USAGE_THINK["reasoning"]
-    assert delta("aigate_tokens_total", provider="anthropic", kind="input") == USAGE["input"]
-    assert delta("aigate_tokens_total", provider="anthropic", kind="output") == USAGE["output"]
-    assert delta("aigate_tokens_total", provider="anthropic", kind="cached") == USAGE["cached"]
-    assert metric_sum(after, "aigate_inflight_requests") == 0, "nothing is in flight once every answer is read"
-    for secret in (GW_KEY_A, GW_KEY_LIMITED, "sk-up-1"):
-        assert secret not in text, "keys never appear in metrics"
+    assert delta("aigate_time_to_first_byte_seconds_count", provider="openai") == 2
+    assert delta("aigate_overhead_seconds_count", provider="openai") == 2
+    # Whether a scrape counts itself is the gateway's choice; what was in flight before
+    # this traffic is in flight after it: finished requests and streams are not leaked.
+    assert metric_sum(after, "aigate_inflight_requests") == metric_sum(before, "aigate_inflight_requests"), "in-flight gauge leaked"
+
+
+def test_metrics_count_tokens_in_one_meaning_across_formats(gateway: Gateway, upstream: MockUpstream):
+    """SPEC usage rule: input includes cached tokens whatever the provider's format
+    (OpenAI prompt_tokens = Anthropic input + cache_read + cache_creation); output
+    includes reasoning."""
+    before = parse_metrics(_metrics(gateway))
+    oc = openai_client(gateway)
+    oc.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "t1"}])
+    oc.chat.completions.create(model="gpt-4o-think", messages=[{"role": "user", "content": "t2"}])
+    anthropic_client(gateway).messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "t3"}])
+    after = parse_metrics(_metrics(gateway))
+
+    def tokens(provider: str, kind: str) -> float:
+        return metric_sum(after, "aigate_tokens_total", provider=provider, kind=kind) - metric_sum(before, "aigate_tokens_total", provider=provider, kind=kind)
+
+    got = {(p, k): tokens(p, k) for p in ("openai", "anthropic") for k in ("input", "output", "cached", "reasoning")}
+    want = {
+        ("openai", "input"): 2 * USAGE["input"],
+        ("openai", "output"): USAGE["output"] + USAGE_THINK["output"],
+        ("openai", "cached"): 2 * USAGE["cached"],
+        ("openai", "reasoning"): USAGE_THINK["reasoning"],
+        ("anthropic", "input"): USAGE["input"],
+        ("anthropic", "output"): USAGE["output"],
+        ("anthropic", "cached"): USAGE["cached"],
+        ("anthropic", "reasoning"): 0,
+    }
+    assert got == want
+
+
+def test_key_rpm_limit_answers_429_with_retry_after_and_counts_it(gateway: Gateway, upstream: MockUpstream):
+    """SPEC: key limit reached → 429 with Retry-After, in the client's format; counted in
+    aigate_rate_limited_total{key=<id>}."""
+    before = parse_metrics(_metrics(gateway))
+    codes = [post(gateway, "anthropic", "claude-sonnet-4-5", key=GW_KEY_LIMITED) for _ in range(2)]
+    assert [c.status_code for c in codes][-1] == 429, [c.status_code for c in codes]
+    limited = codes[-1]
+    assert limited.headers.get("retry-after", "").isdigit(), f"Retry-After: {limited.headers.get('retry-after')!r}"
+    assert limited.json()["type"] == "error" and limited.json()["error"]["type"]
+    after = parse_metrics(_metrics(gateway))
+    assert metric_sum(after, "aigate_rate_limited_total", key="limited") - metric_sum(before, "aigate_rate_limited_total", key="limited") >= 1
 
 
 def test_metrics_count_tokens_of_streamed_answers(gateway: Gateway, upstream: MockUpstream):
