@@ -60,7 +60,7 @@ impl Ask {
         let stream = matches!(op, Op::Chat { stream: true });
         let resp_opts = ResponseOpts {
             client_model: peeked.model.clone().unwrap_or_default(),
-            include_usage: false,
+            include_usage: peeked.include_usage.unwrap_or(false),
             gemini_sse: gemini_query
                 .as_deref()
                 .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")),
@@ -83,12 +83,24 @@ impl Ask {
 
     /// The body for a target speaking `to`, for upstream model `model`.
     fn body_for(&mut self, to: Format, model: &str) -> Result<Bytes, translate::TranslateError> {
-        if to == self.ingress && self.peeked.models.is_none() {
-            return Ok(match self.peeked.model_span {
+        // aigate counts tokens of every answer: an OpenAI Chat stream is asked
+        // for its usage chunk, which goes back only to clients that asked.
+        let add_usage =
+            to == Format::OpenAiChat && self.stream() && self.peeked.include_usage.is_none();
+        if to == self.ingress
+            && self.peeked.models.is_none()
+            && self.peeked.include_usage != Some(false)
+        {
+            let body = match self.peeked.model_span {
                 Some(span) if self.peeked.model.as_deref() != Some(model) => {
                     Bytes::from(splice_model(&self.body, span, model))
                 }
                 _ => self.body.clone(),
+            };
+            return Ok(if add_usage {
+                Bytes::from(super::intake::add_include_usage(body.to_vec()))
+            } else {
+                body
             });
         }
         if self.tree.is_none() {
@@ -112,9 +124,13 @@ impl Ask {
             self.tree = Some(v);
         }
         if to == self.ingress {
-            // Same format from a `models` list: the body needs its `model`.
+            // Same format from a `models` list, or with `stream_options` to
+            // amend: the body needs its `model` and the usage request.
             let mut v = self.tree.clone().expect("parsed above");
             v["model"] = Value::String(model.to_string());
+            if to == Format::OpenAiChat && self.stream() {
+                v["stream_options"]["include_usage"] = Value::Bool(true);
+            }
             return Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
         }
         let opts = RequestOpts {
@@ -758,12 +774,17 @@ async fn stream_answer(
     let same = from == ask.ingress;
     let sse = ask.stream() && (ask.ingress != Format::Gemini || ask.resp_opts.gemini_sse);
     let mut h = if same {
-        client_response(
+        let mut h = client_response(
             &upstream_header,
             upstream_header.status.as_u16(),
-            !ask.stream(),
+            true,
             None,
-        )?
+        )?;
+        if ask.stream() {
+            // Streamed bodies are re-framed (chunked), and may change length.
+            h.remove_header("content-length");
+        }
+        h
     } else {
         let ct = if sse {
             "text/event-stream"
@@ -774,12 +795,14 @@ async fn stream_answer(
         h.insert_header("cache-control", "no-cache")?;
         h
     };
-    if same && ask.stream() {
-        h.remove_header("content-length");
-    }
     framing(s, &mut h)?;
     let mut pipe = if same {
-        stream::Pipe::Pass(stream::Observer::new(ask.ingress))
+        let strip =
+            ask.ingress == Format::OpenAiChat && ask.stream() && !ask.resp_opts.include_usage;
+        stream::Pipe::Pass(
+            stream::Observer::new(ask.ingress),
+            strip.then(sse::Parser::default),
+        )
     } else {
         stream::Pipe::Convert(StreamTranslator::new(
             from,

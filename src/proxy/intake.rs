@@ -15,6 +15,12 @@ struct Peek<'a> {
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +32,8 @@ pub struct Peeked {
     pub models: Option<Vec<String>>,
     /// The output the request allows itself (for token-limit reservations).
     pub max_output: Option<u64>,
+    /// `stream_options`: None when absent, else its `include_usage`.
+    pub include_usage: Option<bool>,
 }
 
 /// A client-body problem: the message names the field.
@@ -96,7 +104,23 @@ pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
             .max_completion_tokens
             .or(p.max_tokens)
             .or(p.max_output_tokens),
+        include_usage: p.stream_options.map(|o| o.include_usage.unwrap_or(false)),
     })
+}
+
+/// `body` (a JSON object) with `"stream_options":{"include_usage":true}` added
+/// before its closing brace, for a body that has no `stream_options`.
+pub fn add_include_usage(mut body: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = body.iter().rposition(|&b| b == b'}') {
+        let empty = body[..end].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let field: &[u8] = if empty {
+            br#""stream_options":{"include_usage":true}"#
+        } else {
+            br#","stream_options":{"include_usage":true}"#
+        };
+        body.splice(end..end, field.iter().copied());
+    }
+    body
 }
 
 /// `body` with the model value at `span` replaced by `model`.
@@ -127,6 +151,29 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             String::from_utf8_lossy(body).replace("\"gpt-4o\"", "\"gpt-4o-2024-08-06\"")
+        );
+    }
+
+    #[test]
+    fn adds_include_usage() {
+        let out = add_include_usage(br#"{"model":"m","stream":true} "#.to_vec());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["model"], "m");
+        let v: serde_json::Value =
+            serde_json::from_slice(&add_include_usage(b"{ }".to_vec())).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(
+            peek(br#"{"model":"m","stream_options":{"include_usage":true}}"#)
+                .unwrap()
+                .include_usage,
+            Some(true)
+        );
+        assert_eq!(
+            peek(br#"{"model":"m","stream_options":{}}"#)
+                .unwrap()
+                .include_usage,
+            Some(false)
         );
     }
 

@@ -86,17 +86,48 @@ impl Observer {
 }
 
 /// The per-attempt stream pipe: same-format bytes (watched) or a converter.
+/// A same-format OpenAI Chat stream whose usage chunk aigate asked for (the
+/// client did not) is re-framed event by event without that chunk.
 pub enum Pipe {
-    Pass(Observer),
+    Pass(Observer, Option<sse::Parser>),
     Convert(StreamTranslator),
+}
+
+/// The final `choices: []` chunk `stream_options.include_usage` adds.
+fn is_usage_chunk(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Chunk<'a> {
+        #[serde(borrow)]
+        choices: Option<Vec<&'a serde_json::value::RawValue>>,
+        #[serde(borrow)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
+    matches!(serde_json::from_slice::<Chunk>(data),
+        Ok(Chunk { choices: Some(c), usage: Some(u) }) if c.is_empty() && u.get() != "null")
 }
 
 impl Pipe {
     pub fn feed(&mut self, chunk: &Bytes, out: &mut Vec<u8>) {
         match self {
-            Pipe::Pass(o) => {
+            Pipe::Pass(o, strip) => {
                 o.feed(chunk);
-                out.extend_from_slice(chunk);
+                match strip {
+                    None => out.extend_from_slice(chunk),
+                    Some(p) => {
+                        let r = p.feed(chunk, &mut |ev| {
+                            if !is_usage_chunk(ev.data) {
+                                sse::write_raw(
+                                    out,
+                                    (!ev.event.is_empty()).then_some(ev.event),
+                                    ev.data,
+                                );
+                            }
+                        });
+                        if r.is_err() {
+                            *strip = None;
+                        }
+                    }
+                }
             }
             Pipe::Convert(t) => t.feed(chunk, out),
         }
@@ -114,7 +145,7 @@ impl Pipe {
     pub fn fail(&mut self, format: Format, message: &str, out: &mut Vec<u8>) {
         match self {
             Pipe::Convert(t) => t.fail(message, out),
-            Pipe::Pass(_) => {
+            Pipe::Pass(..) => {
                 let body = translate::error_body(format, 502, message);
                 match format {
                     Format::Anthropic => sse::write_raw(out, Some("error"), &body),
@@ -127,21 +158,21 @@ impl Pipe {
 
     pub fn content_started(&self) -> bool {
         match self {
-            Pipe::Pass(o) => o.content,
+            Pipe::Pass(o, _) => o.content,
             Pipe::Convert(t) => t.content_started(),
         }
     }
 
     pub fn upstream_error(&self) -> Option<(u16, String)> {
         match self {
-            Pipe::Pass(o) => o.error.clone(),
+            Pipe::Pass(o, _) => o.error.clone(),
             Pipe::Convert(t) => t.upstream_error().map(|(s, m)| (s, m.to_string())),
         }
     }
 
     pub fn usage(&self) -> Option<Usage> {
         match self {
-            Pipe::Pass(o) => o.seen_usage.then(|| o.usage.into()),
+            Pipe::Pass(o, _) => o.seen_usage.then(|| o.usage.into()),
             Pipe::Convert(t) => Some(t.usage()),
         }
     }
@@ -165,5 +196,23 @@ mod tests {
         o.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
         assert_eq!(o.error.as_ref().map(|e| e.0), Some(529));
         assert_eq!(o.usage.input, 7);
+    }
+
+    #[test]
+    fn strips_only_the_usage_chunk() {
+        let mut pipe = Pipe::Pass(
+            Observer::new(Format::OpenAiChat),
+            Some(sse::Parser::default()),
+        );
+        let stream: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
+        let mut out = vec![];
+        for b in stream.chunks(7) {
+            pipe.feed(&Bytes::copy_from_slice(b), &mut out);
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"content\":\"hi\""), "{text}");
+        assert!(!text.contains("usage"), "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        assert_eq!(pipe.usage().map(|u| (u.input, u.output)), Some((3, 1)));
     }
 }

@@ -210,6 +210,10 @@ def test_same_format_response_bytes_pass_through_untouched(gateway: Gateway, ups
     meta = json.loads((d / "meta.json").read_text())
     expected = (d / ("response.sse" if meta["stream"] else "response.json")).read_bytes()
     path, body = raw_request(fmt, model, "replay", stream=meta["stream"])
+    if fmt == "openai-chat" and meta["stream"]:
+        # The recording was made with include_usage; without it aigate would
+        # ask for usage itself and keep the usage chunk from the client.
+        body["stream_options"] = {"include_usage": True}
     with httpx.stream("POST", gateway.url + path, json=body, headers=key_headers(fmt), timeout=20) as r:
         got = r.read()
         assert r.status_code == 200
@@ -254,6 +258,9 @@ def test_sse_reaches_client_event_by_event(gateway: Gateway, upstream: MockUpstr
     on, each event must reach the client before the mock sends the following one (no
     buffering in the gateway); preamble events go out no later than the first content."""
     path, body = raw_request(fmt, model, "one two three", stream=True)
+    if fmt == "openai-chat":
+        # Else aigate asks for usage itself and drops that chunk (tested below).
+        body["stream_options"] = {"include_usage": True}
     with httpx.stream("POST", gateway.url + path, json=body, headers=key_headers(fmt), timeout=30) as r:
         assert r.status_code == 200
         events, recv = stream_event_times(r)
@@ -529,7 +536,10 @@ def test_metrics_count_tokens_of_streamed_answers(gateway: Gateway, upstream: Mo
     before = parse_metrics(httpx.get(gateway.admin_url + "/metrics", timeout=5).text)
     with anthropic_client(gateway).messages.stream(model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": "s"}]) as st:
         st.get_final_message()
-    list(openai_client(gateway).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "s"}], stream=True))
+    chunks = list(openai_client(gateway).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "s"}], stream=True))
+    # aigate asked the upstream for usage; the client, which did not, gets no usage chunk.
+    assert upstream.last().json()["stream_options"] == {"include_usage": True}
+    assert chunks and all(c.choices for c in chunks), "usage-only chunk leaked to a client that did not ask"
     after = parse_metrics(httpx.get(gateway.admin_url + "/metrics", timeout=5).text)
     for prov in ("anthropic", "openai"):
         d_in = metric_sum(after, "aigate_tokens_total", provider=prov, kind="input") - metric_sum(before, "aigate_tokens_total", provider=prov, kind="input")
