@@ -3,7 +3,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -18,12 +19,20 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub client_disconnects: IntCounterVec,
+    pub resting_credentials: IntGaugeVec,
+    pub provider_usable: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
     r.register(Box::new(c.clone())).expect("register");
     c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric");
+    r.register(Box::new(g.clone())).expect("register");
+    g
 }
 
 fn histogram(
@@ -116,6 +125,18 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "aigate_client_disconnects_total",
             "Clients that went away before their answer was complete",
             &["ingress"],
+        ),
+        resting_credentials: gauge(
+            &r,
+            "aigate_resting_credentials",
+            "Provider credentials resting after a 429 or an auth failure",
+            &["provider"],
+        ),
+        provider_usable: gauge(
+            &r,
+            "aigate_provider_usable",
+            "1 when the provider can take requests (enabled, resolved, healthy, circuit closed, a credential free)",
+            &["provider"],
         ),
         registry: r,
     }

@@ -102,7 +102,13 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
             shared: shared.clone(),
         },
     ));
-    server.add_service(background_service("dns refresh", DnsRefresh { shared }));
+    server.add_service(background_service(
+        "dns refresh",
+        DnsRefresh {
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service("health checks", HealthChecks { shared }));
     log::info!("aigate listening on {}", listen.join(", "));
     server.run_forever();
 }
@@ -171,6 +177,65 @@ impl BackgroundService for Reloader {
         loop {
             tokio::select! {
                 _ = hup.recv() => { self.reload().await; }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Active health checks (pingora-load-balancing's TCP/TLS check) for the
+/// providers that configure `health_check`; an unhealthy provider is skipped
+/// by routing and shown in `/health/ready`.
+pub struct HealthChecks {
+    pub shared: Arc<ArcSwap<Snapshot>>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use pingora_load_balancing::health_check::{HealthCheck, TcpHealthCheck};
+        use std::sync::atomic::Ordering;
+        let mut next: std::collections::HashMap<String, std::time::Instant> = Default::default();
+        loop {
+            let snap = self.shared.load_full();
+            let now = std::time::Instant::now();
+            for p in snap.providers.iter() {
+                let Some((interval, timeout)) = p.health_check else {
+                    continue;
+                };
+                if next.get(&p.name).is_some_and(|t| *t > now) {
+                    continue;
+                }
+                next.insert(p.name.clone(), now + interval);
+                let mut check = if p.endpoint.tls {
+                    TcpHealthCheck::new_tls(&p.endpoint.host)
+                } else {
+                    TcpHealthCheck::new()
+                };
+                check.peer_template.options.connection_timeout = Some(timeout);
+                let addrs = p.addrs.load_full();
+                let mut ok = false;
+                for a in addrs.iter() {
+                    let b = pingora_load_balancing::Backend {
+                        addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(*a),
+                        weight: 1,
+                        ext: Default::default(),
+                    };
+                    if check.check(&b).await.is_ok() {
+                        ok = true;
+                        break;
+                    }
+                }
+                if p.healthy.swap(ok, Ordering::Relaxed) != ok {
+                    log::warn!(
+                        "provider '{}' health check: {}",
+                        p.name,
+                        if ok { "healthy again" } else { "unhealthy" }
+                    );
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 _ = shutdown.changed() => return,
             }
         }

@@ -184,6 +184,25 @@ pub struct ProviderConf {
     pub retry: Option<RetryConf>,
     #[serde(default)]
     pub credential_strategy: CredentialStrategy,
+    /// Active health checks (off unless given).
+    pub health_check: Option<HealthCheckConf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConf {
+    #[serde(default = "ten")]
+    pub interval_seconds: u64,
+    #[serde(default = "one_thousand")]
+    pub timeout_ms: u64,
+}
+
+fn ten() -> u64 {
+    10
+}
+
+fn one_thousand() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]

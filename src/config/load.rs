@@ -286,6 +286,14 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
             ));
         }
         check_retry(p.retry.as_ref(), &format!("{path}.retry"), problems);
+        if let Some(h) = &p.health_check
+            && (h.interval_seconds == 0 || h.timeout_ms == 0)
+        {
+            problems.push(problem(
+                format!("{path}.health_check"),
+                "interval_seconds and timeout_ms must be at least 1",
+            ));
+        }
         for (j, c) in p.credentials.iter().enumerate() {
             if c.weight == 0 {
                 problems.push(problem(

@@ -72,6 +72,10 @@ pub struct Provider {
     pub breaker: Breaker,
     /// Requests in flight to this provider (for `least-inflight`).
     pub inflight: AtomicU64,
+    /// Active health checks: (interval, connect timeout), when configured.
+    pub health_check: Option<(Duration, Duration)>,
+    /// Last active health check result (true when checks are off).
+    pub healthy: std::sync::atomic::AtomicBool,
 }
 
 impl Provider {
@@ -80,6 +84,7 @@ impl Provider {
     pub fn usable(&self) -> bool {
         let now = crate::resilience::now_ms();
         !self.disabled
+            && self.healthy.load(Ordering::Relaxed)
             && !self.addrs.load().is_empty()
             && !self.breaker.is_open(now)
             && !self.rest.all_resting(now)
@@ -315,6 +320,13 @@ impl Snapshot {
                 rest: CredentialRest::new(credentials_len),
                 breaker: Breaker::default(),
                 inflight: AtomicU64::new(0),
+                health_check: p.health_check.as_ref().map(|h| {
+                    (
+                        Duration::from_secs(h.interval_seconds),
+                        Duration::from_millis(h.timeout_ms),
+                    )
+                }),
+                healthy: std::sync::atomic::AtomicBool::new(true),
             });
         }
 

@@ -286,6 +286,17 @@ impl Gateway {
                 return respond::json(s, ctx, if ready { 200 } else { 503 }, &body).await;
             }
             (Route::Metrics, _) => {
+                let now = crate::resilience::now_ms();
+                for p in &snap.providers {
+                    METRICS
+                        .resting_credentials
+                        .with_label_values(&[&p.name])
+                        .set(p.rest.resting_count(now) as i64);
+                    METRICS
+                        .provider_usable
+                        .with_label_values(&[&p.name])
+                        .set(i64::from(p.usable()));
+                }
                 return respond::send(
                     s,
                     ctx,
