@@ -13,3 +13,4 @@ pub mod routing;
 pub mod server;
 pub mod sse;
 pub mod translate;
+pub mod upgrade;

@@ -74,8 +74,17 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
     let admin_listen = snap.admin_listen.clone();
     let shared = Arc::new(ArcSwap::from_pointee(snap));
 
+    let pid_file = conf.pid_file.clone();
     let mut server = Server::new_with_opt_and_conf(cli.pingora_opt(), conf);
     server.bootstrap();
+    if !cli.daemon {
+        // Pingora writes the pid file only when daemonizing; SPEC wants it
+        // always (and the new process's after an upgrade).
+        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+            log::warn!("cannot write pid file {pid_file}: {e}");
+        }
+    }
+    let upgrade = Arc::new(tokio::sync::Notify::new());
 
     let mut svc = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -100,6 +109,9 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
         Reloader {
             path: cli.config.clone(),
             shared: shared.clone(),
+            exe: crate::upgrade::ExeStamp::now(),
+            daemon: cli.daemon,
+            upgrade: upgrade.clone(),
         },
     ));
     server.add_service(background_service(
@@ -110,7 +122,10 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
     ));
     server.add_service(background_service("health checks", HealthChecks { shared }));
     log::info!("aigate listening on {}", listen.join(", "));
-    server.run_forever();
+    server.run(pingora_core::server::RunArgs {
+        shutdown_signal: Box::new(crate::upgrade::Signals { upgrade }),
+    });
+    0
 }
 
 /// SIGHUP: re-read the config; a valid one replaces the snapshot atomically
@@ -119,9 +134,39 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
 pub struct Reloader {
     pub path: Option<String>,
     pub shared: Arc<ArcSwap<Snapshot>>,
+    /// The executable as started, to notice a replaced binary.
+    pub exe: Option<crate::upgrade::ExeStamp>,
+    pub daemon: bool,
+    pub upgrade: Arc<tokio::sync::Notify>,
 }
 
 impl Reloader {
+    /// Hand the listeners to a new process running the executable on disk.
+    async fn upgrade(&self, why: &str) -> bool {
+        let Some(exe) = &self.exe else {
+            log::error!("{why}, but this process cannot locate its executable: restart it instead");
+            return false;
+        };
+        log::info!(
+            "{why}: starting a graceful upgrade with {}",
+            exe.path.display()
+        );
+        match crate::upgrade::hand_over(&exe.path, self.path.as_deref(), self.daemon, &self.upgrade)
+            .await
+        {
+            Ok(pid) => {
+                METRICS.config_reloads.with_label_values(&["upgrade"]).inc();
+                log::info!("new process {pid} is taking over the listeners; this one drains");
+                true
+            }
+            Err(e) => {
+                METRICS.config_reloads.with_label_values(&["error"]).inc();
+                log::error!("graceful upgrade refused, keeping this process: {e}");
+                false
+            }
+        }
+    }
+
     /// One reload attempt; returns whether the new config was taken.
     pub async fn reload(&self) -> bool {
         let path = self.path.clone();
@@ -145,10 +190,16 @@ impl Reloader {
                     log::warn!("{w}");
                 }
                 let old = self.shared.load();
-                if old.listen != snap.listen || old.admin_listen != snap.admin_listen {
-                    log::warn!(
-                        "config reload: listener changes take effect on the next upgrade/restart"
-                    );
+                let moved = old.listen != snap.listen || old.admin_listen != snap.admin_listen;
+                let replaced = self.exe.as_ref().is_some_and(|e| e.replaced());
+                if moved || replaced {
+                    return self
+                        .upgrade(if replaced {
+                            "the executable was replaced"
+                        } else {
+                            "the listeners changed"
+                        })
+                        .await;
                 }
                 self.shared.store(Arc::new(snap));
                 METRICS.config_reloads.with_label_values(&["ok"]).inc();
