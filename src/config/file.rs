@@ -61,6 +61,17 @@ pub struct Settings {
     /// Length of the rpm/tpm sliding window (default 60; shorter for tests).
     /// Read at start; a reload does not change it.
     pub rate_limit_window_seconds: Option<u64>,
+    pub cors: Option<crate::cors::CorsConf>,
+    /// `text` (default) or `json`: one JSON object per access-log line.
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

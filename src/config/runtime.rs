@@ -170,6 +170,8 @@ pub struct Snapshot {
     pub breaker: BreakerPolicy,
     pub stream_keepalive: Option<Duration>,
     pub rate_limit_window: Duration,
+    pub cors: Option<crate::cors::CorsConf>,
+    pub log_json: bool,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
 }
@@ -396,6 +398,8 @@ impl Snapshot {
                 None => Some(Duration::from_secs(15)),
             },
             rate_limit_window: Duration::from_secs(s.rate_limit_window_seconds.unwrap_or(60)),
+            cors: s.cors.clone(),
+            log_json: s.log_format == Some(LogFormat::Json),
             exact,
             globs,
         })

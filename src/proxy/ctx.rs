@@ -31,8 +31,8 @@ pub struct RequestCtx {
     /// Short reason for the access log when the request failed.
     pub error: Option<String>,
     pub debug: bool,
-    /// `x-ratelimit-*` headers for responses to a limited key.
-    pub rate_headers: Vec<(&'static str, String)>,
+    /// Headers for every response to this request (`x-ratelimit-*`, CORS).
+    pub extra_headers: Vec<(&'static str, String)>,
     /// Tokens reserved against the key's tpm, reconciled with the reported usage.
     pub tokens_reserved: Option<(Arc<KeyState>, u64)>,
     pub slot: Option<Slot>,
@@ -58,7 +58,7 @@ impl RequestCtx {
             usage: None,
             error: None,
             debug: false,
-            rate_headers: Vec::new(),
+            extra_headers: Vec::new(),
             tokens_reserved: None,
             slot: None,
             _inflight: InflightGuard::new(),

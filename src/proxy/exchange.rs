@@ -695,7 +695,7 @@ async fn write_header(
 ) -> pingora_core::Result<()> {
     h.insert_header("x-request-id", &ctx.request_id)?;
     respond::debug_headers(ctx, &mut h)?;
-    for (k, v) in &ctx.rate_headers {
+    for (k, v) in &ctx.extra_headers {
         h.insert_header(*k, v)?;
     }
     ctx.status = h.status.as_u16();

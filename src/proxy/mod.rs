@@ -138,6 +138,24 @@ fn record(ctx: &RequestCtx) {
         if let Some(u) = &ctx.usage {
             metrics::add_tokens(provider, model, u);
         }
+        if ctx.snap.log_json {
+            let line = json!({
+                "request_id": ctx.request_id,
+                "key": ctx.key_id,
+                "ingress": ingress,
+                "provider": (!provider.is_empty()).then_some(provider),
+                "model": (!ctx.model.is_empty()).then_some(&ctx.model),
+                "upstream_model": (!ctx.upstream_model.is_empty()).then_some(&ctx.upstream_model),
+                "status": ctx.status,
+                "attempts": ctx.attempts,
+                "duration_ms": (total.as_secs_f64() * 1e4).round() / 10.0,
+                "overhead_us": own.as_micros() as u64,
+                "tokens": ctx.usage.map(|u| json!({"input": u.input, "output": u.output, "cached": u.cached, "reasoning": u.reasoning})),
+                "error": ctx.error,
+            });
+            log::info!(target: "access", "{line}");
+            return;
+        }
         log::info!(
             target: "access",
             "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{}",
@@ -202,11 +220,11 @@ impl Gateway {
         if let Some(rpm) = k.rpm {
             let r = state.requests.try_take(now, 1, rpm);
             let q = *r.as_ref().unwrap_or_else(|q| q);
-            ctx.rate_headers
+            ctx.extra_headers
                 .push(("x-ratelimit-limit-requests", q.limit.to_string()));
-            ctx.rate_headers
+            ctx.extra_headers
                 .push(("x-ratelimit-remaining-requests", q.remaining.to_string()));
-            ctx.rate_headers
+            ctx.extra_headers
                 .push(("x-ratelimit-reset-requests", limits::reset_text(q.reset)));
             if r.is_err() {
                 refused = Some((
@@ -226,11 +244,11 @@ impl Gateway {
                 state.tokens.try_take(now, estimate, tpm)
             };
             let q = *r.as_ref().unwrap_or_else(|q| q);
-            ctx.rate_headers
+            ctx.extra_headers
                 .push(("x-ratelimit-limit-tokens", q.limit.to_string()));
-            ctx.rate_headers
+            ctx.extra_headers
                 .push(("x-ratelimit-remaining-tokens", q.remaining.to_string()));
-            ctx.rate_headers
+            ctx.extra_headers
                 .push(("x-ratelimit-reset-tokens", limits::reset_text(q.reset)));
             match r {
                 Ok(_) if refused.is_none() => ctx.tokens_reserved = Some((state.clone(), estimate)),
@@ -271,6 +289,27 @@ impl Gateway {
                 h.uri.query().map(str::to_string),
             )
         };
+        if let Some(cors) = &ctx.snap.cors
+            && let Some(origin) = s
+                .req_header()
+                .headers
+                .get("origin")
+                .and_then(|v| v.to_str().ok())
+        {
+            let origin = origin.to_string();
+            if method == "OPTIONS" {
+                let snap = ctx.snap.clone();
+                let cors = snap.cors.as_ref().expect("checked");
+                return match cors.preflight(&origin) {
+                    Some(h) => respond::send(s, ctx, 204, "text/plain", vec![], &h).await,
+                    None => {
+                        respond::error(s, ctx, Format::OpenAiChat, 403, "origin not allowed", None)
+                            .await
+                    }
+                };
+            }
+            ctx.extra_headers.extend(cors.response_headers(&origin));
+        }
         ctx.route = route(&method, &path);
         let efmt = ctx.route.error_format(&path);
         let snap = ctx.snap.clone();
@@ -444,7 +483,7 @@ impl Gateway {
         {
             METRICS.rate_limited.with_label_values(&[&k.id]).inc();
             let retry = refusal.1.as_secs_f64().ceil().max(1.0).to_string();
-            ctx.rate_headers.push(("retry-after", retry));
+            ctx.extra_headers.push(("retry-after", retry));
             return respond::error(s, ctx, efmt, 429, &refusal.0, None).await;
         }
         let op = if ctx.route == Route::Embeddings {

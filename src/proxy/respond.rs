@@ -27,7 +27,7 @@ pub async fn send(
         h.insert_header(*k, v)?;
     }
     debug_headers(ctx, &mut h)?;
-    for (k, v) in &ctx.rate_headers {
+    for (k, v) in &ctx.extra_headers {
         h.insert_header(*k, v)?;
     }
     ctx.status = status;
