@@ -40,6 +40,11 @@ usage: benches/load.sh [options]
   --keep               keep the temp dir (configs, logs, raw wrk output)
   --perf               record aigate with perf (cpu-clock, call graphs) during
                        its throughput run; prints the top symbols
+  --callgrind          instead of the timed runs: nginx and aigate under
+                       valgrind --tool=callgrind, the same requests for
+                       --callgrind-seconds (default 8) each, and the user-space
+                       instructions per request of both: a count that does not
+                       depend on what else the machine is doing
   -h, --help
 
 env: AIGATE_BIN=path  use this aigate binary instead of building one (it is
@@ -62,6 +67,8 @@ MAX_ERROR_PCT=1
 JSON_OUT=""
 KEEP=0
 PERF=0
+CALLGRIND=0
+CG_SECONDS=8
 QUICK=0
 
 while [ $# -gt 0 ]; do
@@ -81,6 +88,8 @@ while [ $# -gt 0 ]; do
         --json) JSON_OUT="$2"; shift ;;
         --keep) KEEP=1 ;;
         --perf) PERF=1 ;;
+        --callgrind) CALLGRIND=1 ;;
+        --callgrind-seconds) CG_SECONDS="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "load.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -108,6 +117,10 @@ NGINX=${NGINX:-nginx}
 for tool in "$WRK" "$NGINX" python3 curl; do
     command -v "$tool" >/dev/null || { echo "load.sh: '$tool' not found (Debian: apt-get install wrk nginx-light curl python3)" >&2; exit 2; }
 done
+if [ "$CALLGRIND" = 1 ]; then
+    command -v valgrind >/dev/null || { echo "load.sh: --callgrind needs valgrind" >&2; exit 2; }
+    AIGATE_THREADS="${AIGATE_THREADS%% *}"
+fi
 if [ "$PERF" = 1 ]; then
     command -v perf >/dev/null || { echo "load.sh: --perf needs perf (Debian: linux-perf)" >&2; exit 2; }
 fi
@@ -192,8 +205,8 @@ MOCK_PORT=${PORTS[0]}
 PROXY_PORT=${PORTS[1]}
 
 # ---------------------------------------------------------------- helpers
-wait_http() { # URL: wait up to 10 s for any HTTP answer
-    for _ in $(seq 1 100); do
+wait_http() { # URL [SECONDS]: wait (default 10 s) for any HTTP answer
+    for _ in $(seq 1 $(( ${2:-10} * 10 ))); do
         curl -s -o /dev/null --max-time 1 "$1" && return 0
         sleep 0.1
     done
@@ -244,11 +257,21 @@ render "$HERE/nginx/proxy.conf.in" "$TMP/proxy.conf"
 "$NGINX" -p "$TMP" -c "$TMP/mock.conf" -e "$TMP/mock-error.log" >"$TMP/mock.out" 2>&1 &
 PIDS+=($!)
 MOCK_PID=$!
-"$NGINX" -p "$TMP" -c "$TMP/proxy.conf" -e "$TMP/proxy-error.log" >"$TMP/proxy.out" 2>&1 &
+# Under callgrind the servers run as one process each (nginx without its
+# master) so that one callgrind profile holds all the work.
+VG=()
+START_WAIT=10
+if [ "$CALLGRIND" = 1 ]; then
+    sed -i 's/^master_process on;/master_process off;/' "$TMP/proxy.conf"
+    VG=(valgrind --tool=callgrind --dump-instr=no)
+    START_WAIT=90
+fi
+"${VG[@]}" ${VG:+--callgrind-out-file=$TMP/cg-nginx.out} \
+    "$NGINX" -p "$TMP" -c "$TMP/proxy.conf" -e "$TMP/proxy-error.log" >"$TMP/proxy.out" 2>&1 &
 PIDS+=($!)
 PROXY_PID=$!
 wait_http "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" || { cat "$TMP/mock.out" >&2; exit 1; }
-wait_http "http://127.0.0.1:$PROXY_PORT/" || { cat "$TMP/proxy.out" >&2; exit 1; }
+wait_http "http://127.0.0.1:$PROXY_PORT/" "$START_WAIT" || { cat "$TMP/proxy.out" >&2; exit 1; }
 
 # ---------------------------------------------------------------- aigate(s)
 declare -A AIGATE_PORT AIGATE_PID
@@ -277,20 +300,23 @@ models:
 EOF
     "$TMP/aigate" --test -c "$TMP/aigate-$t.yaml" >/dev/null
     RUST_LOG=$([ "$ACCESS_LOG" = 1 ] && echo info || echo warn) \
+        "${VG[@]}" ${VG:+--callgrind-out-file=$TMP/cg-aigate-${t}t.out} \
         "$TMP/aigate" -c "$TMP/aigate-$t.yaml" >"$TMP/aigate-$t.log" 2>&1 &
     PIDS+=($!)
     AIGATE_PID[$t]=$!
     AIGATE_PORT[$t]=$port
 done
 for t in $AIGATE_THREADS; do
-    wait_http "http://127.0.0.1:${AIGATE_PORT[$t]}/health" || { tail -20 "$TMP/aigate-$t.log" >&2; exit 1; }
+    wait_http "http://127.0.0.1:${AIGATE_PORT[$t]}/health" "$START_WAIT" || { tail -20 "$TMP/aigate-$t.log" >&2; exit 1; }
 done
 sleep 0.5
+if [ "$CALLGRIND" = 0 ]; then
 for t in $AIGATE_THREADS; do
     note "RSS target=aigate-${t}t when=idle kb=$(rss_kb "${AIGATE_PID[$t]}")"
 done
 note "RSS target=nginx when=idle kb=$(( $(rss_kb "$PROXY_PID") + $(for c in $(children "$PROXY_PID"); do rss_kb "$c"; done | awk '{s+=$1} END {print s+0}') ))"
-note "META aigate_bin=$SRC_BIN aigate_sha=$BIN_SHA nproc=$(nproc) rounds=$ROUNDS round_secs=$ROUND_SECS duration=$DURATION rate_duration=$RATE_DURATION warmup=$WARMUP connections=$CONNECTIONS rate=$RATE rate_connections=$RATE_CONNECTIONS sse_events=$SSE_EVENTS access_log=$ACCESS_LOG max_error_pct=$MAX_ERROR_PCT wrk=$("$WRK" -v 2>&1 | head -1 | awk '{print $2}') nginx=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
+fi
+note "META callgrind=$CALLGRIND callgrind_seconds=$CG_SECONDS aigate_bin=$SRC_BIN aigate_sha=$BIN_SHA nproc=$(nproc) rounds=$ROUNDS round_secs=$ROUND_SECS duration=$DURATION rate_duration=$RATE_DURATION warmup=$WARMUP connections=$CONNECTIONS rate=$RATE rate_connections=$RATE_CONNECTIONS sse_events=$SSE_EVENTS access_log=$ACCESS_LOG max_error_pct=$MAX_ERROR_PCT wrk=$("$WRK" -v 2>&1 | head -1 | awk '{print $2}') nginx=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
 
 # ---------------------------------------------------------------- routes
 # route -> "client-format model stream": what aigate is sent; the direct and
@@ -447,6 +473,42 @@ probe() { # ROUTE TARGET
     return 1
 }
 
+# Callgrind mode: the same requests through one target under valgrind; the
+# instructions its process ran between zeroing and dumping the counters,
+# divided by the answers wrk counted. 4 connections, so at most 4 requests
+# straddle either end of the window.
+run_cg() { # ROUTE TARGET
+    local route=$1 target=$2 pid out before after dump ir
+    read -r pid _ <<<"${T_PIDS[$target]}"
+    wrk_start "$target" warmup 2 4 "$TMP/wrk-$route-$target-cgwarm.txt"
+    wait "$WRK_PID" || true
+    RUNNING=()
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    out="$TMP/wrk-$route-$target-cg.txt"
+    wrk_start "$target" cg "$CG_SECONDS" 4 "$out"
+    wait "$WRK_PID" || true
+    RUNNING=()
+    sleep 0.5
+    before=$( (ls "$TMP"/cg-"$target".out.* 2>/dev/null || true) | wc -l)
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    for _ in $(seq 1 100); do
+        after=$( (ls "$TMP"/cg-"$target".out.* 2>/dev/null || true) | wc -l)
+        [ "$after" -gt "$before" ] && break
+        sleep 0.1
+    done
+    dump=$(ls "$TMP"/cg-"$target".out.* | sort -t. -k3 -n | tail -1)
+    cp "$dump" "$TMP/cg-$route-$target.out"
+    ir=$(awk '/^summary:/ {print $2}' "$dump")
+    wrk_result "$route" "$target" cg 1 "$out" -1 -1 -1 || return 0
+    note "CG route=$route target=$target ir=$ir $(grep '^RESULT ' "$out" | sed 's/^RESULT //' | awk '{print $1}')"
+    if [[ "$target" == aigate-* ]]; then
+        local n
+        n=$(grep '^RESULT ' "$out" | sed 's/.*requests=\([0-9]*\).*/\1/')
+        callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$TMP/cg-$route-$target.out" 2>/dev/null \
+            | python3 "$HERE/load/cg_top.py" "$n" > "$TMP/cg-$route-$target.top.txt" || true
+    fi
+}
+
 # ---------------------------------------------------------------- the runs
 MOCK_PIDS="$MOCK_PID $(children "$MOCK_PID")"
 FIRST_T=${AIGATE_THREADS%% *}
@@ -476,6 +538,14 @@ for route in $ROUTES; do
         probe "$route" "$t" && live+=("$t")
     done
     [ ${#live[@]} -eq 0 ] && continue
+    if [ "$CALLGRIND" = 1 ]; then
+        for t in "${live[@]}"; do
+            [ "$t" = direct ] && continue
+            log "$route / $t: under callgrind, ${CG_SECONDS}s of requests"
+            run_cg "$route" "$t"
+        done
+        continue
+    fi
     log "$route: ${live[*]}: warm-up ${WARMUP}s each, throughput ${ROUNDS}×${ROUND_SECS}s each (interleaved), then $RATE/s for ${RATE_DURATION}s (direct, nginx, aigate-${FIRST_T}t at once)"
     ok=()
     for t in "${live[@]}"; do
@@ -504,8 +574,10 @@ done
 for t in $AIGATE_THREADS; do
     pid=${AIGATE_PID[$t]}
     kill -0 "$pid" 2>/dev/null || { FAILED+=("aigate-${t}t exited during the run"); continue; }
-    note "RSS target=aigate-${t}t when=after kb=$(rss_kb "$pid")"
-    note "RSS target=aigate-${t}t when=peak kb=$(hwm_kb "$pid")"
+    if [ "$CALLGRIND" = 0 ]; then
+        note "RSS target=aigate-${t}t when=after kb=$(rss_kb "$pid")"
+        note "RSS target=aigate-${t}t when=peak kb=$(hwm_kb "$pid")"
+    fi
     # wrk closes its connections at the end of each run with requests in
     # flight: aigate logs those as "client disconnected" or as a broken pipe
     # while writing the body; any other ERROR line or panic counts.
@@ -536,9 +608,17 @@ if [ "$PERF" = 1 ]; then
 fi
 
 python3 "$HERE/load/report.py" "$RESULTS" ${JSON_OUT:+--json "$JSON_OUT"}
+if [ "$CALLGRIND" = 1 ]; then
+    for f in "$TMP"/cg-*.top.txt; do
+        [ -e "$f" ] || continue
+        echo
+        echo "$(basename "$f" .top.txt | sed 's/^cg-//'): where aigate's instructions go (inclusive, per request; a function's callees count in it):"
+        cat "$f"
+    done
+fi
 if [ ${#FAILED[@]} -gt 0 ]; then
     echo >&2
-    echo "load.sh: FAILED — figures above exclude these:" >&2
+    echo "load.sh: FAILED — these targets or runs did not answer cleanly (a failed run's answers are counted in its 'bad' column; later runs of that target were skipped):" >&2
     printf '  %s\n' "${FAILED[@]}" >&2
     exit 1
 fi

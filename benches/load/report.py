@@ -27,7 +27,7 @@ IDLE_RSS_TARGET_KB = 30 * 1024
 
 
 def parse(path):
-    runs, rss, bad, logs, meta = [], [], [], [], {}
+    runs, rss, bad, logs, cg, meta = [], [], [], [], [], {}
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             kind, _, rest = line.rstrip("\n").partition(" ")
@@ -53,9 +53,32 @@ def parse(path):
                 rss.append(d)
             elif kind == "LOG":
                 logs.append(d)
+            elif kind == "CG":
+                cg.append(d)
             elif kind == "META":
                 meta = d
-    return runs, rss, bad, logs, meta
+    return runs, rss, bad, logs, cg, meta
+
+
+def print_callgrind(cg, summary):
+    """Instructions per request under callgrind: user space only, the same
+    count whatever else the machine does."""
+    by_route = {}
+    for c in cg:
+        n = max(int(c["requests"]), 1)
+        by_route.setdefault(c["route"], {})[c["target"]] = {
+            "requests": int(c["requests"]), "ir": int(c["ir"]), "ir_per_req": int(c["ir"]) / n}
+    print()
+    print("callgrind: user-space instructions per request (kernel time, i.e. syscalls, not counted)")
+    print("  %-30s %14s %14s %8s" % ("route", "nginx Ir/req", "aigate Ir/req", "ratio"))
+    for route, t in by_route.items():
+        ng = t.get("nginx", {}).get("ir_per_req")
+        ag_name = next((k for k in t if k.startswith("aigate")), None)
+        ag = t.get(ag_name, {}).get("ir_per_req") if ag_name else None
+        r = ratio(ag, ng)
+        t["ratio"] = r
+        print("  %-30s %14s %14s %8s" % (route, fmt(ng), fmt(ag), fmt(r, "{:.2f}×")))
+    summary["callgrind"] = by_route
 
 
 def median(xs):
@@ -105,18 +128,19 @@ def ratio(a, b):
 def main():
     path = sys.argv[1]
     json_out = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
-    runs, rss, bad, logs, meta = parse(path)
+    runs, rss, bad, logs, cg, meta = parse(path)
 
     grouped = {}
     for r in runs:
-        if r["phase"] == "warmup":
+        if r["phase"] not in ("tput", "rate"):
             continue
         grouped.setdefault((r["route"], r["target"], r["phase"]), []).append(r)
     routes = {}
     for (route, target, phase), rounds in grouped.items():
         routes.setdefault(route, {}).setdefault(target, {})[phase] = figures(rounds)
     for b in bad:
-        routes.setdefault(b["route"], {})
+        if b.get("phase") in ("tput", "rate", "probe", "warmup"):
+            routes.setdefault(b["route"], {})
 
     rss_by = {}
     for r in rss:
@@ -125,10 +149,14 @@ def main():
     print()
     print("aigate load benchmark — %s (sha256 %s…), %s cores" % (
         meta.get("aigate_bin", "?"), meta.get("aigate_sha", "?"), meta.get("nproc", "?")))
-    print("throughput: wrk -t1 -c%s, %s round(s) of %ss per target, targets taking turns; "
-          "latency: %s req/s for %ss over %s connections, direct+nginx+aigate at the same time"
-          % (meta.get("connections", "?"), meta.get("rounds", "?"), meta.get("round_secs", "?"),
-             meta.get("rate", "?"), meta.get("rate_duration", "?"), meta.get("rate_connections", "?")))
+    if meta.get("callgrind") == "1":
+        print("callgrind mode: nginx (one process) and aigate (threads: 1) under valgrind --tool=callgrind, "
+              "wrk -t1 -c4 for %ss per target after a 2 s warm-up" % meta.get("callgrind_seconds", "?"))
+    else:
+        print("throughput: wrk -t1 -c%s, %s round(s) of %ss per target, targets taking turns; "
+              "latency: %s req/s for %ss over %s connections, direct+nginx+aigate at the same time"
+              % (meta.get("connections", "?"), meta.get("rounds", "?"), meta.get("round_secs", "?"),
+                 meta.get("rate", "?"), meta.get("rate_duration", "?"), meta.get("rate_connections", "?")))
     print("access logs %s; SSE answers of %s events; CPU = schedstat of the measured process(es) / requests served"
           % ("on (nginx access_log, aigate RUST_LOG=info)" if meta.get("access_log") == "1" else "off",
              meta.get("sse_events", "?")))
@@ -196,6 +224,8 @@ def main():
         print("  %s/nginx requests/s at saturation: %s" % (ag_name or "aigate", fmt(rs["rps_ratio"], "{:.2f}×")))
         summary["routes"][route] = {"targets": targets, "ratios": rs}
 
+    if cg:
+        print_callgrind(cg, summary)
     print()
     for t, w in sorted(rss_by.items()):
         parts = ", ".join("%s %.1f MB" % (k, v / 1024) for k, v in w.items())
