@@ -733,7 +733,14 @@ async fn wait_chunk(
     fut: &mut std::pin::Pin<&mut impl std::future::Future<Output = Result<Option<Bytes>, Failure>>>,
     s: &mut Session,
     keepalive: Option<Duration>,
+    watch_client: bool,
 ) -> Wait {
+    if !watch_client {
+        // A sized answer can be complete for the client before the upstream's
+        // end is read; the client may then send its next request on the same
+        // connection, which an idle watch would take for a protocol error.
+        return Wait::Chunk(fut.as_mut().await);
+    }
     let idle = async {
         tokio::select! {
             r = s.downstream_session.read_body_or_idle(true) => match r {
@@ -819,7 +826,7 @@ async fn stream_answer(
             let fut = next_chunk(&mut up, ctx, p);
             tokio::pin!(fut);
             loop {
-                match wait_chunk(&mut fut, s, keepalive).await {
+                match wait_chunk(&mut fut, s, keepalive, ask.stream()).await {
                     Wait::Tick => {
                         // A quiet stream: commit to this upstream (a long
                         // silence is thinking, not failure) and keep
