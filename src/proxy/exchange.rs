@@ -532,18 +532,17 @@ async fn attempt(
     };
     let path = upstream_path(&p.endpoint, to, ask.op, model, gemini_query);
     let stream = ask.stream();
-    let req = upstream_request(
-        s.req_header(),
-        &UpstreamRequest {
-            provider: p,
-            credential,
-            path: &path,
-            body_len: body.len(),
-            request_id: &ctx.request_id,
-            same_format: same,
-            stream,
-        },
-    )?;
+    let spec = UpstreamRequest {
+        provider: p,
+        credential,
+        path: &path,
+        body_len: body.len(),
+        request_id: &ctx.request_id,
+        same_format: same,
+        stream,
+    };
+    // Built once; rebuilt only when a stale pooled connection forces a retry.
+    let mut req = Some(Box::new(upstream_request(s.req_header(), &spec)?));
     let peer = build_peer(p, addr);
     ctx.attempts += 1;
 
@@ -561,7 +560,11 @@ async fn attempt(
         sess.set_write_timeout(Some(p.timeouts.connect.max(Duration::from_secs(10))));
         sess.set_read_timeout(Some(p.timeouts.first_byte));
         let sent = timed(&mut ctx.upstream_wait, async {
-            sess.write_request_header(Box::new(req.clone())).await?;
+            let header = match req.take() {
+                Some(h) => h,
+                None => Box::new(upstream_request(s.req_header(), &spec)?),
+            };
+            sess.write_request_header(header).await?;
             sess.write_request_body(body.clone(), true).await?;
             sess.finish_request_body().await?;
             sess.read_response_header().await

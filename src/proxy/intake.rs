@@ -64,10 +64,14 @@ pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
             },
         );
     }
+    // The fast path has no path tracking; only a failure is parsed again for
+    // the path of the offending field.
+    let fast = serde_json::from_slice::<Peek>(body);
     let mut de = serde_json::Deserializer::from_slice(body);
-    let p: Peek = match serde_path_to_error::deserialize(&mut de) {
+    let p: Peek = match fast.map_err(|_| serde_path_to_error::deserialize::<_, Peek>(&mut de)) {
         Ok(p) => p,
-        Err(e) => {
+        Err(Ok(_)) => return Err(bad("request body is not valid JSON", None)),
+        Err(Err(e)) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
             return Err(if inner.is_syntax() || inner.is_eof() {
@@ -79,12 +83,6 @@ pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
             });
         }
     };
-    if de.end().is_err() {
-        return Err(bad(
-            "request body is not valid JSON: trailing characters",
-            None,
-        ));
-    }
     let (model, model_span) = match p.model {
         None => (None, None),
         Some(raw) => {

@@ -69,7 +69,9 @@ impl ProxyHttp for Gateway {
         s: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<bool> {
-        self.serve(s, ctx).await?;
+        // Boxed: the whole exchange is a large future; inlined into Pingora's
+        // per-connection future it would be copied around on every poll.
+        Box::pin(self.serve(s, ctx)).await?;
         Ok(true)
     }
 

@@ -47,6 +47,14 @@ impl Observer {
             &mut self.error,
         );
         let r = self.parser.feed(chunk, &mut |ev| {
+            // Once content flows, only usage and error events still matter:
+            // skip decoding the rest (most of a passthrough stream's cost).
+            if *content
+                && memchr::memmem::find(ev.data, b"usage").is_none()
+                && memchr::memmem::find(ev.data, b"error").is_none()
+            {
+                return;
+            }
             dec.event(ev, &mut |ie| match ie {
                 StreamEvent::Start(s) => {
                     usage.merge(&s.usage);
