@@ -34,6 +34,16 @@ impl Observer {
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
+        // Once content flows only usage and error events matter. A chunk that
+        // holds whole events (nothing buffered before it, an event end at its
+        // end) and names neither needs no parsing at all.
+        if self.content
+            && self.parser.buffered() == 0
+            && whole_events(chunk)
+            && !may_matter(chunk)
+        {
+            return;
+        }
         let Some(dec) = self.decoder.as_deref_mut() else {
             // Unknown format: nothing to hold back for.
             self.content = true;
@@ -49,10 +59,7 @@ impl Observer {
         let r = self.parser.feed(chunk, &mut |ev| {
             // Once content flows, only usage and error events still matter:
             // skip decoding the rest (most of a passthrough stream's cost).
-            if *content
-                && memchr::memmem::find(ev.data, b"usage").is_none()
-                && memchr::memmem::find(ev.data, b"error").is_none()
-            {
+            if *content && !may_matter(ev.data) {
                 return;
             }
             dec.event(ev, &mut |ie| match ie {
@@ -93,6 +100,20 @@ impl Observer {
     }
 }
 
+/// The bytes end where an event ends.
+fn whole_events(chunk: &[u8]) -> bool {
+    chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n")
+}
+
+/// Could hold usage (not OpenAI's `"usage":null`) or an error.
+fn may_matter(data: &[u8]) -> bool {
+    use memchr::memmem::find;
+    find(data, b"\"usage\":{").is_some()
+        || find(data, b"\"usage\": {").is_some()
+        || find(data, b"usageMetadata").is_some()
+        || find(data, b"error").is_some()
+}
+
 /// The per-attempt stream pipe: same-format bytes (watched) or a converter.
 /// A same-format OpenAI Chat stream whose usage chunk aigate asked for (the
 /// client did not) is re-framed event by event without that chunk.
@@ -121,6 +142,10 @@ impl Pipe {
                 o.feed(chunk);
                 match strip {
                     None => out.extend_from_slice(chunk),
+                    // Whole events with no usage chunk among them pass as they are.
+                    Some(p) if p.buffered() == 0 && whole_events(chunk) && !may_matter(chunk) => {
+                        out.extend_from_slice(chunk)
+                    }
                     Some(p) => {
                         let r = p.feed(chunk, &mut |ev| {
                             if !is_usage_chunk(ev.data) {
