@@ -806,6 +806,8 @@ impl WireUsage {
 
 #[derive(Deserialize)]
 struct WireMessage {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
     #[serde(default)]
     id: String,
     #[serde(default)]
@@ -858,6 +860,12 @@ fn upstream_err(e: impl std::fmt::Display) -> TranslateError {
 /// A whole Messages answer → IR.
 pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
     let w: WireMessage = serde_json::from_slice(body).map_err(upstream_err)?;
+    if w.kind.as_deref().is_some_and(|k| k != "message") {
+        return Err(upstream_err(format_args!(
+            "type {:?} is not a message",
+            w.kind.as_deref().unwrap_or("")
+        )));
+    }
     let mut content = Vec::with_capacity(w.content.len());
     for (i, b) in w.content.iter().enumerate() {
         content.push(decode_block(b, &idx("content", i)).map_err(|e| upstream_err(e.message))?);
@@ -1085,6 +1093,21 @@ struct WireBlock<'a> {
     name: Option<CowStr<'a>>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
+}
+
+/// Decimal digits of `n` without allocating (per-delta hot path).
+fn push_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 fn malformed(e: impl std::fmt::Display) -> StreamEvent<'static> {
@@ -1430,7 +1453,7 @@ impl StreamEncode {
         out.extend_from_slice(
             b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
         );
-        out.extend_from_slice(index.to_string().as_bytes());
+        push_uint(out, index as u64);
         out.extend_from_slice(b",\"delta\":{\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"");
@@ -1451,7 +1474,7 @@ impl StreamEncode {
         out.extend_from_slice(
             b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":",
         );
-        out.extend_from_slice(index.to_string().as_bytes());
+        push_uint(out, index as u64);
         out.extend_from_slice(b"}\n\n");
     }
 }
@@ -1591,5 +1614,59 @@ impl StreamEncoder for StreamEncode {
                 self.done = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_not_answers() {
+        let e = decode_response(
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 502);
+        assert!(decode_response(b"[]").is_err());
+        assert!(decode_response(br#"{"type":"message","content":[]}"#).is_ok());
+    }
+
+    #[test]
+    fn push_uint_writes_decimal() {
+        for n in [0u64, 7, 10, 99, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            push_uint(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn usage_arithmetic_both_directions() {
+        let w: WireUsage = serde_json::from_str(
+            r#"{"input_tokens": 20, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 5, "output_tokens": 9,
+                "output_tokens_details": {"thinking_tokens": 4}}"#,
+        )
+        .unwrap();
+        let u = w.to_ir();
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.cache_write, u.reasoning),
+            (125, 9, 100, 5, 4)
+        );
+        let out = OutUsage::from(&u);
+        assert_eq!(
+            (
+                out.input_tokens,
+                out.cache_read_input_tokens,
+                out.cache_creation_input_tokens,
+                out.output_tokens
+            ),
+            (20, 100, 5, 9)
+        );
+        // A message_delta with output only leaves the input known from message_start.
+        let d: WireUsage = serde_json::from_str(r#"{"output_tokens": 30}"#).unwrap();
+        let mut merged = u;
+        merged.merge(&d.to_ir());
+        assert_eq!((merged.input, merged.output), (125, 30));
     }
 }

@@ -241,6 +241,19 @@ pub fn convert_response(
     encode_response(to, &resp, opts)
 }
 
+/// Whether a client's request body asked for usage in its stream — what
+/// [`ResponseOpts::include_usage`] should be. Only OpenAI Chat makes it optional
+/// (`stream_options.include_usage`); the other formats always report usage.
+pub fn client_wants_stream_usage(format: Format, body: &Value) -> bool {
+    match format {
+        Format::OpenAiChat => body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        Format::OpenAiResponses | Format::Anthropic | Format::Gemini => true,
+    }
+}
+
 /// Usage reported in a whole non-streaming answer of `format`.
 pub fn response_usage(format: Format, body: &[u8]) -> Option<Usage> {
     decode_response(format, body).ok().map(|r| r.usage.into())

@@ -1058,3 +1058,13 @@ fn anthropic_output_format_maps_to_openai_response_format() {
         json!({"type": "json_schema", "schema": schema})
     );
 }
+
+#[test]
+fn client_stream_usage_wish_is_read_from_the_body() {
+    assert!(client_wants_stream_usage(
+        OA,
+        &json!({"stream_options": {"include_usage": true}})
+    ));
+    assert!(!client_wants_stream_usage(OA, &json!({"stream": true})));
+    assert!(client_wants_stream_usage(AN, &json!({"stream": true})));
+}
