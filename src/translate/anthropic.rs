@@ -812,7 +812,7 @@ struct WireMessage {
     id: String,
     #[serde(default)]
     model: String,
-    #[serde(default)]
+    /// Required: an answer without content blocks is not an answer.
     content: Vec<Value>,
     #[serde(default)]
     stop_reason: Option<String>,
@@ -1629,6 +1629,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.status, 502);
         assert!(decode_response(b"[]").is_err());
+        assert!(decode_response(b"{}").is_err());
         assert!(decode_response(br#"{"type":"message","content":[]}"#).is_ok());
     }
 
