@@ -19,6 +19,7 @@
 //!   With thinking on, forced tool use is not allowed: 400 naming `response_format`.
 //! - Answers: thinking synthesised from OpenAI-style `reasoning_content` is a
 //!   thinking block with an empty signature, closed before the next block.
+//! - Citations on text blocks are not carried to other formats (the text is).
 //! - Tool arguments that are not a JSON object (a model's broken output) are
 //!   given to Anthropic clients as `{"_raw_arguments": "<text>"}` in
 //!   non-streaming answers (streams pass the fragments through as they come).
@@ -41,7 +42,10 @@ const NAME: &str = "anthropic";
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Request fields that only tune delivery; other formats drop them.
-const HINTS: &[&str] = &["service_tier"];
+/// `context_management` asks Anthropic to prune old tool results server-side
+/// near the context limit (Claude Code sends it); it never changes an answer
+/// that fits, so a non-Anthropic upstream simply does not prune.
+const HINTS: &[&str] = &["service_tier", "context_management"];
 
 // ======================================================================= requests
 
@@ -287,16 +291,12 @@ fn decode_block(b: &Value, path: &str) -> Result<Part, TranslateError> {
         })
     };
     Ok(match json::req_str(o, "type", path)? {
-        "text" => {
-            if field(o, "citations").is_some_and(|c| c.as_array().is_none_or(|a| !a.is_empty())) {
-                return Ok(raw());
-            }
-            Part::Text(ir::TextPart {
-                text: json::req_str(o, "text", path)?.to_string(),
-                cache_control: cache,
-                signature: None,
-            })
-        }
+        // Citation metadata has no form elsewhere; the text itself must survive.
+        "text" => Part::Text(ir::TextPart {
+            text: json::req_str(o, "text", path)?.to_string(),
+            cache_control: cache,
+            signature: None,
+        }),
         "image" => {
             let sp = join(path, "source");
             let so = json::as_object(

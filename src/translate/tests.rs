@@ -1068,3 +1068,22 @@ fn client_stream_usage_wish_is_read_from_the_body() {
     assert!(!client_wants_stream_usage(OA, &json!({"stream": true})));
     assert!(client_wants_stream_usage(AN, &json!({"stream": true})));
 }
+
+#[test]
+fn cited_text_survives_and_context_management_is_a_hint() {
+    let answer = json!({"id": "m", "model": "c", "stop_reason": "end_turn", "usage": {},
+        "content": [{"type": "text", "text": "Paris", "citations": [{"type": "web_search_result_location", "url": "u"}]},
+                    {"type": "text", "text": " is the capital."}]});
+    assert_eq!(
+        resp(AN, OA, answer)["choices"][0]["message"]["content"],
+        "Paris is the capital."
+    );
+    let r = json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}});
+    let out = ok(AN, OA, r.clone());
+    assert!(out.get("context_management").is_none());
+    assert_eq!(
+        ok(AN, AN, r)["context_management"]["edits"][0]["type"],
+        "clear_tool_uses_20250919"
+    );
+}
