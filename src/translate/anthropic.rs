@@ -19,6 +19,10 @@
 //!   With thinking on, forced tool use is not allowed: 400 naming `response_format`.
 //! - Answers: thinking synthesised from OpenAI-style `reasoning_content` is a
 //!   thinking block with an empty signature, closed before the next block.
+//! - With thinking on, a tool-use continuation whose assistant turn lacks its
+//!   signed thinking (the client dropped it) is sent without thinking, which
+//!   Anthropic would otherwise reject; an Anthropic client's request is never
+//!   changed that way.
 //! - Citations on text blocks are not carried to other formats (the text is).
 //! - Tool arguments that are not a JSON object (a model's broken output) are
 //!   given to Anthropic clients as `{"_raw_arguments": "<text>"}` in
@@ -464,6 +468,16 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
     );
 
     let (system, messages) = encode_messages(req)?;
+    if thinking_on && !same && unsigned_tool_loop(&messages) {
+        // With thinking on, Anthropic rejects a tool-use continuation whose
+        // assistant turn does not start with its signed thinking. Clients of
+        // other formats that did not send the thinking back (most OpenAI SDKs
+        // drop `reasoning_details`) would get that 400 on every tool round;
+        // instead this one request goes without thinking (README "Conversions").
+        log::debug!("thinking turned off: tool-use continuation without signed thinking");
+        o.remove("thinking");
+        thinking_on = false;
+    }
     if !system.is_empty() {
         o.insert("system".into(), system_value(system));
     }
@@ -588,6 +602,24 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
         }
     }
     serde_json::to_vec(&o).map_err(|e| TranslateError::bad_request(e.to_string(), None))
+}
+
+/// The conversation continues a tool loop (ends in tool results) whose last
+/// assistant turn does not open with a thinking block.
+fn unsigned_tool_loop(messages: &[Value]) -> bool {
+    let Some(last) = messages.last() else {
+        return false;
+    };
+    let ends_in_results = last["role"] == "user"
+        && last["content"]
+            .as_array()
+            .is_some_and(|b| b.first().is_some_and(|b| b["type"] == "tool_result"));
+    if !ends_in_results || messages.len() < 2 {
+        return false;
+    }
+    let assistant = &messages[messages.len() - 2]["content"];
+    let first = assistant.as_array().and_then(|b| b.first());
+    !first.is_some_and(|b| b["type"] == "thinking" || b["type"] == "redacted_thinking")
 }
 
 fn text_block(t: &ir::TextPart) -> Value {

@@ -1087,3 +1087,35 @@ fn cited_text_survives_and_context_management_is_a_hint() {
         "clear_tool_uses_20250919"
     );
 }
+
+#[test]
+fn tool_loop_without_returned_thinking_goes_without_thinking() {
+    let convo = |assistant: Value| {
+        json!({"model": "g", "reasoning_effort": "low", "messages": [
+            {"role": "user", "content": "q"},
+            assistant,
+            {"role": "tool", "tool_call_id": "c", "content": "r"}]})
+    };
+    let call =
+        json!([{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]);
+    let out = ok(
+        OA,
+        AN,
+        convo(json!({"role": "assistant", "content": null, "tool_calls": call})),
+    );
+    assert!(
+        out.get("thinking").is_none(),
+        "Anthropic would reject thinking here"
+    );
+    assert_eq!(
+        out["max_tokens"],
+        1024 + 4096,
+        "max_tokens as computed for the client"
+    );
+    let with = json!({"role": "assistant", "content": null, "tool_calls": call,
+        "reasoning_details": [{"type": "reasoning.text", "text": "t", "signature": "S", "format": "anthropic-claude-v1"}]});
+    assert_eq!(ok(OA, AN, convo(with))["thinking"]["type"], "enabled");
+    // A fresh user turn keeps thinking.
+    let fresh = json!({"model": "g", "reasoning_effort": "low", "messages": [{"role": "user", "content": "q"}]});
+    assert_eq!(ok(OA, AN, fresh)["thinking"]["type"], "enabled");
+}
