@@ -1119,3 +1119,32 @@ fn tool_loop_without_returned_thinking_goes_without_thinking() {
     let fresh = json!({"model": "g", "reasoning_effort": "low", "messages": [{"role": "user", "content": "q"}]});
     assert_eq!(ok(OA, AN, fresh)["thinking"]["type"], "enabled");
 }
+
+#[test]
+fn output_limit_field_depends_on_openai_or_compatible() {
+    let body =
+        json!({"model": "c", "max_tokens": 77, "messages": [{"role": "user", "content": "x"}]});
+    let official: Value =
+        serde_json::from_slice(&convert_request(AN, OA, &body, &ropts(false)).unwrap()).unwrap();
+    assert_eq!(
+        (
+            official["max_completion_tokens"].as_u64(),
+            official.get("max_tokens")
+        ),
+        (Some(77), None)
+    );
+    let compat: Value =
+        serde_json::from_slice(&convert_request_compatible(AN, OA, &body, &ropts(false)).unwrap())
+            .unwrap();
+    assert_eq!(
+        (
+            compat["max_tokens"].as_u64(),
+            compat.get("max_completion_tokens")
+        ),
+        (Some(77), None)
+    );
+    let to_an: Value =
+        serde_json::from_slice(&convert_request_compatible(OA, AN, &body, &ropts(false)).unwrap())
+            .unwrap();
+    assert_eq!(to_an["max_tokens"], 77);
+}
