@@ -1148,3 +1148,34 @@ fn output_limit_field_depends_on_openai_or_compatible() {
             .unwrap();
     assert_eq!(to_an["max_tokens"], 77);
 }
+
+#[test]
+fn a_call_whose_name_comes_after_its_id_opens_when_the_name_arrives() {
+    let input = oa_sse(&[
+        delta(
+            json!({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"arguments": ""}}]}),
+        ),
+        delta(
+            json!({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": "{\"a\""}}]}),
+        ),
+        delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]})),
+        finish("tool_calls"),
+    ]);
+    let evs = stream(OA, AN, &input);
+    assert_eq!(
+        kinds(&evs),
+        [
+            "message_start",
+            "ping",
+            "start:tool_use",
+            "delta:input_json_delta",
+            "delta:input_json_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(evs[2].1["content_block"]["id"], "c1");
+    assert_eq!(evs[2].1["content_block"]["name"], "f");
+    assert_eq!(evs[3].1["delta"]["partial_json"], "{\"a\"");
+}
