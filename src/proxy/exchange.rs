@@ -82,7 +82,13 @@ impl Ask {
     }
 
     /// The body for a target speaking `to`, for upstream model `model`.
-    fn body_for(&mut self, to: Format, model: &str) -> Result<Bytes, translate::TranslateError> {
+    /// `compatible`: an openai-compatible server (`max_tokens`, not `max_completion_tokens`).
+    fn body_for(
+        &mut self,
+        to: Format,
+        model: &str,
+        compatible: bool,
+    ) -> Result<Bytes, translate::TranslateError> {
         // aigate counts tokens of every answer: an OpenAI Chat stream is asked
         // for its usage chunk, which goes back only to clients that asked.
         let add_usage =
@@ -138,7 +144,11 @@ impl Ask {
             stream: self.stream(),
         };
         let tree = self.tree.as_ref().expect("parsed above");
-        translate::convert_request(self.ingress, to, tree, &opts).map(Bytes::from)
+        if compatible {
+            translate::convert_request_compatible(self.ingress, to, tree, &opts).map(Bytes::from)
+        } else {
+            translate::convert_request(self.ingress, to, tree, &opts).map(Bytes::from)
+        }
     }
 }
 
@@ -520,7 +530,8 @@ async fn attempt(
             ),
         )));
     }
-    let body = match ask.body_for(to, model) {
+    let compatible = p.kind == crate::config::file::ProviderKind::OpenaiCompatible;
+    let body = match ask.body_for(to, model, compatible) {
         Ok(b) => b,
         Err(e) => return Ok(Attempt::Failed(Failure::Convert(e))),
     };

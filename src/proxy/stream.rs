@@ -37,10 +37,7 @@ impl Observer {
         // Once content flows only usage and error events matter. A chunk that
         // holds whole events (nothing buffered before it, an event end at its
         // end) and names neither needs no parsing at all.
-        if self.content
-            && self.parser.buffered() == 0
-            && whole_events(chunk)
-            && !may_matter(chunk)
+        if self.content && self.parser.buffered() == 0 && whole_events(chunk) && !may_matter(chunk)
         {
             return;
         }
