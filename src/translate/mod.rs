@@ -90,6 +90,7 @@ pub struct Usage {
 }
 
 pub mod errors;
+pub mod embeddings;
 pub mod gemini_schema;
 pub use errors::{convert_error, error_body, error_body_param};
 
