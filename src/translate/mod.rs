@@ -92,6 +92,7 @@ pub struct Usage {
 pub mod errors;
 pub mod embeddings;
 pub mod gemini_schema;
+pub mod openai_responses;
 pub use errors::{convert_error, error_body, error_body_param};
 
 // PLACEHOLDER BODIES (skeleton commit): the translate helper replaces everything
