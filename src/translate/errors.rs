@@ -7,11 +7,23 @@ use serde_json::{Value, json};
 /// OpenAI `error.type` / Anthropic `error.type` / Gemini `error.status` for a status.
 fn kinds(status: u16) -> (&'static str, &'static str, &'static str) {
     match status {
-        400 | 422 => ("invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
-        401 => ("authentication_error", "authentication_error", "UNAUTHENTICATED"),
+        400 | 422 => (
+            "invalid_request_error",
+            "invalid_request_error",
+            "INVALID_ARGUMENT",
+        ),
+        401 => (
+            "authentication_error",
+            "authentication_error",
+            "UNAUTHENTICATED",
+        ),
         403 => ("permission_error", "permission_error", "PERMISSION_DENIED"),
         404 => ("not_found_error", "not_found_error", "NOT_FOUND"),
-        413 => ("invalid_request_error", "request_too_large", "INVALID_ARGUMENT"),
+        413 => (
+            "invalid_request_error",
+            "request_too_large",
+            "INVALID_ARGUMENT",
+        ),
         429 => ("rate_limit_error", "rate_limit_error", "RESOURCE_EXHAUSTED"),
         504 => ("timeout_error", "timeout_error", "DEADLINE_EXCEEDED"),
         529 => ("overloaded_error", "overloaded_error", "UNAVAILABLE"),
@@ -54,7 +66,12 @@ pub fn error_body(format: Format, status: u16, message: &str) -> Vec<u8> {
 }
 
 /// Like [`error_body`], naming the offending field where the format has a slot for it.
-pub fn error_body_param(format: Format, status: u16, message: &str, param: Option<&str>) -> Vec<u8> {
+pub fn error_body_param(
+    format: Format,
+    status: u16,
+    message: &str,
+    param: Option<&str>,
+) -> Vec<u8> {
     serde_json::to_vec(&error_value(format, status, message, param)).unwrap_or_default()
 }
 
@@ -107,7 +124,8 @@ mod tests {
 
     #[test]
     fn shapes_per_format() {
-        let v: Value = serde_json::from_slice(&error_body(Format::OpenAiChat, 401, "no key")).unwrap();
+        let v: Value =
+            serde_json::from_slice(&error_body(Format::OpenAiChat, 401, "no key")).unwrap();
         assert_eq!(v["error"]["message"], "no key");
         assert_eq!(v["error"]["type"], "authentication_error");
         assert_eq!(v["error"]["code"], "invalid_api_key");
@@ -121,15 +139,26 @@ mod tests {
 
     #[test]
     fn converts_upstream_errors() {
-        let anthropic = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
-        let v: Value =
-            serde_json::from_slice(&convert_error(Format::Anthropic, Format::OpenAiChat, 529, anthropic)).unwrap();
+        let anthropic =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let v: Value = serde_json::from_slice(&convert_error(
+            Format::Anthropic,
+            Format::OpenAiChat,
+            529,
+            anthropic,
+        ))
+        .unwrap();
         assert_eq!(v["error"]["message"], "Overloaded");
         assert_eq!(v["error"]["type"], "overloaded_error");
         let same = convert_error(Format::Anthropic, Format::Anthropic, 529, anthropic);
         assert_eq!(same, anthropic.to_vec());
-        let v: Value =
-            serde_json::from_slice(&convert_error(Format::Gemini, Format::Anthropic, 502, b"<html>bad</html>")).unwrap();
+        let v: Value = serde_json::from_slice(&convert_error(
+            Format::Gemini,
+            Format::Anthropic,
+            502,
+            b"<html>bad</html>",
+        ))
+        .unwrap();
         assert_eq!(v["error"]["message"], "<html>bad</html>");
     }
 }

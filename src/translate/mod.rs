@@ -11,6 +11,8 @@
 //!   (split at any byte), -> client stream bytes, emitted as soon as possible.
 //! - `error_body` / `convert_error`: errors in the client's own format.
 
+use crate::ir::{self, StreamEvent};
+use crate::sse;
 use serde_json::Value;
 
 /// A chat wire format, on either side of the gateway.
@@ -77,6 +79,10 @@ pub struct ResponseOpts {
     pub include_usage: bool,
     /// Gemini streams: `alt=sse` gives SSE; without it a JSON array is streamed.
     pub gemini_sse: bool,
+    /// The upstream's format (set by `StreamTranslator::new`): which provider
+    /// minted the opaque signatures a stream carries, so an encoder can tag
+    /// them with their origin for the round trip.
+    pub upstream: Option<Format>,
 }
 
 /// Token usage in one canonical shape (SPEC "Usage totals mean the same").
@@ -89,15 +95,131 @@ pub struct Usage {
     pub reasoning: u64,
 }
 
-pub mod errors;
+pub mod anthropic;
 pub mod embeddings;
+pub mod errors;
+pub mod gemini;
 pub mod gemini_schema;
+pub mod openai_chat;
 pub mod openai_responses;
 pub use errors::{convert_error, error_body, error_body_param};
 
-// PLACEHOLDER BODIES (skeleton commit): the translate helper replaces everything
-// below this line with the real dispatch over ir + per-format modules, keeping
-// these signatures.
+/// Tool aigate adds when a target with no native structured output (classic
+/// Anthropic Messages) must answer in a client's `response_format` JSON schema:
+/// the model is made to call it, and its input is given back to the client as
+/// the message text (streams included). The name is reserved.
+pub const RESPONSE_FORMAT_TOOL: &str = "aigate_response_format";
+
+/// Upstream SSE events → IR events, for one upstream format. A sync state machine
+/// over explicit state (STYLE habit 8): one event in, zero or more IR events out.
+pub trait StreamDecoder: Send {
+    /// One complete upstream event. Malformed data is reported as an
+    /// [`StreamEvent::Error`], never a panic.
+    fn event(&mut self, ev: sse::Event<'_>, sink: &mut dyn FnMut(StreamEvent<'_>));
+    /// The upstream body ended. Emit `Finish` only if the answer is complete by
+    /// this format's rules although its terminal event never came; else nothing
+    /// (the caller then ends the client stream with an error).
+    fn end(&mut self, sink: &mut dyn FnMut(StreamEvent<'_>));
+}
+
+/// IR events → client stream bytes, for one client format.
+pub trait StreamEncoder: Send {
+    /// Append the bytes for `ev`. After `Finish` or `Error` nothing else is sent.
+    fn event(&mut self, ev: &StreamEvent<'_>, out: &mut Vec<u8>);
+}
+
+fn not_supported(f: Format) -> TranslateError {
+    TranslateError::bad_request(
+        format!("the {} format is not supported yet", f.as_str()),
+        None,
+    )
+}
+
+// ---- dispatch: one arm per format in each function (issue 4 adds Gemini and
+// ---- Responses by replacing their arms).
+
+/// A client request body of `format` → IR.
+pub fn decode_request(format: Format, body: &Value) -> Result<ir::Request, TranslateError> {
+    match format {
+        Format::OpenAiChat => openai_chat::decode_request(body),
+        Format::Anthropic => anthropic::decode_request(body),
+        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::Gemini => gemini::decode_request(body),
+    }
+}
+
+/// IR → an upstream request body of `format`.
+pub fn encode_request(
+    format: Format,
+    req: &ir::Request,
+    opts: &RequestOpts,
+) -> Result<Vec<u8>, TranslateError> {
+    match format {
+        Format::OpenAiChat => openai_chat::encode_request(req, opts),
+        Format::Anthropic => anthropic::encode_request(req, opts),
+        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::Gemini => gemini::encode_request(req, opts),
+    }
+}
+
+/// A whole upstream answer of `format` → IR.
+pub fn decode_response(format: Format, body: &[u8]) -> Result<ir::Response, TranslateError> {
+    match format {
+        Format::OpenAiChat => openai_chat::decode_response(body),
+        Format::Anthropic => anthropic::decode_response(body),
+        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::Gemini => gemini::decode_response(body),
+    }
+}
+
+/// IR → a whole client answer of `format`.
+pub fn encode_response(
+    format: Format,
+    resp: &ir::Response,
+    opts: &ResponseOpts,
+) -> Result<Vec<u8>, TranslateError> {
+    match format {
+        Format::OpenAiChat => Ok(openai_chat::encode_response(resp, opts)),
+        Format::Anthropic => Ok(anthropic::encode_response(resp, opts)),
+        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::Gemini => Ok(gemini::encode_response(resp, opts)),
+    }
+}
+
+/// A stream decoder for upstream `format`.
+pub fn stream_decoder(format: Format) -> Result<Box<dyn StreamDecoder>, TranslateError> {
+    match format {
+        Format::OpenAiChat => Ok(Box::new(openai_chat::StreamDecode::default())),
+        Format::Anthropic => Ok(Box::new(anthropic::StreamDecode::default())),
+        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::Gemini => Ok(Box::new(gemini::StreamDecode::default())),
+    }
+}
+
+/// A stream encoder for client `format`.
+pub fn stream_encoder(
+    format: Format,
+    opts: &ResponseOpts,
+) -> Result<Box<dyn StreamEncoder>, TranslateError> {
+    match format {
+        Format::OpenAiChat => Ok(Box::new(openai_chat::StreamEncode::new(opts))),
+        Format::Anthropic => Ok(Box::new(anthropic::StreamEncode::new(opts))),
+        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::Gemini => Ok(Box::new(gemini::StreamEncode::new(opts))),
+    }
+}
+
+/// Usage carried by one stream event of `format` (merged into `usage`).
+fn stream_event_usage(format: Format, ev: sse::Event<'_>, usage: &mut ir::Usage) {
+    match format {
+        Format::OpenAiChat => openai_chat::stream_event_usage(ev, usage),
+        Format::Anthropic => anthropic::stream_event_usage(ev, usage),
+        Format::OpenAiResponses => {}
+        Format::Gemini => gemini::stream_event_usage(ev, usage),
+    }
+}
+
+// ---- the public contract used by the proxy
 
 /// Convert a client request body (`from`) into the upstream's format (`to`).
 pub fn convert_request(
@@ -106,8 +228,8 @@ pub fn convert_request(
     body: &Value,
     opts: &RequestOpts,
 ) -> Result<Vec<u8>, TranslateError> {
-    let _ = (from, to, body, opts);
-    Err(TranslateError::bad_request("conversion not built yet", None))
+    let req = decode_request(from, body)?;
+    encode_request(to, &req, opts)
 }
 
 /// Convert a whole non-streaming upstream answer (`from`) into the client's format (`to`).
@@ -117,59 +239,332 @@ pub fn convert_response(
     body: &[u8],
     opts: &ResponseOpts,
 ) -> Result<Vec<u8>, TranslateError> {
-    let _ = (from, to, body, opts);
-    Err(TranslateError::bad_request("conversion not built yet", None))
+    let mut resp = decode_response(from, body)?;
+    settle_response(&mut resp);
+    encode_response(to, &resp, opts)
 }
 
 /// Usage reported in a whole non-streaming answer of `format`.
 pub fn response_usage(format: Format, body: &[u8]) -> Option<Usage> {
-    let _ = (format, body);
-    None
+    decode_response(format, body).ok().map(|r| r.usage.into())
+}
+
+/// Format-independent fix-ups of a decoded answer: the response-format tool is
+/// given back as text, and a turn that ends in tool calls says so whatever the
+/// upstream's finish reason was (SPEC "Finish reasons").
+pub fn settle_response(resp: &mut ir::Response) {
+    let mut unwrapped = false;
+    for part in &mut resp.content {
+        if let ir::Part::ToolCall(call) = part
+            && call.name == RESPONSE_FORMAT_TOOL
+        {
+            *part = ir::Part::Text(ir::TextPart::new(std::mem::take(&mut call.arguments)));
+            unwrapped = true;
+        }
+    }
+    let calls = resp
+        .content
+        .iter()
+        .any(|p| matches!(p, ir::Part::ToolCall(_)));
+    if let Some(reason) = resp.finish.take() {
+        resp.finish = Some(settle_finish(reason, calls, unwrapped));
+    }
+}
+
+fn settle_finish(
+    reason: ir::FinishReason,
+    saw_tool_call: bool,
+    unwrapped: bool,
+) -> ir::FinishReason {
+    use ir::FinishReason as F;
+    // A cut-short or filtered turn did not "end in" a usable tool call.
+    let keep = reason.is_truncation() || matches!(reason, F::ContentFilter | F::Refusal);
+    if saw_tool_call && !keep {
+        F::ToolCalls
+    } else if unwrapped && reason == F::ToolCalls {
+        F::Stop
+    } else {
+        reason
+    }
+}
+
+/// Stream state between decoder and encoder, independent of both formats.
+#[derive(Debug, Default)]
+struct Relay {
+    finished: bool,
+    content_started: bool,
+    usage: ir::Usage,
+    upstream_error: Option<ir::StreamError>,
+    saw_tool_call: bool,
+    /// IR index of the response-format tool block being re-expressed as text.
+    unwrap_block: Option<usize>,
+    unwrapped: bool,
+}
+
+impl Relay {
+    fn pass(&mut self, ev: StreamEvent<'_>, enc: &mut dyn StreamEncoder, out: &mut Vec<u8>) {
+        use ir::{BlockStart, Delta};
+        if self.finished {
+            return;
+        }
+        let ev = match ev {
+            StreamEvent::Start(s) => {
+                self.usage.merge(&s.usage);
+                StreamEvent::Start(s)
+            }
+            StreamEvent::BlockStart {
+                index,
+                block: BlockStart::ToolCall { name, .. },
+            } if name == RESPONSE_FORMAT_TOOL => {
+                self.unwrap_block = Some(index);
+                self.unwrapped = true;
+                StreamEvent::BlockStart {
+                    index,
+                    block: BlockStart::Text,
+                }
+            }
+            StreamEvent::BlockStart { index, block } => {
+                match block {
+                    BlockStart::ToolCall { .. } => {
+                        self.saw_tool_call = true;
+                        self.content_started = true;
+                    }
+                    BlockStart::RedactedThinking { .. } | BlockStart::Raw(_) => {
+                        self.content_started = true
+                    }
+                    BlockStart::Text | BlockStart::Thinking => {}
+                }
+                StreamEvent::BlockStart { index, block }
+            }
+            StreamEvent::Delta { index, delta } => {
+                let delta = match delta {
+                    Delta::ToolArgs(s) if self.unwrap_block == Some(index) => Delta::Text(s),
+                    d => d,
+                };
+                let non_empty = match &delta {
+                    Delta::Text(s)
+                    | Delta::Thinking(s)
+                    | Delta::Signature(s)
+                    | Delta::ToolArgs(s) => !s.is_empty(),
+                };
+                self.content_started |= non_empty;
+                StreamEvent::Delta { index, delta }
+            }
+            StreamEvent::BlockStop { index } => {
+                if self.unwrap_block == Some(index) {
+                    self.unwrap_block = None;
+                }
+                StreamEvent::BlockStop { index }
+            }
+            StreamEvent::Usage(u) => {
+                self.usage.merge(&u);
+                StreamEvent::Usage(u)
+            }
+            StreamEvent::Ping => StreamEvent::Ping,
+            StreamEvent::Finish { reason, usage } => {
+                self.usage.merge(&usage);
+                self.finished = true;
+                StreamEvent::Finish {
+                    reason: settle_finish(reason, self.saw_tool_call, self.unwrapped),
+                    usage: self.usage,
+                }
+            }
+            StreamEvent::Error(e) => {
+                self.finished = true;
+                self.upstream_error = Some(e.clone());
+                StreamEvent::Error(e)
+            }
+        };
+        enc.event(&ev, out);
+    }
 }
 
 /// Per-request streaming converter: upstream SSE bytes in, client stream bytes out.
+///
+/// Every `feed` appends exactly the client bytes that the upstream bytes so far
+/// allow (nothing is held back beyond an incomplete upstream event). The client
+/// stream always ends well-formed: with the format's terminal events after a
+/// complete answer, or with an error event in the client's format (`fail`, an
+/// upstream error event, malformed upstream data, or `finish` before the
+/// upstream's terminal event) — never with a clean end that looks complete.
 pub struct StreamTranslator {
-    _from: Format,
-    _to: Format,
+    from: Format,
+    to: Format,
+    parser: sse::Parser,
+    decoder: Option<Box<dyn StreamDecoder>>,
+    encoder: Option<Box<dyn StreamEncoder>>,
+    relay: Relay,
 }
 
 impl StreamTranslator {
-    pub fn new(from: Format, to: Format, opts: ResponseOpts) -> Self {
-        let _ = opts;
-        StreamTranslator { _from: from, _to: to }
+    pub fn new(from: Format, to: Format, mut opts: ResponseOpts) -> Self {
+        opts.upstream = Some(from);
+        StreamTranslator {
+            from,
+            to,
+            parser: sse::Parser::default(),
+            decoder: stream_decoder(from).ok(),
+            encoder: stream_encoder(to, &opts).ok(),
+            relay: Relay::default(),
+        }
     }
+
     /// Feed one upstream chunk (any split); append whatever client bytes are ready.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        let _ = (chunk, out);
+        if self.relay.finished {
+            return;
+        }
+        let (Some(dec), Some(enc)) = (self.decoder.as_deref_mut(), self.encoder.as_deref_mut())
+        else {
+            self.unsupported(out);
+            return;
+        };
+        let relay = &mut self.relay;
+        let res = self.parser.feed(chunk, &mut |ev| {
+            dec.event(ev, &mut |ie| relay.pass(ie, enc, out))
+        });
+        if let Err(overflow) = res {
+            let e = ir::StreamError {
+                status: 502,
+                message: overflow.to_string(),
+            };
+            relay.pass(StreamEvent::Error(e), enc, out);
+        }
     }
-    /// The upstream ended; close the client stream properly.
+
+    /// The upstream ended; close the client stream properly. If the upstream
+    /// never completed its answer, the client gets an error event instead.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        let _ = out;
+        if self.relay.finished {
+            return;
+        }
+        let (Some(dec), Some(enc)) = (self.decoder.as_deref_mut(), self.encoder.as_deref_mut())
+        else {
+            self.unsupported(out);
+            return;
+        };
+        let relay = &mut self.relay;
+        let res = self
+            .parser
+            .finish(&mut |ev| dec.event(ev, &mut |ie| relay.pass(ie, enc, out)));
+        if res.is_ok() && !relay.finished {
+            dec.end(&mut |ie| relay.pass(ie, enc, out));
+        }
+        if !relay.finished {
+            let e = ir::StreamError {
+                status: 502,
+                message: "upstream stream ended before the answer was complete".to_string(),
+            };
+            relay.pass(StreamEvent::Error(e), enc, out);
+        }
     }
+
     /// The upstream failed mid-stream: end with an error event in the client's format.
     pub fn fail(&mut self, message: &str, out: &mut Vec<u8>) {
-        let _ = (message, out);
+        if self.relay.finished {
+            return;
+        }
+        let Some(enc) = self.encoder.as_deref_mut() else {
+            self.unsupported(out);
+            return;
+        };
+        let e = ir::StreamError {
+            status: 502,
+            message: message.to_string(),
+        };
+        self.relay.pass(StreamEvent::Error(e), enc, out);
     }
+
     /// Usage seen so far.
     pub fn usage(&self) -> Usage {
-        Usage::default()
+        self.relay.usage.into()
+    }
+
+    /// Whether real content (a non-empty text/thinking/argument delta, or a tool
+    /// call) has been sent to the client. Until then a failed attempt may still
+    /// be retried elsewhere by discarding this translator's output.
+    pub fn content_started(&self) -> bool {
+        self.relay.content_started
+    }
+
+    /// An error event the upstream sent inside its stream (status, message);
+    /// with `!content_started()` the attempt is a candidate for failover.
+    pub fn upstream_error(&self) -> Option<(u16, &str)> {
+        self.relay
+            .upstream_error
+            .as_ref()
+            .map(|e| (e.status, e.message.as_str()))
+    }
+
+    /// Whether the client stream has been ended (completed or errored).
+    pub fn is_finished(&self) -> bool {
+        self.relay.finished
+    }
+
+    /// The (upstream, client) formats.
+    pub fn formats(&self) -> (Format, Format) {
+        (self.from, self.to)
+    }
+
+    fn unsupported(&mut self, out: &mut Vec<u8>) {
+        self.relay.finished = true;
+        let msg = if self.decoder.is_none() {
+            not_supported(self.from).message
+        } else {
+            not_supported(self.to).message
+        };
+        // No encoder for the client format may exist yet: a bare data frame with
+        // the error body in the client's format is still a well-formed ending.
+        sse::write_raw(out, None, &error_body(self.to, 400, &msg));
     }
 }
 
+/// Largest non-streaming body a [`UsageTap`] keeps to read usage from.
+const TAP_MAX_BODY: usize = 32 * 1024 * 1024;
+
 /// Same-format passthrough: watches the bytes going by for usage, changes nothing.
 pub struct UsageTap {
-    _format: Format,
+    format: Format,
+    stream: bool,
+    parser: sse::Parser,
+    usage: ir::Usage,
+    seen: bool,
+    body: Vec<u8>,
 }
 
 impl UsageTap {
     pub fn new(format: Format, stream: bool) -> Self {
-        let _ = stream;
-        UsageTap { _format: format }
+        UsageTap {
+            format,
+            stream,
+            parser: sse::Parser::default(),
+            usage: ir::Usage::default(),
+            seen: false,
+            body: Vec::new(),
+        }
     }
+
     pub fn feed(&mut self, chunk: &[u8]) {
-        let _ = chunk;
+        if !self.stream {
+            if self.body.len() + chunk.len() <= TAP_MAX_BODY {
+                self.body.extend_from_slice(chunk);
+            }
+            return;
+        }
+        let (format, usage, seen) = (self.format, &mut self.usage, &mut self.seen);
+        // An overflowing event only costs the tap its view; the bytes still pass.
+        let _ = self.parser.feed(chunk, &mut |ev| {
+            let before = *usage;
+            stream_event_usage(format, ev, usage);
+            *seen |= *usage != before;
+        });
     }
+
     pub fn usage(&self) -> Option<Usage> {
-        None
+        if self.stream {
+            self.seen.then(|| self.usage.into())
+        } else {
+            response_usage(self.format, &self.body)
+        }
     }
 }
