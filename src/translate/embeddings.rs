@@ -74,13 +74,16 @@ fn estimate_tokens(text: &str) -> u64 {
 
 /// OpenAI embeddings request → Gemini `batchEmbedContents` body for `model`
 /// (the proxy posts it to `/v1beta/models/{model}:batchEmbedContents`).
-pub fn openai_to_gemini_request(body: &Value, model: &str) -> Result<(Vec<u8>, EmbeddingsInfo), TranslateError> {
+pub fn openai_to_gemini_request(
+    body: &Value,
+    model: &str,
+) -> Result<(Vec<u8>, EmbeddingsInfo), TranslateError> {
     let obj = body
         .as_object()
         .ok_or_else(|| TranslateError::bad_request("request body must be a JSON object", None))?;
-    let input = obj
-        .get("input")
-        .ok_or_else(|| TranslateError::bad_request("missing required field 'input'", Some("input")))?;
+    let input = obj.get("input").ok_or_else(|| {
+        TranslateError::bad_request("missing required field 'input'", Some("input"))
+    })?;
     let texts: Vec<&str> = match input {
         Value::String(s) => vec![s.as_str()],
         Value::Array(items) if !items.is_empty() => {
@@ -105,7 +108,10 @@ pub fn openai_to_gemini_request(body: &Value, model: &str) -> Result<(Vec<u8>, E
             texts
         }
         Value::Array(_) => {
-            return Err(TranslateError::bad_request("'input' must not be empty", Some("input")));
+            return Err(TranslateError::bad_request(
+                "'input' must not be empty",
+                Some("input"),
+            ));
         }
         _ => {
             return Err(TranslateError::bad_request(
@@ -117,7 +123,10 @@ pub fn openai_to_gemini_request(body: &Value, model: &str) -> Result<(Vec<u8>, E
     let dims = match obj.get("dimensions") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().filter(|d| *d > 0).ok_or_else(|| {
-            TranslateError::bad_request("'dimensions' must be a positive integer", Some("dimensions"))
+            TranslateError::bad_request(
+                "'dimensions' must be a positive integer",
+                Some("dimensions"),
+            )
         })?),
     };
     let base64 = match obj.get("encoding_format") {
@@ -131,7 +140,11 @@ pub fn openai_to_gemini_request(body: &Value, model: &str) -> Result<(Vec<u8>, E
             ));
         }
     };
-    let client_model = obj.get("model").and_then(Value::as_str).unwrap_or(model).to_string();
+    let client_model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(model)
+        .to_string();
     let model_path = if model.starts_with("models/") {
         model.to_string()
     } else {
@@ -159,13 +172,18 @@ pub fn openai_to_gemini_request(body: &Value, model: &str) -> Result<(Vec<u8>, E
 }
 
 /// Gemini `batchEmbedContents` answer → OpenAI embeddings response.
-pub fn gemini_to_openai_response(body: &[u8], info: &EmbeddingsInfo) -> Result<EmbeddingsAnswer, TranslateError> {
+pub fn gemini_to_openai_response(
+    body: &[u8],
+    info: &EmbeddingsInfo,
+) -> Result<EmbeddingsAnswer, TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| upstream_error(format!("Gemini embeddings answer is not JSON: {e}")))?;
     let embeddings = v
         .get("embeddings")
         .and_then(Value::as_array)
-        .ok_or_else(|| upstream_error("Gemini embeddings answer has no 'embeddings' array".into()))?;
+        .ok_or_else(|| {
+            upstream_error("Gemini embeddings answer has no 'embeddings' array".into())
+        })?;
     if embeddings.len() != info.count {
         return Err(upstream_error(format!(
             "Gemini returned {} embeddings for {} inputs",
@@ -182,13 +200,17 @@ pub fn gemini_to_openai_response(body: &[u8], info: &EmbeddingsInfo) -> Result<E
         let embedding = if info.base64 {
             let mut bytes = Vec::with_capacity(values.len() * 4);
             for x in values {
-                let f = x.as_f64().ok_or_else(|| upstream_error(format!("embeddings[{i}] has a non-number value")))?;
+                let f = x.as_f64().ok_or_else(|| {
+                    upstream_error(format!("embeddings[{i}] has a non-number value"))
+                })?;
                 bytes.extend_from_slice(&(f as f32).to_le_bytes());
             }
             Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
         } else {
             if !values.iter().all(Value::is_number) {
-                return Err(upstream_error(format!("embeddings[{i}] has a non-number value")));
+                return Err(upstream_error(format!(
+                    "embeddings[{i}] has a non-number value"
+                )));
             }
             Value::Array(values.clone())
         };
@@ -208,7 +230,8 @@ pub fn gemini_to_openai_response(body: &[u8], info: &EmbeddingsInfo) -> Result<E
         "model": info.client_model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
     });
-    let body = serde_json::to_vec(&out).map_err(|e| upstream_error(format!("cannot encode answer: {e}")))?;
+    let body = serde_json::to_vec(&out)
+        .map_err(|e| upstream_error(format!("cannot encode answer: {e}")))?;
     Ok(EmbeddingsAnswer {
         body,
         prompt_tokens,
@@ -237,13 +260,18 @@ mod tests {
     fn single_and_batch_inputs() {
         let (g, info) = req(json!({"model": "embed", "input": "hello world"})).unwrap();
         assert_eq!(g["requests"][0]["model"], "models/text-embedding-004");
-        assert_eq!(g["requests"][0]["content"]["parts"][0]["text"], "hello world");
+        assert_eq!(
+            g["requests"][0]["content"]["parts"][0]["text"],
+            "hello world"
+        );
         assert!(g["requests"][0].get("outputDimensionality").is_none());
         assert_eq!(info.count, 1);
         assert_eq!(info.estimated_tokens, 3);
         assert_eq!(info.client_model, "embed");
 
-        let (g, info) = req(json!({"model": "embed", "input": ["a", "bb"], "dimensions": 256, "user": "u1"})).unwrap();
+        let (g, info) =
+            req(json!({"model": "embed", "input": ["a", "bb"], "dimensions": 256, "user": "u1"}))
+                .unwrap();
         assert_eq!(g["requests"].as_array().unwrap().len(), 2);
         assert_eq!(g["requests"][1]["content"]["parts"][0]["text"], "bb");
         assert_eq!(g["requests"][1]["outputDimensionality"], 256);
@@ -261,7 +289,10 @@ mod tests {
             (json!({"input": [null]}), "input"),
             (json!({"model": "m"}), "input"),
             (json!({"input": "x", "dimensions": -1}), "dimensions"),
-            (json!({"input": "x", "encoding_format": "int8"}), "encoding_format"),
+            (
+                json!({"input": "x", "encoding_format": "int8"}),
+                "encoding_format",
+            ),
         ] {
             let e = req(v.clone()).unwrap_err();
             assert_eq!(e.status, 400, "{v}");
@@ -294,7 +325,8 @@ mod tests {
     #[test]
     fn base64_encoding_matches_openai_layout() {
         let (_, info) = req(json!({"input": "x", "encoding_format": "base64"})).unwrap();
-        let a = gemini_to_openai_response(br#"{"embeddings":[{"values":[1.0,-2.5]}]}"#, &info).unwrap();
+        let a =
+            gemini_to_openai_response(br#"{"embeddings":[{"values":[1.0,-2.5]}]}"#, &info).unwrap();
         let v: Value = serde_json::from_slice(&a.body).unwrap();
         let b = base64::engine::general_purpose::STANDARD
             .decode(v["data"][0]["embedding"].as_str().unwrap())

@@ -102,7 +102,7 @@ pub(crate) fn std_base64(s: &str) -> Option<Cow<'_, str>> {
 
 /// Prefix marking a signature minted by another provider, as shown to clients
 /// of a format whose signature slot is base64 bytes (Gemini `thoughtSignature`,
-/// Responses `encrypted_content`). base64("aigate1:") starts with "YWlnYXRlMTo".
+/// Responses `encrypted_content`). base64 of it starts with "YWlnYXRl" ("aigate").
 const WRAP_PREFIX: &[u8] = b"aigate1:";
 
 /// What a wrapped signature carries.
@@ -143,7 +143,7 @@ pub(crate) fn wrap_signature(
 /// Undo [`wrap_signature`]; `None` for a signature that was not wrapped.
 pub(crate) fn unwrap_signature(sig: &str) -> Option<Wrapped> {
     let std = std_base64(sig)?;
-    if !std.starts_with("YWlnYXRlMTo") {
+    if !std.starts_with("YWlnYXRl") {
         return None;
     }
     let bytes = base64::engine::general_purpose::STANDARD

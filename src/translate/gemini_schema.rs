@@ -88,7 +88,12 @@ fn is_null_schema(v: &Value) -> bool {
             .is_some_and(|a| a.len() == 1 && a[0].as_str() == Some("null"))
 }
 
-fn convert(node: &Value, defs: &Map<String, Value>, depth: usize, stack: &mut Vec<String>) -> Map<String, Value> {
+fn convert(
+    node: &Value,
+    defs: &Map<String, Value>,
+    depth: usize,
+    stack: &mut Vec<String>,
+) -> Map<String, Value> {
     let mut out = Map::new();
     let obj = match node {
         Value::Object(m) => m,
@@ -128,7 +133,10 @@ fn convert(node: &Value, defs: &Map<String, Value>, depth: usize, stack: &mut Ve
         }
     }
 
-    let mut nullable = obj.get("nullable").and_then(Value::as_bool).unwrap_or(false);
+    let mut nullable = obj
+        .get("nullable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
 
     // type (string or array of strings)
     let mut types: Vec<&'static str> = Vec::new();
@@ -186,7 +194,10 @@ fn convert(node: &Value, defs: &Map<String, Value>, depth: usize, stack: &mut Ve
         }
         if !non_null.is_empty() && non_null.iter().all(|v| v.is_string()) {
             out.insert("type".into(), "STRING".into());
-            out.insert("enum".into(), Value::Array(non_null.into_iter().cloned().collect()));
+            out.insert(
+                "enum".into(),
+                Value::Array(non_null.into_iter().cloned().collect()),
+            );
         } else if !non_null.is_empty() {
             let listed: Vec<String> = non_null.iter().map(|v| v.to_string()).collect();
             append_description(&mut out, &format!("allowed values: {}", listed.join(", ")));
@@ -227,7 +238,10 @@ fn convert(node: &Value, defs: &Map<String, Value>, depth: usize, stack: &mut Ve
                 out.insert("description".into(), d);
             }
         } else if !branches.is_empty() {
-            out.insert("anyOf".into(), Value::Array(branches.into_iter().map(Value::Object).collect()));
+            out.insert(
+                "anyOf".into(),
+                Value::Array(branches.into_iter().map(Value::Object).collect()),
+            );
         }
     }
 
@@ -261,7 +275,10 @@ fn convert(node: &Value, defs: &Map<String, Value>, depth: usize, stack: &mut Ve
     // array keywords
     match obj.get("items") {
         Some(items @ Value::Object(_)) => {
-            out.insert("items".into(), Value::Object(convert(items, defs, depth + 1, stack)));
+            out.insert(
+                "items".into(),
+                Value::Object(convert(items, defs, depth + 1, stack)),
+            );
         }
         Some(Value::Array(tuple)) => {
             out.insert("items".into(), tuple_items(tuple, defs, depth, stack));
@@ -281,7 +298,14 @@ fn convert(node: &Value, defs: &Map<String, Value>, depth: usize, stack: &mut Ve
     }
 
     // numeric / length bounds
-    for key in ["minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"] {
+    for key in [
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "minProperties",
+        "maxProperties",
+    ] {
         if let Some(n) = obj.get(key).and_then(Value::as_u64) {
             out.insert(key.into(), n.into());
         }
@@ -291,7 +315,10 @@ fn convert(node: &Value, defs: &Map<String, Value>, depth: usize, stack: &mut Ve
             out.insert(key.into(), n.clone());
         }
     }
-    for (ex, key) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+    for (ex, key) in [
+        ("exclusiveMinimum", "minimum"),
+        ("exclusiveMaximum", "maximum"),
+    ] {
         if let Some(n) = obj.get(ex).filter(|v| v.is_number())
             && !out.contains_key(key)
         {
@@ -318,7 +345,12 @@ fn convert(node: &Value, defs: &Map<String, Value>, depth: usize, stack: &mut Ve
     out
 }
 
-fn tuple_items(tuple: &[Value], defs: &Map<String, Value>, depth: usize, stack: &mut Vec<String>) -> Value {
+fn tuple_items(
+    tuple: &[Value],
+    defs: &Map<String, Value>,
+    depth: usize,
+    stack: &mut Vec<String>,
+) -> Value {
     let branches: Vec<Value> = tuple
         .iter()
         .map(|t| Value::Object(convert(t, defs, depth + 1, stack)))
@@ -372,12 +404,18 @@ fn from_gemini_depth(schema: &Value, depth: usize) -> Value {
         out.insert("type".into(), "object".into());
         return Value::Object(out);
     }
-    let nullable = obj.get("nullable").and_then(Value::as_bool).unwrap_or(false);
+    let nullable = obj
+        .get("nullable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if let Some(t) = obj.get("type").and_then(Value::as_str) {
         let t = t.to_ascii_lowercase();
         if t != "type_unspecified" {
             if nullable {
-                out.insert("type".into(), Value::Array(vec![Value::String(t), "null".into()]));
+                out.insert(
+                    "type".into(),
+                    Value::Array(vec![Value::String(t), "null".into()]),
+                );
             } else {
                 out.insert("type".into(), Value::String(t));
             }
@@ -402,7 +440,11 @@ fn from_gemini_depth(schema: &Value, depth: usize) -> Value {
     ] {
         if let Some(v) = obj.get(key) {
             let key = if key == "example" { "examples" } else { key };
-            let v = if key == "examples" { Value::Array(vec![v.clone()]) } else { v.clone() };
+            let v = if key == "examples" {
+                Value::Array(vec![v.clone()])
+            } else {
+                v.clone()
+            };
             out.insert(key.into(), v);
         }
     }
@@ -422,7 +464,10 @@ fn from_gemini_depth(schema: &Value, depth: usize) -> Value {
         out.insert("items".into(), from_gemini_depth(items, depth + 1));
     }
     if let Some(Value::Array(any)) = obj.get("anyOf") {
-        let mut branches: Vec<Value> = any.iter().map(|b| from_gemini_depth(b, depth + 1)).collect();
+        let mut branches: Vec<Value> = any
+            .iter()
+            .map(|b| from_gemini_depth(b, depth + 1))
+            .collect();
         if nullable && !out.contains_key("type") {
             let mut n = Map::new();
             n.insert("type".into(), "null".into());
@@ -462,7 +507,10 @@ mod tests {
         ];
         if let Value::Object(m) = v {
             for (k, child) in m {
-                assert!(ALLOWED.contains(&k.as_str()), "keyword {k} at {path} is not allowed by Gemini");
+                assert!(
+                    ALLOWED.contains(&k.as_str()),
+                    "keyword {k} at {path} is not allowed by Gemini"
+                );
                 match k.as_str() {
                     "properties" => {
                         for (pk, pv) in child.as_object().expect("properties is an object") {
@@ -471,14 +519,20 @@ mod tests {
                     }
                     "items" => assert_allowed(child, &format!("{path}.items")),
                     "anyOf" => {
-                        for (i, b) in child.as_array().expect("anyOf is an array").iter().enumerate() {
+                        for (i, b) in child
+                            .as_array()
+                            .expect("anyOf is an array")
+                            .iter()
+                            .enumerate()
+                        {
                             assert_allowed(b, &format!("{path}.anyOf[{i}]"));
                         }
                     }
                     "type" => {
                         let t = child.as_str().expect("type is a string");
                         assert!(
-                            ["STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT"].contains(&t),
+                            ["STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT"]
+                                .contains(&t),
                             "type {t} at {path}"
                         );
                     }
@@ -536,8 +590,14 @@ mod tests {
         assert_eq!(home["type"], "OBJECT");
         assert_eq!(home["description"], "Where they live");
         assert_eq!(home["properties"]["street"]["type"], "STRING");
-        assert_eq!(home["properties"]["zip"]["description"], "(pattern: ^[0-9]{5}$)");
-        assert_eq!(g["properties"]["favourite"]["enum"], json!(["red", "green"]));
+        assert_eq!(
+            home["properties"]["zip"]["description"],
+            "(pattern: ^[0-9]{5}$)"
+        );
+        assert_eq!(
+            g["properties"]["favourite"]["enum"],
+            json!(["red", "green"])
+        );
         assert_eq!(g["properties"]["kind"]["enum"], json!(["person"]));
         assert_eq!(g["properties"]["tags"]["items"]["type"], "STRING");
         assert_eq!(g["properties"]["email"]["description"], "(format: email)");
@@ -560,7 +620,10 @@ mod tests {
         assert_eq!(g["properties"]["unit"]["type"], "STRING");
         assert_eq!(g["properties"]["unit"]["nullable"], true);
         assert_eq!(g["properties"]["unit"]["enum"], json!(["c", "f"]));
-        assert_eq!(g["properties"]["days"]["items"]["properties"]["d"]["type"], "INTEGER");
+        assert_eq!(
+            g["properties"]["days"]["items"]["properties"]["d"]["type"],
+            "INTEGER"
+        );
     }
 
     #[test]
@@ -581,7 +644,10 @@ mod tests {
         assert_eq!(child["description"], "tree node");
         assert_eq!(g["properties"]["value"]["anyOf"][1]["type"], "NUMBER");
         assert_eq!(g["properties"]["level"]["type"], "INTEGER");
-        assert_eq!(g["properties"]["level"]["description"], "(allowed values: 1, 2, 3)");
+        assert_eq!(
+            g["properties"]["level"]["description"],
+            "(allowed values: 1, 2, 3)"
+        );
     }
 
     #[test]
@@ -592,10 +658,19 @@ mod tests {
         }
         let g = to_gemini(&deep);
         assert_eq!(g["type"], "OBJECT");
-        for v in [json!(null), json!(true), json!([1, 2]), json!({"type": 5, "properties": [], "items": 3}), json!({"$ref": "#/nope"}), json!({"allOf": [{"properties": {"a": {"type": "string"}}, "required": ["a"]}, {"properties": {"b": {"type": "integer"}}}]})] {
+        for v in [
+            json!(null),
+            json!(true),
+            json!([1, 2]),
+            json!({"type": 5, "properties": [], "items": 3}),
+            json!({"$ref": "#/nope"}),
+            json!({"allOf": [{"properties": {"a": {"type": "string"}}, "required": ["a"]}, {"properties": {"b": {"type": "integer"}}}]}),
+        ] {
             assert_allowed(&to_gemini(&v), "$");
         }
-        let merged = to_gemini(&json!({"allOf": [{"properties": {"a": {"type": "string"}}, "required": ["a"]}, {"properties": {"b": {"type": "integer"}}}]}));
+        let merged = to_gemini(
+            &json!({"allOf": [{"properties": {"a": {"type": "string"}}, "required": ["a"]}, {"properties": {"b": {"type": "integer"}}}]}),
+        );
         assert_eq!(merged["properties"]["b"]["type"], "INTEGER");
         assert_eq!(merged["required"], json!(["a"]));
     }

@@ -143,7 +143,7 @@ pub fn decode_request(format: Format, body: &Value) -> Result<ir::Request, Trans
     match format {
         Format::OpenAiChat => openai_chat::decode_request(body),
         Format::Anthropic => anthropic::decode_request(body),
-        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::OpenAiResponses => openai_responses::decode_request(body),
         Format::Gemini => gemini::decode_request(body),
     }
 }
@@ -157,7 +157,7 @@ pub fn encode_request(
     match format {
         Format::OpenAiChat => openai_chat::encode_request(req, opts),
         Format::Anthropic => anthropic::encode_request(req, opts),
-        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::OpenAiResponses => openai_responses::encode_request(req, opts),
         Format::Gemini => gemini::encode_request(req, opts),
     }
 }
@@ -167,7 +167,7 @@ pub fn decode_response(format: Format, body: &[u8]) -> Result<ir::Response, Tran
     match format {
         Format::OpenAiChat => openai_chat::decode_response(body),
         Format::Anthropic => anthropic::decode_response(body),
-        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::OpenAiResponses => openai_responses::decode_response(body),
         Format::Gemini => gemini::decode_response(body),
     }
 }
@@ -181,7 +181,7 @@ pub fn encode_response(
     match format {
         Format::OpenAiChat => Ok(openai_chat::encode_response(resp, opts)),
         Format::Anthropic => Ok(anthropic::encode_response(resp, opts)),
-        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::OpenAiResponses => Ok(openai_responses::encode_response(resp, opts)),
         Format::Gemini => Ok(gemini::encode_response(resp, opts)),
     }
 }
@@ -191,7 +191,7 @@ pub fn stream_decoder(format: Format) -> Result<Box<dyn StreamDecoder>, Translat
     match format {
         Format::OpenAiChat => Ok(Box::new(openai_chat::StreamDecode::default())),
         Format::Anthropic => Ok(Box::new(anthropic::StreamDecode::default())),
-        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::OpenAiResponses => Ok(Box::new(openai_responses::StreamDecode::default())),
         Format::Gemini => Ok(Box::new(gemini::StreamDecode::default())),
     }
 }
@@ -204,7 +204,7 @@ pub fn stream_encoder(
     match format {
         Format::OpenAiChat => Ok(Box::new(openai_chat::StreamEncode::new(opts))),
         Format::Anthropic => Ok(Box::new(anthropic::StreamEncode::new(opts))),
-        Format::OpenAiResponses => Err(not_supported(format)),
+        Format::OpenAiResponses => Ok(Box::new(openai_responses::StreamEncode::new(opts))),
         Format::Gemini => Ok(Box::new(gemini::StreamEncode::new(opts))),
     }
 }
@@ -214,7 +214,7 @@ fn stream_event_usage(format: Format, ev: sse::Event<'_>, usage: &mut ir::Usage)
     match format {
         Format::OpenAiChat => openai_chat::stream_event_usage(ev, usage),
         Format::Anthropic => anthropic::stream_event_usage(ev, usage),
-        Format::OpenAiResponses => {}
+        Format::OpenAiResponses => openai_responses::stream_event_usage(ev, usage),
         Format::Gemini => gemini::stream_event_usage(ev, usage),
     }
 }

@@ -109,7 +109,11 @@ fn id_base(resp_id: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(48)
         .collect();
-    if base.is_empty() { "0".to_string() } else { base }
+    if base.is_empty() {
+        "0".to_string()
+    } else {
+        base
+    }
 }
 
 /// A Responses `id` for an answer whose upstream id is `upstream_id`.
@@ -177,6 +181,11 @@ impl ResponsesEncoder {
         }
     }
 
+    /// Whether a reasoning item is open.
+    pub fn reasoning_open(&self) -> bool {
+        matches!(self.open, Some(OpenItem::Reasoning { .. }))
+    }
+
     /// Whether the terminal event has been written.
     pub fn is_done(&self) -> bool {
         self.done
@@ -211,7 +220,13 @@ impl ResponsesEncoder {
         }
     }
 
-    fn lifecycle(&self, status: &str, usage: Option<RespUsage>, outcome: Option<Outcome>, error: Option<Value>) -> Value {
+    fn lifecycle(
+        &self,
+        status: &str,
+        usage: Option<RespUsage>,
+        outcome: Option<Outcome>,
+        error: Option<Value>,
+    ) -> Value {
         response_object(
             &self.id,
             &self.model,
@@ -233,7 +248,11 @@ impl ResponsesEncoder {
         let r = self.lifecycle("in_progress", None, None, None);
         self.emit(out, "response.created", Self::obj(json!({ "response": r })));
         let r = self.lifecycle("in_progress", None, None, None);
-        self.emit(out, "response.in_progress", Self::obj(json!({ "response": r })));
+        self.emit(
+            out,
+            "response.in_progress",
+            Self::obj(json!({ "response": r })),
+        );
     }
 
     fn next_index(&self) -> usize {
@@ -255,7 +274,8 @@ impl ResponsesEncoder {
                     "response.output_text.done",
                     Self::obj(json!({"item_id": id, "output_index": idx, "content_index": 0, "text": text, "logprobs": []})),
                 );
-                let part = json!({"type": "output_text", "annotations": [], "logprobs": [], "text": text});
+                let part =
+                    json!({"type": "output_text", "annotations": [], "logprobs": [], "text": text});
                 self.emit(
                     out,
                     "response.content_part.done",
@@ -290,7 +310,12 @@ impl ResponsesEncoder {
                 }
                 item
             }
-            OpenItem::FunctionCall { id, call_id, name, args } => {
+            OpenItem::FunctionCall {
+                id,
+                call_id,
+                name,
+                args,
+            } => {
                 self.emit(
                     out,
                     "response.function_call_arguments.done",
@@ -324,7 +349,10 @@ impl ResponsesEncoder {
                 "response.content_part.added",
                 Self::obj(json!({"item_id": id, "output_index": idx, "content_index": 0, "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}})),
             );
-            self.open = Some(OpenItem::Message { id, text: String::new() });
+            self.open = Some(OpenItem::Message {
+                id,
+                text: String::new(),
+            });
         }
         if delta.is_empty() {
             return;
@@ -366,7 +394,13 @@ impl ResponsesEncoder {
         self.open_reasoning(out);
         let idx = self.next_index();
         let mut events: Vec<(&str, Value)> = Vec::new();
-        if let Some(OpenItem::Reasoning { id, text, part_open, .. }) = &mut self.open {
+        if let Some(OpenItem::Reasoning {
+            id,
+            text,
+            part_open,
+            ..
+        }) = &mut self.open
+        {
             if !*part_open {
                 *part_open = true;
                 events.push((
@@ -470,6 +504,1543 @@ impl ResponsesEncoder {
     }
 }
 
+// ================================================================ IR conversions
+
+use super::gemini::{unwrap_signature, wrap_signature};
+use super::{RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
+use crate::ir::{self, Part, StreamEvent};
+use crate::sse;
+use crate::translate::Format;
+use std::borrow::Cow;
+
+fn bad(msg: impl Into<String>, field: &str) -> TranslateError {
+    TranslateError::bad_request(msg, Some(field))
+}
+
+fn upstream_bad(msg: impl Into<String>) -> TranslateError {
+    TranslateError {
+        status: 502,
+        message: msg.into(),
+        param: None,
+    }
+}
+
+/// Request fields taken without a slot in the IR because they change nothing
+/// in the answer (hints to OpenAI's infrastructure).
+const IGNORED_FIELDS: &[&str] = &[
+    "stream_options",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "include",
+];
+
+fn push_part(req: &mut ir::Request, role: ir::Role, part: Part) {
+    if let Some(last) = req.messages.last_mut()
+        && last.role == role
+    {
+        // Tool results join the user turn they follow only when that turn holds
+        // tool results (a new user message after them is a new turn).
+        let joinable = match (&part, role) {
+            (Part::ToolResult(_), ir::Role::User) => last
+                .content
+                .iter()
+                .all(|p| matches!(p, Part::ToolResult(_))),
+            (_, ir::Role::Assistant) => true,
+            _ => false,
+        };
+        if joinable {
+            last.content.push(part);
+            return;
+        }
+    }
+    req.messages.push(ir::Message {
+        role,
+        content: vec![part],
+    });
+}
+
+fn image_from(o: &Map<String, Value>, path: &str) -> Result<Part, TranslateError> {
+    let url = match o.get("image_url") {
+        Some(Value::String(u)) => u.clone(),
+        Some(Value::Object(u)) => u
+            .get("url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        _ => {
+            if o.get("file_id").is_some() {
+                return Ok(Part::Raw(ir::Raw {
+                    format: Format::OpenAiResponses,
+                    value: Value::Object(o.clone()),
+                }));
+            }
+            return Err(bad(
+                format!("'{path}.image_url' is required"),
+                &format!("{path}.image_url"),
+            ));
+        }
+    };
+    let source = match url.strip_prefix("data:").and_then(|r| r.split_once(',')) {
+        Some((meta, data)) if meta.ends_with(";base64") => ir::ImageSource::Base64 {
+            media_type: meta.trim_end_matches(";base64").to_string(),
+            data: super::gemini::std_base64(data)
+                .ok_or_else(|| {
+                    bad(
+                        format!("'{path}.image_url' has invalid base64"),
+                        &format!("{path}.image_url"),
+                    )
+                })?
+                .into_owned(),
+        },
+        _ => ir::ImageSource::Url { url },
+    };
+    Ok(Part::Image(ir::ImagePart {
+        source,
+        detail: o
+            .get("detail")
+            .and_then(Value::as_str)
+            .filter(|d| *d != "auto")
+            .map(str::to_string),
+        cache_control: None,
+    }))
+}
+
+fn content_parts(content: &Value, path: &str) -> Result<Vec<Part>, TranslateError> {
+    match content {
+        Value::String(s) => Ok(vec![Part::Text(ir::TextPart::new(s.clone()))]),
+        Value::Array(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (j, p) in parts.iter().enumerate() {
+                let pp = format!("{path}[{j}]");
+                let o = p
+                    .as_object()
+                    .ok_or_else(|| bad(format!("'{pp}' must be an object"), &pp))?;
+                match o.get("type").and_then(Value::as_str).unwrap_or("") {
+                    "input_text" | "output_text" | "text" | "summary_text" | "reasoning_text" => {
+                        let t = o.get("text").and_then(Value::as_str).ok_or_else(|| {
+                            bad(
+                                format!("'{pp}.text' must be a string"),
+                                &format!("{pp}.text"),
+                            )
+                        })?;
+                        out.push(Part::Text(ir::TextPart::new(t)));
+                    }
+                    "refusal" => {
+                        let t = o.get("refusal").and_then(Value::as_str).unwrap_or_default();
+                        out.push(Part::Text(ir::TextPart::new(t)));
+                    }
+                    "input_image" => out.push(image_from(o, &pp)?),
+                    _ => out.push(Part::Raw(ir::Raw {
+                        format: Format::OpenAiResponses,
+                        value: p.clone(),
+                    })),
+                }
+            }
+            Ok(out)
+        }
+        Value::Null => Ok(Vec::new()),
+        _ => Err(bad(format!("'{path}' must be a string or an array"), path)),
+    }
+}
+
+/// Attach a Gemini per-part signature carried by a wrapper reasoning item to
+/// the part it was minted for (the last text / tool call of the turn).
+fn attach_signature(req: &mut ir::Request, kind: &str, sig: String) -> bool {
+    let Some(last) = req
+        .messages
+        .last_mut()
+        .filter(|m| m.role == ir::Role::Assistant)
+    else {
+        return false;
+    };
+    for p in last.content.iter_mut().rev() {
+        match (kind, p) {
+            ("text", Part::Text(t)) if t.signature.is_none() => {
+                t.signature = Some(sig);
+                return true;
+            }
+            ("call", Part::ToolCall(c)) if c.signature.is_none() => {
+                c.signature = Some(sig);
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+fn reasoning_text(o: &Map<String, Value>) -> String {
+    let mut text = String::new();
+    for key in ["summary", "content"] {
+        if let Some(Value::Array(parts)) = o.get(key) {
+            for p in parts {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    if !text.is_empty() {
+                        text.push_str("\n\n");
+                    }
+                    text.push_str(t);
+                }
+            }
+        }
+        if !text.is_empty() {
+            break;
+        }
+    }
+    text
+}
+
+/// A reasoning item (request input or response output) → IR part, or a
+/// signature for the previous part when it is one of aigate's wrappers.
+enum ReasoningOut {
+    Part(Part),
+    Signature { kind: String, sig: String },
+}
+
+fn reasoning_from(o: &Map<String, Value>) -> ReasoningOut {
+    let text = reasoning_text(o);
+    let id = o.get("id").and_then(Value::as_str).map(str::to_string);
+    let enc = o.get("encrypted_content").and_then(Value::as_str);
+    if let Some(w) = enc.and_then(unwrap_signature) {
+        return match w.kind.as_str() {
+            "text" | "call" => ReasoningOut::Signature {
+                kind: w.kind,
+                sig: w.sig,
+            },
+            "redacted" => ReasoningOut::Part(Part::RedactedThinking(ir::RedactedThinking {
+                data: w.sig,
+                origin: w.origin,
+            })),
+            _ => ReasoningOut::Part(Part::Thinking(ir::Thinking {
+                text,
+                signature: Some(w.sig),
+                origin: w.origin,
+                id: w.id,
+            })),
+        };
+    }
+    ReasoningOut::Part(Part::Thinking(ir::Thinking {
+        text,
+        origin: enc.map(|_| Format::OpenAiResponses),
+        signature: enc.map(str::to_string),
+        id,
+    }))
+}
+
+fn decode_input_item(
+    req: &mut ir::Request,
+    item: &Value,
+    path: &str,
+) -> Result<(), TranslateError> {
+    let o = item
+        .as_object()
+        .ok_or_else(|| bad(format!("'{path}' must be an object"), path))?;
+    let ty = o.get("type").and_then(Value::as_str).unwrap_or("message");
+    match ty {
+        "message" => {
+            let role = o.get("role").and_then(Value::as_str).unwrap_or("user");
+            let parts = content_parts(
+                o.get("content").unwrap_or(&Value::Null),
+                &format!("{path}.content"),
+            )?;
+            match role {
+                "system" | "developer" => {
+                    let texts = parts.into_iter().filter_map(|p| match p {
+                        Part::Text(t) => Some(t),
+                        _ => None,
+                    });
+                    if req.messages.is_empty() {
+                        req.system.extend(texts);
+                    } else {
+                        req.messages.push(ir::Message {
+                            role: ir::Role::System,
+                            content: texts.map(Part::Text).collect(),
+                        });
+                    }
+                }
+                "user" => req.messages.push(ir::Message {
+                    role: ir::Role::User,
+                    content: parts,
+                }),
+                "assistant" => {
+                    for p in parts {
+                        push_part(req, ir::Role::Assistant, p);
+                    }
+                }
+                other => {
+                    return Err(bad(
+                        format!("unknown role {other:?} at '{path}.role'"),
+                        &format!("{path}.role"),
+                    ));
+                }
+            }
+        }
+        "function_call" => {
+            let call_id = o.get("call_id").and_then(Value::as_str).ok_or_else(|| {
+                bad(
+                    format!("'{path}.call_id' is required"),
+                    &format!("{path}.call_id"),
+                )
+            })?;
+            let name = o.get("name").and_then(Value::as_str).ok_or_else(|| {
+                bad(
+                    format!("'{path}.name' is required"),
+                    &format!("{path}.name"),
+                )
+            })?;
+            let arguments = match o.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                None | Some(Value::Null) => "{}".to_string(),
+                Some(v) => v.to_string(),
+            };
+            push_part(
+                req,
+                ir::Role::Assistant,
+                Part::ToolCall(ir::ToolCall {
+                    id: call_id.to_string(),
+                    name: name.to_string(),
+                    arguments,
+                    cache_control: None,
+                    signature: None,
+                }),
+            );
+        }
+        "function_call_output" => {
+            let call_id = o.get("call_id").and_then(Value::as_str).ok_or_else(|| {
+                bad(
+                    format!("'{path}.call_id' is required"),
+                    &format!("{path}.call_id"),
+                )
+            })?;
+            let content = match o.get("output") {
+                Some(Value::String(s)) => vec![Part::Text(ir::TextPart::new(s.clone()))],
+                Some(v @ Value::Array(_)) => content_parts(v, &format!("{path}.output"))?,
+                None | Some(Value::Null) => vec![Part::Text(ir::TextPart::new(""))],
+                Some(v) => vec![Part::Text(ir::TextPart::new(v.to_string()))],
+            };
+            // The tool's name, for formats that need it (Gemini), from the call.
+            let name = req.messages.iter().rev().find_map(|m| {
+                m.content.iter().find_map(|p| match p {
+                    Part::ToolCall(c) if c.id == call_id => Some(c.name.clone()),
+                    _ => None,
+                })
+            });
+            push_part(
+                req,
+                ir::Role::User,
+                Part::ToolResult(ir::ToolResult {
+                    id: call_id.to_string(),
+                    name,
+                    content,
+                    is_error: false,
+                    cache_control: None,
+                }),
+            );
+        }
+        "reasoning" => match reasoning_from(o) {
+            ReasoningOut::Part(p) => push_part(req, ir::Role::Assistant, p),
+            ReasoningOut::Signature { kind, sig } => {
+                attach_signature(req, &kind, sig);
+            }
+        },
+        _ => {
+            // Built-in tool calls and outputs, item references...: Responses only.
+            let role = if ty.ends_with("_output") {
+                ir::Role::User
+            } else {
+                ir::Role::Assistant
+            };
+            push_part(
+                req,
+                role,
+                Part::Raw(ir::Raw {
+                    format: Format::OpenAiResponses,
+                    value: item.clone(),
+                }),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A Responses client request body → IR.
+pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
+    let o = body
+        .as_object()
+        .ok_or_else(|| TranslateError::bad_request("request body must be a JSON object", None))?;
+    let mut req = ir::Request {
+        extra: ir::Extra {
+            format: Format::OpenAiResponses,
+            fields: Map::new(),
+        },
+        ..Default::default()
+    };
+    for (k, v) in o {
+        if v.is_null() {
+            continue;
+        }
+        match k.as_str() {
+            "model" => {
+                req.model = v
+                    .as_str()
+                    .ok_or_else(|| bad("'model' must be a string", "model"))?
+                    .to_string()
+            }
+            "stream" => req.stream = v.as_bool().unwrap_or(false),
+            "instructions" => match v {
+                Value::String(s) if !s.is_empty() => req.system.push(ir::TextPart::new(s.clone())),
+                Value::String(_) => {}
+                Value::Array(items) => {
+                    for (i, it) in items.iter().enumerate() {
+                        let before = req.messages.len();
+                        decode_input_item(&mut req, it, &format!("instructions[{i}]"))?;
+                        // instructions are system text whatever their item role
+                        for m in req.messages.drain(before..).collect::<Vec<_>>() {
+                            for p in m.content {
+                                if let Part::Text(t) = p {
+                                    req.system.push(t);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => return Err(bad("'instructions' must be a string", "instructions")),
+            },
+            "input" => {}
+            "tools" => {
+                let tools = v
+                    .as_array()
+                    .ok_or_else(|| bad("'tools' must be an array", "tools"))?;
+                for (i, t) in tools.iter().enumerate() {
+                    let to = t.as_object().ok_or_else(|| {
+                        bad(
+                            format!("'tools[{i}]' must be an object"),
+                            &format!("tools[{i}]"),
+                        )
+                    })?;
+                    if to.get("type").and_then(Value::as_str) == Some("function") {
+                        let name = to
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .filter(|n| !n.is_empty())
+                            .ok_or_else(|| {
+                                bad(
+                                    format!("'tools[{i}].name' is required"),
+                                    &format!("tools[{i}].name"),
+                                )
+                            })?;
+                        req.tools.push(ir::Tool::Function(ir::FunctionTool {
+                            name: name.to_string(),
+                            description: to
+                                .get("description")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                            parameters: to
+                                .get("parameters")
+                                .filter(|p| !p.is_null())
+                                .cloned()
+                                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                            strict: to.get("strict").and_then(Value::as_bool),
+                            cache_control: None,
+                        }));
+                    } else {
+                        req.tools.push(ir::Tool::Raw(ir::Raw {
+                            format: Format::OpenAiResponses,
+                            value: t.clone(),
+                        }));
+                    }
+                }
+            }
+            "tool_choice" => {
+                req.tool_choice = Some(match v {
+                    Value::String(s) if s == "auto" => ir::ToolChoice::Auto,
+                    Value::String(s) if s == "none" => ir::ToolChoice::None,
+                    Value::String(s) if s == "required" => ir::ToolChoice::Required,
+                    Value::Object(c)
+                        if c.get("type").and_then(Value::as_str) == Some("function") =>
+                    {
+                        let name = c.get("name").and_then(Value::as_str).ok_or_else(|| {
+                            bad("'tool_choice.name' is required", "tool_choice.name")
+                        })?;
+                        ir::ToolChoice::Tool(name.to_string())
+                    }
+                    _ => {
+                        req.extra.fields.insert(k.clone(), v.clone());
+                        continue;
+                    }
+                });
+            }
+            "parallel_tool_calls" => req.parallel_tool_calls = v.as_bool(),
+            "temperature" => {
+                req.sampling.temperature = Some(
+                    v.as_f64()
+                        .ok_or_else(|| bad("'temperature' must be a number", "temperature"))?,
+                )
+            }
+            "top_p" => {
+                req.sampling.top_p = Some(
+                    v.as_f64()
+                        .ok_or_else(|| bad("'top_p' must be a number", "top_p"))?,
+                )
+            }
+            "max_output_tokens" => {
+                req.sampling.max_tokens = Some(v.as_u64().ok_or_else(|| {
+                    bad(
+                        "'max_output_tokens' must be a positive integer",
+                        "max_output_tokens",
+                    )
+                })?)
+            }
+            "reasoning" => {
+                let r = v
+                    .as_object()
+                    .ok_or_else(|| bad("'reasoning' must be an object", "reasoning"))?;
+                let effort = r.get("effort").and_then(Value::as_str);
+                req.reasoning = Some(ir::Reasoning {
+                    disabled: effort == Some("none"),
+                    effort: effort.filter(|e| *e != "none").map(str::to_string),
+                    budget_tokens: None,
+                    summary: r
+                        .get("summary")
+                        .or_else(|| r.get("generate_summary"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                });
+            }
+            "text" => {
+                let t = v
+                    .as_object()
+                    .ok_or_else(|| bad("'text' must be an object", "text"))?;
+                if let Some(f) = t.get("format").and_then(Value::as_object) {
+                    req.response_format = match f.get("type").and_then(Value::as_str) {
+                        Some("text") | None => None,
+                        Some("json_object") => Some(ir::ResponseFormat::JsonObject),
+                        Some("json_schema") => Some(ir::ResponseFormat::JsonSchema {
+                            name: f
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("response")
+                                .to_string(),
+                            description: f
+                                .get("description")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                            schema: f.get("schema").cloned().ok_or_else(|| {
+                                bad("'text.format.schema' is required", "text.format.schema")
+                            })?,
+                            strict: f.get("strict").and_then(Value::as_bool),
+                        }),
+                        Some(other) => {
+                            return Err(bad(
+                                format!("unknown text.format.type {other:?}"),
+                                "text.format.type",
+                            ));
+                        }
+                    };
+                }
+                if let Some(verb) = t.get("verbosity").and_then(Value::as_str)
+                    && verb != "medium"
+                {
+                    req.extra
+                        .fields
+                        .insert("text.verbosity".into(), Value::String(verb.to_string()));
+                }
+            }
+            "user" => req.user = v.as_str().map(str::to_string),
+            "safety_identifier" => {
+                if req.user.is_none() {
+                    req.user = v.as_str().map(str::to_string);
+                }
+            }
+            // store: false is the only meaning other upstreams can give.
+            "store" if v == &Value::Bool(false) => {}
+            "truncation" if v == "disabled" => {}
+            "service_tier" if v == "auto" || v == "default" => {}
+            "background" if v == &Value::Bool(false) => {}
+            "metadata" if v.as_object().is_some_and(Map::is_empty) => {}
+            "top_logprobs" if v.as_u64() == Some(0) => {}
+            k if IGNORED_FIELDS.contains(&k) => {}
+            _ => {
+                req.extra.fields.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    match o.get("input") {
+        Some(Value::String(s)) => req.messages.push(ir::Message {
+            role: ir::Role::User,
+            content: vec![Part::Text(ir::TextPart::new(s.clone()))],
+        }),
+        Some(Value::Array(items)) => {
+            for (i, it) in items.iter().enumerate() {
+                decode_input_item(&mut req, it, &format!("input[{i}]"))?;
+            }
+        }
+        None | Some(Value::Null) => {
+            if !req.extra.fields.contains_key("previous_response_id") {
+                return Err(bad("missing required field 'input'", "input"));
+            }
+        }
+        Some(_) => return Err(bad("'input' must be a string or an array", "input")),
+    }
+    Ok(req)
+}
+
+// ---------------------------------------------------------------- IR → Responses request
+
+fn image_url_of(img: &ir::ImagePart) -> String {
+    match &img.source {
+        ir::ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+        ir::ImageSource::Url { url } => url.clone(),
+    }
+}
+
+fn input_image(img: &ir::ImagePart) -> Value {
+    json!({"type": "input_image", "image_url": image_url_of(img), "detail": img.detail.as_deref().unwrap_or("auto")})
+}
+
+/// IR → a Responses upstream body (`api: responses`).
+pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, TranslateError> {
+    if req.extra.format != Format::OpenAiResponses
+        && let Some(k) = req.extra.fields.keys().next()
+    {
+        return Err(bad(
+            format!("'{k}' cannot be expressed for an OpenAI Responses upstream"),
+            k,
+        ));
+    }
+    let s = &req.sampling;
+    if !s.stop.is_empty() {
+        return Err(bad(
+            "stop sequences cannot be expressed for an OpenAI Responses upstream",
+            "stop",
+        ));
+    }
+    for (set, name) in [
+        (s.top_k.is_some(), "top_k"),
+        (s.seed.is_some(), "seed"),
+        (s.frequency_penalty.is_some(), "frequency_penalty"),
+        (s.presence_penalty.is_some(), "presence_penalty"),
+        (s.n.is_some_and(|n| n != 1), "n"),
+    ] {
+        if set {
+            return Err(bad(
+                format!("'{name}' cannot be expressed for an OpenAI Responses upstream"),
+                name,
+            ));
+        }
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(opts.model.clone()));
+    let instructions: Vec<&str> = req.system.iter().map(|t| t.text.as_str()).collect();
+    if !instructions.is_empty() {
+        body.insert(
+            "instructions".into(),
+            Value::String(instructions.join("\n\n")),
+        );
+    }
+    let mut input: Vec<Value> = Vec::new();
+    let mut replay_reasoning = false;
+    for (i, m) in req.messages.iter().enumerate() {
+        match m.role {
+            ir::Role::User | ir::Role::System => {
+                let role = if m.role == ir::Role::User {
+                    "user"
+                } else {
+                    "system"
+                };
+                let mut content: Vec<Value> = Vec::new();
+                let flush = |content: &mut Vec<Value>, input: &mut Vec<Value>| {
+                    if !content.is_empty() {
+                        input.push(json!({"role": role, "content": std::mem::take(content)}));
+                    }
+                };
+                for (j, p) in m.content.iter().enumerate() {
+                    let path = format!("messages[{i}].content[{j}]");
+                    match p {
+                        Part::Text(t) => {
+                            content.push(json!({"type": "input_text", "text": t.text}))
+                        }
+                        Part::Image(img) => content.push(input_image(img)),
+                        Part::ToolResult(r) => {
+                            flush(&mut content, &mut input);
+                            let has_images = r.content.iter().any(|p| matches!(p, Part::Image(_)));
+                            let output = if has_images {
+                                Value::Array(
+                                    r.content
+                                        .iter()
+                                        .filter_map(|p| match p {
+                                            Part::Text(t) => {
+                                                Some(json!({"type": "input_text", "text": t.text}))
+                                            }
+                                            Part::Image(img) => Some(input_image(img)),
+                                            _ => None,
+                                        })
+                                        .collect(),
+                                )
+                            } else {
+                                let texts: Vec<&str> = r
+                                    .content
+                                    .iter()
+                                    .filter_map(|p| match p {
+                                        Part::Text(t) => Some(t.text.as_str()),
+                                        _ => None,
+                                    })
+                                    .collect();
+                                Value::String(texts.join("\n"))
+                            };
+                            input.push(json!({"type": "function_call_output", "call_id": r.id, "output": output}));
+                        }
+                        Part::Raw(raw) if raw.format == Format::OpenAiResponses => {
+                            flush(&mut content, &mut input);
+                            input.push(raw.value.clone());
+                        }
+                        Part::Raw(raw) => {
+                            return Err(bad(
+                                format!(
+                                    "'{}' content at '{path}' cannot be expressed for an OpenAI Responses upstream",
+                                    raw.kind()
+                                ),
+                                &path,
+                            ));
+                        }
+                        // Thinking in a user turn has no meaning; nothing to send.
+                        Part::Thinking(_) | Part::RedactedThinking(_) | Part::ToolCall(_) => {}
+                    }
+                }
+                flush(&mut content, &mut input);
+            }
+            ir::Role::Assistant => {
+                let mut texts: Vec<Value> = Vec::new();
+                let flush = |texts: &mut Vec<Value>, input: &mut Vec<Value>| {
+                    if !texts.is_empty() {
+                        input.push(json!({"type": "message", "role": "assistant", "content": std::mem::take(texts)}));
+                    }
+                };
+                for (j, p) in m.content.iter().enumerate() {
+                    let path = format!("messages[{i}].content[{j}]");
+                    match p {
+                        Part::Text(t) => {
+                            if !t.text.is_empty() {
+                                texts.push(json!({"type": "output_text", "text": t.text}));
+                            }
+                        }
+                        Part::ToolCall(c) => {
+                            flush(&mut texts, &mut input);
+                            input.push(json!({"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments}));
+                        }
+                        Part::Thinking(t) => {
+                            // Only OpenAI's own encrypted reasoning can be replayed to it.
+                            if t.origin == Some(Format::OpenAiResponses)
+                                && let Some(sig) = &t.signature
+                            {
+                                flush(&mut texts, &mut input);
+                                let summary: Vec<Value> = if t.text.is_empty() {
+                                    Vec::new()
+                                } else {
+                                    vec![json!({"type": "summary_text", "text": t.text})]
+                                };
+                                let mut item = json!({"type": "reasoning", "summary": summary, "encrypted_content": sig});
+                                if let Some(id) = &t.id {
+                                    item["id"] = Value::String(id.clone());
+                                }
+                                input.push(item);
+                                replay_reasoning = true;
+                            }
+                        }
+                        Part::RedactedThinking(_) => {}
+                        Part::Image(_) => {
+                            return Err(bad(
+                                format!(
+                                    "an image in an assistant turn ('{path}') cannot be expressed for an OpenAI Responses upstream"
+                                ),
+                                &path,
+                            ));
+                        }
+                        Part::Raw(raw) if raw.format == Format::OpenAiResponses => {
+                            flush(&mut texts, &mut input);
+                            input.push(raw.value.clone());
+                        }
+                        Part::Raw(raw) => {
+                            return Err(bad(
+                                format!(
+                                    "'{}' content at '{path}' cannot be expressed for an OpenAI Responses upstream",
+                                    raw.kind()
+                                ),
+                                &path,
+                            ));
+                        }
+                        Part::ToolResult(_) => {}
+                    }
+                }
+                flush(&mut texts, &mut input);
+            }
+        }
+    }
+    body.insert("input".into(), Value::Array(input));
+    if !req.tools.is_empty() {
+        let mut tools = Vec::with_capacity(req.tools.len());
+        for (i, t) in req.tools.iter().enumerate() {
+            match t {
+                ir::Tool::Function(f) => {
+                    let mut v =
+                        json!({"type": "function", "name": f.name, "parameters": f.parameters});
+                    if let Some(d) = &f.description {
+                        v["description"] = Value::String(d.clone());
+                    }
+                    if let Some(st) = f.strict {
+                        v["strict"] = Value::Bool(st);
+                    }
+                    tools.push(v);
+                }
+                ir::Tool::Raw(raw) if raw.format == Format::OpenAiResponses => {
+                    tools.push(raw.value.clone())
+                }
+                ir::Tool::Raw(raw) => {
+                    return Err(bad(
+                        format!(
+                            "tool '{}' is a built-in tool of another provider and cannot be sent to OpenAI Responses",
+                            raw.kind()
+                        ),
+                        &format!("tools[{i}]"),
+                    ));
+                }
+            }
+        }
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(tc) = &req.tool_choice {
+        body.insert(
+            "tool_choice".into(),
+            match tc {
+                ir::ToolChoice::Auto => json!("auto"),
+                ir::ToolChoice::None => json!("none"),
+                ir::ToolChoice::Required => json!("required"),
+                ir::ToolChoice::Tool(n) => json!({"type": "function", "name": n}),
+            },
+        );
+    }
+    if let Some(p) = req.parallel_tool_calls {
+        body.insert("parallel_tool_calls".into(), Value::Bool(p));
+    }
+    if let Some(t) = s.temperature {
+        body.insert("temperature".into(), t.into());
+    }
+    if let Some(t) = s.top_p {
+        body.insert("top_p".into(), t.into());
+    }
+    if let Some(t) = s.max_tokens {
+        body.insert("max_output_tokens".into(), t.into());
+    }
+    let mut include_reasoning = replay_reasoning;
+    if let Some(r) = &req.reasoning
+        && !r.disabled
+    {
+        let effort = r
+            .effort
+            .clone()
+            .or_else(|| r.budget_tokens.map(|b| ir::budget_to_effort(b).to_string()));
+        let mut rv = Map::new();
+        if let Some(e) = effort {
+            rv.insert("effort".into(), Value::String(e));
+        }
+        // Other formats show thinking: ask for the summary unless told otherwise.
+        rv.insert(
+            "summary".into(),
+            Value::String(r.summary.clone().unwrap_or_else(|| "auto".to_string())),
+        );
+        body.insert("reasoning".into(), Value::Object(rv));
+        include_reasoning = true;
+    }
+    if include_reasoning {
+        body.insert("include".into(), json!(["reasoning.encrypted_content"]));
+    }
+    match &req.response_format {
+        None | Some(ir::ResponseFormat::Text) => {}
+        Some(ir::ResponseFormat::JsonObject) => {
+            body.insert("text".into(), json!({"format": {"type": "json_object"}}));
+        }
+        Some(ir::ResponseFormat::JsonSchema {
+            name,
+            description,
+            schema,
+            strict,
+        }) => {
+            let mut f = json!({"type": "json_schema", "name": name, "schema": schema});
+            if let Some(d) = description {
+                f["description"] = Value::String(d.clone());
+            }
+            if let Some(st) = strict {
+                f["strict"] = Value::Bool(*st);
+            }
+            body.insert("text".into(), json!({ "format": f }));
+        }
+    }
+    if let Some(u) = &req.user {
+        body.insert("user".into(), Value::String(u.clone()));
+    }
+    body.insert("store".into(), Value::Bool(false));
+    body.insert("stream".into(), Value::Bool(opts.stream));
+    if req.extra.format == Format::OpenAiResponses {
+        for (k, v) in &req.extra.fields {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::to_vec(&Value::Object(body))
+        .map_err(|e| TranslateError::bad_request(e.to_string(), None))
+}
+
+// ---------------------------------------------------------------- Responses answer → IR
+
+fn usage_from(u: &Value) -> ir::Usage {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    ir::Usage {
+        input: n(&u["input_tokens"]),
+        output: n(&u["output_tokens"]),
+        cache_read: n(&u["input_tokens_details"]["cached_tokens"]),
+        cache_write: 0,
+        reasoning: n(&u["output_tokens_details"]["reasoning_tokens"]),
+    }
+}
+
+fn finish_from(resp: &Value) -> ir::FinishReason {
+    match resp.get("status").and_then(Value::as_str) {
+        Some("incomplete") => match resp["incomplete_details"]["reason"].as_str() {
+            Some("max_output_tokens") => ir::FinishReason::Length,
+            Some("content_filter") => ir::FinishReason::ContentFilter,
+            Some(other) => ir::FinishReason::Other(other.to_string()),
+            None => ir::FinishReason::Other("incomplete".to_string()),
+        },
+        _ => ir::FinishReason::Stop,
+    }
+}
+
+fn output_item_parts(item: &Value, out: &mut Vec<Part>) {
+    let Some(o) = item.as_object() else { return };
+    match o.get("type").and_then(Value::as_str).unwrap_or("") {
+        "message" => {
+            if let Some(Value::Array(c)) = o.get("content") {
+                for p in c {
+                    match p.get("type").and_then(Value::as_str) {
+                        Some("output_text") => out.push(Part::Text(ir::TextPart::new(
+                            p["text"].as_str().unwrap_or_default(),
+                        ))),
+                        Some("refusal") => out.push(Part::Text(ir::TextPart::new(
+                            p["refusal"].as_str().unwrap_or_default(),
+                        ))),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        "function_call" => out.push(Part::ToolCall(ir::ToolCall {
+            id: o
+                .get("call_id")
+                .or_else(|| o.get("id"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            name: o
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            arguments: o
+                .get("arguments")
+                .and_then(Value::as_str)
+                .unwrap_or("{}")
+                .to_string(),
+            cache_control: None,
+            signature: None,
+        })),
+        "reasoning" => match reasoning_from(o) {
+            ReasoningOut::Part(p) => out.push(p),
+            ReasoningOut::Signature { .. } => {}
+        },
+        _ => out.push(Part::Raw(ir::Raw {
+            format: Format::OpenAiResponses,
+            value: item.clone(),
+        })),
+    }
+}
+
+/// A whole Responses answer → IR.
+pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| upstream_bad(format!("Responses answer is not JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(upstream_bad("Responses answer is not a JSON object"));
+    }
+    if v.get("status").and_then(Value::as_str) == Some("failed") {
+        let msg = v["error"]["message"].as_str().unwrap_or("response failed");
+        return Err(upstream_bad(format!("upstream response failed: {msg}")));
+    }
+    let mut content = Vec::new();
+    if let Some(Value::Array(items)) = v.get("output") {
+        for it in items {
+            output_item_parts(it, &mut content);
+        }
+    }
+    Ok(ir::Response {
+        id: v
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        model: v
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        created: v.get("created_at").and_then(Value::as_u64),
+        content,
+        finish: Some(finish_from(&v)),
+        usage: v.get("usage").map(usage_from).unwrap_or_default(),
+    })
+}
+
+// ---------------------------------------------------------------- IR → Responses answer
+
+fn resp_usage(u: &ir::Usage) -> RespUsage {
+    RespUsage {
+        input: u.input,
+        cached: u.cache_read,
+        output: u.output,
+        reasoning: u.reasoning,
+    }
+}
+
+fn outcome_of(f: Option<&ir::FinishReason>) -> Outcome {
+    match f {
+        Some(ir::FinishReason::Length | ir::FinishReason::ContextWindowExceeded) => {
+            Outcome::MaxOutputTokens
+        }
+        Some(ir::FinishReason::ContentFilter) => Outcome::ContentFilter,
+        _ => Outcome::Completed,
+    }
+}
+
+fn sig_for_client(origin: Option<Format>, sig: &str, id: Option<&str>, kind: &str) -> String {
+    if origin == Some(Format::OpenAiResponses) {
+        sig.to_string()
+    } else {
+        wrap_signature(origin, sig, id, kind)
+    }
+}
+
+/// IR → a whole Responses answer for a Responses client.
+pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
+    let id = response_id(if resp.id.is_empty() { "0" } else { &resp.id });
+    let base = id_base(&id);
+    let mut output: Vec<Value> = Vec::new();
+    let mut texts: Vec<Value> = Vec::new();
+    let mut pending_sig: Vec<Value> = Vec::new();
+    let status_item = if outcome_of(resp.finish.as_ref()) == Outcome::Completed {
+        "completed"
+    } else {
+        "incomplete"
+    };
+    let flush = |texts: &mut Vec<Value>, output: &mut Vec<Value>, pending: &mut Vec<Value>| {
+        if !texts.is_empty() {
+            let n = output.len();
+            output.push(json!({"id": format!("msg_{base}{n:03}"), "type": "message", "status": status_item, "role": "assistant", "content": std::mem::take(texts)}));
+        }
+        output.append(pending);
+    };
+    for p in &resp.content {
+        match p {
+            Part::Text(t) => {
+                texts.push(json!({"type": "output_text", "annotations": [], "logprobs": [], "text": t.text}));
+                if let Some(s) = &t.signature {
+                    pending_sig.push(json!({"type": "reasoning", "summary": [], "encrypted_content": wrap_signature(Some(Format::Gemini), s, None, "text")}));
+                }
+            }
+            Part::ToolCall(c) => {
+                flush(&mut texts, &mut output, &mut pending_sig);
+                let n = output.len();
+                output.push(json!({"id": format!("fc_{base}{n:03}"), "type": "function_call", "status": "completed", "arguments": c.arguments, "call_id": c.id, "name": c.name}));
+                if let Some(s) = &c.signature {
+                    let n = output.len();
+                    output.push(json!({"id": format!("rs_{base}{n:03}"), "type": "reasoning", "summary": [], "encrypted_content": wrap_signature(Some(Format::Gemini), s, None, "call")}));
+                }
+            }
+            Part::Thinking(t) => {
+                flush(&mut texts, &mut output, &mut pending_sig);
+                let n = output.len();
+                let summary: Vec<Value> = if t.text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![json!({"type": "summary_text", "text": t.text})]
+                };
+                let mut item = json!({"id": t.id.clone().unwrap_or_else(|| format!("rs_{base}{n:03}")), "type": "reasoning", "summary": summary});
+                if let Some(s) = &t.signature {
+                    item["encrypted_content"] =
+                        Value::String(sig_for_client(t.origin, s, t.id.as_deref(), "thinking"));
+                }
+                output.push(item);
+            }
+            Part::RedactedThinking(r) => {
+                flush(&mut texts, &mut output, &mut pending_sig);
+                let n = output.len();
+                output.push(json!({"id": format!("rs_{base}{n:03}"), "type": "reasoning", "summary": [], "encrypted_content": wrap_signature(r.origin, &r.data, None, "redacted")}));
+            }
+            Part::Raw(raw) if raw.format == Format::OpenAiResponses => {
+                flush(&mut texts, &mut output, &mut pending_sig);
+                output.push(raw.value.clone());
+            }
+            // No Responses output item for images or other providers' blocks.
+            Part::Image(_) | Part::Raw(_) | Part::ToolResult(_) => {}
+        }
+    }
+    flush(&mut texts, &mut output, &mut pending_sig);
+    let outcome = outcome_of(resp.finish.as_ref());
+    let status = if outcome == Outcome::Completed {
+        "completed"
+    } else {
+        "incomplete"
+    };
+    let model = if resp.model.is_empty() {
+        &opts.client_model
+    } else {
+        &resp.model
+    };
+    let v = response_object(
+        &id,
+        model,
+        resp.created.unwrap_or(0),
+        status,
+        output,
+        Some(resp_usage(&resp.usage)),
+        Some(outcome),
+        None,
+    );
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Usage carried by one Responses stream event (`response.completed` & co).
+pub fn stream_event_usage(ev: sse::Event<'_>, usage: &mut ir::Usage) {
+    if let Ok(v) = serde_json::from_slice::<Value>(ev.data)
+        && let Some(u) = v
+            .get("response")
+            .and_then(|r| r.get("usage"))
+            .filter(|u| u.is_object())
+    {
+        usage.merge(&usage_from(u));
+    }
+}
+
+// ---------------------------------------------------------------- stream: Responses → IR
+
+#[derive(Debug, Clone, PartialEq)]
+enum DecOpen {
+    /// Message content part (output_index, content_index).
+    Text(u64, u64),
+    /// Reasoning item (output_index); summary parts seen so far.
+    Reasoning(u64, u64),
+    /// Function call item (output_index); whether argument deltas came.
+    Call(u64, bool),
+}
+
+/// Responses typed SSE events → IR events.
+#[derive(Debug, Default)]
+pub struct StreamDecode {
+    started: bool,
+    finished: bool,
+    next_index: usize,
+    open: Option<(usize, DecOpen)>,
+    usage: ir::Usage,
+}
+
+impl StreamDecode {
+    fn close(&mut self, sink: &mut dyn FnMut(StreamEvent<'_>)) {
+        if let Some((index, _)) = self.open.take() {
+            sink(StreamEvent::BlockStop { index });
+        }
+    }
+
+    fn open_block(
+        &mut self,
+        kind: DecOpen,
+        block: ir::BlockStart<'_>,
+        sink: &mut dyn FnMut(StreamEvent<'_>),
+    ) -> usize {
+        self.close(sink);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.open = Some((index, kind));
+        sink(StreamEvent::BlockStart { index, block });
+        index
+    }
+
+    fn start(&mut self, r: &Value, sink: &mut dyn FnMut(StreamEvent<'_>)) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        sink(StreamEvent::Start(ir::StreamStart {
+            id: Cow::Borrowed(r.get("id").and_then(Value::as_str).unwrap_or("")),
+            model: Cow::Borrowed(r.get("model").and_then(Value::as_str).unwrap_or("")),
+            created: r.get("created_at").and_then(Value::as_u64),
+            usage: ir::Usage::default(),
+        }));
+    }
+
+    fn error(&mut self, status: u16, message: String, sink: &mut dyn FnMut(StreamEvent<'_>)) {
+        self.finished = true;
+        sink(StreamEvent::Error(ir::StreamError { status, message }));
+    }
+}
+
+fn error_status(code: Option<&str>) -> u16 {
+    match code {
+        Some("server_error") | None => 500,
+        Some(c) => match ir::status_for_error_type(c) {
+            500 if c.contains("invalid") => 400,
+            s => s,
+        },
+    }
+}
+
+impl StreamDecoder for StreamDecode {
+    fn event(&mut self, ev: sse::Event<'_>, sink: &mut dyn FnMut(StreamEvent<'_>)) {
+        if self.finished {
+            return;
+        }
+        if ev.data == b"[DONE]" {
+            return;
+        }
+        let v: Value = match serde_json::from_slice(ev.data) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.error(502, format!("malformed Responses stream event: {e}"), sink);
+            }
+        };
+        let ty = v.get("type").and_then(Value::as_str).unwrap_or(ev.event);
+        let oi = v.get("output_index").and_then(Value::as_u64).unwrap_or(0);
+        match ty {
+            "response.created" | "response.in_progress" | "response.queued" => {
+                self.start(v.get("response").unwrap_or(&Value::Null), sink);
+            }
+            "response.output_item.added" => {
+                self.start(&Value::Null, sink);
+                let item = &v["item"];
+                match item.get("type").and_then(Value::as_str) {
+                    Some("reasoning") => {
+                        self.open_block(DecOpen::Reasoning(oi, 0), ir::BlockStart::Thinking, sink);
+                    }
+                    Some("function_call") => {
+                        let id = item
+                            .get("call_id")
+                            .or_else(|| item.get("id"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+                        self.open_block(
+                            DecOpen::Call(oi, false),
+                            ir::BlockStart::ToolCall {
+                                id: Cow::Borrowed(id),
+                                name: Cow::Borrowed(name),
+                            },
+                            sink,
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            "response.content_part.added" => {
+                let ci = v.get("content_index").and_then(Value::as_u64).unwrap_or(0);
+                self.open_block(DecOpen::Text(oi, ci), ir::BlockStart::Text, sink);
+            }
+            "response.output_text.delta" | "response.refusal.delta" => {
+                let ci = v.get("content_index").and_then(Value::as_u64).unwrap_or(0);
+                let index = match &self.open {
+                    Some((i, DecOpen::Text(o, c))) if *o == oi && *c == ci => *i,
+                    _ => self.open_block(DecOpen::Text(oi, ci), ir::BlockStart::Text, sink),
+                };
+                if let Some(d) = v
+                    .get("delta")
+                    .and_then(Value::as_str)
+                    .filter(|d| !d.is_empty())
+                {
+                    sink(StreamEvent::Delta {
+                        index,
+                        delta: ir::Delta::Text(Cow::Borrowed(d)),
+                    });
+                }
+            }
+            "response.content_part.done" => {
+                if matches!(&self.open, Some((_, DecOpen::Text(o, _))) if *o == oi) {
+                    self.close(sink);
+                }
+            }
+            "response.reasoning_summary_part.added" => {
+                let (index, sep) = match &mut self.open {
+                    Some((i, DecOpen::Reasoning(o, parts))) if *o == oi => {
+                        *parts += 1;
+                        (*i, *parts > 1)
+                    }
+                    _ => (
+                        self.open_block(DecOpen::Reasoning(oi, 1), ir::BlockStart::Thinking, sink),
+                        false,
+                    ),
+                };
+                if sep {
+                    sink(StreamEvent::Delta {
+                        index,
+                        delta: ir::Delta::Thinking(Cow::Borrowed("\n\n")),
+                    });
+                }
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                let index = match &self.open {
+                    Some((i, DecOpen::Reasoning(o, _))) if *o == oi => *i,
+                    _ => self.open_block(DecOpen::Reasoning(oi, 1), ir::BlockStart::Thinking, sink),
+                };
+                if let Some(d) = v
+                    .get("delta")
+                    .and_then(Value::as_str)
+                    .filter(|d| !d.is_empty())
+                {
+                    sink(StreamEvent::Delta {
+                        index,
+                        delta: ir::Delta::Thinking(Cow::Borrowed(d)),
+                    });
+                }
+            }
+            "response.function_call_arguments.delta" => {
+                if let Some((index, DecOpen::Call(o, seen))) = &mut self.open
+                    && *o == oi
+                {
+                    *seen = true;
+                    let index = *index;
+                    if let Some(d) = v
+                        .get("delta")
+                        .and_then(Value::as_str)
+                        .filter(|d| !d.is_empty())
+                    {
+                        sink(StreamEvent::Delta {
+                            index,
+                            delta: ir::Delta::ToolArgs(Cow::Borrowed(d)),
+                        });
+                    }
+                }
+            }
+            "response.output_item.done" => {
+                let item = &v["item"];
+                match item.get("type").and_then(Value::as_str) {
+                    Some("reasoning") => {
+                        let index = match &self.open {
+                            Some((i, DecOpen::Reasoning(o, _))) if *o == oi => *i,
+                            _ => self.open_block(
+                                DecOpen::Reasoning(oi, 0),
+                                ir::BlockStart::Thinking,
+                                sink,
+                            ),
+                        };
+                        if let Some(enc) = item.get("encrypted_content").and_then(Value::as_str) {
+                            sink(StreamEvent::Delta {
+                                index,
+                                delta: ir::Delta::Signature(Cow::Borrowed(enc)),
+                            });
+                        }
+                        self.close(sink);
+                    }
+                    Some("function_call") => {
+                        let index = match &self.open {
+                            Some((i, DecOpen::Call(o, _))) if *o == oi => *i,
+                            _ => {
+                                let id = item.get("call_id").and_then(Value::as_str).unwrap_or("");
+                                let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+                                self.open_block(
+                                    DecOpen::Call(oi, false),
+                                    ir::BlockStart::ToolCall {
+                                        id: Cow::Borrowed(id),
+                                        name: Cow::Borrowed(name),
+                                    },
+                                    sink,
+                                )
+                            }
+                        };
+                        if let Some((_, DecOpen::Call(_, false))) = &self.open
+                            && let Some(a) = item
+                                .get("arguments")
+                                .and_then(Value::as_str)
+                                .filter(|a| !a.is_empty())
+                        {
+                            sink(StreamEvent::Delta {
+                                index,
+                                delta: ir::Delta::ToolArgs(Cow::Borrowed(a)),
+                            });
+                        }
+                        self.close(sink);
+                    }
+                    Some("message") => {
+                        if matches!(&self.open, Some((_, DecOpen::Text(o, _))) if *o == oi) {
+                            self.close(sink);
+                        }
+                    }
+                    _ => {
+                        self.close(sink);
+                        let index = self.next_index;
+                        self.next_index += 1;
+                        sink(StreamEvent::BlockStart {
+                            index,
+                            block: ir::BlockStart::Raw(ir::Raw {
+                                format: Format::OpenAiResponses,
+                                value: item.clone(),
+                            }),
+                        });
+                        sink(StreamEvent::BlockStop { index });
+                    }
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                let r = v.get("response").unwrap_or(&Value::Null);
+                self.start(r, sink);
+                self.close(sink);
+                if let Some(u) = r.get("usage").filter(|u| u.is_object()) {
+                    self.usage = usage_from(u);
+                }
+                self.finished = true;
+                sink(StreamEvent::Finish {
+                    reason: finish_from(r),
+                    usage: self.usage,
+                });
+            }
+            "response.failed" => {
+                let e = &v["response"]["error"];
+                let msg = e["message"]
+                    .as_str()
+                    .unwrap_or("upstream response failed")
+                    .to_string();
+                self.error(error_status(e["code"].as_str()), msg, sink);
+            }
+            "error" => {
+                let e = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
+                let msg = e["message"]
+                    .as_str()
+                    .unwrap_or("upstream stream error")
+                    .to_string();
+                let code = e["code"].as_str().or_else(|| e["type"].as_str());
+                self.error(error_status(code), msg, sink);
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, _sink: &mut dyn FnMut(StreamEvent<'_>)) {
+        // No response.completed: the answer was cut short; the caller reports it.
+    }
+}
+
+// ---------------------------------------------------------------- stream: IR → Responses client
+
+/// IR events → Responses typed events, over [`ResponsesEncoder`].
+#[derive(Debug)]
+pub struct StreamEncode {
+    enc: ResponsesEncoder,
+    upstream: Option<Format>,
+    usage: ir::Usage,
+    /// Gemini per-part signature of the open text / call block, given to the
+    /// client as a reasoning item after it (kind "text" / "call").
+    pending_sig: Option<(String, &'static str)>,
+    open_call: bool,
+}
+
+impl StreamEncode {
+    pub fn new(opts: &ResponseOpts) -> Self {
+        StreamEncode {
+            enc: ResponsesEncoder::new("0", &opts.client_model, 0),
+            upstream: opts.upstream,
+            usage: ir::Usage::default(),
+            pending_sig: None,
+            open_call: false,
+        }
+    }
+
+    fn flush_sig(&mut self, out: &mut Vec<u8>) {
+        if let Some((sig, kind)) = self.pending_sig.take() {
+            self.enc.close_item(out);
+            let wrapped = wrap_signature(Some(Format::Gemini), &sig, None, kind);
+            self.enc.reasoning_encrypted(&wrapped, out);
+            self.enc.close_item(out);
+        }
+    }
+}
+
+impl StreamEncoder for StreamEncode {
+    fn event(&mut self, ev: &StreamEvent<'_>, out: &mut Vec<u8>) {
+        if self.enc.is_done() {
+            return;
+        }
+        match ev {
+            StreamEvent::Start(s) => {
+                self.enc
+                    .set_identity(&s.id, &s.model, s.created.unwrap_or(0));
+                self.usage.merge(&s.usage);
+                self.enc.start(out);
+            }
+            StreamEvent::BlockStart { block, .. } => {
+                self.flush_sig(out);
+                self.open_call = false;
+                match block {
+                    ir::BlockStart::Text => self.enc.text_delta("", out),
+                    ir::BlockStart::Thinking => self.enc.reasoning_delta("", out),
+                    ir::BlockStart::ToolCall { id, name } => {
+                        self.open_call = true;
+                        self.enc.tool_call_start(id, name, out)
+                    }
+                    ir::BlockStart::RedactedThinking { data } => {
+                        self.enc.close_item(out);
+                        self.enc.reasoning_encrypted(
+                            &wrap_signature(self.upstream, data, None, "redacted"),
+                            out,
+                        );
+                    }
+                    ir::BlockStart::Raw(_) => self.enc.close_item(out),
+                }
+            }
+            StreamEvent::Delta { delta, .. } => match delta {
+                ir::Delta::Text(t) => self.enc.text_delta(t, out),
+                ir::Delta::Thinking(t) => self.enc.reasoning_delta(t, out),
+                ir::Delta::ToolArgs(a) => self.enc.tool_args_delta(a, out),
+                ir::Delta::Signature(s) => {
+                    if self.enc.reasoning_open() {
+                        let sig = sig_for_client(self.upstream, s, None, "thinking");
+                        self.enc.reasoning_encrypted(&sig, out);
+                    } else {
+                        let kind = if self.open_call { "call" } else { "text" };
+                        match &mut self.pending_sig {
+                            Some((p, _)) => p.push_str(s),
+                            None => self.pending_sig = Some((s.to_string(), kind)),
+                        }
+                    }
+                }
+            },
+            StreamEvent::BlockStop { .. } => {
+                self.enc.close_item(out);
+                self.flush_sig(out);
+                self.open_call = false;
+            }
+            StreamEvent::Usage(u) => self.usage.merge(u),
+            StreamEvent::Ping => {}
+            StreamEvent::Finish { reason, usage } => {
+                self.flush_sig(out);
+                self.usage.merge(usage);
+                self.enc
+                    .finish(outcome_of(Some(reason)), Some(resp_usage(&self.usage)), out);
+            }
+            StreamEvent::Error(e) => {
+                let code = match e.status {
+                    429 => "rate_limit_exceeded",
+                    400 => "invalid_request_error",
+                    401 => "invalid_api_key",
+                    _ => "server_error",
+                };
+                self.enc.fail(code, &e.message, out);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,13 +2048,22 @@ mod tests {
     /// Parse encoder output into (event name, data) pairs, checking framing.
     pub(crate) fn parse_frames(bytes: &[u8]) -> Vec<(String, Value)> {
         let text = std::str::from_utf8(bytes).expect("utf8");
-        assert!(text.is_empty() || text.ends_with("\n\n"), "stream ends mid-frame");
+        assert!(
+            text.is_empty() || text.ends_with("\n\n"),
+            "stream ends mid-frame"
+        );
         text.split("\n\n")
             .filter(|f| !f.is_empty())
             .map(|f| {
                 let mut lines = f.lines();
-                let ev = lines.next().and_then(|l| l.strip_prefix("event: ")).expect("event line");
-                let data = lines.next().and_then(|l| l.strip_prefix("data: ")).expect("data line");
+                let ev = lines
+                    .next()
+                    .and_then(|l| l.strip_prefix("event: "))
+                    .expect("event line");
+                let data = lines
+                    .next()
+                    .and_then(|l| l.strip_prefix("data: "))
+                    .expect("data line");
                 assert!(lines.next().is_none(), "one data line per frame");
                 let v: Value = serde_json::from_str(data).expect("data is JSON");
                 assert_eq!(v["type"], ev, "event name matches data.type");
@@ -500,35 +2080,54 @@ mod tests {
         let mut final_resp = Value::Null;
         for (ev, v) in frames {
             let seq = v["sequence_number"].as_i64().expect("sequence_number");
-            assert_eq!(seq, last_seq + 1, "sequence_number increases by one at {ev}");
+            assert_eq!(
+                seq,
+                last_seq + 1,
+                "sequence_number increases by one at {ev}"
+            );
             last_seq = seq;
             match ev.as_str() {
                 "response.created" => snapshot = v["response"].clone(),
                 "response.output_item.added" => {
                     let out = snapshot["output"].as_array_mut().expect("created first");
-                    assert_eq!(v["output_index"].as_u64().unwrap() as usize, out.len(), "output_index of added item");
+                    assert_eq!(
+                        v["output_index"].as_u64().unwrap() as usize,
+                        out.len(),
+                        "output_index of added item"
+                    );
                     out.push(v["item"].clone());
                 }
                 "response.content_part.added" => {
-                    let item = &mut snapshot["output"][v["output_index"].as_u64().unwrap() as usize];
+                    let item =
+                        &mut snapshot["output"][v["output_index"].as_u64().unwrap() as usize];
                     assert_eq!(item["id"], v["item_id"]);
                     let content = item["content"].as_array_mut().unwrap();
                     assert_eq!(v["content_index"].as_u64().unwrap() as usize, content.len());
                     content.push(v["part"].clone());
                 }
                 "response.output_text.delta" => {
-                    let item = &mut snapshot["output"][v["output_index"].as_u64().unwrap() as usize];
+                    let item =
+                        &mut snapshot["output"][v["output_index"].as_u64().unwrap() as usize];
                     assert_eq!(item["id"], v["item_id"]);
                     let part = &mut item["content"][v["content_index"].as_u64().unwrap() as usize];
                     assert_eq!(part["type"], "output_text");
-                    let t = format!("{}{}", part["text"].as_str().unwrap(), v["delta"].as_str().unwrap());
+                    let t = format!(
+                        "{}{}",
+                        part["text"].as_str().unwrap(),
+                        v["delta"].as_str().unwrap()
+                    );
                     part["text"] = Value::String(t);
                 }
                 "response.function_call_arguments.delta" => {
-                    let item = &mut snapshot["output"][v["output_index"].as_u64().unwrap() as usize];
+                    let item =
+                        &mut snapshot["output"][v["output_index"].as_u64().unwrap() as usize];
                     assert_eq!(item["id"], v["item_id"]);
                     assert_eq!(item["type"], "function_call");
-                    let t = format!("{}{}", item["arguments"].as_str().unwrap(), v["delta"].as_str().unwrap());
+                    let t = format!(
+                        "{}{}",
+                        item["arguments"].as_str().unwrap(),
+                        v["delta"].as_str().unwrap()
+                    );
                     item["arguments"] = Value::String(t);
                 }
                 "response.output_item.done" => {
@@ -574,7 +2173,10 @@ mod tests {
         assert_eq!(frames[0].0, "response.created");
         assert_eq!(frames[1].0, "response.in_progress");
         assert_eq!(frames.last().unwrap().0, "response.completed");
-        assert_eq!(fin["output"], snapshot["output"], "events rebuild the final output");
+        assert_eq!(
+            fin["output"], snapshot["output"],
+            "events rebuild the final output"
+        );
         assert_eq!(fin["id"], "resp_chatcmplabc");
         assert_eq!(fin["output"][0]["summary"][0]["text"], "thinking");
         assert_eq!(fin["output"][0]["encrypted_content"], "sig");
@@ -585,7 +2187,12 @@ mod tests {
         assert_eq!(fin["usage"]["total_tokens"], 15);
         assert_eq!(fin["usage"]["input_tokens_details"]["cached_tokens"], 2);
         assert_eq!(fin["usage"]["output_tokens_details"]["reasoning_tokens"], 3);
-        let ids: Vec<&str> = fin["output"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = fin["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
         let mut uniq = ids.clone();
         uniq.dedup();
         assert_eq!(ids.len(), uniq.len(), "item ids are unique: {ids:?}");
@@ -614,6 +2221,9 @@ mod tests {
         let (_, fin) = replay_like_sdk(&frames);
         assert_eq!(fin["status"], "failed");
         assert_eq!(fin["error"]["message"], "upstream died");
-        assert_eq!(fin["output"][0]["content"][0]["text"], "partial", "partial output is closed, not lost");
+        assert_eq!(
+            fin["output"][0]["content"][0]["text"], "partial",
+            "partial output is closed, not lost"
+        );
     }
 }
