@@ -493,7 +493,12 @@ fn gemini_answers_to_every_format() {
         let out = convert_response(Format::Gemini, Format::Gemini, body, &ropts(false))
             .expect("converts");
         let g: Value = serde_json::from_slice(&out).unwrap();
-        assert_same(&c.name, "gemini->gemini", &want, &read_gemini(&[g.clone()]));
+        assert_same(
+            &c.name,
+            "gemini->gemini",
+            &want,
+            &read_gemini(std::slice::from_ref(&g)),
+        );
         // signatures are given back on the same parts
         let sigs = |v: &Value| -> Vec<String> {
             v["candidates"][0]["content"]["parts"]
@@ -633,7 +638,7 @@ fn responses_answers_to_every_format() {
             &c.name,
             "responses->gemini",
             &want,
-            &read_gemini(&[g.clone()]),
+            &read_gemini(std::slice::from_ref(&g)),
         );
         let um = &g["usageMetadata"];
         assert_eq!(

@@ -361,7 +361,6 @@ fn result_text(resp: &Value) -> (String, bool) {
 fn decode_part(
     p: &Value,
     path: &str,
-    role: ir::Role,
     turn: usize,
     idx: usize,
     pending: &mut PendingCalls,
@@ -518,8 +517,7 @@ fn decode_part(
         // Multimodal function responses (Gemini 3): `parts` with inline data.
         if let Some(Value::Array(parts)) = fr.get("parts") {
             for (j, rp) in parts.iter().enumerate() {
-                if let Some(part) =
-                    decode_part(rp, &format!("{fp}.parts[{j}]"), role, turn, j, pending)?
+                if let Some(part) = decode_part(rp, &format!("{fp}.parts[{j}]"), turn, j, pending)?
                 {
                     content.push(part);
                 }
@@ -728,9 +726,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         };
         let mut content = Vec::with_capacity(parts.len());
         for (j, p) in parts.iter().enumerate() {
-            if let Some(part) =
-                decode_part(p, &format!("{path}.parts[{j}]"), role, i, j, &mut pending)?
-            {
+            if let Some(part) = decode_part(p, &format!("{path}.parts[{j}]"), i, j, &mut pending)? {
                 content.push(part);
             }
         }
