@@ -2228,4 +2228,378 @@ mod tests {
             "partial output is closed, not lost"
         );
     }
+
+    use crate::translate::{StreamTranslator, convert_request};
+
+    fn ro() -> RequestOpts {
+        RequestOpts {
+            model: "gpt-5".into(),
+            stream: false,
+        }
+    }
+
+    #[test]
+    fn input_items_are_first_class() {
+        let body = json!({
+            "model": "m",
+            "instructions": "sys",
+            "input": [
+                {"role": "developer", "content": "dev rule"},
+                {"role": "user", "content": [{"type": "input_text", "text": "hi"}, {"type": "input_image", "image_url": "data:image/png;base64,iVBO-_w", "detail": "high"}]},
+                {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "a"}, {"type": "summary_text", "text": "b"}], "encrypted_content": "gAAAA"},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "calling"}]},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{\"x\":1}"},
+                {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "one"},
+                {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "two"}]},
+                {"role": "user", "content": "thanks"},
+                {"role": "system", "content": "late system"}
+            ],
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": true}],
+            "tool_choice": {"type": "function", "name": "f"},
+            "parallel_tool_calls": false,
+            "reasoning": {"effort": "low", "summary": "detailed"},
+            "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": true}},
+            "max_output_tokens": 64,
+            "temperature": 0.5,
+            "top_p": 0.5,
+            "safety_identifier": "u-1",
+            "store": false,
+            "include": ["reasoning.encrypted_content"]
+        });
+        let r = decode_request(&body).unwrap();
+        assert_eq!(
+            r.system.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
+            ["sys", "dev rule"]
+        );
+        assert_eq!(r.messages.len(), 5, "{:#?}", r.messages);
+        assert_eq!(r.messages[0].role, ir::Role::User);
+        assert!(
+            matches!(&r.messages[0].content[1], Part::Image(i) if i.detail.as_deref() == Some("high") && matches!(&i.source, ir::ImageSource::Base64 { data, .. } if data == "iVBO+/w="))
+        );
+        let a = &r.messages[1];
+        assert_eq!(a.role, ir::Role::Assistant);
+        assert!(
+            matches!(&a.content[0], Part::Thinking(t) if t.text == "a\n\nb" && t.signature.as_deref() == Some("gAAAA") && t.origin == Some(Format::OpenAiResponses) && t.id.as_deref() == Some("rs_1"))
+        );
+        assert!(matches!(&a.content[1], Part::Text(t) if t.text == "calling"));
+        assert!(
+            matches!(&a.content[2], Part::ToolCall(c) if c.id == "c1" && c.arguments == "{\"x\":1}")
+        );
+        assert!(matches!(&a.content[3], Part::ToolCall(c) if c.id == "c2"));
+        let t = &r.messages[2];
+        assert_eq!(t.role, ir::Role::User);
+        assert!(
+            matches!(&t.content[0], Part::ToolResult(x) if x.id == "c1" && x.name.as_deref() == Some("f"))
+        );
+        assert!(
+            matches!(&t.content[1], Part::ToolResult(x) if x.id == "c2" && matches!(&x.content[0], Part::Text(tt) if tt.text == "two"))
+        );
+        assert!(
+            matches!(&r.messages[3].content[0], Part::Text(x) if x.text == "thanks"),
+            "a new user message is a new turn"
+        );
+        assert_eq!(r.messages[4].role, ir::Role::System);
+        assert_eq!(r.tool_choice, Some(ir::ToolChoice::Tool("f".into())));
+        assert_eq!(r.parallel_tool_calls, Some(false));
+        assert_eq!(r.reasoning.as_ref().unwrap().effort.as_deref(), Some("low"));
+        assert_eq!(
+            r.reasoning.as_ref().unwrap().summary.as_deref(),
+            Some("detailed")
+        );
+        assert!(
+            matches!(&r.response_format, Some(ir::ResponseFormat::JsonSchema { name, strict: Some(true), .. }) if name == "out")
+        );
+        assert_eq!(r.sampling.max_tokens, Some(64));
+        assert_eq!(r.user.as_deref(), Some("u-1"));
+        assert!(r.extra.fields.is_empty(), "{:?}", r.extra.fields);
+
+        // and back out to a Responses upstream, same items in the same order
+        let out: Value = serde_json::from_slice(&encode_request(&r, &ro()).unwrap()).unwrap();
+        let kinds: Vec<&str> = out["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["type"].as_str().or_else(|| i["role"].as_str()).unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "user",
+                "reasoning",
+                "message",
+                "function_call",
+                "function_call",
+                "function_call_output",
+                "function_call_output",
+                "user",
+                "system"
+            ]
+        );
+        assert_eq!(out["instructions"], "sys\n\ndev rule");
+        assert_eq!(out["include"], json!(["reasoning.encrypted_content"]));
+        assert_eq!(
+            out["reasoning"],
+            json!({"effort": "low", "summary": "detailed"})
+        );
+        assert_eq!(out["text"]["format"]["name"], "out");
+        assert_eq!(out["store"], false);
+        assert_eq!(
+            out["input"][0]["content"][1]["image_url"],
+            "data:image/png;base64,iVBO+/w="
+        );
+    }
+
+    #[test]
+    fn other_formats_features_refused_by_name() {
+        let base = ir::Request {
+            messages: vec![ir::Message {
+                role: ir::Role::User,
+                content: vec![Part::Text(ir::TextPart::new("x"))],
+            }],
+            ..Default::default()
+        };
+        for (mutate, param) in [
+            (
+                Box::new(|r: &mut ir::Request| r.sampling.stop = vec!["x".into()])
+                    as Box<dyn Fn(&mut ir::Request)>,
+                "stop",
+            ),
+            (
+                Box::new(|r: &mut ir::Request| r.sampling.top_k = Some(3)),
+                "top_k",
+            ),
+            (Box::new(|r: &mut ir::Request| r.sampling.n = Some(2)), "n"),
+            (
+                Box::new(|r: &mut ir::Request| {
+                    r.extra = ir::Extra {
+                        format: Format::Gemini,
+                        fields: [("safetySettings".to_string(), json!([]))]
+                            .into_iter()
+                            .collect(),
+                    }
+                }),
+                "safetySettings",
+            ),
+            (
+                Box::new(|r: &mut ir::Request| {
+                    r.tools.push(ir::Tool::Raw(ir::Raw {
+                        format: Format::Anthropic,
+                        value: json!({"type": "web_search_20250305"}),
+                    }))
+                }),
+                "tools[0]",
+            ),
+        ] {
+            let mut r = base.clone();
+            mutate(&mut r);
+            let e = encode_request(&r, &ro()).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert_eq!(e.param.as_deref(), Some(param), "{}", e.message);
+        }
+        // thinking from another provider is not replayed; a thinking budget becomes an effort
+        let mut r = base;
+        r.messages.push(ir::Message {
+            role: ir::Role::Assistant,
+            content: vec![
+                Part::Thinking(ir::Thinking {
+                    text: "t".into(),
+                    signature: Some("sig".into()),
+                    origin: Some(Format::Anthropic),
+                    id: None,
+                }),
+                Part::Text(ir::TextPart::new("a")),
+            ],
+        });
+        r.reasoning = Some(ir::Reasoning {
+            budget_tokens: Some(10000),
+            ..Default::default()
+        });
+        let out: Value = serde_json::from_slice(&encode_request(&r, &ro()).unwrap()).unwrap();
+        assert!(
+            out["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["type"] != "reasoning")
+        );
+        assert_eq!(
+            out["reasoning"],
+            json!({"effort": "high", "summary": "auto"})
+        );
+    }
+
+    fn feed(from: Format, to: Format, body: &[u8]) -> Vec<u8> {
+        let mut t = StreamTranslator::new(from, to, ResponseOpts::default());
+        let mut out = Vec::new();
+        t.feed(body, &mut out);
+        t.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn parallel_streamed_calls_from_the_ir() {
+        // IR events as an OpenAI Chat / Anthropic upstream would produce them.
+        let mut e = StreamEncode::new(&ResponseOpts {
+            upstream: Some(Format::Anthropic),
+            ..Default::default()
+        });
+        let mut out = Vec::new();
+        let evs = vec![
+            StreamEvent::Start(ir::StreamStart {
+                id: "msg_01".into(),
+                model: "claude".into(),
+                created: None,
+                usage: ir::Usage {
+                    input: 10,
+                    ..Default::default()
+                },
+            }),
+            StreamEvent::BlockStart {
+                index: 0,
+                block: ir::BlockStart::Thinking,
+            },
+            StreamEvent::Delta {
+                index: 0,
+                delta: ir::Delta::Thinking("hm".into()),
+            },
+            StreamEvent::Delta {
+                index: 0,
+                delta: ir::Delta::Signature("EqSig".into()),
+            },
+            StreamEvent::BlockStop { index: 0 },
+            StreamEvent::BlockStart {
+                index: 1,
+                block: ir::BlockStart::ToolCall {
+                    id: "toolu_a".into(),
+                    name: "f".into(),
+                },
+            },
+            StreamEvent::Delta {
+                index: 1,
+                delta: ir::Delta::ToolArgs("{\"a\"".into()),
+            },
+            StreamEvent::Delta {
+                index: 1,
+                delta: ir::Delta::ToolArgs(":1}".into()),
+            },
+            StreamEvent::BlockStop { index: 1 },
+            StreamEvent::BlockStart {
+                index: 2,
+                block: ir::BlockStart::ToolCall {
+                    id: "toolu_b".into(),
+                    name: "g".into(),
+                },
+            },
+            StreamEvent::Delta {
+                index: 2,
+                delta: ir::Delta::ToolArgs("{}".into()),
+            },
+            StreamEvent::BlockStop { index: 2 },
+            StreamEvent::Finish {
+                reason: ir::FinishReason::ToolCalls,
+                usage: ir::Usage {
+                    input: 10,
+                    output: 7,
+                    reasoning: 2,
+                    ..Default::default()
+                },
+            },
+        ];
+        for ev in &evs {
+            e.event(ev, &mut out);
+        }
+        let frames = parse_frames(&out);
+        let (_, fin) = replay_like_sdk(&frames);
+        assert_eq!(fin["status"], "completed");
+        assert_eq!(fin["model"], "claude");
+        assert_eq!(fin["output"][1]["call_id"], "toolu_a");
+        assert_eq!(fin["output"][1]["arguments"], "{\"a\":1}");
+        assert_eq!(fin["output"][2]["call_id"], "toolu_b");
+        let enc = fin["output"][0]["encrypted_content"].as_str().unwrap();
+        let w = unwrap_signature(enc).expect("wrapped with its origin");
+        assert_eq!(
+            (w.origin, w.sig.as_str()),
+            (Some(Format::Anthropic), "EqSig")
+        );
+        assert_eq!(fin["usage"]["input_tokens"], 10);
+        assert_eq!(fin["usage"]["output_tokens"], 7);
+        assert_eq!(fin["usage"]["output_tokens_details"]["reasoning_tokens"], 2);
+        // Replayed by the client, the thinking goes back to Anthropic signed.
+        let body = json!({"model": "m", "input": [{"role": "user", "content": "q"}, fin["output"][0].clone(), fin["output"][1].clone(), {"type": "function_call_output", "call_id": "toolu_a", "output": "1"}]});
+        let r = decode_request(&body).unwrap();
+        assert!(
+            matches!(&r.messages[1].content[0], Part::Thinking(t) if t.origin == Some(Format::Anthropic) && t.signature.as_deref() == Some("EqSig") && t.text == "hm")
+        );
+    }
+
+    #[test]
+    fn upstream_stream_decoder_handles_parallel_calls_and_lazy_parts() {
+        // Two calls, arguments only in output_item.done for the second; text without content_part.added.
+        let body = concat!(
+            "data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt\",\"created_at\":5}}\n\n",
+            "data: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\"}\n\n",
+            "data: {\"type\":\"response.output_item.done\",\"output_index\":0,\"item\":{\"type\":\"message\"}}\n\n",
+            "data: {\"type\":\"response.output_item.added\",\"output_index\":1,\"item\":{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\"}}\n\n",
+            "data: {\"type\":\"response.function_call_arguments.delta\",\"output_index\":1,\"delta\":\"{\\\"a\\\":\"}\n\n",
+            "data: {\"type\":\"response.function_call_arguments.delta\",\"output_index\":1,\"delta\":\"2}\"}\n\n",
+            "data: {\"type\":\"response.output_item.done\",\"output_index\":1,\"item\":{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{\\\"a\\\":2}\"}}\n\n",
+            "data: {\"type\":\"response.output_item.done\",\"output_index\":2,\"item\":{\"type\":\"function_call\",\"call_id\":\"c2\",\"name\":\"g\",\"arguments\":\"{\\\"b\\\":3}\"}}\n\n",
+            "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{\"input_tokens\":9,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":3,\"output_tokens_details\":{\"reasoning_tokens\":1}}}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let out = feed(
+            Format::OpenAiResponses,
+            Format::OpenAiResponses,
+            body.as_bytes(),
+        );
+        let (_, fin) = replay_like_sdk(&parse_frames(&out));
+        assert_eq!(fin["output"][0]["content"][0]["text"], "Hi");
+        assert_eq!(
+            fin["output"][1]["arguments"], "{\"a\":2}",
+            "arguments not doubled by output_item.done"
+        );
+        assert_eq!(fin["output"][2]["arguments"], "{\"b\":3}");
+        assert_eq!(fin["usage"]["input_tokens_details"]["cached_tokens"], 4);
+        // to Gemini: both calls whole, STOP, usage arithmetic
+        let g = feed(Format::OpenAiResponses, Format::Gemini, body.as_bytes());
+        let arr: Value = serde_json::from_slice(&g).unwrap();
+        let parts: Vec<&Value> = arr
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["candidates"][0]["content"]["parts"].as_array().unwrap())
+            .collect();
+        let calls: Vec<(&str, &Value)> = parts
+            .iter()
+            .filter_map(|p| {
+                p.get("functionCall")
+                    .map(|f| (f["name"].as_str().unwrap(), &f["args"]))
+            })
+            .collect();
+        assert_eq!(calls, [("f", &json!({"a": 2})), ("g", &json!({"b": 3}))]);
+        let last = arr.as_array().unwrap().last().unwrap();
+        assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+        assert_eq!(
+            last["usageMetadata"],
+            json!({"promptTokenCount": 9, "candidatesTokenCount": 2, "totalTokenCount": 12, "cachedContentTokenCount": 4, "thoughtsTokenCount": 1})
+        );
+    }
+
+    #[test]
+    fn gemini_json_schema_for_structured_output() {
+        let body = json!({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "p", "strict": true, "schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"], "additionalProperties": false}}}});
+        let g: Value = serde_json::from_slice(
+            &convert_request(Format::OpenAiResponses, Format::Gemini, &body, &ro()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            g["generationConfig"]["responseMimeType"],
+            "application/json"
+        );
+        assert_eq!(
+            g["generationConfig"]["responseSchema"],
+            json!({"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}, "required": ["n"]})
+        );
+    }
 }
