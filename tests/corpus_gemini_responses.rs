@@ -239,10 +239,24 @@ fn stream_all_ways(
     opts: &ResponseOpts,
     body: &[u8],
 ) -> Vec<u8> {
+    stream_split(case, from, to, opts, body, true)
+}
+
+/// Like [`stream_all_ways`]; `every_cut: false` skips the every-offset pass
+/// (for the second and third client format of one recorded stream: the
+/// decoder's split-invariance is proven on the first at every offset).
+fn stream_split(
+    case: &str,
+    from: Format,
+    to: Format,
+    opts: &ResponseOpts,
+    body: &[u8],
+    every_cut: bool,
+) -> Vec<u8> {
     let whole = split_feed(from, to, opts, &[body]);
     assert!(!whole.is_empty(), "{case}: no output");
     // Every single cut point (two pieces), every offset.
-    for cut in 0..=body.len() {
+    for cut in (0..=body.len()).filter(|_| every_cut) {
         let got = split_feed(from, to, opts, &[&body[..cut], &body[cut..]]);
         assert!(
             got == whole,
@@ -572,7 +586,14 @@ fn gemini_streams_split_anywhere_to_every_format() {
         assert_same(&c.name, "gemini~>responses", &want, &read_responses(&fin));
         // → Gemini client, SSE and JSON array
         for sse in [true, false] {
-            let out = stream_all_ways(&c.name, Format::Gemini, Format::Gemini, &ropts(sse), body);
+            let out = stream_split(
+                &c.name,
+                Format::Gemini,
+                Format::Gemini,
+                &ropts(sse),
+                body,
+                sse,
+            );
             let got = gemini_stream_chunks(&c.name, &out, sse);
             assert_same(&c.name, "gemini~>gemini", &want, &read_gemini(&got));
             assert_eq!(
@@ -725,9 +746,9 @@ fn responses_streams_split_anywhere_to_every_format() {
         let events = sse_data_events(body);
         let last = events.last().unwrap();
         let want = responses_expect(&last["response"]);
-        // the whole-event grammar of big streams costs O(n^2) at every cut;
-        // the 190 KB one is cut at every byte of its first and last 8 KB.
-        let body_for_cuts: Vec<u8> = body.clone();
+        // Cutting at every byte costs O(n^2): the 190 KB stream is cut at
+        // every byte of its first and last 8 KB (its middle repeats the same
+        // event kinds); the others at every byte on the route to Gemini SSE.
         let opts = ropts(false);
         let out = if body.len() > 40_000 {
             let whole = split_feed(
@@ -756,12 +777,13 @@ fn responses_streams_split_anywhere_to_every_format() {
             );
             whole
         } else {
-            stream_all_ways(
+            stream_split(
                 &c.name,
                 Format::OpenAiResponses,
                 Format::OpenAiResponses,
                 &opts,
-                &body_for_cuts,
+                body,
+                false,
             )
         };
         let fin = responses_stream_final(&c.name, &out);
@@ -780,12 +802,13 @@ fn responses_streams_split_anywhere_to_every_format() {
                     &[body],
                 )
             } else {
-                stream_all_ways(
+                stream_split(
                     &c.name,
                     Format::OpenAiResponses,
                     Format::Gemini,
                     &ropts(sse),
                     body,
+                    sse,
                 )
             };
             let got = gemini_stream_chunks(&c.name, &out, sse);
