@@ -56,7 +56,11 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Extra {
     pub format: Format,
+    /// Features: another format must refuse them (400 naming the field).
     pub fields: Map<String, Value>,
+    /// Hints with no effect on the answer's content (`store`, `service_tier`,
+    /// ...): another format may drop them (each decoder documents its list).
+    pub hints: Map<String, Value>,
 }
 
 impl Default for Extra {
@@ -64,6 +68,16 @@ impl Default for Extra {
         Extra {
             format: Format::OpenAiChat,
             fields: Map::new(),
+            hints: Map::new(),
+        }
+    }
+}
+
+impl Extra {
+    pub fn new(format: Format) -> Self {
+        Extra {
+            format,
+            ..Default::default()
         }
     }
 }
@@ -143,6 +157,18 @@ pub enum Role {
 pub struct Message {
     pub role: Role,
     pub content: Vec<Part>,
+    /// OpenAI participant `name` (no other format has it).
+    pub name: Option<String>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: Vec<Part>) -> Self {
+        Message {
+            role,
+            content,
+            name: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -406,6 +432,8 @@ pub struct StreamStart<'a> {
     pub created: Option<u64>,
     /// What is known at the start (Anthropic sends input tokens here).
     pub usage: Usage,
+    /// The upstream format (whose signatures the stream carries).
+    pub origin: Option<Format>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -70,7 +70,6 @@ fn ropts(gemini_sse: bool) -> ResponseOpts {
         client_model: "client-model".into(),
         include_usage: true,
         gemini_sse,
-        upstream: None,
     }
 }
 
@@ -221,7 +220,7 @@ fn assert_same(case: &str, route: &str, want: &Expect, got: &Expect) {
 // ------------------------------------------------------------------ stream helpers
 
 fn split_feed(from: Format, to: Format, opts: &ResponseOpts, pieces: &[&[u8]]) -> Vec<u8> {
-    let mut t = StreamTranslator::new(from, to, opts.clone());
+    let mut t = StreamTranslator::new_at(from, to, opts.clone(), 1_700_000_000);
     let mut out = Vec::new();
     for p in pieces {
         t.feed(p, &mut out);

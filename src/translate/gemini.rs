@@ -678,6 +678,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         extra: ir::Extra {
             format: Format::Gemini,
             fields: Map::new(),
+            hints: Map::new(),
         },
         ..Default::default()
     };
@@ -730,7 +731,11 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                 content.push(part);
             }
         }
-        req.messages.push(ir::Message { role, content });
+        req.messages.push(ir::Message {
+            role,
+            content,
+            name: None,
+        });
     }
     if let Some(tools) = o.get("tools") {
         let tools = tools
@@ -1624,6 +1629,7 @@ impl StreamDecoder for StreamDecode {
                 model: Cow::Borrowed(model),
                 created: None,
                 usage: ir::Usage::default(),
+                origin: Some(Format::Gemini),
             }));
         }
         let cand = o
@@ -1771,7 +1777,9 @@ pub struct StreamEncode {
 #[derive(Debug)]
 enum EncBlock {
     Text,
-    Thinking,
+    Thinking {
+        sig: Option<String>,
+    },
     Tool {
         id: String,
         name: String,
@@ -1791,7 +1799,7 @@ impl StreamEncode {
             id: String::new(),
             model: opts.client_model.clone(),
             usage: ir::Usage::default(),
-            upstream: opts.upstream,
+            upstream: None,
             open: None,
         }
     }
@@ -1845,6 +1853,7 @@ impl StreamEncoder for StreamEncode {
         }
         match ev {
             StreamEvent::Start(s) => {
+                self.upstream = s.origin;
                 self.id = s.id.to_string();
                 if !s.model.is_empty() {
                     self.model = s.model.to_string();
@@ -1854,7 +1863,7 @@ impl StreamEncoder for StreamEncode {
             StreamEvent::BlockStart { block, .. } => {
                 self.open = Some(match block {
                     ir::BlockStart::Text => EncBlock::Text,
-                    ir::BlockStart::Thinking => EncBlock::Thinking,
+                    ir::BlockStart::Thinking => EncBlock::Thinking { sig: None },
                     ir::BlockStart::ToolCall { id, name } => EncBlock::Tool {
                         id: id.to_string(),
                         name: name.to_string(),
@@ -1893,17 +1902,22 @@ impl StreamEncoder for StreamEncode {
                     // Per-part signatures on text only come from Gemini.
                     self.chunk(vec![json!({"text": "", "thoughtSignature": s})], None, out)
                 }
-                (ir::Delta::Signature(s), Some(EncBlock::Thinking)) => {
-                    let sig = foreign_sig(self.upstream, s, None, "thinking");
-                    self.chunk(
-                        vec![json!({"text": "", "thought": true, "thoughtSignature": sig})],
-                        None,
-                        out,
-                    )
+                (ir::Delta::Signature(s), Some(EncBlock::Thinking { sig })) => {
+                    // Whole before wrapping: it may come in pieces.
+                    sig.get_or_insert_with(String::new).push_str(s)
                 }
                 _ => {}
             },
             StreamEvent::BlockStop { .. } => {
+                if let Some(EncBlock::Thinking { sig: Some(sig) }) = &self.open {
+                    let sig = foreign_sig(self.upstream, sig, None, "thinking");
+                    self.open = None;
+                    self.chunk(
+                        vec![json!({"text": "", "thought": true, "thoughtSignature": sig})],
+                        None,
+                        out,
+                    );
+                }
                 if let Some(EncBlock::Tool {
                     id,
                     name,
@@ -1999,6 +2013,7 @@ mod tests {
                 ir::Message {
                     role: ir::Role::User,
                     content: vec![Part::Text(ir::TextPart::new("weather?"))],
+                    name: None,
                 },
                 ir::Message {
                     role: ir::Role::Assistant,
@@ -2006,6 +2021,7 @@ mod tests {
                         call("toolu_1", "get_weather", r#"{"city":"Paris"}"#, None),
                         call("toolu_2", "get_time", "", None),
                     ],
+                    name: None,
                 },
                 ir::Message {
                     role: ir::Role::User,
@@ -2013,10 +2029,12 @@ mod tests {
                         result("toolu_2", "12:00", false),
                         result("toolu_1", r#"{"temp": 21}"#, false),
                     ],
+                    name: None,
                 },
                 ir::Message {
                     role: ir::Role::User,
                     content: vec![result("toolu_1", "boom", true)],
+                    name: None,
                 },
             ],
             ..Default::default()
@@ -2250,10 +2268,12 @@ mod tests {
                             cache_control: None,
                         }),
                     ],
+                    name: None,
                 },
                 ir::Message {
                     role: ir::Role::System,
                     content: vec![Part::Text(ir::TextPart::new("later rule"))],
+                    name: None,
                 },
             ],
             tools: vec![ir::Tool::Function(ir::FunctionTool {
@@ -2333,6 +2353,7 @@ mod tests {
             fields: [("container".to_string(), json!("x"))]
                 .into_iter()
                 .collect(),
+            hints: Map::new(),
         };
         assert_eq!(
             encode_request(&r2, &ro()).unwrap_err().param.as_deref(),

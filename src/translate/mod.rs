@@ -79,10 +79,6 @@ pub struct ResponseOpts {
     pub include_usage: bool,
     /// Gemini streams: `alt=sse` gives SSE; without it a JSON array is streamed.
     pub gemini_sse: bool,
-    /// The upstream's format (set by `StreamTranslator::new`): which provider
-    /// minted the opaque signatures a stream carries, so an encoder can tag
-    /// them with their origin for the round trip.
-    pub upstream: Option<Format>,
 }
 
 /// Token usage in one canonical shape (SPEC "Usage totals mean the same").
@@ -100,6 +96,7 @@ pub mod embeddings;
 pub mod errors;
 pub mod gemini;
 pub mod gemini_schema;
+pub mod json;
 pub mod openai_chat;
 pub mod openai_responses;
 pub use errors::{convert_error, error_body, error_body_param};
@@ -196,15 +193,21 @@ pub fn stream_decoder(format: Format) -> Result<Box<dyn StreamDecoder>, Translat
     }
 }
 
-/// A stream encoder for client `format`.
+/// A stream encoder for client `format`. `created` (Unix seconds) stamps
+/// answers whose upstream gave no creation time.
 pub fn stream_encoder(
     format: Format,
     opts: &ResponseOpts,
+    created: u64,
 ) -> Result<Box<dyn StreamEncoder>, TranslateError> {
     match format {
-        Format::OpenAiChat => Ok(Box::new(openai_chat::StreamEncode::new(opts))),
+        Format::OpenAiChat => Ok(Box::new(openai_chat::StreamEncode::with_created(
+            opts, created,
+        ))),
         Format::Anthropic => Ok(Box::new(anthropic::StreamEncode::new(opts))),
-        Format::OpenAiResponses => Ok(Box::new(openai_responses::StreamEncode::new(opts))),
+        Format::OpenAiResponses => Ok(Box::new(openai_responses::StreamEncode::with_created(
+            opts, created,
+        ))),
         Format::Gemini => Ok(Box::new(gemini::StreamEncode::new(opts))),
     }
 }
@@ -397,14 +400,19 @@ pub struct StreamTranslator {
 }
 
 impl StreamTranslator {
-    pub fn new(from: Format, to: Format, mut opts: ResponseOpts) -> Self {
-        opts.upstream = Some(from);
+    pub fn new(from: Format, to: Format, opts: ResponseOpts) -> Self {
+        Self::new_at(from, to, opts, json::now_unix())
+    }
+
+    /// Like [`StreamTranslator::new`] with a fixed clock (`created` for
+    /// answers whose upstream gave none), so output is reproducible.
+    pub fn new_at(from: Format, to: Format, opts: ResponseOpts, created: u64) -> Self {
         StreamTranslator {
             from,
             to,
             parser: sse::Parser::default(),
             decoder: stream_decoder(from).ok(),
-            encoder: stream_encoder(to, &opts).ok(),
+            encoder: stream_encoder(to, &opts, created).ok(),
             relay: Relay::default(),
         }
     }

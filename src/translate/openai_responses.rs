@@ -527,13 +527,18 @@ fn upstream_bad(msg: impl Into<String>) -> TranslateError {
     }
 }
 
-/// Request fields taken without a slot in the IR because they change nothing
-/// in the answer (hints to OpenAI's infrastructure).
-const IGNORED_FIELDS: &[&str] = &[
+/// Request fields kept as IR hints (`Extra::hints`): they change nothing in
+/// the answer's content (routing, caching, billing, logging tags), so an
+/// upstream of another format may drop them. `metadata` is a tag for the
+/// client's own records; `include` asks for encrypted reasoning, which aigate
+/// requests itself whenever reasoning is on.
+const HINT_FIELDS: &[&str] = &[
     "stream_options",
     "prompt_cache_key",
     "prompt_cache_retention",
     "include",
+    "service_tier",
+    "metadata",
 ];
 
 fn push_part(req: &mut ir::Request, role: ir::Role, part: Part) {
@@ -558,6 +563,7 @@ fn push_part(req: &mut ir::Request, role: ir::Role, part: Part) {
     req.messages.push(ir::Message {
         role,
         content: vec![part],
+        name: None,
     });
 }
 
@@ -756,12 +762,14 @@ fn decode_input_item(
                         req.messages.push(ir::Message {
                             role: ir::Role::System,
                             content: texts.map(Part::Text).collect(),
+                            name: None,
                         });
                     }
                 }
                 "user" => req.messages.push(ir::Message {
                     role: ir::Role::User,
                     content: parts,
+                    name: None,
                 }),
                 "assistant" => {
                     for p in parts {
@@ -873,6 +881,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         extra: ir::Extra {
             format: Format::OpenAiResponses,
             fields: Map::new(),
+            hints: Map::new(),
         },
         ..Default::default()
     };
@@ -1053,14 +1062,21 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                     req.user = v.as_str().map(str::to_string);
                 }
             }
-            // store: false is the only meaning other upstreams can give.
-            "store" if v == &Value::Bool(false) => {}
-            "truncation" if v == "disabled" => {}
-            "service_tier" if v == "auto" || v == "default" => {}
-            "background" if v == &Value::Bool(false) => {}
-            "metadata" if v.as_object().is_some_and(Map::is_empty) => {}
+            // Hints: no effect on the answer's content, so other upstreams may
+            // drop them (`store: false` is the only meaning they can give).
+            "store" if v == &Value::Bool(false) => {
+                req.extra.hints.insert(k.clone(), v.clone());
+            }
+            "truncation" if v == "disabled" => {
+                req.extra.hints.insert(k.clone(), v.clone());
+            }
+            "background" if v == &Value::Bool(false) => {
+                req.extra.hints.insert(k.clone(), v.clone());
+            }
             "top_logprobs" if v.as_u64() == Some(0) => {}
-            k if IGNORED_FIELDS.contains(&k) => {}
+            k if HINT_FIELDS.contains(&k) => {
+                req.extra.hints.insert(k.to_string(), v.clone());
+            }
             _ => {
                 req.extra.fields.insert(k.clone(), v.clone());
             }
@@ -1070,6 +1086,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         Some(Value::String(s)) => req.messages.push(ir::Message {
             role: ir::Role::User,
             content: vec![Part::Text(ir::TextPart::new(s.clone()))],
+            name: None,
         }),
         Some(Value::Array(items)) => {
             for (i, it) in items.iter().enumerate() {
@@ -1382,7 +1399,7 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
     body.insert("store".into(), Value::Bool(false));
     body.insert("stream".into(), Value::Bool(opts.stream));
     if req.extra.format == Format::OpenAiResponses {
-        for (k, v) in &req.extra.fields {
+        for (k, v) in req.extra.fields.iter().chain(req.extra.hints.iter()) {
             body.insert(k.clone(), v.clone());
         }
     }
@@ -1682,6 +1699,7 @@ impl StreamDecode {
             model: Cow::Borrowed(r.get("model").and_then(Value::as_str).unwrap_or("")),
             created: r.get("created_at").and_then(Value::as_u64),
             usage: ir::Usage::default(),
+            origin: Some(Format::OpenAiResponses),
         }));
     }
 
@@ -1944,21 +1962,33 @@ pub struct StreamEncode {
     /// Gemini per-part signature of the open text / call block, given to the
     /// client as a reasoning item after it (kind "text" / "call").
     pending_sig: Option<(String, &'static str)>,
+    /// Signature of the open thinking block, wrapped once it is whole.
+    thinking_sig: Option<String>,
     open_call: bool,
 }
 
 impl StreamEncode {
     pub fn new(opts: &ResponseOpts) -> Self {
+        Self::with_created(opts, 0)
+    }
+
+    /// `created` (Unix seconds) stamps answers whose upstream gave no time.
+    pub fn with_created(opts: &ResponseOpts, created: u64) -> Self {
         StreamEncode {
-            enc: ResponsesEncoder::new("0", &opts.client_model, 0),
-            upstream: opts.upstream,
+            enc: ResponsesEncoder::new("0", &opts.client_model, created),
+            upstream: None,
             usage: ir::Usage::default(),
             pending_sig: None,
+            thinking_sig: None,
             open_call: false,
         }
     }
 
     fn flush_sig(&mut self, out: &mut Vec<u8>) {
+        if let Some(sig) = self.thinking_sig.take() {
+            let sig = sig_for_client(self.upstream, &sig, None, "thinking");
+            self.enc.reasoning_encrypted(&sig, out);
+        }
         if let Some((sig, kind)) = self.pending_sig.take() {
             self.enc.close_item(out);
             let wrapped = wrap_signature(Some(Format::Gemini), &sig, None, kind);
@@ -1975,6 +2005,7 @@ impl StreamEncoder for StreamEncode {
         }
         match ev {
             StreamEvent::Start(s) => {
+                self.upstream = s.origin;
                 self.enc
                     .set_identity(&s.id, &s.model, s.created.unwrap_or(0));
                 self.usage.merge(&s.usage);
@@ -2006,8 +2037,10 @@ impl StreamEncoder for StreamEncode {
                 ir::Delta::ToolArgs(a) => self.enc.tool_args_delta(a, out),
                 ir::Delta::Signature(s) => {
                     if self.enc.reasoning_open() {
-                        let sig = sig_for_client(self.upstream, s, None, "thinking");
-                        self.enc.reasoning_encrypted(&sig, out);
+                        // Whole before wrapping: it may come in pieces.
+                        self.thinking_sig
+                            .get_or_insert_with(String::new)
+                            .push_str(s);
                     } else {
                         let kind = if self.open_call { "call" } else { "text" };
                         match &mut self.pending_sig {
@@ -2018,6 +2051,10 @@ impl StreamEncoder for StreamEncode {
                 }
             },
             StreamEvent::BlockStop { .. } => {
+                if let Some(sig) = self.thinking_sig.take() {
+                    let sig = sig_for_client(self.upstream, &sig, None, "thinking");
+                    self.enc.reasoning_encrypted(&sig, out);
+                }
                 self.enc.close_item(out);
                 self.flush_sig(out);
                 self.open_call = false;
@@ -2356,6 +2393,7 @@ mod tests {
             messages: vec![ir::Message {
                 role: ir::Role::User,
                 content: vec![Part::Text(ir::TextPart::new("x"))],
+                name: None,
             }],
             ..Default::default()
         };
@@ -2377,6 +2415,7 @@ mod tests {
                         fields: [("safetySettings".to_string(), json!([]))]
                             .into_iter()
                             .collect(),
+                        hints: Map::new(),
                     }
                 }),
                 "safetySettings",
@@ -2410,6 +2449,7 @@ mod tests {
                 }),
                 Part::Text(ir::TextPart::new("a")),
             ],
+            name: None,
         });
         r.reasoning = Some(ir::Reasoning {
             budget_tokens: Some(10000),
@@ -2440,10 +2480,7 @@ mod tests {
     #[test]
     fn parallel_streamed_calls_from_the_ir() {
         // IR events as an OpenAI Chat / Anthropic upstream would produce them.
-        let mut e = StreamEncode::new(&ResponseOpts {
-            upstream: Some(Format::Anthropic),
-            ..Default::default()
-        });
+        let mut e = StreamEncode::new(&ResponseOpts::default());
         let mut out = Vec::new();
         let evs = vec![
             StreamEvent::Start(ir::StreamStart {
@@ -2454,6 +2491,7 @@ mod tests {
                     input: 10,
                     ..Default::default()
                 },
+                origin: Some(Format::Anthropic),
             }),
             StreamEvent::BlockStart {
                 index: 0,
