@@ -1532,3 +1532,474 @@ fn fuzz_gemini_and_responses_converters() {
         started.elapsed().as_secs_f64()
     );
 }
+
+// ------------------------------------------------------------------ into OpenAI Chat and Anthropic
+
+/// What an OpenAI Chat answer says.
+fn read_chat(v: &Value) -> Expect {
+    let m = &v["choices"][0]["message"];
+    let mut e = Expect {
+        text: m["content"].as_str().unwrap_or_default().to_string(),
+        thinking: m["reasoning_content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        finish: v["choices"][0]["finish_reason"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        ..Default::default()
+    };
+    for c in m["tool_calls"].as_array().cloned().unwrap_or_default() {
+        e.calls.push((
+            c["function"]["name"].as_str().unwrap().to_string(),
+            serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap(),
+        ));
+    }
+    read_chat_usage(&v["usage"], &mut e);
+    e
+}
+
+fn read_chat_usage(u: &Value, e: &mut Expect) {
+    e.input = u["prompt_tokens"].as_u64().unwrap();
+    e.cached = u["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    e.output = u["completion_tokens"].as_u64().unwrap();
+    e.reasoning = u["completion_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        e.input + e.output,
+        "chat total_tokens"
+    );
+}
+
+fn anthropic_finish(s: &str) -> String {
+    match s {
+        "end_turn" => "stop",
+        "max_tokens" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        other => other,
+    }
+    .to_string()
+}
+
+/// What an Anthropic answer says (Anthropic has no reasoning-token count:
+/// `reasoning` is left to the caller).
+fn read_anthropic(v: &Value) -> Expect {
+    let mut e = Expect::default();
+    for b in v["content"].as_array().unwrap() {
+        match b["type"].as_str().unwrap() {
+            "text" => e.text.push_str(b["text"].as_str().unwrap()),
+            "thinking" => e.thinking.push_str(b["thinking"].as_str().unwrap()),
+            "tool_use" => e
+                .calls
+                .push((b["name"].as_str().unwrap().to_string(), b["input"].clone())),
+            _ => {}
+        }
+    }
+    e.finish = anthropic_finish(v["stop_reason"].as_str().unwrap());
+    let u = &v["usage"];
+    let n = |k: &str| u[k].as_u64().unwrap_or(0);
+    e.cached = n("cache_read_input_tokens");
+    e.input = n("input_tokens") + e.cached + n("cache_creation_input_tokens");
+    e.output = n("output_tokens");
+    e
+}
+
+/// Parse an OpenAI Chat client stream (checking its framing) into what it says.
+fn chat_stream(case: &str, bytes: &[u8]) -> Expect {
+    let text = std::str::from_utf8(bytes).unwrap();
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "{case}: chat stream ends with [DONE]"
+    );
+    let mut e = Expect::default();
+    let mut calls: Vec<(String, String)> = Vec::new();
+    let mut first = true;
+    for frame in text.split("\n\n").filter(|f| !f.is_empty()) {
+        let data = frame.strip_prefix("data: ").expect("data frame");
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        if let Some(ch) = v["choices"].get(0) {
+            let d = &ch["delta"];
+            if first {
+                assert_eq!(
+                    d["role"], "assistant",
+                    "{case}: first chunk carries the role"
+                );
+                first = false;
+            }
+            e.text.push_str(d["content"].as_str().unwrap_or_default());
+            e.thinking
+                .push_str(d["reasoning_content"].as_str().unwrap_or_default());
+            for tc in d["tool_calls"].as_array().cloned().unwrap_or_default() {
+                let i = tc["index"].as_u64().unwrap() as usize;
+                if i == calls.len() {
+                    assert!(
+                        tc["id"].is_string(),
+                        "{case}: first delta of a call has its id"
+                    );
+                    calls.push((
+                        tc["function"]["name"].as_str().unwrap().to_string(),
+                        String::new(),
+                    ));
+                }
+                calls[i]
+                    .1
+                    .push_str(tc["function"]["arguments"].as_str().unwrap_or_default());
+            }
+            if let Some(f) = ch["finish_reason"].as_str() {
+                e.finish = f.to_string();
+            }
+        }
+        if v["usage"].is_object() {
+            read_chat_usage(&v["usage"], &mut e);
+        }
+    }
+    e.calls = calls
+        .into_iter()
+        .map(|(n, a)| (n, serde_json::from_str(&a).unwrap()))
+        .collect();
+    e
+}
+
+/// Parse an Anthropic client stream, checking the event grammar Claude Code relies on.
+fn anthropic_stream(case: &str, bytes: &[u8]) -> Expect {
+    let text = std::str::from_utf8(bytes).unwrap();
+    let mut e = Expect::default();
+    let mut names = Vec::new();
+    let mut open: Option<(u64, String)> = None;
+    let mut next_index = 0;
+    let mut args = String::new();
+    let mut start_usage = Value::Null;
+    let mut delta_usage = Value::Null;
+    for frame in text.split("\n\n").filter(|f| !f.is_empty()) {
+        let mut lines = frame.lines();
+        let ev = lines
+            .next()
+            .and_then(|l| l.strip_prefix("event: "))
+            .expect("event line");
+        let v: Value = serde_json::from_str(
+            lines
+                .next()
+                .and_then(|l| l.strip_prefix("data: "))
+                .expect("data"),
+        )
+        .unwrap();
+        assert_eq!(v["type"], ev, "{case}");
+        names.push(ev.to_string());
+        match ev {
+            "message_start" => {
+                assert_eq!(names.len(), 1, "{case}: message_start first");
+                start_usage = v["message"]["usage"].clone();
+            }
+            "content_block_start" => {
+                assert!(open.is_none(), "{case}: one block at a time");
+                assert_eq!(v["index"], next_index, "{case}: block indices in order");
+                next_index += 1;
+                let b = &v["content_block"];
+                let ty = b["type"].as_str().unwrap().to_string();
+                if ty == "tool_use" {
+                    e.calls
+                        .push((b["name"].as_str().unwrap().to_string(), Value::Null));
+                    args.clear();
+                }
+                open = Some((v["index"].as_u64().unwrap(), ty));
+            }
+            "content_block_delta" => {
+                let (i, ty) = open.clone().expect("delta inside a block");
+                assert_eq!(v["index"], i);
+                let d = &v["delta"];
+                match d["type"].as_str().unwrap() {
+                    "text_delta" => e.text.push_str(d["text"].as_str().unwrap()),
+                    "thinking_delta" => e.thinking.push_str(d["thinking"].as_str().unwrap()),
+                    "input_json_delta" => args.push_str(d["partial_json"].as_str().unwrap()),
+                    "signature_delta" => {
+                        assert_eq!(ty, "thinking", "{case}: signature on a thinking block")
+                    }
+                    other => panic!("{case}: delta {other}"),
+                }
+            }
+            "content_block_stop" => {
+                let (i, ty) = open.take().expect("stop of an open block");
+                assert_eq!(v["index"], i);
+                if ty == "tool_use" {
+                    e.calls.last_mut().unwrap().1 = if args.is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str(&args).unwrap()
+                    };
+                }
+            }
+            "message_delta" => {
+                assert!(open.is_none(), "{case}: blocks closed before message_delta");
+                e.finish = anthropic_finish(v["delta"]["stop_reason"].as_str().unwrap());
+                delta_usage = v["usage"].clone();
+            }
+            "message_stop" | "ping" => {}
+            other => panic!("{case}: unexpected event {other}"),
+        }
+    }
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("message_stop"),
+        "{case}: message_stop last"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "message_delta").count(),
+        1,
+        "{case}: exactly one message_delta"
+    );
+    let n = |k: &str| {
+        delta_usage[k]
+            .as_u64()
+            .or_else(|| start_usage[k].as_u64())
+            .unwrap_or(0)
+    };
+    e.cached = n("cache_read_input_tokens");
+    e.input = n("input_tokens") + e.cached + n("cache_creation_input_tokens");
+    e.output = n("output_tokens");
+    e
+}
+
+fn without_reasoning(e: &Expect) -> Expect {
+    Expect {
+        reasoning: 0,
+        ..e.clone()
+    }
+}
+
+#[test]
+fn gemini_and_responses_answers_to_chat_and_anthropic() {
+    let mut checked = 0;
+    for (fmt, from) in [
+        ("gemini", Format::Gemini),
+        ("openai-responses", Format::OpenAiResponses),
+    ] {
+        for c in cases(fmt) {
+            let Some(body) = &c.response_json else {
+                continue;
+            };
+            if c.status != 200 {
+                continue;
+            }
+            let orig: Value = serde_json::from_slice(body).unwrap();
+            let want = if from == Format::Gemini {
+                gemini_expect(std::slice::from_ref(&orig))
+            } else {
+                responses_expect(&orig)
+            };
+            let chat: Value = serde_json::from_slice(
+                &convert_response(from, Format::OpenAiChat, body, &ropts(false)).unwrap(),
+            )
+            .unwrap();
+            assert_same(&c.name, "->chat", &want, &read_chat(&chat));
+            let an: Value = serde_json::from_slice(
+                &convert_response(from, Format::Anthropic, body, &ropts(false)).unwrap(),
+            )
+            .unwrap();
+            assert_same(
+                &c.name,
+                "->anthropic",
+                &without_reasoning(&want),
+                &read_anthropic(&an),
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12 + 6, "every successful non-streaming answer");
+}
+
+#[test]
+fn gemini_and_responses_streams_to_chat_and_anthropic() {
+    let mut checked = 0;
+    for (fmt, from) in [
+        ("gemini", Format::Gemini),
+        ("openai-responses", Format::OpenAiResponses),
+    ] {
+        for c in cases(fmt) {
+            let Some(body) = &c.response_sse else {
+                continue;
+            };
+            let events = sse_data_events(body);
+            let want = if from == Format::Gemini {
+                gemini_expect(&events)
+            } else {
+                responses_expect(&events.last().unwrap()["response"])
+            };
+            let big = body.len() > 40_000;
+            let chat = if big {
+                split_feed(from, Format::OpenAiChat, &ropts(false), &[body])
+            } else {
+                stream_split(
+                    &c.name,
+                    from,
+                    Format::OpenAiChat,
+                    &ropts(false),
+                    body,
+                    false,
+                )
+            };
+            assert_same(&c.name, "~>chat", &want, &chat_stream(&c.name, &chat));
+            let an = if big {
+                split_feed(from, Format::Anthropic, &ropts(false), &[body])
+            } else {
+                stream_split(&c.name, from, Format::Anthropic, &ropts(false), body, false)
+            };
+            assert_same(
+                &c.name,
+                "~>anthropic",
+                &without_reasoning(&want),
+                &anthropic_stream(&c.name, &an),
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12, "every stream");
+}
+
+/// Texts of a Chat request's messages, in order (system excluded).
+fn chat_texts(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in v["messages"].as_array().unwrap() {
+        if m["role"] == "system" || m["role"] == "developer" || m["role"] == "tool" {
+            continue;
+        }
+        match &m["content"] {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(parts) => out.extend(
+                parts
+                    .iter()
+                    .filter_map(|p| p["text"].as_str().map(str::to_string)),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn anthropic_texts(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in v["messages"].as_array().unwrap() {
+        match &m["content"] {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(parts) => out.extend(
+                parts
+                    .iter()
+                    .filter(|p| p["type"] == "text")
+                    .filter_map(|p| p["text"].as_str().map(str::to_string)),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn gemini_and_responses_requests_to_chat_and_anthropic() {
+    let mut checked = 0;
+    for (fmt, from) in [
+        ("gemini", Format::Gemini),
+        ("openai-responses", Format::OpenAiResponses),
+    ] {
+        for c in cases(fmt) {
+            let ir = translate::decode_request(from, &c.request).unwrap();
+            let texts: Vec<String> = ir
+                .messages
+                .iter()
+                .flat_map(|m| m.content.iter())
+                .filter_map(|p| match p {
+                    aigate::ir::Part::Text(t) if !t.text.is_empty() => Some(t.text.clone()),
+                    _ => None,
+                })
+                .collect();
+            let ncalls = ir
+                .messages
+                .iter()
+                .flat_map(|m| m.content.iter())
+                .filter(|p| matches!(p, aigate::ir::Part::ToolCall(_)))
+                .count();
+            for to in [Format::OpenAiChat, Format::Anthropic] {
+                match convert_request(from, to, &c.request, &qopts(false)) {
+                    Ok(out) => {
+                        let v: Value = serde_json::from_slice(&out).unwrap();
+                        assert_eq!(v["model"], "target-model", "{} {to:?}", c.name);
+                        let got: Vec<String> = if to == Format::OpenAiChat {
+                            chat_texts(&v)
+                        } else {
+                            anthropic_texts(&v)
+                        }
+                        .into_iter()
+                        .filter(|t| !t.is_empty())
+                        .collect();
+                        // (a target that needs a non-empty first turn may repeat the system text there)
+                        let sys: Vec<&str> = ir.system.iter().map(|t| t.text.as_str()).collect();
+                        let got: Vec<String> = got
+                            .into_iter()
+                            .filter(|t| texts.contains(t) || !sys.contains(&t.as_str()))
+                            .collect();
+                        assert_eq!(got, texts, "{} {to:?}: message texts in order", c.name);
+                        // every call answered by a result carrying its id
+                        let s = String::from_utf8_lossy(&out);
+                        if to == Format::OpenAiChat {
+                            let calls: Vec<String> = v["messages"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .flat_map(|m| {
+                                    m["tool_calls"].as_array().cloned().unwrap_or_default()
+                                })
+                                .map(|t| t["id"].as_str().unwrap().to_string())
+                                .collect();
+                            assert_eq!(calls.len(), ncalls, "{}: tool calls", c.name);
+                            for id in &calls {
+                                assert!(
+                                    v["messages"]
+                                        .as_array()
+                                        .unwrap()
+                                        .iter()
+                                        .any(|m| m["role"] == "tool" && m["tool_call_id"] == **id),
+                                    "{}: result for {id}",
+                                    c.name
+                                );
+                            }
+                        } else {
+                            assert_eq!(
+                                s.matches("\"tool_use\"").count(),
+                                ncalls,
+                                "{}: tool_use blocks",
+                                c.name
+                            );
+                            assert_eq!(
+                                s.matches("\"tool_result\"").count(),
+                                ncalls,
+                                "{}: tool_result blocks",
+                                c.name
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        assert_eq!(e.status, 400, "{} {to:?}: {e:?}", c.name);
+                        let p = e.param.clone().unwrap_or_default();
+                        assert!(
+                            ["safetySettings", "generationConfig.responseModalities"]
+                                .contains(&p.as_str())
+                                || p.starts_with("messages[")
+                                || p.starts_with("input["),
+                            "{} {to:?}: unexpected refusal {e:?}",
+                            c.name
+                        );
+                    }
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 35);
+}
