@@ -518,6 +518,14 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
     });
     let schema = match &req.response_format {
         None | Some(ir::ResponseFormat::Text) => None,
+        // An Anthropic client's own `output_format` goes back as it came.
+        Some(ir::ResponseFormat::JsonSchema { schema, .. }) if same => {
+            o.insert(
+                "output_format".into(),
+                json!({"type": "json_schema", "schema": schema}),
+            );
+            None
+        }
         Some(ir::ResponseFormat::JsonObject) => Some((None, json!({"type": "object"}))),
         Some(ir::ResponseFormat::JsonSchema {
             description,
@@ -634,8 +642,8 @@ fn tool_input(arguments: &str, path: &str) -> Result<Value, TranslateError> {
 
 fn encode_part(p: &Part, path: &str, out: &mut Vec<Value>) -> Result<(), TranslateError> {
     match p {
-        // Anthropic rejects empty text blocks.
-        Part::Text(t) if t.text.is_empty() => {}
+        // Anthropic rejects empty and whitespace-only text blocks.
+        Part::Text(t) if t.text.trim().is_empty() => {}
         Part::Text(t) => out.push(text_block(t)),
         Part::Image(img) => out.push(image_block(img)),
         Part::ToolCall(c) => {

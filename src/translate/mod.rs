@@ -576,3 +576,6 @@ impl UsageTap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
