@@ -142,10 +142,11 @@ pub(crate) fn wrap_signature(
 
 /// Undo [`wrap_signature`]; `None` for a signature that was not wrapped.
 pub(crate) fn unwrap_signature(sig: &str) -> Option<Wrapped> {
-    let std = std_base64(sig)?;
-    if !std.starts_with("YWlnYXRl") {
+    // Cheap test first: provider signatures are never copied or decoded here.
+    if !sig.trim_start().starts_with("YWlnYXRl") {
         return None;
     }
+    let std = std_base64(sig)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(std.as_bytes())
         .ok()?;
@@ -1754,6 +1755,48 @@ impl StreamDecoder for StreamDecode {
 
 // ------------------------------------------------------------ stream: IR → Gemini client
 
+/// One streamed `GenerateContentResponse`, serialized from borrowed fields.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChunkOut<'a> {
+    candidates: [CandidateOut<'a>; 1],
+    usage_metadata: UsageOut,
+    model_version: &'a str,
+    response_id: &'a str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CandidateOut<'a> {
+    content: ContentOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'a str>,
+    index: u32,
+}
+
+#[derive(serde::Serialize)]
+struct ContentOut<'a> {
+    role: &'static str,
+    parts: &'a [Value],
+}
+
+/// `usageMetadata` as [`usage_to_gemini`] writes it (zero cache/thoughts omitted).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageOut {
+    prompt_token_count: u64,
+    candidates_token_count: u64,
+    total_token_count: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    cached_content_token_count: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    thoughts_token_count: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// IR events → Gemini client stream: SSE `data: {chunk}\r\n\r\n` (as Gemini
 /// frames it) with `alt=sse`, else one JSON array written incrementally
 /// (`[` chunk `,\r\n` chunk ... `]`). Text and thinking deltas go out as they
@@ -1805,9 +1848,15 @@ impl StreamEncode {
     }
 
     fn write(&mut self, v: &Value, out: &mut Vec<u8>) {
+        let buf = serde_json::to_vec(v).unwrap_or_default();
+        self.write_raw(&buf, out);
+    }
+
+    /// One chunk (`json`: a serialized object) in the client's framing.
+    fn write_raw(&mut self, json: &[u8], out: &mut Vec<u8>) {
         if self.sse {
             out.extend_from_slice(b"data: ");
-            let _ = serde_json::to_writer(&mut *out, v);
+            out.extend_from_slice(json);
             out.extend_from_slice(b"\r\n\r\n");
         } else {
             if !self.wrote_open {
@@ -1816,23 +1865,35 @@ impl StreamEncode {
             } else if self.chunks > 0 {
                 out.extend_from_slice(b",\r\n");
             }
-            let _ = serde_json::to_writer(&mut *out, v);
+            out.extend_from_slice(json);
         }
         self.chunks += 1;
     }
 
     fn chunk(&mut self, parts: Vec<Value>, finish: Option<&str>, out: &mut Vec<u8>) {
-        let mut cand = json!({"content": {"role": "model", "parts": parts}, "index": 0});
-        if let Some(f) = finish {
-            cand["finishReason"] = Value::String(f.to_string());
-        }
-        let v = json!({
-            "candidates": [cand],
-            "usageMetadata": usage_to_gemini(&self.usage),
-            "modelVersion": self.model,
-            "responseId": self.id,
-        });
-        self.write(&v, out);
+        let usage = self.usage;
+        let chunk = ChunkOut {
+            candidates: [CandidateOut {
+                content: ContentOut {
+                    role: "model",
+                    parts: &parts,
+                },
+                finish_reason: finish,
+                index: 0,
+            }],
+            usage_metadata: UsageOut {
+                prompt_token_count: usage.input,
+                candidates_token_count: usage.output.saturating_sub(usage.reasoning),
+                total_token_count: usage.input + usage.output,
+                cached_content_token_count: usage.cache_read,
+                thoughts_token_count: usage.reasoning,
+            },
+            model_version: &self.model,
+            response_id: &self.id,
+        };
+        let mut buf = Vec::with_capacity(256);
+        let _ = serde_json::to_writer(&mut buf, &chunk);
+        self.write_raw(&buf, out);
     }
 
     fn close_array(&mut self, out: &mut Vec<u8>) {

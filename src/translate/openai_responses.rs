@@ -76,6 +76,32 @@ impl RespUsage {
     }
 }
 
+/// A delta event, the hot path of a stream: serialized straight from borrowed
+/// fields (no intermediate `Value`).
+#[derive(serde::Serialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    delta: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[u8; 0]>,
+}
+
+fn write_delta(out: &mut Vec<u8>, ev: &DeltaEvent<'_>) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(ev.ty.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    let _ = serde_json::to_writer(&mut *out, ev);
+    out.extend_from_slice(b"\n\n");
+}
+
 /// The Responses client stream encoder (see the module doc for the grammar).
 #[derive(Debug, Clone)]
 pub struct ResponsesEncoder {
@@ -362,12 +388,18 @@ impl ResponsesEncoder {
         let idx = self.next_index();
         if let Some(OpenItem::Message { id, text }) = &mut self.open {
             text.push_str(delta);
-            let id = id.clone();
-            self.emit(
-                out,
-                "response.output_text.delta",
-                Self::obj(json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": delta, "logprobs": []})),
-            );
+            let ev = DeltaEvent {
+                ty: "response.output_text.delta",
+                sequence_number: self.seq,
+                item_id: id,
+                output_index: idx,
+                content_index: Some(0),
+                summary_index: None,
+                delta,
+                logprobs: Some([]),
+            };
+            write_delta(out, &ev);
+            self.seq += 1;
         }
     }
 
@@ -396,13 +428,7 @@ impl ResponsesEncoder {
         self.open_reasoning(out);
         let idx = self.next_index();
         let mut events: Vec<(&str, Value)> = Vec::new();
-        if let Some(OpenItem::Reasoning {
-            id,
-            text,
-            part_open,
-            ..
-        }) = &mut self.open
-        {
+        if let Some(OpenItem::Reasoning { id, part_open, .. }) = &mut self.open {
             if !*part_open {
                 *part_open = true;
                 events.push((
@@ -410,16 +436,27 @@ impl ResponsesEncoder {
                     json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
                 ));
             }
-            if !delta.is_empty() {
-                text.push_str(delta);
-                events.push((
-                    "response.reasoning_summary_text.delta",
-                    json!({"item_id": id, "output_index": idx, "summary_index": 0, "delta": delta}),
-                ));
-            }
         }
         for (ty, v) in events {
             self.emit(out, ty, Self::obj(v));
+        }
+        if delta.is_empty() {
+            return;
+        }
+        if let Some(OpenItem::Reasoning { id, text, .. }) = &mut self.open {
+            text.push_str(delta);
+            let ev = DeltaEvent {
+                ty: "response.reasoning_summary_text.delta",
+                sequence_number: self.seq,
+                item_id: id,
+                output_index: idx,
+                content_index: None,
+                summary_index: Some(0),
+                delta,
+                logprobs: None,
+            };
+            write_delta(out, &ev);
+            self.seq += 1;
         }
     }
 
@@ -462,12 +499,18 @@ impl ResponsesEncoder {
         let idx = self.next_index();
         if let Some(OpenItem::FunctionCall { id, args, .. }) = &mut self.open {
             args.push_str(delta);
-            let id = id.clone();
-            self.emit(
-                out,
-                "response.function_call_arguments.delta",
-                Self::obj(json!({"item_id": id, "output_index": idx, "delta": delta})),
-            );
+            let ev = DeltaEvent {
+                ty: "response.function_call_arguments.delta",
+                sequence_number: self.seq,
+                item_id: id,
+                output_index: idx,
+                content_index: None,
+                summary_index: None,
+                delta,
+                logprobs: None,
+            };
+            write_delta(out, &ev);
+            self.seq += 1;
         }
     }
 

@@ -1042,7 +1042,10 @@ fn bad_gemini_input_is_a_clear_error_not_a_panic() {
     t.feed(b"event: ping\ndata: {}\n\n", &mut out);
     t.finish(&mut out);
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("\"error\""), "an unfinished stream ends with an error: {text}");
+    assert!(
+        text.contains("\"error\""),
+        "an unfinished stream ends with an error: {text}"
+    );
     assert!(t.is_finished());
 }
 
