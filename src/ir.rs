@@ -358,7 +358,7 @@ impl Usage {
     /// (Anthropic's `input_tokens`).
     pub fn uncached_input(&self) -> u64 {
         self.input
-            .saturating_sub(self.cache_read + self.cache_write)
+            .saturating_sub(self.cache_read.saturating_add(self.cache_write))
     }
 
     /// Fields the newer report knows replace the older ones (streams report

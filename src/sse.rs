@@ -151,6 +151,14 @@ impl Parser {
         mut line: &[u8],
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), Overflow> {
+        // The same bound as for a buffered partial line, so whether a line
+        // arrived whole or in pieces never changes the outcome.
+        if line.len() + self.data.len() > self.max {
+            self.failed = true;
+            self.line = Vec::new();
+            self.data = Vec::new();
+            return Err(Overflow { limit: self.max });
+        }
         if self.at_start {
             // The first line is whole here however it was split, so a UTF-8 BOM
             // (allowed at the start of an event stream) is stripped once.
@@ -186,9 +194,6 @@ impl Parser {
                 }
                 self.data.extend_from_slice(value);
                 self.has_data = true;
-                if self.data.len() > self.max {
-                    return self.check_cap();
-                }
             }
             b"event" => {
                 self.event.clear();
@@ -322,6 +327,32 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(n, 1);
         assert_eq!(p.buffered(), 0, "memory released on overflow");
+    }
+
+    #[test]
+    fn cap_does_not_depend_on_how_input_is_cut() {
+        // Found by fuzzing: a long ignored line counted only when buffered.
+        let input = b"data: 1\n\n: a comment longer than the cap\ndata: 2\n\n";
+        for cap in [10, 20, 40, 80] {
+            let outcome = |pieces: &[&[u8]]| {
+                let mut p = Parser::new(cap);
+                let mut n = 0;
+                let mut on = |_: Event<'_>| n += 1;
+                let ok =
+                    pieces.iter().all(|c| p.feed(c, &mut on).is_ok()) && p.finish(&mut on).is_ok();
+                (ok, n)
+            };
+            let whole = outcome(&[input]);
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            assert_eq!(whole, outcome(&bytes), "cap {cap}");
+            for i in 0..input.len() {
+                assert_eq!(
+                    whole,
+                    outcome(&[&input[..i], &input[i..]]),
+                    "cap {cap}, cut {i}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1256,12 +1256,14 @@ fn req_opts(stream: bool) -> RequestOpts {
 fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
+        // Text-only content goes to OpenAI-format upstreams as one string,
+        // blocks joined with a blank line.
         Value::Array(a) => a
             .iter()
             .filter(|b| b["type"] == "text")
             .map(|b| b["text"].as_str().unwrap())
             .collect::<Vec<_>>()
-            .join(""),
+            .join("\n\n"),
         _ => String::new(),
     }
 }
@@ -1639,7 +1641,8 @@ fn anthropic_requests_convert_to_openai() {
                 .iter()
                 .filter(|b| b["type"] == "text")
                 .map(|b| b["text"].as_str().unwrap())
-                .collect();
+                .collect::<Vec<_>>()
+                .join("\n\n");
             let images: Vec<&Value> = blocks.iter().filter(|b| b["type"] == "image").collect();
             let calls: Vec<&Value> = blocks.iter().filter(|b| b["type"] == "tool_use").collect();
             if texts.is_empty() && images.is_empty() && calls.is_empty() {
@@ -1733,6 +1736,11 @@ fn anthropic_requests_convert_to_openai() {
                         Value::Array(a) => a
                             .iter()
                             .filter(|b| b["type"] != "thinking" && b["type"] != "redacted_thinking")
+                            // Whitespace-only text blocks are not sent to Anthropic.
+                            .filter(|b| {
+                                b["type"] != "text"
+                                    || !b["text"].as_str().unwrap().trim().is_empty()
+                            })
                             .map(|b| {
                                 let mut b = b.clone();
                                 let o = b.as_object_mut().unwrap();
@@ -1750,7 +1758,26 @@ fn anthropic_requests_convert_to_openai() {
                             .collect(),
                         _ => unreachable!(),
                     };
-                    json!({"role": m["role"], "content": blocks})
+                    // Adjacent text blocks come back as one (see text_of).
+                    let mut merged: Vec<Value> = Vec::new();
+                    for b in blocks {
+                        match merged.last_mut() {
+                            Some(prev)
+                                if prev["type"] == "text"
+                                    && b["type"] == "text"
+                                    && b.get("cache_control").is_none() =>
+                            {
+                                let t = format!(
+                                    "{}\n\n{}",
+                                    prev["text"].as_str().unwrap(),
+                                    b["text"].as_str().unwrap()
+                                );
+                                prev["text"] = json!(t);
+                            }
+                            _ => merged.push(b),
+                        }
+                    }
+                    json!({"role": m["role"], "content": merged})
                 })
                 .collect()
         };

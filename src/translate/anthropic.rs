@@ -445,7 +445,7 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
                             ));
                         }
                     }
-                    max_tokens.get_or_insert(b + DEFAULT_MAX_TOKENS);
+                    max_tokens.get_or_insert(b.saturating_add(DEFAULT_MAX_TOKENS));
                     o.insert(
                         "thinking".into(),
                         json!({"type": "enabled", "budget_tokens": b}),
@@ -787,8 +787,8 @@ impl WireUsage {
         let write = self.cache_creation_input_tokens.unwrap_or(0);
         let input = self.input_tokens.unwrap_or(0);
         ir::Usage {
-            input: if self.input_tokens.is_some() || read + write > 0 {
-                input + read + write
+            input: if self.input_tokens.is_some() || read.saturating_add(write) > 0 {
+                input.saturating_add(read).saturating_add(write)
             } else {
                 0
             },

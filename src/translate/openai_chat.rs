@@ -21,6 +21,8 @@
 //! - `cache_control` accepted on content parts, messages and tools (LiteLLM
 //!   style) is kept for Anthropic; OpenAI caches by itself, so it is not sent
 //!   to OpenAI-format upstreams. Tool `strict` is kept only between OpenAI formats.
+//! - Upstream message content that is only text is sent as one string (blocks
+//!   joined with a blank line): many OpenAI-compatible servers reject arrays.
 
 use super::json::{self, CowStr, bad, field, idx, inexpressible, join};
 use super::{Format, RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
@@ -696,16 +698,21 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
     serde_json::to_vec(&o).map_err(|e| TranslateError::bad_request(e.to_string(), None))
 }
 
+/// Text-only content as one string: many OpenAI-compatible servers (DeepSeek,
+/// Groq, ...) reject arrays of text parts, and the blocks are read as one text
+/// anyway. Only content with images keeps the array form.
+const TEXT_JOIN: &str = "\n\n";
+
 fn text_content(parts: &[&ir::TextPart]) -> Value {
-    if let [one] = parts {
-        return Value::String(one.text.clone());
+    match parts {
+        [one] => Value::String(one.text.clone()),
+        many => Value::String(
+            many.iter()
+                .map(|p| p.text.as_str())
+                .collect::<Vec<_>>()
+                .join(TEXT_JOIN),
+        ),
     }
-    Value::Array(
-        parts
-            .iter()
-            .map(|p| json!({"type": "text", "text": p.text}))
-            .collect(),
-    )
 }
 
 fn image_url(img: &ir::ImagePart) -> Value {
@@ -793,7 +800,7 @@ fn encode_user(m: &ir::Message, path: &str, out: &mut Vec<Value>) -> Result<(), 
                         _ => return Err(inexpressible(&idx(&join(&pp, "content"), k), NAME)),
                     }
                 }
-                let mut text = texts.join("\n");
+                let mut text = texts.join(TEXT_JOIN);
                 if r.is_error {
                     text.insert_str(0, "Error: ");
                 }
@@ -817,11 +824,9 @@ fn encode_user(m: &ir::Message, path: &str, out: &mut Vec<Value>) -> Result<(), 
         out.push(json!({"role": "user", "content": result_images}));
     }
     if !content.is_empty() {
-        let c = if only_text && content.len() == 1 {
-            content
-                .pop()
-                .and_then(|mut v| v.get_mut("text").map(Value::take))
-                .unwrap_or_default()
+        let c = if only_text {
+            let texts: Vec<&str> = content.iter().filter_map(|v| v["text"].as_str()).collect();
+            Value::String(texts.join(TEXT_JOIN))
         } else {
             Value::Array(content)
         };
@@ -859,12 +864,7 @@ fn encode_assistant(m: &ir::Message, path: &str) -> Result<Value, TranslateError
     let mut v = json!({"role": "assistant"});
     v["content"] = match texts.as_slice() {
         [] => Value::Null,
-        [one] => Value::String((*one).to_string()),
-        many => Value::Array(
-            many.iter()
-                .map(|t| json!({"type": "text", "text": t}))
-                .collect(),
-        ),
+        many => Value::String(many.join(TEXT_JOIN)),
     };
     if !calls.is_empty() {
         v["tool_calls"] = Value::Array(calls);
@@ -1079,7 +1079,7 @@ impl From<&ir::Usage> for OutUsage {
         OutUsage {
             prompt_tokens: u.input,
             completion_tokens: u.output,
-            total_tokens: u.input + u.output,
+            total_tokens: u.input.saturating_add(u.output),
             prompt_tokens_details: OutPromptDetails {
                 cached_tokens: u.cache_read,
             },

@@ -427,18 +427,12 @@ impl ResponsesEncoder {
     pub fn reasoning_delta(&mut self, delta: &str, out: &mut Vec<u8>) {
         self.open_reasoning(out);
         let idx = self.next_index();
-        let mut events: Vec<(&str, Value)> = Vec::new();
-        if let Some(OpenItem::Reasoning { id, part_open, .. }) = &mut self.open {
-            if !*part_open {
-                *part_open = true;
-                events.push((
-                    "response.reasoning_summary_part.added",
-                    json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
-                ));
-            }
-        }
-        for (ty, v) in events {
-            self.emit(out, ty, Self::obj(v));
+        if let Some(OpenItem::Reasoning { id, part_open, .. }) = &mut self.open
+            && !*part_open
+        {
+            *part_open = true;
+            let v = json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": {"type": "summary_text", "text": ""}});
+            self.emit(out, "response.reasoning_summary_part.added", Self::obj(v));
         }
         if delta.is_empty() {
             return;
