@@ -1247,24 +1247,32 @@ fn responses_features_other_upstreams_cannot_express_are_400s() {
             "messages[0].content[0]",
         ),
     ] {
-        let e = convert_request(
+        for to in [Format::Gemini, Format::OpenAiChat, Format::Anthropic] {
+            let e = convert_request(Format::OpenAiResponses, to, &body, &qopts(false)).unwrap_err();
+            assert_eq!(e.status, 400, "{body} -> {to:?}");
+            let p = e.param.clone().unwrap_or_default();
+            // the field itself, or the item/tool holding it
+            assert!(
+                p == param
+                    || p.starts_with(param.split('[').next().unwrap())
+                    || e.message.contains(param),
+                "{body} -> {to:?}: {e:?}"
+            );
+            if to == Format::Gemini {
+                assert_eq!(e.param.as_deref(), Some(param), "{body}: {}", e.message);
+            }
+        }
+    }
+    // store: false (and other hints) are fine everywhere
+    for to in [Format::Gemini, Format::OpenAiChat, Format::Anthropic] {
+        convert_request(
             Format::OpenAiResponses,
-            Format::Gemini,
-            &body,
+            to,
+            &json!({"model": "m", "input": "hi", "store": false, "metadata": {"k": "v"}, "prompt_cache_key": "x"}),
             &qopts(false),
         )
-        .unwrap_err();
-        assert_eq!(e.status, 400, "{body}");
-        assert_eq!(e.param.as_deref(), Some(param), "{body}: {}", e.message);
+        .unwrap_or_else(|e| panic!("{to:?}: {e:?}"));
     }
-    // store: false is fine
-    convert_request(
-        Format::OpenAiResponses,
-        Format::Gemini,
-        &json!({"model": "m", "input": "hi", "store": false}),
-        &qopts(false),
-    )
-    .unwrap();
     // bad input: 400 naming the field, never a panic
     for (body, param) in [
         (json!({"model": "m"}), "input"),

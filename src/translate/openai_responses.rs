@@ -1661,7 +1661,7 @@ pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
     let v = response_object(
         &id,
         model,
-        resp.created.unwrap_or(0),
+        resp.created.unwrap_or_else(super::json::now_unix),
         status,
         output,
         Some(resp_usage(&resp.usage)),
