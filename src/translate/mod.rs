@@ -92,9 +92,13 @@ pub struct Usage {
 }
 
 pub mod anthropic;
+pub mod embeddings;
 pub mod errors;
+pub mod gemini;
+pub mod gemini_schema;
 pub mod json;
 pub mod openai_chat;
+pub mod openai_responses;
 pub use errors::{convert_error, error_body, error_body_param};
 
 /// Tool aigate adds when a target with no native structured output (classic
@@ -136,8 +140,8 @@ pub fn decode_request(format: Format, body: &Value) -> Result<ir::Request, Trans
     match format {
         Format::OpenAiChat => openai_chat::decode_request(body),
         Format::Anthropic => anthropic::decode_request(body),
-        Format::OpenAiResponses => Err(not_supported(format)),
-        Format::Gemini => Err(not_supported(format)),
+        Format::OpenAiResponses => openai_responses::decode_request(body),
+        Format::Gemini => gemini::decode_request(body),
     }
 }
 
@@ -150,8 +154,8 @@ pub fn encode_request(
     match format {
         Format::OpenAiChat => openai_chat::encode_request(req, opts),
         Format::Anthropic => anthropic::encode_request(req, opts),
-        Format::OpenAiResponses => Err(not_supported(format)),
-        Format::Gemini => Err(not_supported(format)),
+        Format::OpenAiResponses => openai_responses::encode_request(req, opts),
+        Format::Gemini => gemini::encode_request(req, opts),
     }
 }
 
@@ -160,8 +164,8 @@ pub fn decode_response(format: Format, body: &[u8]) -> Result<ir::Response, Tran
     match format {
         Format::OpenAiChat => openai_chat::decode_response(body),
         Format::Anthropic => anthropic::decode_response(body),
-        Format::OpenAiResponses => Err(not_supported(format)),
-        Format::Gemini => Err(not_supported(format)),
+        Format::OpenAiResponses => openai_responses::decode_response(body),
+        Format::Gemini => gemini::decode_response(body),
     }
 }
 
@@ -174,8 +178,8 @@ pub fn encode_response(
     match format {
         Format::OpenAiChat => Ok(openai_chat::encode_response(resp, opts)),
         Format::Anthropic => Ok(anthropic::encode_response(resp, opts)),
-        Format::OpenAiResponses => Err(not_supported(format)),
-        Format::Gemini => Err(not_supported(format)),
+        Format::OpenAiResponses => Ok(openai_responses::encode_response(resp, opts)),
+        Format::Gemini => Ok(gemini::encode_response(resp, opts)),
     }
 }
 
@@ -184,8 +188,8 @@ pub fn stream_decoder(format: Format) -> Result<Box<dyn StreamDecoder>, Translat
     match format {
         Format::OpenAiChat => Ok(Box::new(openai_chat::StreamDecode::default())),
         Format::Anthropic => Ok(Box::new(anthropic::StreamDecode::default())),
-        Format::OpenAiResponses => Err(not_supported(format)),
-        Format::Gemini => Err(not_supported(format)),
+        Format::OpenAiResponses => Ok(Box::new(openai_responses::StreamDecode::default())),
+        Format::Gemini => Ok(Box::new(gemini::StreamDecode::default())),
     }
 }
 
@@ -201,8 +205,10 @@ pub fn stream_encoder(
             opts, created,
         ))),
         Format::Anthropic => Ok(Box::new(anthropic::StreamEncode::new(opts))),
-        Format::OpenAiResponses => Err(not_supported(format)),
-        Format::Gemini => Err(not_supported(format)),
+        Format::OpenAiResponses => Ok(Box::new(openai_responses::StreamEncode::with_created(
+            opts, created,
+        ))),
+        Format::Gemini => Ok(Box::new(gemini::StreamEncode::new(opts))),
     }
 }
 
@@ -211,8 +217,8 @@ fn stream_event_usage(format: Format, ev: sse::Event<'_>, usage: &mut ir::Usage)
     match format {
         Format::OpenAiChat => openai_chat::stream_event_usage(ev, usage),
         Format::Anthropic => anthropic::stream_event_usage(ev, usage),
-        Format::OpenAiResponses => {}
-        Format::Gemini => {}
+        Format::OpenAiResponses => openai_responses::stream_event_usage(ev, usage),
+        Format::Gemini => gemini::stream_event_usage(ev, usage),
     }
 }
 

@@ -1031,15 +1031,21 @@ fn usage_tap_reads_both_formats_streaming_and_not() {
 }
 
 #[test]
-fn unsupported_formats_are_clear_errors_not_panics() {
+fn bad_gemini_input_is_a_clear_error_not_a_panic() {
+    // (Gemini became a supported format in issue 4; this used to check the
+    // "not supported yet" refusal.)
     let e = convert_request(Format::Gemini, AN, &json!({}), &ropts(false)).unwrap_err();
     assert_eq!(e.status, 400);
-    assert!(e.message.contains("gemini"));
+    assert_eq!(e.param.as_deref(), Some("contents"));
     let mut t = StreamTranslator::new(AN, Format::Gemini, ResponseOpts::default());
     let mut out = Vec::new();
     t.feed(b"event: ping\ndata: {}\n\n", &mut out);
     t.finish(&mut out);
-    assert!(String::from_utf8(out).unwrap().contains("not supported"));
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("\"error\""),
+        "an unfinished stream ends with an error: {text}"
+    );
     assert!(t.is_finished());
 }
 
