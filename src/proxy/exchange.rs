@@ -47,6 +47,8 @@ pub struct Ask {
     pub resp_opts: ResponseOpts,
     /// Parsed lazily, once, for the first target needing a conversion.
     tree: Option<Value>,
+    /// What the Gemini embeddings answer conversion needs from the request.
+    embeddings: Option<translate::embeddings::EmbeddingsInfo>,
 }
 
 impl Ask {
@@ -74,6 +76,7 @@ impl Ask {
             gemini_query,
             resp_opts,
             tree: None,
+            embeddings: None,
         }
     }
 
@@ -93,6 +96,18 @@ impl Ask {
         // for its usage chunk, which goes back only to clients that asked.
         let add_usage =
             to == Format::OpenAiChat && self.stream() && self.peeked.include_usage.is_none();
+        if self.op == Op::Embeddings && to == Format::Gemini {
+            let tree: Value = serde_json::from_slice(&self.body).map_err(|e| {
+                translate::TranslateError::bad_request(
+                    format!("request body is not valid JSON: {e}"),
+                    None,
+                )
+            })?;
+            let (body, mut info) = translate::embeddings::openai_to_gemini_request(&tree, model)?;
+            info.client_model = self.peeked.model.clone().unwrap_or_default();
+            self.embeddings = Some(info);
+            return Ok(Bytes::from(body));
+        }
         if to == self.ingress
             && self.peeked.models.is_none()
             && self.peeked.include_usage != Some(false)
@@ -519,17 +534,6 @@ async fn attempt(
         },
         Op::Chat { .. } => p.format,
     };
-    if ask.op == Op::Embeddings && to == Format::Gemini {
-        return Ok(Attempt::Failed(Failure::Convert(
-            translate::TranslateError::bad_request(
-                format!(
-                    "provider '{}' (gemini) cannot serve /v1/embeddings in this build",
-                    p.name
-                ),
-                Some("model"),
-            ),
-        )));
-    }
     let compatible = p.kind == crate::config::file::ProviderKind::OpenaiCompatible;
     let body = match ask.body_for(to, model, compatible) {
         Ok(b) => b,
@@ -610,6 +614,33 @@ async fn attempt(
     }
     record_attempt(p, status);
 
+    if let (Op::Embeddings, Format::Gemini, Some(info)) = (ask.op, to, &ask.embeddings) {
+        let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
+            Ok(b) => b,
+            Err(f) => return Ok(Attempt::Failed(f)),
+        };
+        connector
+            .release_http_session(up, &peer, Some(POOL_IDLE))
+            .await;
+        match translate::embeddings::gemini_to_openai_response(&body, info) {
+            Ok(a) => {
+                ctx.usage = Some(translate::Usage {
+                    input: a.prompt_tokens,
+                    ..Default::default()
+                });
+                if a.estimated {
+                    ctx.error = Some("usage estimated: Gemini reported no token count".into());
+                }
+                ctx.first_byte = Some(Instant::now());
+                respond::send(s, ctx, status, "application/json", a.body, &[]).await?;
+            }
+            Err(e) => {
+                let msg = format!("could not convert the upstream answer: {}", e.message);
+                respond::error(s, ctx, ask.ingress, 502, &msg, None).await?;
+            }
+        }
+        return Ok(Attempt::Done);
+    }
     if same || stream {
         return stream_answer(connector, s, ctx, up, &peer, p, ask, to).await;
     } else {
