@@ -2,7 +2,7 @@
 //! body, never a panic, for every format pair.
 #![no_main]
 
-use aigate::translate::{Format, RequestOpts, convert_request};
+use aigate::translate::{Format, RequestOpts, convert_request, convert_request_compatible};
 use libfuzzer_sys::fuzz_target;
 
 const FORMATS: [Format; 2] = [Format::OpenAiChat, Format::Anthropic];
@@ -18,7 +18,12 @@ fuzz_target!(|data: &[u8]| {
                     model: "m".into(),
                     stream,
                 };
-                match convert_request(from, to, &body, &opts) {
+                let compat = convert_request_compatible(from, to, &body, &opts);
+                assert_eq!(
+                    compat.is_ok(),
+                    convert_request(from, to, &body, &opts).is_ok()
+                );
+                match compat {
                     Ok(out) => {
                         let v: serde_json::Value =
                             serde_json::from_slice(&out).expect("converted body is JSON");

@@ -19,6 +19,11 @@
 //!   With thinking on, forced tool use is not allowed: 400 naming `response_format`.
 //! - Answers: thinking synthesised from OpenAI-style `reasoning_content` is a
 //!   thinking block with an empty signature, closed before the next block.
+//! - With thinking on, a tool-use continuation whose assistant turn lacks its
+//!   signed thinking (the client dropped it) is sent without thinking, which
+//!   Anthropic would otherwise reject; an Anthropic client's request is never
+//!   changed that way.
+//! - Citations on text blocks are not carried to other formats (the text is).
 //! - Tool arguments that are not a JSON object (a model's broken output) are
 //!   given to Anthropic clients as `{"_raw_arguments": "<text>"}` in
 //!   non-streaming answers (streams pass the fragments through as they come).
@@ -41,7 +46,10 @@ const NAME: &str = "anthropic";
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Request fields that only tune delivery; other formats drop them.
-const HINTS: &[&str] = &["service_tier"];
+/// `context_management` asks Anthropic to prune old tool results server-side
+/// near the context limit (Claude Code sends it); it never changes an answer
+/// that fits, so a non-Anthropic upstream simply does not prune.
+const HINTS: &[&str] = &["service_tier", "context_management"];
 
 // ======================================================================= requests
 
@@ -287,16 +295,12 @@ fn decode_block(b: &Value, path: &str) -> Result<Part, TranslateError> {
         })
     };
     Ok(match json::req_str(o, "type", path)? {
-        "text" => {
-            if field(o, "citations").is_some_and(|c| c.as_array().is_none_or(|a| !a.is_empty())) {
-                return Ok(raw());
-            }
-            Part::Text(ir::TextPart {
-                text: json::req_str(o, "text", path)?.to_string(),
-                cache_control: cache,
-                signature: None,
-            })
-        }
+        // Citation metadata has no form elsewhere; the text itself must survive.
+        "text" => Part::Text(ir::TextPart {
+            text: json::req_str(o, "text", path)?.to_string(),
+            cache_control: cache,
+            signature: None,
+        }),
         "image" => {
             let sp = join(path, "source");
             let so = json::as_object(
@@ -464,6 +468,16 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
     );
 
     let (system, messages) = encode_messages(req)?;
+    if thinking_on && !same && unsigned_tool_loop(&messages) {
+        // With thinking on, Anthropic rejects a tool-use continuation whose
+        // assistant turn does not start with its signed thinking. Clients of
+        // other formats that did not send the thinking back (most OpenAI SDKs
+        // drop `reasoning_details`) would get that 400 on every tool round;
+        // instead this one request goes without thinking (README "Conversions").
+        log::debug!("thinking turned off: tool-use continuation without signed thinking");
+        o.remove("thinking");
+        thinking_on = false;
+    }
     if !system.is_empty() {
         o.insert("system".into(), system_value(system));
     }
@@ -588,6 +602,24 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
         }
     }
     serde_json::to_vec(&o).map_err(|e| TranslateError::bad_request(e.to_string(), None))
+}
+
+/// The conversation continues a tool loop (ends in tool results) whose last
+/// assistant turn does not open with a thinking block.
+fn unsigned_tool_loop(messages: &[Value]) -> bool {
+    let Some(last) = messages.last() else {
+        return false;
+    };
+    let ends_in_results = last["role"] == "user"
+        && last["content"]
+            .as_array()
+            .is_some_and(|b| b.first().is_some_and(|b| b["type"] == "tool_result"));
+    if !ends_in_results || messages.len() < 2 {
+        return false;
+    }
+    let assistant = &messages[messages.len() - 2]["content"];
+    let first = assistant.as_array().and_then(|b| b.first());
+    !first.is_some_and(|b| b["type"] == "thinking" || b["type"] == "redacted_thinking")
 }
 
 fn text_block(t: &ir::TextPart) -> Value {
@@ -806,11 +838,13 @@ impl WireUsage {
 
 #[derive(Deserialize)]
 struct WireMessage {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
     #[serde(default)]
     id: String,
     #[serde(default)]
     model: String,
-    #[serde(default)]
+    /// Required: an answer without content blocks is not an answer.
     content: Vec<Value>,
     #[serde(default)]
     stop_reason: Option<String>,
@@ -858,6 +892,12 @@ fn upstream_err(e: impl std::fmt::Display) -> TranslateError {
 /// A whole Messages answer → IR.
 pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
     let w: WireMessage = serde_json::from_slice(body).map_err(upstream_err)?;
+    if w.kind.as_deref().is_some_and(|k| k != "message") {
+        return Err(upstream_err(format_args!(
+            "type {:?} is not a message",
+            w.kind.as_deref().unwrap_or("")
+        )));
+    }
     let mut content = Vec::with_capacity(w.content.len());
     for (i, b) in w.content.iter().enumerate() {
         content.push(decode_block(b, &idx("content", i)).map_err(|e| upstream_err(e.message))?);
@@ -1085,6 +1125,21 @@ struct WireBlock<'a> {
     name: Option<CowStr<'a>>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
+}
+
+/// Decimal digits of `n` without allocating (per-delta hot path).
+fn push_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 fn malformed(e: impl std::fmt::Display) -> StreamEvent<'static> {
@@ -1430,7 +1485,7 @@ impl StreamEncode {
         out.extend_from_slice(
             b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
         );
-        out.extend_from_slice(index.to_string().as_bytes());
+        push_uint(out, index as u64);
         out.extend_from_slice(b",\"delta\":{\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"");
@@ -1451,7 +1506,7 @@ impl StreamEncode {
         out.extend_from_slice(
             b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":",
         );
-        out.extend_from_slice(index.to_string().as_bytes());
+        push_uint(out, index as u64);
         out.extend_from_slice(b"}\n\n");
     }
 }
@@ -1591,5 +1646,60 @@ impl StreamEncoder for StreamEncode {
                 self.done = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_not_answers() {
+        let e = decode_response(
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 502);
+        assert!(decode_response(b"[]").is_err());
+        assert!(decode_response(b"{}").is_err());
+        assert!(decode_response(br#"{"type":"message","content":[]}"#).is_ok());
+    }
+
+    #[test]
+    fn push_uint_writes_decimal() {
+        for n in [0u64, 7, 10, 99, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            push_uint(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn usage_arithmetic_both_directions() {
+        let w: WireUsage = serde_json::from_str(
+            r#"{"input_tokens": 20, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 5, "output_tokens": 9,
+                "output_tokens_details": {"thinking_tokens": 4}}"#,
+        )
+        .unwrap();
+        let u = w.to_ir();
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.cache_write, u.reasoning),
+            (125, 9, 100, 5, 4)
+        );
+        let out = OutUsage::from(&u);
+        assert_eq!(
+            (
+                out.input_tokens,
+                out.cache_read_input_tokens,
+                out.cache_creation_input_tokens,
+                out.output_tokens
+            ),
+            (20, 100, 5, 9)
+        );
+        // A message_delta with output only leaves the input known from message_start.
+        let d: WireUsage = serde_json::from_str(r#"{"output_tokens": 30}"#).unwrap();
+        let mut merged = u;
+        merged.merge(&d.to_ir());
+        assert_eq!((merged.input, merged.output), (125, 30));
     }
 }

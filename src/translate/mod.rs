@@ -235,6 +235,22 @@ pub fn convert_request(
     encode_request(to, &req, opts)
 }
 
+/// Like [`convert_request`], for a provider of kind `openai-compatible`: the
+/// same Chat Completions body except the output limit, sent as `max_tokens`
+/// (the field those servers know) instead of OpenAI's `max_completion_tokens`.
+pub fn convert_request_compatible(
+    from: Format,
+    to: Format,
+    body: &Value,
+    opts: &RequestOpts,
+) -> Result<Vec<u8>, TranslateError> {
+    let req = decode_request(from, body)?;
+    match to {
+        Format::OpenAiChat => openai_chat::encode_request_for(&req, opts, true),
+        _ => encode_request(to, &req, opts),
+    }
+}
+
 /// Convert a whole non-streaming upstream answer (`from`) into the client's format (`to`).
 pub fn convert_response(
     from: Format,
@@ -245,6 +261,19 @@ pub fn convert_response(
     let mut resp = decode_response(from, body)?;
     settle_response(&mut resp);
     encode_response(to, &resp, opts)
+}
+
+/// Whether a client's request body asked for usage in its stream — what
+/// [`ResponseOpts::include_usage`] should be. Only OpenAI Chat makes it optional
+/// (`stream_options.include_usage`); the other formats always report usage.
+pub fn client_wants_stream_usage(format: Format, body: &Value) -> bool {
+    match format {
+        Format::OpenAiChat => body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        Format::OpenAiResponses | Format::Anthropic | Format::Gemini => true,
+    }
 }
 
 /// Usage reported in a whole non-streaming answer of `format`.

@@ -16,8 +16,9 @@
 //!   thinking (`reasoning_content`); another provider's signatures are useless
 //!   to an OpenAI-format upstream and are not sent.
 //! - Upstream requests use `max_completion_tokens` (OpenAI's current name;
-//!   reasoning models reject `max_tokens`) and, when streaming, always
-//!   `stream_options.include_usage: true`.
+//!   reasoning models reject `max_tokens`), or `max_tokens` for
+//!   OpenAI-compatible servers (`convert_request_compatible`), and, when
+//!   streaming, always `stream_options.include_usage: true`.
 //! - `cache_control` accepted on content parts, messages and tools (LiteLLM
 //!   style) is kept for Anthropic; OpenAI caches by itself, so it is not sent
 //!   to OpenAI-format upstreams. Tool `strict` is kept only between OpenAI formats.
@@ -563,8 +564,20 @@ fn decode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Part>, Tra
     Ok(parts)
 }
 
-/// IR → a Chat Completions body for an OpenAI-format upstream.
+/// IR → a Chat Completions body for OpenAI itself.
 pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, TranslateError> {
+    encode_request_for(req, opts, false)
+}
+
+/// IR → a Chat Completions body; `compatible`: for an OpenAI-compatible server
+/// rather than OpenAI, which takes the output limit as `max_tokens` (Mistral and
+/// others reject `max_completion_tokens`; OpenAI's reasoning models reject
+/// `max_tokens`).
+pub fn encode_request_for(
+    req: &ir::Request,
+    opts: &RequestOpts,
+    compatible: bool,
+) -> Result<Vec<u8>, TranslateError> {
     let same = req.extra.format == Format::OpenAiChat;
     if !same && let Some(k) = req.extra.fields.keys().next() {
         return Err(inexpressible(k, NAME));
@@ -584,7 +597,12 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
     }
     let s = &req.sampling;
     if let Some(v) = s.max_tokens {
-        o.insert("max_completion_tokens".into(), v.into());
+        let key = if compatible {
+            "max_tokens"
+        } else {
+            "max_completion_tokens"
+        };
+        o.insert(key.into(), v.into());
     }
     if let Some(v) = s.temperature {
         o.insert("temperature".into(), v.into());

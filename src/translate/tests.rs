@@ -1064,3 +1064,124 @@ fn anthropic_output_format_maps_to_openai_response_format() {
         json!({"type": "json_schema", "schema": schema})
     );
 }
+
+#[test]
+fn client_stream_usage_wish_is_read_from_the_body() {
+    assert!(client_wants_stream_usage(
+        OA,
+        &json!({"stream_options": {"include_usage": true}})
+    ));
+    assert!(!client_wants_stream_usage(OA, &json!({"stream": true})));
+    assert!(client_wants_stream_usage(AN, &json!({"stream": true})));
+}
+
+#[test]
+fn cited_text_survives_and_context_management_is_a_hint() {
+    let answer = json!({"id": "m", "model": "c", "stop_reason": "end_turn", "usage": {},
+        "content": [{"type": "text", "text": "Paris", "citations": [{"type": "web_search_result_location", "url": "u"}]},
+                    {"type": "text", "text": " is the capital."}]});
+    assert_eq!(
+        resp(AN, OA, answer)["choices"][0]["message"]["content"],
+        "Paris is the capital."
+    );
+    let r = json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}});
+    let out = ok(AN, OA, r.clone());
+    assert!(out.get("context_management").is_none());
+    assert_eq!(
+        ok(AN, AN, r)["context_management"]["edits"][0]["type"],
+        "clear_tool_uses_20250919"
+    );
+}
+
+#[test]
+fn tool_loop_without_returned_thinking_goes_without_thinking() {
+    let convo = |assistant: Value| {
+        json!({"model": "g", "reasoning_effort": "low", "messages": [
+            {"role": "user", "content": "q"},
+            assistant,
+            {"role": "tool", "tool_call_id": "c", "content": "r"}]})
+    };
+    let call =
+        json!([{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]);
+    let out = ok(
+        OA,
+        AN,
+        convo(json!({"role": "assistant", "content": null, "tool_calls": call})),
+    );
+    assert!(
+        out.get("thinking").is_none(),
+        "Anthropic would reject thinking here"
+    );
+    assert_eq!(
+        out["max_tokens"],
+        1024 + 4096,
+        "max_tokens as computed for the client"
+    );
+    let with = json!({"role": "assistant", "content": null, "tool_calls": call,
+        "reasoning_details": [{"type": "reasoning.text", "text": "t", "signature": "S", "format": "anthropic-claude-v1"}]});
+    assert_eq!(ok(OA, AN, convo(with))["thinking"]["type"], "enabled");
+    // A fresh user turn keeps thinking.
+    let fresh = json!({"model": "g", "reasoning_effort": "low", "messages": [{"role": "user", "content": "q"}]});
+    assert_eq!(ok(OA, AN, fresh)["thinking"]["type"], "enabled");
+}
+
+#[test]
+fn output_limit_field_depends_on_openai_or_compatible() {
+    let body =
+        json!({"model": "c", "max_tokens": 77, "messages": [{"role": "user", "content": "x"}]});
+    let official: Value =
+        serde_json::from_slice(&convert_request(AN, OA, &body, &ropts(false)).unwrap()).unwrap();
+    assert_eq!(
+        (
+            official["max_completion_tokens"].as_u64(),
+            official.get("max_tokens")
+        ),
+        (Some(77), None)
+    );
+    let compat: Value =
+        serde_json::from_slice(&convert_request_compatible(AN, OA, &body, &ropts(false)).unwrap())
+            .unwrap();
+    assert_eq!(
+        (
+            compat["max_tokens"].as_u64(),
+            compat.get("max_completion_tokens")
+        ),
+        (Some(77), None)
+    );
+    let to_an: Value =
+        serde_json::from_slice(&convert_request_compatible(OA, AN, &body, &ropts(false)).unwrap())
+            .unwrap();
+    assert_eq!(to_an["max_tokens"], 77);
+}
+
+#[test]
+fn a_call_whose_name_comes_after_its_id_opens_when_the_name_arrives() {
+    let input = oa_sse(&[
+        delta(
+            json!({"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"arguments": ""}}]}),
+        ),
+        delta(
+            json!({"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": "{\"a\""}}]}),
+        ),
+        delta(json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]})),
+        finish("tool_calls"),
+    ]);
+    let evs = stream(OA, AN, &input);
+    assert_eq!(
+        kinds(&evs),
+        [
+            "message_start",
+            "ping",
+            "start:tool_use",
+            "delta:input_json_delta",
+            "delta:input_json_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(evs[2].1["content_block"]["id"], "c1");
+    assert_eq!(evs[2].1["content_block"]["name"], "f");
+    assert_eq!(evs[3].1["delta"]["partial_json"], "{\"a\"");
+}
