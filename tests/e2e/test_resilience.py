@@ -127,6 +127,12 @@ def provider_attempts(gw: Gateway, name: str) -> dict[str, int]:
     return {o: v for (p, o), v in outcomes(gw).items() if p == name}
 
 
+def gauge(gw: Gateway, name: str, provider_name: str) -> float | None:
+    """A per-provider gauge (`aigate_resting_credentials`, `aigate_provider_usable`), None when absent."""
+    vals = [v for n, l, v in metrics(gw) if n == name and l.get("provider") == provider_name]
+    return vals[0] if vals else None
+
+
 def ready(gw: Gateway) -> tuple[int, dict[str, bool]]:
     r = http().get(gw.admin_url + "/health/ready", timeout=5)
     return r.status_code, {p["name"]: p["usable"] for p in r.json()["providers"]}
@@ -190,6 +196,8 @@ def test_429_moves_to_next_credential_which_rests_then_returns(start_gateway: St
         assert rr.status_code == 200 and attempts(rr) == 1
         resting_checks += 1
     assert resting_checks >= 2, "the machine is too slow to observe the rest period"
+    if time.monotonic() < t429 + 0.9:
+        assert gauge(gw, "aigate_resting_credentials", "p") == 1 and gauge(gw, "aigate_provider_usable", "p") == 1
     assert set(creds_seen(upstream, n_before)) == {"sk-up-2"}, f"a resting credential was used: {seen(upstream, n_before)}"
     # After the rest the credential is back in rotation.
     time.sleep(max(0.0, t429 + 1.3 - time.monotonic()))
@@ -216,11 +224,13 @@ def test_429_on_every_credential_relays_429_then_provider_is_skipped_and_not_rea
     assert sorted(creds_seen(upstream)) == ["sk-up-1", "sk-up-2"]
     st, usable = ready(gw)
     assert (st, usable) == (503, {"p": False}), "every credential resting: the provider is not usable"
+    assert (gauge(gw, "aigate_resting_credentials", "p"), gauge(gw, "aigate_provider_usable", "p")) == (2, 0)
     r2 = ask(gw, "m", fmt="openai-chat")
     assert_error_shape("openai-chat", r2, 503)
     assert len(upstream.requests) == 2, "a request was sent on a resting credential"
     time.sleep(max(0.0, upstream.requests[-1].received_at + 1.3 - time.monotonic()))
     assert ready(gw) == (200, {"p": True})
+    assert (gauge(gw, "aigate_resting_credentials", "p"), gauge(gw, "aigate_provider_usable", "p")) == (0, 1)
     r3 = ask(gw, "m")
     assert r3.status_code == 200 and attempts(r3) == 1
 
@@ -582,6 +592,7 @@ def test_circuit_opens_after_threshold_probes_half_open_and_closes(start_gateway
     opened = time.monotonic()
     st, usable = ready(gw)
     assert st == 200 and usable == {"bad": False, "good": True}
+    assert gauge(gw, "aigate_provider_usable", "bad") == 0 and gauge(gw, "aigate_provider_usable", "good") == 1
     r = ask(gw, "m")
     assert r.status_code == 200 and attempts(r) == 1 and r.headers["x-aigate-provider"] == "good"
     assert models_seen(upstream).count("gpt-bad") == 3, "an open circuit was not skipped"
