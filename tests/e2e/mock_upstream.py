@@ -1154,8 +1154,8 @@ class Handler(BaseHTTPRequestHandler):
             _, err = error_response(rec.format or "openai", 400, rec.seq, f"mock upstream could not process the request: {type(e).__name__}: {e}")
             self._send_json(rec, 400, err)
         finally:
+            owner._end(self.connection)  # before `done`: once done, the connection is idle
             rec.done = True
-            owner._end(self.connection)
 
     def _control(self, path: str, body: bytes) -> None:
         owner = self.server.owner

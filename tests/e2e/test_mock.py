@@ -541,6 +541,7 @@ def test_go_down_refuses_connects_and_come_up_serves_on_the_same_port():
         port = m.port
         with httpx.Client(timeout=5) as c:  # keep-alive connection made while up
             assert c.post(m.openai_url + "/chat/completions", json={"model": "gpt-4o", "messages": []}, headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+            m.wait_done(m.requests[0])  # the connection is idle now
             m.go_down()
             assert m.is_down
             with pytest.raises(httpx.ConnectError):
