@@ -222,13 +222,31 @@ def responses_stream_text(raw: str) -> tuple[str, Counter]:
     return text, kinds
 
 
+def gemini_stream_text(raw: str) -> tuple[str, int]:
+    """Gemini SSE (`alt=sse`): (text of the non-thought parts, error objects seen)."""
+    text, errors = "", 0
+    for _, data in sse_events(raw):
+        if not data.startswith("{"):
+            continue
+        obj = json.loads(data)
+        if "error" in obj:
+            errors += 1
+        for cand in obj.get("candidates") or []:
+            for part in (cand.get("content") or {}).get("parts") or []:
+                if not part.get("thought"):
+                    text += part.get("text", "")
+    return text, errors
+
+
 def stream_text(fmt: str, raw: str) -> str:
     """The text an SSE answer carries, in client format `fmt` (openai-chat, anthropic,
-    openai-responses)."""
+    openai-responses, gemini)."""
     if fmt == "openai-chat":
         return chat_stream_text(raw)[0]
     if fmt == "anthropic":
         return anthropic_stream_text(raw)[0]
+    if fmt == "gemini":
+        return gemini_stream_text(raw)[0]
     return responses_stream_text(raw)[0]
 
 

@@ -74,6 +74,11 @@ def an(mock: MockUpstream, name: str, keys: tuple = ("sk-up-1",), **extra: Any) 
     return provider(name, "anthropic", mock.url, keys=list(keys), **extra)
 
 
+def ge(mock: MockUpstream, name: str, keys: tuple = ("sk-up-1",), **extra: Any) -> dict:
+    extra.setdefault("timeouts", FAST_TIMEOUTS)
+    return provider(name, "gemini", mock.url, keys=list(keys), **extra)
+
+
 def dead(name: str, kind: str = "openai", **extra: Any) -> dict:
     """A provider on a loopback port nothing listens on (connects are refused)."""
     port = closed_port()
@@ -387,9 +392,9 @@ def test_provider_retry_override_caps_attempts_on_that_provider(start_gateway: S
     assert attempts(r) == 3 and len(upstream.requests) == 3
 
 
-@pytest.mark.parametrize("fmt", ["openai-chat", "anthropic", "openai-responses"])
+@pytest.mark.parametrize("fmt", ["openai-chat", "anthropic", "openai-responses", "gemini"])
 def test_every_target_unreachable_gives_502_in_client_format(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
-    kind = {"openai-chat": {"kind": "openai"}, "openai-responses": {"kind": "openai", "api": "responses"}, "anthropic": {"kind": "anthropic"}}[fmt]
+    kind = {"openai-chat": {"kind": "openai"}, "openai-responses": {"kind": "openai", "api": "responses"}, "anthropic": {"kind": "anthropic"}, "gemini": {"kind": "gemini"}}[fmt]
     gw = start_gateway(small_config([dead("d1", **kind), dead("d2", **kind)], [model("m", ("d1", "x"), ("d2", "y"))], retry={"max_attempts": 4, "base_delay_ms": 1, "max_delay_ms": 5}))
     r = ask(gw, "m", fmt=fmt)
     assert_error_shape(fmt, r, 502)
@@ -428,15 +433,17 @@ def test_no_backoff_when_moving_to_another_provider(start_gateway: StartGateway,
         ("openai-responses", "resp", "gpt-die-after-2", "resp"),  # response.created, in_progress
         ("anthropic", "oa", "gpt-die-after-1", "oa"),  # converted stream
         ("openai-chat", "an", "claude-die-after-3", "oa"),  # converted, then another kind
+        ("openai-responses", "an", "claude-die-after-3", "an"),  # converted both times
+        ("gemini", "ge", "gemini-die-after-0", "ge"),  # 200 headers, then nothing
     ],
-    ids=["chat", "anthropic", "responses", "anthropic-from-chat", "chat-from-anthropic-to-chat"],
+    ids=["chat", "anthropic", "responses", "anthropic-from-chat", "chat-from-anthropic-to-chat", "responses-from-anthropic", "gemini"],
 )
 def test_stream_dying_before_content_fails_over_without_leaking_preamble(start_gateway: StartGateway, upstream: MockUpstream, fmt: str, bad: str, bad_model: str, good: str):
     """The upstream sends only its preamble and dies: nothing reached the client yet,
     so the next target answers and the client sees one clean stream (one role chunk /
     message_start / response.created)."""
-    makers = {"oa": lambda n, k: oa(upstream, n, keys=k), "an": lambda n, k: an(upstream, n, keys=k), "resp": lambda n, k: oa(upstream, n, keys=k, api="responses")}
-    good_model = "claude-good" if good == "an" else "gpt-good"
+    makers = {"oa": lambda n, k: oa(upstream, n, keys=k), "an": lambda n, k: an(upstream, n, keys=k), "resp": lambda n, k: oa(upstream, n, keys=k, api="responses"), "ge": lambda n, k: ge(upstream, n, keys=k)}
+    good_model = {"an": "claude-good", "ge": "gemini-good"}.get(good, "gpt-good")
     gw = start_gateway(small_config([makers[bad]("bad", ("sk-up-1",)), makers[good]("good", ("sk-up-3",))], [model("m", ("bad", bad_model), ("good", good_model))]))
     r = ask(gw, "m", fmt=fmt, stream=True)
     assert r.status_code == 200, r.text
@@ -447,7 +454,7 @@ def test_stream_dying_before_content_fails_over_without_leaking_preamble(start_g
     elif fmt == "anthropic":
         kinds = anthropic_stream_text(r.text)[1]
         assert (kinds["message_start"], kinds["message_stop"], kinds["error"]) == (1, 1, 0), r.text
-    else:
+    elif fmt == "openai-responses":
         kinds = responses_stream_text(r.text)[1]
         assert (kinds["response.created"], kinds["response.completed"]) == (1, 1), r.text
     rec = upstream.requests[0]
@@ -456,22 +463,24 @@ def test_stream_dying_before_content_fails_over_without_leaking_preamble(start_g
 
 @pytest.mark.parametrize(
     "fmt, kind, bad_model",
-    [("anthropic", "an", "claude-error-after-2"), ("openai-responses", "resp", "gpt-error-after-2"), ("openai-chat", "an", "claude-error-after-2")],
-    ids=["anthropic-overloaded", "responses-failed", "chat-from-anthropic-overloaded"],
+    [("anthropic", "an", "claude-error-after-2"), ("openai-responses", "resp", "gpt-error-after-2"), ("openai-chat", "an", "claude-error-after-2"), ("gemini", "ge", "gemini-error-after-0")],
+    ids=["anthropic-overloaded", "responses-failed", "chat-from-anthropic-overloaded", "gemini-unavailable"],
 )
 def test_in_stream_error_before_content_fails_over(start_gateway: StartGateway, upstream: MockUpstream, fmt: str, kind: str, bad_model: str):
     """An error event inside a 200 stream before any content (Anthropic
     overloaded_error, Responses response.failed) fails over like a 5xx status."""
-    bad = an(upstream, "bad") if kind == "an" else oa(upstream, "bad", api="responses")
+    bad = {"an": lambda: an(upstream, "bad"), "resp": lambda: oa(upstream, "bad", api="responses"), "ge": lambda: ge(upstream, "bad")}[kind]()
     good = oa(upstream, "good", keys=("sk-up-3",), api="responses" if fmt == "openai-responses" else None)
     if fmt == "anthropic":
         good = an(upstream, "good", keys=("sk-up-3",))
+    if fmt == "gemini":
+        good = ge(upstream, "good", keys=("sk-up-3",))
     gw = start_gateway(small_config([bad, good], [model("m", ("bad", bad_model), ("good", "x-good"))]))
     r = ask(gw, "m", fmt=fmt, stream=True)
     assert r.status_code == 200, r.text
     assert attempts(r) == 2 and r.headers["x-aigate-provider"] == "good"
     assert stream_text(fmt, r.text) == "echo: hi", r.text
-    assert "overloaded" not in r.text.lower() and "response.failed" not in r.text
+    assert "overloaded" not in r.text.lower() and "response.failed" not in r.text and "UNAVAILABLE" not in r.text
 
 
 @pytest.mark.parametrize("fmt", ["openai-chat", "anthropic"], ids=["same-format", "converted"])
@@ -520,14 +529,16 @@ def test_attempt_failing_after_200_headers_is_counted_once_as_a_failure(start_ga
         ("openai-responses", "resp", "gpt-die-after-5"),
         ("anthropic", "oa", "gpt-die-after-3"),
         ("openai-chat", "an", "claude-die-after-5"),
+        ("gemini", "ge", "gemini-die-after-1"),
+        ("gemini", "oa", "gpt-die-after-3"),
     ],
-    ids=["chat", "anthropic", "responses", "anthropic-from-chat", "chat-from-anthropic"],
+    ids=["chat", "anthropic", "responses", "anthropic-from-chat", "chat-from-anthropic", "gemini", "gemini-from-chat"],
 )
 def test_stream_dying_after_content_ends_with_error_event_in_client_format(start_gateway: StartGateway, upstream: MockUpstream, fmt: str, kind: str, bad_model: str):
     """Content already reached the client: no retry (attempts 1, the second target is
     never asked); the stream ends with a well-formed error event in the client's
     format and no success terminator."""
-    bad = {"oa": lambda: oa(upstream, "bad"), "an": lambda: an(upstream, "bad"), "resp": lambda: oa(upstream, "bad", api="responses")}[kind]()
+    bad = {"oa": lambda: oa(upstream, "bad"), "an": lambda: an(upstream, "bad"), "resp": lambda: oa(upstream, "bad", api="responses"), "ge": lambda: ge(upstream, "bad")}[kind]()
     gw = start_gateway(small_config([bad, oa(upstream, "good", keys=("sk-up-3",))], [model("m", ("bad", bad_model), ("good", "gpt-good"))]))
     r = ask(gw, "m", fmt=fmt, stream=True)
     assert r.status_code == 200
@@ -545,6 +556,10 @@ def test_stream_dying_after_content_ends_with_error_event_in_client_format(start
         err = json.loads(last_data)
         assert err["type"] == "error" and err["error"]["type"] and err["error"]["message"], err
         assert "message_stop" not in [n for n, _ in events]
+    elif fmt == "gemini":
+        err = json.loads(last_data).get("error")
+        assert isinstance(err, dict) and err.get("code") and err.get("message") and err.get("status"), f"last event must be a Gemini error object: {events[-1]}"
+        assert not any('"finishReason"' in d for _, d in events), "a finish reason after a failure"
     else:
         assert last_name in ("error", "response.failed"), events[-1]
         assert "response.completed" not in [n for n, _ in events]
