@@ -291,3 +291,31 @@ def standard_config(mock: MockUpstream, dead_port: int) -> dict:
             route("corpus-gemini-json", ("gemini", "corpus.gemini.text-system-instruction")),
         ],
     }
+
+
+# ---------------------------------------------------------------------------- resilience and limits configs
+
+# Tight enough that a fault costs well under a second, loose enough for 2 busy cores.
+FAST_TIMEOUTS = {"connect_ms": 500, "first_byte_ms": 1000, "idle_ms": 1000, "total_ms": 10000}
+
+
+def small_config(providers: list[dict], models: list[dict], keys: list[dict] | None = None, **top: Any) -> dict:
+    """A config with only the given providers and models (plus tiny backoffs, 1 s
+    cooldowns, keepalive off): each resilience / limits test starts its own gateway
+    so breaker, cooldown and window state never leak between tests. `top` overrides
+    or adds top-level keys (`retry`, `cooldown`, `circuit_breaker`, ...)."""
+    cfg: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "admin_listen": "127.0.0.1:0",
+        "grace_period_seconds": 0,
+        "graceful_shutdown_timeout_seconds": 1,
+        "retry": {"max_attempts": 5, "base_delay_ms": 1, "max_delay_ms": 5, "multiplier": 2.0},
+        "cooldown": {"rate_limited_seconds": 1, "auth_failed_seconds": 300},
+        "circuit_breaker": {"failure_threshold": 5, "open_seconds": 30},
+        "stream_keepalive_seconds": 0,
+        "keys": keys if keys is not None else [{"id": "team-a", "key": GW_KEY_A}],
+        "providers": providers,
+        "models": models,
+    }
+    cfg.update(top)
+    return cfg

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from collections import Counter
 from typing import Any, Iterable
 
 import anthropic
@@ -18,6 +20,20 @@ from harness import GW_KEY_A, Gateway
 from mock_upstream import Recorded
 
 SDK_TIMEOUT = 20.0
+
+_shared_client: httpx.Client | None = None
+_shared_lock = threading.Lock()
+
+
+def http() -> httpx.Client:
+    """One keep-alive httpx client for plain requests, shared by the whole run (and
+    thread-safe): creating an httpx.Client costs ~50 ms (its TLS context), which adds
+    up in tests that start their own gateway and make a few requests."""
+    global _shared_client
+    with _shared_lock:
+        if _shared_client is None:
+            _shared_client = httpx.Client(timeout=SDK_TIMEOUT, limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+        return _shared_client
 
 
 def openai_client(gw: Gateway, key: str = GW_KEY_A, **headers: str) -> openai.OpenAI:
@@ -144,6 +160,94 @@ def stream_event_times(resp: httpx.Response) -> tuple[list[bytes], list[float]]:
         events.append(buf)
         times.append(time.monotonic())
     return events, times
+
+
+# ----------------------------------------------------------------------------- SSE bodies read whole
+
+
+def sse_events(raw: str) -> list[tuple[str | None, str]]:
+    """(event name, data) of each SSE event; comments come as ("<comment>", text)."""
+    out: list[tuple[str | None, str]] = []
+    for block in raw.replace("\r\n", "\n").split("\n\n"):
+        if not block.strip():
+            continue
+        name, data, comments = None, [], []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                comments.append(line[1:].strip())
+            elif line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+        if comments and not data and name is None:
+            out.append(("<comment>", "\n".join(comments)))
+        else:
+            out.append((name, "\n".join(data)))
+    return out
+
+
+def chat_stream_text(raw: str) -> tuple[str, int, bool]:
+    """OpenAI Chat SSE: (content, role chunks, [DONE] seen)."""
+    text, roles, done = "", 0, False
+    for _, data in sse_events(raw):
+        if data == "[DONE]":
+            done = True
+            continue
+        if not data.startswith("{"):
+            continue
+        obj = json.loads(data)
+        for ch in obj.get("choices") or []:
+            d = ch.get("delta") or {}
+            if d.get("role"):
+                roles += 1
+            text += d.get("content") or ""
+    return text, roles, done
+
+
+def anthropic_stream_text(raw: str) -> tuple[str, Counter]:
+    text, kinds = "", Counter()
+    for name, data in sse_events(raw):
+        kinds[name] += 1
+        if name == "content_block_delta":
+            text += json.loads(data)["delta"].get("text", "")
+    return text, kinds
+
+
+def responses_stream_text(raw: str) -> tuple[str, Counter]:
+    text, kinds = "", Counter()
+    for name, data in sse_events(raw):
+        kinds[name] += 1
+        if name == "response.output_text.delta":
+            text += json.loads(data)["delta"]
+    return text, kinds
+
+
+def gemini_stream_text(raw: str) -> tuple[str, int]:
+    """Gemini SSE (`alt=sse`): (text of the non-thought parts, error objects seen)."""
+    text, errors = "", 0
+    for _, data in sse_events(raw):
+        if not data.startswith("{"):
+            continue
+        obj = json.loads(data)
+        if "error" in obj:
+            errors += 1
+        for cand in obj.get("candidates") or []:
+            for part in (cand.get("content") or {}).get("parts") or []:
+                if not part.get("thought"):
+                    text += part.get("text", "")
+    return text, errors
+
+
+def stream_text(fmt: str, raw: str) -> str:
+    """The text an SSE answer carries, in client format `fmt` (openai-chat, anthropic,
+    openai-responses, gemini)."""
+    if fmt == "openai-chat":
+        return chat_stream_text(raw)[0]
+    if fmt == "anthropic":
+        return anthropic_stream_text(raw)[0]
+    if fmt == "gemini":
+        return gemini_stream_text(raw)[0]
+    return responses_stream_text(raw)[0]
 
 
 # ----------------------------------------------------------------------------- Prometheus text

@@ -29,6 +29,8 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        incomplete / MAX_TOKENS)
   slow[-MS]            MS ms (default 300) between stream events (and before a
                        non-stream body)
+  stall-MS             one pause of MS ms after the first stream event (before a
+                       non-stream body): a quiet stream, e.g. long reasoning
   corpus:<fmt>/<case>  replay ../shared/corpus/<fmt>/<case> byte for byte (status and
                        content type from meta.json); `corpus.<fmt>.<case>` also works
                        (URL-friendly, for Gemini's model-in-path)
@@ -43,6 +45,18 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        event (Anthropic `event: error` overloaded_error, Responses
                        `response.failed`, OpenAI chat `data: {"error":..}`, Gemini error
                        object), then ends cleanly
+  flaky-<pct>[-<status>]  each request fails with the provider's error for <status>
+                       (default 500) with probability pct%, else answers normally
+                       (seeded: `MockUpstream(seed=...)`)
+
+While the mock waits (`slow` between stream events, `hang`), it watches the
+connection: when the peer closes it, the request's `disconnected_at` is set and the
+mock stops answering (a failed write marks it too).
+
+`MockUpstream.go_down()` closes the listening socket (connects are refused) and the
+idle keep-alive connections; requests already being answered finish, and a request
+arriving later on a surviving connection is closed unanswered: not recorded, only
+counted in `.dropped`. `come_up()` listens on the same port again (a flapping upstream).
 
 Rules (`MockUpstream.add_rule`, or `POST /__mock/rules`) apply a scenario to requests
 matching a credential / model / path, optionally only `times` times: e.g. the first
@@ -64,7 +78,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import re
+import select
 import socket
 import struct
 import sys
@@ -119,6 +135,9 @@ class Scenario:
     die_after: int | None = None
     error_after: int | None = None
     delay_ms: int = 0
+    flaky_pct: int | None = None
+    flaky_status: int = 500
+    stall_ms: int = 0
 
     def merged(self, other: "Scenario") -> "Scenario":
         """`other`'s non-default fields win."""
@@ -164,6 +183,11 @@ def parse_scenario(model: str | None) -> Scenario:
         s.error_after = int(mm.group(1))
     if mm := re.search(r"(?:^|[^a-z])slow(?:-(\d+))?(?:$|[^a-z0-9])", low):
         s.delay_ms = int(mm.group(1) or 300)
+    if mm := re.search(r"(?:^|[^a-z])stall-(\d+)", low):
+        s.stall_ms = int(mm.group(1))
+    if mm := re.search(r"flaky-(\d+)(?:-(\d{3}))?", low):
+        s.flaky_pct = int(mm.group(1))
+        s.flaky_status = int(mm.group(2) or 500)
     return s
 
 
@@ -212,6 +236,7 @@ class Recorded:
     events_sent_at: list[float] = dataclasses.field(default_factory=list)  # monotonic, one per stream event
     response_bytes: bytearray = dataclasses.field(default_factory=bytearray)  # body sent (de-chunked)
     done: bool = False
+    disconnected_at: float | None = None  # monotonic: the peer closed the connection before the answer ended
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -257,6 +282,7 @@ class Recorded:
             "events_sent_wall": [self.received_wall + (t - self.received_at) for t in self.events_sent_at],
             "response_len": len(self.response_bytes),
             "done": self.done,
+            "disconnected_wall": None if self.disconnected_at is None else self.received_wall + (self.disconnected_at - self.received_at),
         }
 
 
@@ -1010,9 +1036,39 @@ class Handler(BaseHTTPRequestHandler):
         body = (json.dumps(obj, indent=2, ensure_ascii=False) if pretty else _dumps(obj)).encode()
         self._send_bytes(rec, status, body, content_type, headers)
 
-    def _wait(self, ms: int) -> None:
-        if ms > 0 and self.server.owner.stopping.wait(ms / 1000.0):
-            raise _Stop()
+    def _wait(self, ms: int, rec: Recorded | None = None) -> None:
+        """Sleep ms; with `rec`, watch the connection meanwhile and stop (marking
+        `rec.disconnected_at`) as soon as the peer closes it."""
+        if ms <= 0:
+            return
+        stopping = self.server.owner.stopping
+        if rec is None:
+            if stopping.wait(ms / 1000.0):
+                raise _Stop()
+            return
+        end = time.monotonic() + ms / 1000.0
+        while (left := end - time.monotonic()) > 0:
+            if stopping.is_set():
+                raise _Stop()
+            if self._peer_closed(min(left, 0.05)):
+                rec.disconnected_at = time.monotonic()
+                raise _Stop()
+
+    def _peer_closed(self, timeout: float) -> bool:
+        """Within `timeout` s: did the peer close (FIN or RST) the connection? The
+        request has been read whole, so anything readable now is the close."""
+        conn = self.connection
+        try:
+            readable, _, _ = select.select([conn], [], [], timeout)
+            if not readable:
+                return False
+            data = conn.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return True
+        if data:  # a pipelined request: not a close; don't spin on it
+            time.sleep(timeout)
+            return False
+        return True
 
     def _stream(self, rec: Recorded, status: int, content_type: str, events: list[bytes], sc: Scenario, headers: dict | None = None, fmt: str = "") -> None:
         """Chunked response, one chunk per event, each flushed; delays and faults per scenario."""
@@ -1035,7 +1091,9 @@ class Handler(BaseHTTPRequestHandler):
                 rec.events_sent_at.append(time.monotonic())
                 break
             if i > 0:
-                self._wait(sc.delay_ms)
+                self._wait(sc.delay_ms, rec)
+            if i == 1 and sc.stall_ms:
+                self._wait(sc.stall_ms, rec)
             rec.response_bytes += ev
             self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
             rec.events_sent_at.append(time.monotonic())
@@ -1073,19 +1131,30 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/__mock/"):
             return self._control(path, body)
 
-        rec = owner._record(self.command, path, query, list(self.headers.items()), body, framing)
+        if not owner._begin(self.connection):
+            # Down: as if this connection had been closed before the request came.
+            self.close_connection = True
+            return
+        try:
+            rec = owner._record(self.command, path, query, list(self.headers.items()), body, framing)
+        except BaseException:
+            owner._end(self.connection)
+            raise
         try:
             self._serve(rec, path, query, body)
         except _Stop:
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+            if rec.disconnected_at is None:
+                rec.disconnected_at = time.monotonic()
         except Exception as e:  # a request shape the mock cannot read: answer 400 like a provider
             if rec.status is not None:
                 raise
             _, err = error_response(rec.format or "openai", 400, rec.seq, f"mock upstream could not process the request: {type(e).__name__}: {e}")
             self._send_json(rec, 400, err)
         finally:
+            owner._end(self.connection)  # before `done`: once done, the connection is idle
             rec.done = True
 
     def _control(self, path: str, body: bytes) -> None:
@@ -1191,12 +1260,15 @@ class Handler(BaseHTTPRequestHandler):
         sc = parse_scenario(rec.model)
         sc = owner._apply_rules(rec, sc, self)
         rec.scenario = rec.model if rec.scenario is None else rec.scenario
+        if sc.flaky_pct is not None and owner._roll(sc.flaky_pct):
+            sc = dataclasses.replace(sc, fail_status=sc.flaky_status)
+            rec.scenario += " +flaky"
         if sc.reset:
             return self._reset()
         if sc.accept_close:
             return self._die()
         if sc.hang_ms is not None:
-            self._wait(sc.hang_ms)
+            self._wait(sc.hang_ms, rec)
             return self._die()
 
         if not self._auth(rec, fmt, query):
@@ -1216,8 +1288,8 @@ class Handler(BaseHTTPRequestHandler):
         if sc.kind == "corpus":
             return self._replay(rec, fmt, sc, query)
 
-        if sc.delay_ms and not rec.stream:
-            self._wait(sc.delay_ms)
+        if (sc.delay_ms or sc.stall_ms) and not rec.stream:
+            self._wait(sc.delay_ms + sc.stall_ms, rec)
         model = rec.model or "unknown"
         seq = rec.seq
         if fmt == "openai-chat":
@@ -1361,7 +1433,7 @@ class _Server(ThreadingHTTPServer):
 class MockUpstream:
     """The mock, in-process. `with MockUpstream(keys=[...]) as m: m.url ...`"""
 
-    def __init__(self, keys: list[str] | tuple[str, ...] | None = ("sk-up-1",), host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
+    def __init__(self, keys: list[str] | tuple[str, ...] | None = ("sk-up-1",), host: str = "127.0.0.1", port: int = 0, verbose: bool = False, seed: int | None = None):
         self.keys = set(keys or [])
         self.host, self._port = host, port
         self.verbose = verbose
@@ -1370,6 +1442,10 @@ class MockUpstream:
         self._requests: list[Recorded] = []
         self._rules: list[Rule] = []
         self._conns: set[socket.socket] = set()
+        self._busy: set[socket.socket] = set()  # connections with a request being answered
+        self._down = False
+        self.dropped = 0  # requests read while down and closed unanswered (not in .requests)
+        self._rng = random.Random(seed)
         self._seq = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -1378,9 +1454,52 @@ class MockUpstream:
     def start(self) -> "MockUpstream":
         self._server = _Server((self.host, self._port), Handler)
         self._server.owner = self
+        self._port = self._server.server_address[1]  # fixed from now on: come_up() reuses it
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"mock-upstream-{self.port}", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    def go_down(self) -> None:
+        """Stop listening (new connects are refused) and close idle keep-alive
+        connections; answers in progress finish. Requests arriving later on a
+        surviving connection are dropped unanswered and not recorded."""
+        with self._lock:
+            if self._down:
+                return
+            self._down = True
+            idle = [c for c in self._conns if c not in self._busy]
+        assert self._server is not None, "mock not started"
+        self._server.shutdown()
+        self._server.server_close()
+        for c in idle:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def come_up(self, timeout: float = 5.0) -> None:
+        """Listen again on the same port (retrying while the port is still taken)."""
+        if not self._down:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                server = _Server((self.host, self._port), Handler)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        server.owner = self
+        self._server = server
+        with self._lock:
+            self._down = False
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"mock-upstream-{self.port}", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -1404,7 +1523,7 @@ class MockUpstream:
     @property
     def port(self) -> int:
         assert self._server is not None, "mock not started"
-        return self._server.server_address[1]
+        return self._port
 
     @property
     def url(self) -> str:
@@ -1441,6 +1560,7 @@ class MockUpstream:
         with self._lock:
             self._requests.clear()
             self._rules.clear()
+            self.dropped = 0
 
     def add_rule(self, scenario: str, *, key: str | None = None, model: str | None = None, path: str | None = None, times: int | None = None) -> None:
         """Apply `scenario` (same syntax as model names) to matching requests."""
@@ -1451,6 +1571,23 @@ class MockUpstream:
     def _track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
             (self._conns.add if add else self._conns.discard)(conn)
+
+    def _begin(self, conn: socket.socket) -> bool:
+        """A request starts on `conn`: False when the mock is down (drop it)."""
+        with self._lock:
+            if self._down:
+                self.dropped += 1
+                return False
+            self._busy.add(conn)
+            return True
+
+    def _end(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._busy.discard(conn)
+
+    def _roll(self, pct: int) -> bool:
+        with self._lock:
+            return self._rng.random() * 100 < pct
 
     def _record(self, method: str, path: str, query: dict, headers: list, body: bytes, framing: str) -> Recorded:
         with self._lock:

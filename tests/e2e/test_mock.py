@@ -506,3 +506,116 @@ def test_concurrent_streams_do_not_block_each_other(mock):
     assert r.choices[0].message.content == "echo: fast" and not done.is_set()
     t.join(10)
     assert done.is_set()
+
+
+# --------------------------------------------------------------------------- resilience scenarios (flaky, down/up, disconnects)
+
+
+def _chat(m: MockUpstream, model: str, timeout: float = 5.0, client: httpx.Client | None = None) -> httpx.Response:
+    return (client or httpx).post(m.openai_url + "/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "x"}]}, headers={"authorization": f"Bearer {KEY}"}, timeout=timeout)
+
+
+def test_flaky_fails_about_pct_percent_with_the_given_status(mock):
+    with httpx.Client() as c:
+        statuses = [_chat(mock, "gpt-flaky-30", client=c).status_code for _ in range(100)]
+    fails = statuses.count(500)
+    assert set(statuses) <= {200, 500}
+    assert 15 <= fails <= 45, f"flaky-30 failed {fails}/100 requests"
+    assert {_chat(mock, "gpt-flaky-100-503").status_code for _ in range(5)} == {503}
+    assert {_chat(mock, "gpt-flaky-0").status_code for _ in range(5)} == {200}
+    recs = mock.requests
+    assert sum(1 for r in recs[:100] if r.scenario.endswith("+flaky")) == fails
+    assert _chat(mock, "gpt-flaky-100-503").json()["error"]["type"] == "server_error", "the provider's own error body"
+
+
+def test_flaky_is_reproducible_with_a_seed():
+    runs = []
+    for _ in range(2):
+        with MockUpstream(keys=[KEY], seed=7) as m, httpx.Client() as c:
+            runs.append([_chat(m, "gpt-flaky-50", client=c).status_code for _ in range(30)])
+    assert runs[0] == runs[1] and 200 in runs[0] and 500 in runs[0]
+
+
+def test_go_down_refuses_connects_and_come_up_serves_on_the_same_port():
+    with MockUpstream(keys=[KEY]) as m:
+        port = m.port
+        with httpx.Client(timeout=5) as c:  # keep-alive connection made while up
+            assert c.post(m.openai_url + "/chat/completions", json={"model": "gpt-4o", "messages": []}, headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+            m.wait_done(m.requests[0])  # the connection is idle now
+            m.go_down()
+            assert m.is_down
+            with pytest.raises(httpx.ConnectError):
+                _chat(m, "gpt-4o")
+            # The kept-alive connection was closed too; nothing new is recorded.
+            with pytest.raises(httpx.TransportError):
+                c.post(m.openai_url + "/chat/completions", json={"model": "gpt-4o", "messages": []}, headers={"authorization": f"Bearer {KEY}"})
+        assert len(m.requests) == 1 and m.dropped == 0
+        m.come_up()
+        assert m.port == port and not m.is_down
+        assert _chat(m, "gpt-4o").status_code == 200
+        assert len(m.requests) == 2
+
+
+def test_go_down_lets_an_answer_in_progress_finish():
+    with MockUpstream(keys=[KEY]) as m:
+        out: list = []
+        t = threading.Thread(target=lambda: out.append(_chat(m, "gpt-slow-400")))
+        t.start()
+        time.sleep(0.15)
+        m.go_down()
+        t.join(5)
+        assert out and out[0].status_code == 200 and out[0].json()["choices"][0]["message"]["content"] == "echo: x"
+        m.come_up()
+
+
+def test_disconnect_is_noticed_promptly_between_slow_events(mock):
+    with httpx.stream("POST", mock.openai_url + "/chat/completions", json={"model": "gpt-slow-1000", "stream": True, "messages": [{"role": "user", "content": "a b c d"}]}, headers={"authorization": f"Bearer {KEY}"}) as r:
+        for _ in r.iter_raw():
+            break  # first event, then hang up
+        closed = time.monotonic()
+    rec = mock.last(wait=3)
+    assert rec.disconnected_at is not None, "the mock did not notice the client closing"
+    assert rec.disconnected_at - closed < 0.5, "noticed only at the next write, not while waiting"
+    assert len(rec.events_sent_at) == 1
+
+
+def test_disconnect_is_noticed_during_a_hang(mock):
+    with pytest.raises(httpx.ReadTimeout):
+        _chat(mock, "gpt-hang-5000", timeout=0.3)
+    rec = mock.last(wait=3)
+    assert rec.done and rec.disconnected_at is not None and rec.disconnected_at - rec.received_at < 1.5
+    with pytest.raises(httpx.RemoteProtocolError):  # an uninterrupted hang still ends with a close
+        _chat(mock, "gpt-hang-200")
+
+
+def test_stall_pauses_once_after_the_first_event(mock):
+    with httpx.stream("POST", mock.openai_url + "/chat/completions", json={"model": "gpt-stall-600", "stream": True, "messages": [{"role": "user", "content": "a b c"}]}, headers={"authorization": f"Bearer {KEY}"}) as r:
+        r.read()
+    sent = mock.last().events_sent_at
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert len(sent) >= 4 and gaps[0] >= 0.6 and max(gaps[1:]) < 0.3, gaps
+
+
+def test_go_down_drops_a_request_on_a_busy_connection_and_counts_it():
+    """A keep-alive connection busy when the mock went down survives; the next request
+    on it is read, closed unanswered, counted in `.dropped` and not recorded."""
+    with MockUpstream(keys=[KEY]) as m:
+        with socket.create_connection(("127.0.0.1", m.port), timeout=5) as s:
+            def req(model: str) -> bytes:
+                body = json.dumps({"model": model, "messages": []}).encode()
+                return b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+            s.sendall(req("gpt-slow-300"))
+            time.sleep(0.1)
+            m.go_down()  # the answer in progress finishes
+            got = b""
+            while b"\r\n0\r\n\r\n" not in got and b'"usage"' not in got:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 200")
+            s.sendall(req("gpt-4o"))
+            assert s.recv(65536) == b"", "a request on a surviving connection was answered while down"
+        assert len(m.requests) == 1 and m.dropped == 1
+        m.come_up()
