@@ -2,12 +2,12 @@
 //! concurrency. State lives outside the config snapshot so a reload keeps
 //! the counts.
 //!
-//! The window is the two-bucket sliding approximation (Cloudflare's): the
-//! previous minute's count weighted by how much of it still overlaps the
-//! window, plus this minute's. Unlike fixed buckets it never admits 2x the
-//! limit across a boundary, and it is O(1) per check.
+//! Windows are sliding logs: every admitted request (or token reservation)
+//! is kept with its time until it is older than the window, so no window of
+//! that length ever holds more than the limit, wherever it starts. Memory is
+//! one entry per admitted request in the window.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -15,8 +15,15 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Window {
     len_ms: u64,
-    /// (start of the current bucket, previous bucket's count, current count)
-    state: Mutex<(u64, f64, f64)>,
+    state: Mutex<Log>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    /// (time admitted, ticket, amount), oldest first.
+    entries: VecDeque<(u64, u64, u64)>,
+    total: u64,
+    next_ticket: u64,
 }
 
 /// What a limited dimension reports in `x-ratelimit-*` headers.
@@ -24,82 +31,83 @@ pub struct Window {
 pub struct Quota {
     pub limit: u64,
     pub remaining: u64,
-    /// Admitted: until the window is empty again. Refused: until this
-    /// request would be admitted (the `Retry-After`).
+    /// Admitted: until the window is empty again (OpenAI's meaning). Refused:
+    /// until this request would be admitted (the `Retry-After`).
     pub reset: Duration,
+    /// Names the admitted entry, for [`Window::adjust`].
+    pub ticket: u64,
 }
 
 impl Window {
     pub fn new(len: Duration) -> Self {
         Window {
             len_ms: len.as_millis().max(1) as u64,
-            state: Mutex::new((0, 0.0, 0.0)),
+            state: Mutex::new(Log::default()),
         }
     }
 
-    fn roll(&self, st: &mut (u64, f64, f64), now: u64) {
-        let elapsed = now.saturating_sub(st.0);
-        if elapsed >= 2 * self.len_ms {
-            *st = (now - now % self.len_ms, 0.0, 0.0);
-        } else if elapsed >= self.len_ms {
-            *st = (st.0 + self.len_ms, st.2, 0.0);
+    fn evict(&self, log: &mut Log, now: u64) {
+        while let Some(&(t, _, a)) = log.entries.front() {
+            if t + self.len_ms > now {
+                break;
+            }
+            log.total -= a;
+            log.entries.pop_front();
         }
-    }
-
-    fn count(&self, st: &(u64, f64, f64), now: u64) -> f64 {
-        let into = now.saturating_sub(st.0) as f64 / self.len_ms as f64;
-        st.1 * (1.0 - into).max(0.0) + st.2
-    }
-
-    /// Time until the count falls to `target`, assuming no new arrivals.
-    fn wait_for(&self, st: &(u64, f64, f64), now: u64, target: f64) -> Duration {
-        let c = self.count(st, now);
-        if c <= target {
-            return Duration::ZERO;
-        }
-        // The previous bucket drains linearly over the rest of this bucket;
-        // whatever is in the current one leaves when it becomes the previous.
-        let into = now.saturating_sub(st.0);
-        let left = self.len_ms.saturating_sub(into);
-        let excess = c - target;
-        let drain_rate = st.1 / self.len_ms as f64;
-        if drain_rate > 0.0 && excess <= st.1 * left as f64 / self.len_ms as f64 {
-            return Duration::from_millis((excess / drain_rate).ceil() as u64);
-        }
-        // Else wait into the next bucket, where the current count drains.
-        let rest = excess - st.1 * left as f64 / self.len_ms as f64;
-        let rate = (st.2 / self.len_ms as f64).max(f64::MIN_POSITIVE);
-        Duration::from_millis(left + (rest / rate).ceil() as u64)
     }
 
     /// Take `amount` if the window stays within `limit`.
     pub fn try_take(&self, now: u64, amount: u64, limit: u64) -> Result<Quota, Quota> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.roll(&mut st, now);
-        let c = self.count(&st, now);
-        if c + amount as f64 > limit as f64 {
-            let reset = self.wait_for(&st, now, limit.saturating_sub(amount) as f64);
+        let mut log = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.evict(&mut log, now);
+        if log.total + amount > limit {
+            // Wait until enough of the oldest entries have left the window.
+            let mut left = log.total;
+            let mut until = now;
+            for &(t, _, a) in &log.entries {
+                if left + amount <= limit {
+                    break;
+                }
+                left -= a;
+                until = t + self.len_ms;
+            }
+            let wait = if left + amount <= limit {
+                until - now
+            } else {
+                self.len_ms
+            };
             return Err(Quota {
                 limit,
-                remaining: (limit as f64 - c).max(0.0) as u64,
-                reset: reset.max(Duration::from_secs(1)),
+                remaining: limit.saturating_sub(log.total),
+                reset: Duration::from_millis(wait.max(1)),
+                ticket: 0,
             });
         }
-        st.2 += amount as f64;
-        let c = c + amount as f64;
+        let ticket = log.next_ticket;
+        log.next_ticket += 1;
+        log.entries.push_back((now, ticket, amount));
+        log.total += amount;
+        let empty_at = log.entries.back().map_or(now, |e| e.0 + self.len_ms);
         Ok(Quota {
             limit,
-            remaining: (limit as f64 - c).max(0.0) as u64,
-            // OpenAI's meaning: until the window is back to its initial state.
-            reset: self.wait_for(&st, now, 0.0),
+            remaining: limit - log.total,
+            reset: Duration::from_millis(empty_at - now),
+            ticket,
         })
     }
 
-    /// Correct an earlier reservation by `delta` (reported minus estimated).
-    pub fn adjust(&self, now: u64, delta: i64) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.roll(&mut st, now);
-        st.2 = (st.2 + delta as f64).max(0.0);
+    /// Correct an admitted entry by `delta` (reported minus estimated); an
+    /// entry already out of the window is left alone.
+    pub fn adjust(&self, now: u64, ticket: u64, delta: i64) {
+        let mut log = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.evict(&mut log, now);
+        let idx = log.entries.binary_search_by_key(&ticket, |e| e.1);
+        if let Ok(i) = idx {
+            let old = log.entries[i].2;
+            let new = (old as i64 + delta).max(0) as u64;
+            log.entries[i].2 = new;
+            log.total = log.total - old + new;
+        }
     }
 }
 
@@ -186,38 +194,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sliding_window_never_doubles_at_the_boundary() {
+    fn sliding_window_holds_the_limit_in_every_window() {
         let w = Window::new(Duration::from_secs(60));
         for i in 0..10 {
             assert!(w.try_take(59_000 + i, 1, 10).is_ok(), "request {i}");
         }
-        assert!(w.try_take(59_500, 1, 10).is_err());
-        // Just past the bucket boundary the previous minute still counts.
-        let e = w.try_take(60_100, 1, 10).unwrap_err();
-        assert!(e.reset >= Duration::from_secs(1));
+        let e = w.try_take(59_500, 1, 10).unwrap_err();
         assert_eq!(e.remaining, 0);
-        // Halfway through the next minute half of the old requests have aged out.
-        let mut admitted = 0;
-        for _ in 0..10 {
-            if w.try_take(90_000, 1, 10).is_ok() {
-                admitted += 1;
-            }
-        }
-        assert_eq!(admitted, 5);
-        // Two windows later everything has aged out.
+        // The oldest leaves at 59_000 + 60s: that is the Retry-After.
+        assert_eq!(e.reset, Duration::from_millis(59_000 + 60_000 - 59_500));
+        // Across the minute boundary the old requests still count.
+        assert!(w.try_take(100_000, 1, 10).is_err());
+        assert!(
+            w.try_take(119_000, 1, 10).is_ok(),
+            "the first entry has left"
+        );
+        assert!(w.try_take(119_000, 1, 10).is_err());
         assert_eq!(w.try_take(200_000, 10, 10).unwrap().remaining, 0);
     }
 
     #[test]
     fn tokens_reserve_then_reconcile() {
         let w = Window::new(Duration::from_secs(60));
-        assert!(w.try_take(0, 800, 1000).is_ok());
+        let q = w.try_take(0, 800, 1000).unwrap();
         assert!(
             w.try_take(0, 300, 1000).is_err(),
             "reservation counts at once"
         );
-        w.adjust(0, -600); // the answer used 200, not 800
+        w.adjust(0, q.ticket, -600); // the answer used 200, not 800
         assert_eq!(w.try_take(0, 300, 1000).unwrap().remaining, 500);
+        let big = w.try_take(1, 500, 1000).unwrap();
+        w.adjust(2, big.ticket, -500); // a failed request gives it all back
+        assert_eq!(w.try_take(3, 500, 1000).unwrap().remaining, 0);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct RequestCtx {
     /// Headers for every response to this request (`x-ratelimit-*`, CORS).
     pub extra_headers: Vec<(&'static str, String)>,
     /// Tokens reserved against the key's tpm, reconciled with the reported usage.
-    pub tokens_reserved: Option<(Arc<KeyState>, u64)>,
+    pub tokens_reserved: Option<(Arc<KeyState>, u64, u64)>,
     pub slot: Option<Slot>,
     _inflight: InflightGuard,
 }

@@ -182,8 +182,10 @@ pub enum Failure {
 }
 
 enum Attempt {
-    /// The client got its answer (or the stream ended); nothing more to do.
-    Done,
+    /// The client got its answer (or the stream ended); the outcome label
+    /// for `aigate_upstream_attempts_total` ("ok", or "io_error" when the
+    /// upstream failed after content had gone out).
+    Done(&'static str),
     Failed(Failure),
 }
 
@@ -311,7 +313,11 @@ pub async fn run(
                 .await;
                 p.inflight.fetch_sub(1, Ordering::Relaxed);
                 let failure = match r? {
-                    Attempt::Done => {
+                    Attempt::Done(outcome) => {
+                        crate::metrics::METRICS
+                            .attempts
+                            .with_label_values(&[&p.name, outcome])
+                            .inc();
                         p.breaker.success();
                         if let Some((i, _)) = &cred {
                             p.rest.ok(*i);
@@ -556,42 +562,53 @@ async fn attempt(
         same_format: same,
         stream,
     };
-    // Built once; rebuilt only when a stale pooled connection forces a retry.
-    let mut req = Some(Box::new(upstream_request(s.req_header(), &spec)?));
+    let req = Box::new(upstream_request(s.req_header(), &spec)?);
     let peer = build_peer(p, addr);
     ctx.attempts += 1;
 
-    // A pooled connection may have been closed by the upstream meanwhile;
-    // such a failure before any answer byte is retried on a fresh connection.
-    let mut up: HttpSession;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let (mut sess, reused) =
-            match timed(&mut ctx.upstream_wait, connector.get_http_session(&peer)).await {
-                Ok(x) => x,
-                Err(e) => return Ok(Attempt::Failed(classify(&e, "connect"))),
-            };
-        sess.set_write_timeout(Some(p.timeouts.connect.max(Duration::from_secs(10))));
-        sess.set_read_timeout(Some(p.timeouts.first_byte));
-        let sent = timed(&mut ctx.upstream_wait, async {
-            let header = match req.take() {
-                Some(h) => h,
-                None => Box::new(upstream_request(s.req_header(), &spec)?),
-            };
-            sess.write_request_header(header).await?;
-            sess.write_request_body(body.clone(), true).await?;
-            sess.finish_request_body().await?;
-            sess.read_response_header().await
-        })
-        .await;
-        match sent {
-            Ok(()) => {
-                up = sess;
-                break;
-            }
-            Err(e) if reused && tries < 3 && e.etype() != &ErrorType::ReadTimedout => continue,
-            Err(e) => return Ok(Attempt::Failed(classify(&e, "upstream"))),
+    // A request once written is never written again on this attempt: the
+    // upstream may have acted on it (a replayed POST is a second, billed
+    // call). A failure here is a failed attempt, and the retry policy decides.
+    let (mut up, _reused) =
+        match timed(&mut ctx.upstream_wait, connector.get_http_session(&peer)).await {
+            Ok(x) => x,
+            Err(e) => return Ok(Attempt::Failed(classify(&e, "connect"))),
+        };
+    up.set_write_timeout(Some(p.timeouts.connect.max(Duration::from_secs(10))));
+    up.set_read_timeout(Some(p.timeouts.first_byte));
+    let t = Instant::now();
+    let sent = {
+        let exchange = async {
+            up.write_request_header(req).await?;
+            up.write_request_body(body.clone(), true).await?;
+            up.finish_request_body().await?;
+            up.read_response_header().await
+        };
+        tokio::pin!(exchange);
+        // A client that leaves while the upstream thinks ends the attempt.
+        tokio::select! {
+            r = &mut exchange => Some(r),
+            r = s.downstream_session.read_body_or_idle(true) => match r {
+                Ok(Some(_)) => exchange.await.into(),
+                _ => None,
+            },
+        }
+    };
+    ctx.upstream_wait += t.elapsed();
+    match sent {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Ok(Attempt::Failed(classify(&e, "upstream"))),
+        None => {
+            ctx.error = Some("client disconnected".into());
+            crate::metrics::METRICS
+                .client_disconnects
+                .with_label_values(&[ask.ingress.as_str()])
+                .inc();
+            up.shutdown().await;
+            return pingora_core::Error::e_explain(
+                ErrorType::ConnectionClosed,
+                "client disconnected before the answer",
+            );
         }
     }
 
@@ -612,8 +629,6 @@ async fn attempt(
             to,
         )));
     }
-    record_attempt(p, status);
-
     if let (Op::Embeddings, Format::Gemini, Some(info)) = (ask.op, to, &ask.embeddings) {
         let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
             Ok(b) => b,
@@ -639,11 +654,13 @@ async fn attempt(
                 respond::error(s, ctx, ask.ingress, 502, &msg, None).await?;
             }
         }
-        return Ok(Attempt::Done);
+        return Ok(Attempt::Done("ok"));
     }
-    if same || stream {
+    if stream {
         return stream_answer(connector, s, ctx, up, &peer, p, ask, to).await;
     } else {
+        // A whole answer is read before anything is sent, so one cut short
+        // fails over like any other failed attempt.
         let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
@@ -652,6 +669,16 @@ async fn attempt(
             .release_http_session(up, &peer, Some(POOL_IDLE))
             .await;
         ctx.usage = translate::response_usage(to, &body);
+        if same {
+            let mut h = client_response(&header, status, false, None)?;
+            if let Some(ct) = header.headers.get("content-type") {
+                h.insert_header("content-type", ct.clone())?;
+            }
+            h.insert_header("content-length", body.len().to_string())?;
+            write_header(s, ctx, h).await?;
+            write_body(s, ctx, body, true).await?;
+            return Ok(Attempt::Done("ok"));
+        }
         match translate::convert_response(to, ask.ingress, &body, &ask.resp_opts) {
             Ok(out) => {
                 ctx.first_byte = Some(Instant::now());
@@ -663,23 +690,7 @@ async fn attempt(
             }
         }
     }
-    Ok(Attempt::Done)
-}
-
-fn record_attempt(p: &Provider, status: u16) {
-    let outcome = if status < 400 {
-        "ok"
-    } else if status == 429 {
-        "http_429"
-    } else if status >= 500 {
-        "http_5xx"
-    } else {
-        "http_4xx"
-    };
-    crate::metrics::METRICS
-        .attempts
-        .with_label_values(&[&p.name, outcome])
-        .inc();
+    Ok(Attempt::Done("ok"))
 }
 
 /// Read a whole upstream body (bounded), with the idle and total timeouts.
@@ -954,7 +965,7 @@ async fn stream_answer(
                 connector
                     .release_http_session(up, peer, Some(POOL_IDLE))
                     .await;
-                return Ok(Attempt::Done);
+                return Ok(Attempt::Done("ok"));
             }
             Wait::Chunk(Err(f)) => {
                 up.shutdown().await;
@@ -979,7 +990,7 @@ async fn stream_answer(
                     &mut pending,
                 );
                 write_body(s, ctx, Bytes::from(pending), true).await?;
-                return Ok(Attempt::Done);
+                return Ok(Attempt::Done("io_error"));
             }
         }
     }

@@ -16,6 +16,14 @@ struct Peek<'a> {
     max_completion_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
     stream_options: Option<StreamOptions>,
+    #[serde(rename = "generationConfig", alias = "generation_config")]
+    generation_config: Option<GenerationConfig>,
+}
+
+#[derive(Deserialize)]
+struct GenerationConfig {
+    #[serde(rename = "maxOutputTokens", alias = "max_output_tokens")]
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +109,8 @@ pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
         max_output: p
             .max_completion_tokens
             .or(p.max_tokens)
-            .or(p.max_output_tokens),
+            .or(p.max_output_tokens)
+            .or(p.generation_config.and_then(|g| g.max_output_tokens)),
         include_usage: p.stream_options.map(|o| o.include_usage.unwrap_or(false)),
     })
 }

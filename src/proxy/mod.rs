@@ -100,12 +100,20 @@ impl ProxyHttp for Gateway {
         if let Some(e) = e {
             ctx.error.get_or_insert_with(|| e.to_string());
         }
-        if let Some((k, estimate)) = ctx.tokens_reserved.take()
-            && let Some(u) = &ctx.usage
-        {
-            let actual = u.input + u.output;
-            k.tokens
-                .adjust(crate::resilience::now_ms(), actual as i64 - estimate as i64);
+        if let Some((k, ticket, estimate)) = ctx.tokens_reserved.take() {
+            let now = crate::resilience::now_ms();
+            match &ctx.usage {
+                Some(u) => {
+                    k.tokens
+                        .adjust(now, ticket, (u.input + u.output) as i64 - estimate as i64)
+                }
+                // A failed request used nothing: give its reservation back.
+                None if ctx.status >= 400 || ctx.status == 0 => {
+                    k.tokens.adjust(now, ticket, -(estimate as i64))
+                }
+                // An answer that reported no usage keeps its estimate.
+                None => {}
+            }
         }
         record(ctx);
     }
@@ -219,8 +227,10 @@ impl Gateway {
             }
         }
         let mut refused = None;
+        let mut request_ticket = None;
         if let Some(rpm) = k.rpm {
             let r = state.requests.try_take(now, 1, rpm);
+            request_ticket = r.as_ref().ok().map(|q| q.ticket);
             let q = *r.as_ref().unwrap_or_else(|q| q);
             ctx.extra_headers
                 .push(("x-ratelimit-limit-requests", q.limit.to_string()));
@@ -253,12 +263,16 @@ impl Gateway {
             ctx.extra_headers
                 .push(("x-ratelimit-reset-tokens", limits::reset_text(q.reset)));
             match r {
-                Ok(_) if refused.is_none() => ctx.tokens_reserved = Some((state.clone(), estimate)),
+                Ok(q) if refused.is_none() => {
+                    ctx.tokens_reserved = Some((state.clone(), q.ticket, estimate))
+                }
                 Ok(_) => {}
                 Err(_) => {
                     if refused.is_none() {
                         // The request slot it took is given back: it never ran.
-                        state.requests.adjust(now, -1);
+                        if let Some(t) = request_ticket {
+                            state.requests.adjust(now, t, -1);
+                        }
                         refused = Some((
                             format!(
                                 "gateway key '{}' reached its limit of {tpm} tokens per minute",
