@@ -100,6 +100,7 @@ def conversion_config(mock: MockUpstream) -> dict:
             route("to-gpt-tools", ("cv-chat", "gpt-tools-up")),
             route("to-compat-think", ("cv-compat", "llama-think-up")),
             route("to-compat-think-tools", ("cv-compat", "llama-think-tools-up")),
+            route("to-resp", ("cv-resp", "resp-conv")),
             route("to-gemini", ("cv-gem", "gem-conv")),
             route("to-gemini-tools", ("cv-gem", "gem-tools-up")),
             route("to-gemini-think-tools", ("cv-gem", "gem-think-tools-up")),
@@ -287,6 +288,33 @@ def test_signed_thinking_given_back_by_openai_sdk_arrives_intact_at_anthropic(co
 
 
 @pytest.mark.parametrize("stream", STREAM, ids=STREAM_IDS)
+def test_signed_thinking_given_back_by_responses_sdk_arrives_intact_at_anthropic(conv_gw: Gateway, upstream: MockUpstream, stream: bool):
+    """Responses client, Anthropic provider, thinking on, tool round trip: the client sends its
+    output items back as input (reasoning item, function calls) with the outputs; Anthropic
+    receives the thinking block first with text and signature byte-identical, then the
+    tool_use blocks with the ids the client saw, then matching tool_result blocks."""
+    sdk = ResponsesSDK(conv_gw)
+    inp: list = [{"role": "user", "content": USER}]
+    kw = dict(tools=ResponsesSDK.tools(), reasoning={"effort": "low", "summary": "auto"})
+    first = sdk.ask("to-claude-think-tools", stream, input=inp, **kw)
+    assert [c.name for c in first.calls] == ["get_weather", "get_time"] and first.thinking == THINKING, first
+    inp += output_items_for_input(first.raw)
+    inp += [{"type": "function_call_output", "call_id": c.id, "output": RESULTS[c.name]} for c in first.calls]
+    n = len(upstream.requests)
+    second = sdk.ask("to-claude-think-tools", stream, input=inp, **kw)
+    assert second.text == "tool results: 18C and sunny; 14:05"
+    body = only_request(upstream, n, "anthropic-messages").json()
+    assistant = [m for m in body["messages"] if m["role"] == "assistant"]
+    assert len(assistant) == 1, body["messages"]
+    blocks = assistant[0]["content"]
+    assert [b["type"] for b in blocks] == ["thinking", "tool_use", "tool_use"], blocks
+    assert (blocks[0]["thinking"], blocks[0]["signature"]) == (THINKING, SIG), f"thinking block upstream: {blocks[0]}"
+    assert [b["id"] for b in blocks[1:]] == [c.id for c in first.calls]
+    results = [b for m in body["messages"] if m["role"] == "user" and isinstance(m["content"], list) for b in m["content"] if b.get("type") == "tool_result"]
+    assert [b["tool_use_id"] for b in results] == [c.id for c in first.calls]
+
+
+@pytest.mark.parametrize("stream", STREAM, ids=STREAM_IDS)
 def test_openai_compatible_reasoning_content_reaches_anthropic_sdk_as_thinking_block(conv_gw: Gateway, upstream: MockUpstream, stream: bool):
     """An OpenAI-compatible provider's `reasoning_content` becomes an Anthropic thinking
     block before the text block; streamed: thinking_delta events, then a signature_delta,
@@ -351,6 +379,43 @@ def test_thinking_given_back_by_anthropic_sdk_reaches_openai_compatible_as_reaso
     assert assistant[0].get("reasoning_content") == THINKING, f"assistant message upstream: {assistant[0]}"
     assert [tc["id"] for tc in assistant[0]["tool_calls"]] == [c.id for c in first.calls]
     assert [m["tool_call_id"] for m in body["messages"] if m["role"] == "tool"] == [c.id for c in first.calls]
+
+
+@pytest.mark.parametrize("target", ["openai-chat", "gemini"])
+def test_tool_result_is_error_from_anthropic_sdk_stays_an_error(conv_gw: Gateway, upstream: MockUpstream, target: str):
+    """An Anthropic `tool_result` with `is_error: true` still reads as an error upstream
+    (OpenAI has no flag: the text says so; Gemini: a functionResponse `error` field), next
+    to a normal result, each matched to its call."""
+    sdk = AnthropicSDK(conv_gw)
+    model = "to-gpt-tools" if target == "openai-chat" else "to-gemini-tools"
+    msgs: list = [{"role": "user", "content": USER}]
+    first = sdk.ask(model, False, messages=msgs, tools=AnthropicSDK.tools())
+    assert [c.name for c in first.calls] == ["get_weather", "get_time"]
+    msgs.append({"role": "assistant", "content": first.raw.content})
+    msgs.append({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": first.calls[0].id, "content": "weather service down", "is_error": True},
+        {"type": "tool_result", "tool_use_id": first.calls[1].id, "content": RESULTS["get_time"]},
+    ]})
+    n = len(upstream.requests)
+    sdk.ask(model, False, messages=msgs, tools=AnthropicSDK.tools())
+    body = only_request(upstream, n, target).json()
+    if target == "openai-chat":
+        tool_msgs = [m for m in body["messages"] if m["role"] == "tool"]
+        assert [m["tool_call_id"] for m in tool_msgs] == [c.id for c in first.calls]
+        err, ok = (_text_of(m["content"]) for m in tool_msgs)
+        assert "weather service down" in err and "error" in err.lower(), f"the failed result must read as an error: {err!r}"
+        assert ok == RESULTS["get_time"] and "error" not in ok.lower()
+    else:
+        frs = [p.get("functionResponse") or p.get("function_response") for c in body["contents"] for p in c.get("parts") or [] if "functionResponse" in p or "function_response" in p]
+        assert [f["name"] for f in frs] == ["get_weather", "get_time"], frs
+        assert "weather service down" in json.dumps(frs[0]["response"]) and "error" in frs[0]["response"], f"the failed result must read as an error: {frs[0]}"
+        assert "error" not in frs[1]["response"] and RESULTS["get_time"] in json.dumps(frs[1]["response"])
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
 
 
 # ============================================================================ stop sequences, max_tokens
@@ -624,13 +689,17 @@ def _assert_stream_error(sdk: str, gw: Gateway, model: str, upstream: MockUpstre
         assert not isinstance(ei.value, openai.APIConnectionError), ei.value
         assert finishes == [], f"no finish_reason before the error: {finishes}"
     elif sdk == "openai-responses":
-        types = []
-        for ev in openai_client(gw).responses.create(model=model, input=USER, stream=True):
-            types.append(ev.type)
-            if ev.type == "response.output_text.delta":
-                text.append(ev.delta)
-        assert "response.completed" not in types, f"a failed stream must not complete: {types}"
-        assert types[-1] in ("response.failed", "error"), f"the stream ends with response.failed (or error): {types}"
+        types: list[str] = []
+        try:
+            for ev in openai_client(gw).responses.create(model=model, input=USER, stream=True):
+                types.append(ev.type)
+                if ev.type == "response.output_text.delta":
+                    text.append(ev.delta)
+        except openai.APIStatusError as e:  # failed before the first byte: an HTTP error is well-formed too
+            assert types == [] and e.status_code >= 400 and isinstance(e.body, dict) and e.body.get("message"), (types, e)
+        else:
+            assert "response.completed" not in types, f"a failed stream must not complete: {types}"
+            assert types and types[-1] in ("response.failed", "error"), f"the stream ends with response.failed (or error): {types}"
     elif sdk == "anthropic":
         types = []
         with pytest.raises(anthropic.APIStatusError) as ei:
@@ -661,6 +730,28 @@ def test_non_stream_upstream_body_cut_short_is_502_in_client_format(conv_gw: Gat
         openai_client(conv_gw).chat.completions.create(model="die-claude", messages=[{"role": "user", "content": USER}])
     assert ei.value.status_code == 502, ei.value
     assert isinstance(ei.value.body, dict) and ei.value.body.get("message"), ei.value.body
+
+
+# ============================================================================ Responses specifics
+
+
+def test_previous_response_id_to_a_non_responses_provider_is_a_clear_400(conv_gw: Gateway, upstream: MockUpstream):
+    """`previous_response_id` only means something to a provider speaking Responses natively:
+    to an Anthropic provider it is a 400 in the OpenAI format naming the field, and nothing
+    goes upstream (never silently dropped)."""
+    n = len(upstream.requests)
+    with pytest.raises(openai.BadRequestError) as ei:
+        openai_client(conv_gw).responses.create(model="to-claude", input=USER, previous_response_id="resp_abc123")
+    assert ei.value.status_code == 400 and "previous_response_id" in str(ei.value.body), ei.value.body
+    assert new_requests(upstream, n) == []
+
+
+def test_previous_response_id_reaches_a_responses_provider(conv_gw: Gateway, upstream: MockUpstream):
+    """To a provider speaking Responses natively, `previous_response_id` goes through."""
+    n = len(upstream.requests)
+    r = openai_client(conv_gw).responses.create(model="to-resp", input=USER, previous_response_id="resp_abc123")
+    assert r.output_text == ECHO
+    assert only_request(upstream, n, "openai-responses").json().get("previous_response_id") == "resp_abc123"
 
 
 # ============================================================================ Gemini specifics
@@ -762,3 +853,26 @@ def test_gemini_thought_signature_round_trips_through_other_sdks(conv_gw: Gatewa
     assert sig == SIG, f"thoughtSignature on the first functionCall part given back: {sig!r}, want {SIG!r}; model turn: {model_turns[0]}"
     v = upstream_view(new_requests(upstream, n)[0])
     assert [(name, RESULTS[name] in text) for _, name, text in v.results] == [("get_weather", True), ("get_time", True)], v.results
+
+
+def test_gemini_stream_without_alt_sse_is_a_json_array_from_another_provider(conv_gw: Gateway, upstream: MockUpstream):
+    """`:streamGenerateContent` without `alt=sse` (a Gemini client format too) answers one
+    JSON array, converted from an Anthropic stream: the text pieces in order, a single
+    finishReason STOP on the last element, usage on the last element."""
+    r = httpx.post(
+        conv_gw.url + "/v1beta/models/to-claude:streamGenerateContent",
+        headers={"x-goog-api-key": GW_KEY_A},
+        json={"contents": [{"role": "user", "parts": [{"text": USER}]}], "systemInstruction": {"parts": [{"text": SYSTEM}]}},
+        timeout=20,
+    )
+    assert r.status_code == 200, r.text
+    arr = r.json()
+    assert isinstance(arr, list) and arr, r.text[:300]
+    text = "".join(p.get("text", "") for el in arr for c in el.get("candidates") or [] for p in (c.get("content") or {}).get("parts") or [] if not p.get("thought"))
+    assert text == ECHO
+    finishes = [c.get("finishReason") for el in arr for c in el.get("candidates") or [] if c.get("finishReason")]
+    assert finishes == ["STOP"] and arr[-1]["candidates"][0].get("finishReason") == "STOP", finishes
+    u = arr[-1]["usageMetadata"]
+    assert (u["promptTokenCount"], u["candidatesTokenCount"], u.get("cachedContentTokenCount")) == (USAGE["input"], USAGE["output"], USAGE["cached"]), u
+    rec = upstream.last()
+    assert rec.format == "anthropic-messages" and rec.json().get("stream") is True and rec.json().get("system") == SYSTEM
