@@ -562,6 +562,33 @@ def test_response_format_with_thinking_to_anthropic_is_400_naming_response_forma
     assert new_requests(upstream, n) == []
 
 
+@pytest.mark.parametrize("stream", STREAM, ids=STREAM_IDS)
+def test_responses_text_format_json_schema_to_anthropic_answers_in_the_schema(conv_gw: Gateway, upstream: MockUpstream, stream: bool):
+    """The Responses form of structured output (`text.format` json_schema) to Anthropic takes
+    the same documented forced-tool path: the client's output_text is the JSON object."""
+    n = len(upstream.requests)
+    fmt = {"format": {"type": "json_schema", "name": "answer", "schema": ANSWER_SCHEMA, "strict": True}}
+    t = ResponsesSDK(conv_gw).ask("to-claude-tools", stream, input=USER, text=fmt)
+    assert t.calls == [], t.calls
+    assert json.loads(t.text) == {"answer": "answer-1", "score": 1}, t.text
+    body = only_request(upstream, n, "anthropic-messages").json()
+    assert [tl["name"] for tl in body.get("tools") or []] == ["aigate_response_format"]
+    assert body.get("tool_choice") == {"type": "tool", "name": "aigate_response_format"}
+
+
+def test_response_format_json_schema_to_gemini_uses_its_json_mode(conv_gw: Gateway, upstream: MockUpstream):
+    """`response_format` json_schema to Gemini becomes generationConfig JSON mode with the
+    schema (responseSchema, sanitised, or responseJsonSchema)."""
+    n = len(upstream.requests)
+    openai_client(conv_gw).chat.completions.create(model="to-gemini", messages=[{"role": "user", "content": USER}], response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}})
+    gc = only_request(upstream, n, "gemini").json().get("generationConfig") or {}
+    assert gc.get("responseMimeType") == "application/json", gc
+    schema = gc.get("responseSchema") or gc.get("responseJsonSchema")
+    assert schema and set(schema.get("properties") or {}) == {"answer", "score"} and set(schema.get("required") or []) == {"answer", "score"}, gc
+    if "responseSchema" in gc:
+        assert not (_keys_deep(schema) & GEMINI_UNKNOWN_KEYWORDS), f"responseSchema must be sanitised: {schema}"
+
+
 # ============================================================================ upstream errors in each SDK's format
 
 # case → (gateway model, provider format, status, a phrase of the provider's message)
@@ -732,7 +759,62 @@ def test_non_stream_upstream_body_cut_short_is_502_in_client_format(conv_gw: Gat
     assert isinstance(ei.value.body, dict) and ei.value.body.get("message"), ei.value.body
 
 
+@pytest.mark.parametrize("target", ["anthropic", "openai-chat"])
+@pytest.mark.parametrize("ids", ["ids-echoed", "no-ids"])
+def test_gemini_sdk_results_for_two_calls_of_one_tool_matched_by_order(conv_gw: Gateway, upstream: MockUpstream, target: str, ids: str):
+    """Gemini has no required tool-call ids: two calls of the same function, answered by two
+    functionResponse parts of that name in order (with the ids the gateway handed out
+    echoed, or with no ids at all, as in Gemini's own docs), reach the provider as results
+    whose ids match the two calls in order."""
+    gc = genai_client(conv_gw)
+    model = "to-claude-tools" if target == "anthropic" else "to-gpt-tools"
+    decl = gtypes.FunctionDeclaration(name="get_weather", description="weather", parameters=TOOLS[0][2])
+    cfg = gtypes.GenerateContentConfig(tools=[gtypes.Tool(function_declarations=[decl])])
+    contents: list = [gtypes.Content(role="user", parts=[gtypes.Part(text=USER)])]
+    r = gc.models.generate_content(model=model, contents=contents, config=cfg)
+    parts = list(r.candidates[0].content.parts)
+    fcs = [p.function_call for p in parts if p.function_call]
+    assert [(f.name, dict(f.args)) for f in fcs] == [("get_weather", {"city": "city-1", "unit": "c"}), ("get_weather", {"city": "city-2", "unit": "f"})]
+    if ids == "no-ids":
+        parts = [gtypes.Part(function_call=gtypes.FunctionCall(name=f.name, args=f.args)) for f in fcs]
+    contents.append(gtypes.Content(role="model", parts=parts))
+    frs = [gtypes.Part(function_response=gtypes.FunctionResponse(name="get_weather", response={"result": w}, id=(f.id if ids == "ids-echoed" else None))) for f, w in zip(fcs, ["warm", "cold"])]
+    contents.append(gtypes.Content(role="user", parts=frs))
+    n = len(upstream.requests)
+    r2 = gc.models.generate_content(model=model, contents=contents, config=cfg)
+    assert r2.text == "tool results: warm; cold"
+    v = upstream_view(only_request(upstream, n, "anthropic-messages" if target == "anthropic" else "openai-chat"))
+    call_ids = [c.id for c in v.history_calls]
+    assert [c.args for c in v.history_calls] == [{"city": "city-1", "unit": "c"}, {"city": "city-2", "unit": "f"}]
+    assert len(set(call_ids)) == 2 and all(call_ids), call_ids
+    assert [(rid, text) for rid, _, text in v.results] == list(zip(call_ids, ["warm", "cold"])), f"results upstream {v.results} for calls {call_ids}"
+
+
+def test_openai_sdk_stream_without_include_usage_gets_no_usage_chunk_from_anthropic(conv_gw: Gateway, upstream: MockUpstream):
+    """A converted OpenAI stream the client did not ask usage for carries no usage chunk
+    (no chunk without choices, `usage` never set), though the gateway tracks usage."""
+    chunks = list(openai_client(conv_gw).chat.completions.create(model="to-claude", messages=[{"role": "user", "content": USER}], stream=True))
+    assert all(ch.choices for ch in chunks), "a chunk without choices (the usage chunk) the client did not ask for"
+    assert all(getattr(ch, "usage", None) is None for ch in chunks)
+    assert "".join(c.delta.content or "" for ch in chunks for c in ch.choices) == ECHO
+
+
 # ============================================================================ Responses specifics
+
+
+@pytest.mark.parametrize("stream", STREAM, ids=STREAM_IDS)
+@pytest.mark.parametrize("model", ["to-claude", "to-gpt", "to-gemini"])
+def test_responses_answer_converted_from_another_provider_is_well_formed(conv_gw: Gateway, upstream: MockUpstream, model: str, stream: bool):
+    """A Responses answer built from another provider's answer has the fields the Responses
+    API always fills: an `resp_` id, `created_at` a real Unix time (not 0), `object`
+    "response", status completed, the output message with its text."""
+    import time as _time
+
+    t = ResponsesSDK(conv_gw).ask(model, stream, input=USER)
+    r = t.raw
+    assert r.object == "response" and r.id.startswith("resp_") and r.status == "completed", (r.object, r.id, r.status)
+    assert abs(r.created_at - _time.time()) < 3600, f"created_at {r.created_at} is not the time of the answer"
+    assert t.text == ECHO
 
 
 def test_previous_response_id_to_a_non_responses_provider_is_a_clear_400(conv_gw: Gateway, upstream: MockUpstream):
