@@ -18,14 +18,20 @@ Each cell checks, in the client's shape and in what the upstream received:
 `test_matrix_reasoning[...]` (same 32 ids): reasoning content and reasoning-token
 arithmetic across the same routes (output includes reasoning; Gemini
 candidatesTokenCount + thoughtsTokenCount; reasoning tokens where both formats can say).
+
+`test_matrix_image[<sdk>-sdk-><provider>-provider]` (16 routes): a base64 image reaches
+every provider in its own shape with the same bytes.
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
+
+from google.genai import types as gtypes
 
 import mock_upstream as mu
 from harness import GW_KEY_A, Gateway, provider, route
@@ -213,3 +219,73 @@ def test_matrix_reasoning(matrix_gw: Gateway, upstream: MockUpstream, sdk: str, 
     assert t.finish == FINISH_TEXT[sdk], f"finish reason {t.finish!r}"
     rsn = USAGE_THINK["reasoning"] if (sdk in REASONING_EXPRESSIBLE_SDK and prov in REASONING_REPORTED_BY) else 0
     assert_usage(sdk, t.usage, USAGE_THINK, reasoning=rsn)
+
+
+# ============================================================================ images across the 16 routes
+
+IMG = b"\x89PNG\r\n\x1a\n" + bytes([0xFB, 0xFF, 0xBF]) * 4 + b"IEND"  # standard base64 has '+' and '/'
+IMG_STD = base64.b64encode(IMG).decode()
+ASK_IMG = "What is in this image?"
+ROUTES = [(s, p) for s in SDKS for p in PROVIDERS]
+
+
+def _send_image(sdk: str, drv: Any, model: str) -> str:
+    data_url = f"data:image/png;base64,{IMG_STD}"
+    if sdk == "openai-chat":
+        return drv.ask(model, [{"role": "user", "content": [{"type": "text", "text": ASK_IMG}, {"type": "image_url", "image_url": {"url": data_url}}]}], False).text
+    if sdk == "openai-responses":
+        return drv.ask(model, False, input=[{"role": "user", "content": [{"type": "input_text", "text": ASK_IMG}, {"type": "input_image", "image_url": data_url, "detail": "auto"}]}]).text
+    if sdk == "anthropic":
+        return drv.ask(model, False, messages=[{"role": "user", "content": [{"type": "text", "text": ASK_IMG}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": IMG_STD}}]}]).text
+    return drv.ask(model, [gtypes.Content(role="user", parts=[gtypes.Part(text=ASK_IMG), gtypes.Part.from_bytes(data=IMG, mime_type="image/png")])], False).text
+
+
+def _image_upstream(rec: mu.Recorded) -> tuple[str | None, bytes | None, str]:
+    """(media type, decoded bytes, the base64 text as sent) of the one image in the request."""
+    b = rec.json()
+    imgs: list[tuple[str | None, str]] = []
+    if rec.format == "openai-chat":
+        for m in b["messages"]:
+            for p in m["content"] if isinstance(m.get("content"), list) else []:
+                if p.get("type") == "image_url":
+                    imgs.append((None, p["image_url"]["url"]))
+    elif rec.format == "openai-responses":
+        for it in b["input"] if isinstance(b.get("input"), list) else []:
+            for p in it.get("content") if isinstance(it.get("content"), list) else []:
+                if p.get("type") == "input_image":
+                    imgs.append((None, p.get("image_url")))
+    elif rec.format == "anthropic-messages":
+        for m in b["messages"]:
+            for p in m["content"] if isinstance(m.get("content"), list) else []:
+                if p.get("type") == "image" and p["source"].get("type") == "base64":
+                    imgs.append((p["source"]["media_type"], p["source"]["data"]))
+    else:
+        for c in b["contents"]:
+            for p in c.get("parts") or []:
+                d = p.get("inlineData") or p.get("inline_data")
+                if d:
+                    imgs.append((d.get("mimeType") or d.get("mime_type"), d["data"]))
+    assert len(imgs) == 1, f"one image upstream, got {imgs}"
+    media, data = imgs[0]
+    if data and data.startswith("data:"):
+        head, data = data.split(",", 1)
+        media = head[5:].split(";")[0]
+    raw = base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_" if ("-" in data or "_" in data) else None)
+    return media, raw, data
+
+
+@pytest.mark.parametrize("sdk,prov", ROUTES, ids=[f"{s}-sdk->{p}-provider" for s, p in ROUTES])
+def test_matrix_image(matrix_gw: Gateway, upstream: MockUpstream, sdk: str, prov: str):
+    """A base64 PNG next to a question reaches each provider in its own image shape
+    (image_url / input_image data URL, Anthropic base64 source, Gemini inlineData) with the
+    MIME type and the same bytes, in standard base64 wherever the target is not the client's
+    own format (google-genai's URL-safe base64 is re-encoded); the text still arrives."""
+    drv = DRIVERS[sdk](matrix_gw)
+    n = len(upstream.requests)
+    text = _send_image(sdk, drv, PROVIDER_NAME[prov])
+    rec = one_request(upstream, n, prov, f"{PROVIDER_NAME[prov]}-tools-up", False)
+    assert text == f"echo: {ASK_IMG}", text
+    media, raw, sent = _image_upstream(rec)
+    assert (media, raw) == ("image/png", IMG), f"image upstream: {media} {raw!r}"
+    if not (sdk == "genai" and prov == "gemini"):  # same format: bytes untouched
+        assert sent == IMG_STD, f"standard base64 upstream, got {sent!r}"
