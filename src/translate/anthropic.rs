@@ -19,6 +19,13 @@
 //!   With thinking on, forced tool use is not allowed: 400 naming `response_format`.
 //! - Answers: thinking synthesised from OpenAI-style `reasoning_content` is a
 //!   thinking block with an empty signature, closed before the next block.
+//!   Another provider's thinking signature is given wrapped with its origin
+//!   (`gemini::wrap_signature`, `aigate1:`); a Gemini functionCall part's
+//!   `thoughtSignature` comes as an empty thinking block right after that
+//!   `tool_use`, its signature wrapped with the call id (kind `call`).
+//!   Anthropic clients send thinking blocks back verbatim: wrapped signatures
+//!   return to their part (the call's goes back onto the call) and are never
+//!   sent to Anthropic.
 //! - With thinking on, a tool-use continuation whose assistant turn lacks its
 //!   signed thinking (the client dropped it) is sent without thinking, which
 //!   Anthropic would otherwise reject; an Anthropic client's request is never
@@ -28,6 +35,7 @@
 //!   given to Anthropic clients as `{"_raw_arguments": "<text>"}` in
 //!   non-streaming answers (streams pass the fragments through as they come).
 
+use super::gemini::{unwrap_signature, wrap_signature};
 use super::json::{self, CowStr, bad, field, idx, inexpressible, join};
 use super::{
     Format, RESPONSE_FORMAT_TOOL, RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder,
@@ -273,11 +281,24 @@ fn decode_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Part>, Trans
     match content {
         None => Err(bad(path, "required content missing")),
         Some(Value::String(s)) => Ok(vec![Part::Text(ir::TextPart::new(s.clone()))]),
-        Some(Value::Array(a)) => a
-            .iter()
-            .enumerate()
-            .map(|(i, b)| decode_block(b, &idx(path, i)))
-            .collect(),
+        Some(Value::Array(a)) => {
+            let mut parts = Vec::with_capacity(a.len());
+            for (i, b) in a.iter().enumerate() {
+                match decode_block(b, &idx(path, i))? {
+                    Block::Part(p) => parts.push(p),
+                    Block::CallSignature { id, sig, text } => {
+                        attach_call_signature(&mut parts, id.as_deref(), sig);
+                        if !text.is_empty() {
+                            parts.push(Part::Thinking(ir::Thinking {
+                                text,
+                                ..Default::default()
+                            }));
+                        }
+                    }
+                }
+            }
+            Ok(parts)
+        }
         Some(v) => Err(bad(
             path,
             format_args!("expected a string or an array, got {}", json::type_name(v)),
@@ -285,7 +306,88 @@ fn decode_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Part>, Trans
     }
 }
 
-fn decode_block(b: &Value, path: &str) -> Result<Part, TranslateError> {
+/// A decoded content block: a part, or the carrier of another provider's
+/// per-call signature (Gemini `thoughtSignature` on a functionCall part),
+/// which goes back onto its tool call.
+enum Block {
+    Part(Part),
+    CallSignature {
+        id: Option<String>,
+        sig: String,
+        text: String,
+    },
+}
+
+/// Put a per-call signature back on the call with that id; without an id (or
+/// none matching), on the nearest call before the carrier, as it was given.
+fn attach_call_signature(parts: &mut [Part], id: Option<&str>, sig: String) {
+    let mut calls = parts.iter_mut().rev().filter_map(|p| match p {
+        Part::ToolCall(c) => Some(c),
+        _ => None,
+    });
+    let target = match id {
+        Some(id) => calls.find(|c| c.id == id),
+        None => calls.next(),
+    };
+    if let Some(c) = target {
+        c.signature = Some(sig);
+    }
+}
+
+/// The signature shown to Anthropic clients in a thinking block: Anthropic's
+/// own as is; another provider's wrapped with its origin
+/// ([`wrap_signature`]) so that it comes back recognisable and is never sent
+/// to Anthropic, only to the provider that minted it.
+fn client_signature<'a>(
+    origin: Option<Format>,
+    sig: Option<&'a str>,
+    id: Option<&str>,
+) -> Cow<'a, str> {
+    match sig.filter(|s| !s.is_empty()) {
+        None => Cow::Borrowed(""),
+        Some(s) if matches!(origin, None | Some(Format::Anthropic)) => Cow::Borrowed(s),
+        Some(s) => Cow::Owned(wrap_signature(origin, s, id, "thinking")),
+    }
+}
+
+/// The thinking block that carries a Gemini functionCall part's signature to
+/// an Anthropic client, placed right after the call's `tool_use` block.
+fn call_signature(call_id: &str, sig: &str) -> String {
+    wrap_signature(Some(Format::Gemini), sig, Some(call_id), "call")
+}
+
+fn decode_block(b: &Value, path: &str) -> Result<Block, TranslateError> {
+    if let Some(o) = b.as_object()
+        && field(o, "type").and_then(Value::as_str) == Some("thinking")
+        && let Some(w) = field(o, "signature")
+            .and_then(Value::as_str)
+            .and_then(unwrap_signature)
+    {
+        let text = json::opt_str(o, "thinking", path)?
+            .unwrap_or("")
+            .to_string();
+        return Ok(match w.kind.as_str() {
+            "call" => Block::CallSignature {
+                id: w.id,
+                sig: w.sig,
+                text,
+            },
+            "redacted" => Block::Part(Part::RedactedThinking(ir::RedactedThinking {
+                data: w.sig,
+                origin: w.origin,
+            })),
+            _ => Block::Part(Part::Thinking(ir::Thinking {
+                text,
+                signature: Some(w.sig),
+                origin: w.origin,
+                id: w.id,
+            })),
+        });
+    }
+    decode_plain_block(b, path).map(Block::Part)
+}
+
+fn decode_plain_block(b: &Value, path: &str) -> Result<Part, TranslateError> {
     let o = json::as_object(b, path)?;
     let cache = field(o, "cache_control").cloned();
     let raw = || {
@@ -344,7 +446,7 @@ fn decode_block(b: &Value, path: &str) -> Result<Part, TranslateError> {
                 Some(Value::Array(a)) => a
                     .iter()
                     .enumerate()
-                    .map(|(i, x)| decode_block(x, &idx(&cp, i)))
+                    .map(|(i, x)| decode_plain_block(x, &idx(&cp, i)))
                     .collect::<Result<_, _>>()?,
                 Some(v) => {
                     return Err(bad(
@@ -900,7 +1002,8 @@ pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
     }
     let mut content = Vec::with_capacity(w.content.len());
     for (i, b) in w.content.iter().enumerate() {
-        content.push(decode_block(b, &idx("content", i)).map_err(|e| upstream_err(e.message))?);
+        content
+            .push(decode_plain_block(b, &idx("content", i)).map_err(|e| upstream_err(e.message))?);
     }
     Ok(ir::Response {
         id: w.id,
@@ -953,7 +1056,7 @@ enum OutBlock<'a> {
         #[serde(rename = "type")]
         kind: &'static str,
         thinking: &'a str,
-        signature: &'a str,
+        signature: Cow<'a, str>,
     },
     Redacted {
         #[serde(rename = "type")]
@@ -1002,7 +1105,7 @@ fn out_tool_input(arguments: &str) -> ToolInput<'_> {
 pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
     let mut content = Vec::with_capacity(resp.content.len());
     for p in &resp.content {
-        content.push(match p {
+        let block = match p {
             Part::Text(t) if t.text.is_empty() => continue,
             Part::Text(t) => OutBlock::Text {
                 kind: "text",
@@ -1014,25 +1117,32 @@ pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
             Part::Thinking(t) => OutBlock::Thinking {
                 kind: "thinking",
                 thinking: &t.text,
-                signature: if anthropic_signed(t.origin, t.signature.as_deref()) {
-                    t.signature.as_deref().unwrap_or("")
-                } else {
-                    ""
-                },
+                signature: client_signature(t.origin, t.signature.as_deref(), t.id.as_deref()),
             },
             Part::RedactedThinking(r) => OutBlock::Redacted {
                 kind: "redacted_thinking",
                 data: &r.data,
             },
-            Part::ToolCall(c) => OutBlock::ToolUse {
-                kind: "tool_use",
-                id: &c.id,
-                name: &c.name,
-                input: out_tool_input(&c.arguments),
-            },
+            Part::ToolCall(c) => {
+                content.push(OutBlock::ToolUse {
+                    kind: "tool_use",
+                    id: &c.id,
+                    name: &c.name,
+                    input: out_tool_input(&c.arguments),
+                });
+                match c.signature.as_deref().filter(|s| !s.is_empty()) {
+                    Some(s) => OutBlock::Thinking {
+                        kind: "thinking",
+                        thinking: "",
+                        signature: Cow::Owned(call_signature(&c.id, s)),
+                    },
+                    None => continue,
+                }
+            }
             Part::Raw(r) if r.format == Format::Anthropic => OutBlock::Raw(&r.value),
             Part::Raw(_) | Part::Image(_) | Part::ToolResult(_) => continue,
-        });
+        };
+        content.push(block);
     }
     let (stop_reason, stop_sequence) = match &resp.finish {
         Some(f) => {
@@ -1398,7 +1508,12 @@ pub struct StreamEncode {
     /// (IR index, output index, kind) of the open block.
     open: Option<(usize, usize, OutKind)>,
     next: usize,
+    /// The upstream format: which provider minted the stream's signatures.
     origin: Option<Format>,
+    /// Id of the open tool call and its per-call signature (Gemini), given
+    /// in a thinking block right after the `tool_use` block.
+    call_id: String,
+    call_sig: Option<String>,
 }
 
 impl StreamEncode {
@@ -1410,6 +1525,8 @@ impl StreamEncode {
             open: None,
             next: 0,
             origin: None,
+            call_id: String::new(),
+            call_sig: None,
         }
     }
 
@@ -1503,6 +1620,25 @@ impl StreamEncode {
             // Strict clients expect every thinking block to carry a signature.
             Self::delta(out, index, "signature_delta", "signature", "");
         }
+        Self::stop(out, index);
+        if kind == OutKind::Tool
+            && let Some(sig) = self.call_sig.take()
+        {
+            let index = self.block_start(
+                out,
+                &OutBlock::Thinking {
+                    kind: "thinking",
+                    thinking: "",
+                    signature: Cow::Borrowed(""),
+                },
+            );
+            let sig = call_signature(&self.call_id, &sig);
+            Self::delta(out, index, "signature_delta", "signature", &sig);
+            Self::stop(out, index);
+        }
+    }
+
+    fn stop(out: &mut Vec<u8>, index: usize) {
         out.extend_from_slice(
             b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":",
         );
@@ -1545,7 +1681,7 @@ impl StreamEncoder for StreamEncode {
                             &OutBlock::Thinking {
                                 kind: "thinking",
                                 thinking: "",
-                                signature: "",
+                                signature: Cow::Borrowed(""),
                             },
                         ),
                         OutKind::Thinking { signed: false },
@@ -1560,18 +1696,23 @@ impl StreamEncoder for StreamEncode {
                         ),
                         OutKind::Other,
                     ),
-                    BlockStart::ToolCall { id, name } => (
-                        self.block_start(
-                            out,
-                            &OutBlock::ToolUse {
-                                kind: "tool_use",
-                                id,
-                                name,
-                                input: ToolInput::Raw(empty_object()),
-                            },
-                        ),
-                        OutKind::Tool,
-                    ),
+                    BlockStart::ToolCall { id, name } => {
+                        self.call_id.clear();
+                        self.call_id.push_str(id);
+                        self.call_sig = None;
+                        (
+                            self.block_start(
+                                out,
+                                &OutBlock::ToolUse {
+                                    kind: "tool_use",
+                                    id,
+                                    name,
+                                    input: ToolInput::Raw(empty_object()),
+                                },
+                            ),
+                            OutKind::Tool,
+                        )
+                    }
                     BlockStart::Raw(r) if r.format == Format::Anthropic => {
                         // Server tool blocks stream their input like tool_use.
                         (self.block_start(out, &r.value), OutKind::Tool)
@@ -1597,7 +1738,14 @@ impl StreamEncoder for StreamEncode {
                     }
                     (OutKind::Thinking { signed }, Delta::Signature(s)) if !s.is_empty() => {
                         *signed = true;
-                        Self::delta(out, *out_index, "signature_delta", "signature", s)
+                        // An OpenAI-format upstream relays other providers'
+                        // signatures (OpenRouter): their origin is unknown here.
+                        let origin = self.origin.filter(|o| *o != Format::OpenAiChat);
+                        let s = client_signature(origin, Some(s), None);
+                        Self::delta(out, *out_index, "signature_delta", "signature", &s)
+                    }
+                    (OutKind::Tool, Delta::Signature(s)) if !s.is_empty() => {
+                        self.call_sig = Some(s.to_string());
                     }
                     (OutKind::Tool, Delta::ToolArgs(s)) if !s.is_empty() => {
                         Self::delta(out, *out_index, "input_json_delta", "partial_json", s)
@@ -1701,5 +1849,239 @@ mod tests {
         let mut merged = u;
         merged.merge(&d.to_ir());
         assert_eq!((merged.input, merged.output), (125, 30));
+    }
+
+    // ------------------------------------------- Gemini per-call signatures
+
+    use crate::translate::{RequestOpts, StreamTranslator, convert_request, convert_response};
+
+    /// A Gemini answer: an unsigned thought, then three calls, the first and
+    /// the last with their own `thoughtSignature`.
+    const GEMINI_THOUGHT: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"plan","thought":true}]}}],"responseId":"r1"}"#;
+    const GEMINI_CALLS: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"U0lHQQ=="},{"functionCall":{"name":"get_time","args":{}}},{"functionCall":{"name":"get_news","args":{}},"thoughtSignature":"U0lHQg=="}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":3,"totalTokenCount":8},"responseId":"r1"}"#;
+
+    fn gemini_answer() -> String {
+        let mut a: Value = serde_json::from_str(GEMINI_CALLS).unwrap();
+        let parts = a["candidates"][0]["content"]["parts"]
+            .as_array_mut()
+            .unwrap();
+        parts.insert(0, json!({"text": "plan", "thought": true}));
+        a.to_string()
+    }
+
+    fn gemini_sse() -> String {
+        format!("data: {GEMINI_THOUGHT}\r\n\r\ndata: {GEMINI_CALLS}\r\n\r\n")
+    }
+
+    /// The Anthropic client's next request: its history with the answer's
+    /// content as given, then the results → the Gemini upstream's model turn
+    /// as (functionCall name, thoughtSignature).
+    fn next_gemini_turn(content: &Value) -> Vec<(String, Option<String>)> {
+        let results: Vec<Value> = content
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| json!({"type": "tool_result", "tool_use_id": b["id"], "content": "ok"}))
+            .collect();
+        let next = json!({"model": "m", "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": content},
+            {"role": "user", "content": results},
+        ]});
+        let ro = RequestOpts {
+            model: "gemini-3-pro".into(),
+            stream: false,
+        };
+        let g: Value = serde_json::from_slice(
+            &convert_request(Format::Anthropic, Format::Gemini, &next, &ro).unwrap(),
+        )
+        .unwrap();
+        let turns: Vec<&Value> = g["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["role"] == "model")
+            .collect();
+        assert_eq!(turns.len(), 1, "{g}");
+        assert_eq!(
+            g["contents"][2]["parts"][0]["functionResponse"]["name"], "get_weather",
+            "{g}"
+        );
+        // The same history to Anthropic: Gemini's signatures never go there.
+        let a: Value = serde_json::from_slice(
+            &convert_request(Format::Anthropic, Format::Anthropic, &next, &ro).unwrap(),
+        )
+        .unwrap();
+        let sent = a["messages"][1]["content"].as_array().unwrap();
+        assert!(sent.iter().all(|b| b["type"] == "tool_use"), "{a}");
+        turns[0]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p.get("functionCall").is_some())
+            .map(|p| {
+                (
+                    p["functionCall"]["name"].as_str().unwrap().to_string(),
+                    p["thoughtSignature"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+
+    fn want() -> Vec<(String, Option<String>)> {
+        vec![
+            ("get_weather".into(), Some("U0lHQQ==".into())),
+            ("get_time".into(), None),
+            ("get_news".into(), Some("U0lHQg==".into())),
+        ]
+    }
+
+    fn kinds(content: &Value) -> Vec<&str> {
+        content
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn gemini_call_signatures_round_trip_through_anthropic_client() {
+        let out = convert_response(
+            Format::Gemini,
+            Format::Anthropic,
+            gemini_answer().as_bytes(),
+            &ResponseOpts::default(),
+        )
+        .unwrap();
+        let r: Value = serde_json::from_slice(&out).unwrap();
+        let content = &r["content"];
+        assert_eq!(
+            kinds(content),
+            [
+                "thinking", "tool_use", "thinking", "tool_use", "tool_use", "thinking"
+            ],
+            "{r}"
+        );
+        assert_eq!(
+            content[0]["signature"], "",
+            "the thought itself was unsigned"
+        );
+        // The carrier names Gemini and the call it belongs to.
+        let w = unwrap_signature(content[2]["signature"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (w.origin, w.sig.as_str(), w.id.as_deref(), w.kind.as_str()),
+            (
+                Some(Format::Gemini),
+                "U0lHQQ==",
+                content[1]["id"].as_str(),
+                "call"
+            )
+        );
+        assert_eq!(next_gemini_turn(content), want());
+    }
+
+    #[test]
+    fn gemini_call_signatures_round_trip_through_anthropic_stream() {
+        let mut t =
+            StreamTranslator::new(Format::Gemini, Format::Anthropic, ResponseOpts::default());
+        let mut out = Vec::new();
+        t.feed(gemini_sse().as_bytes(), &mut out);
+        t.finish(&mut out);
+        // Rebuild the message as the Anthropic SDK's accumulator does.
+        let mut blocks: Vec<Value> = Vec::new();
+        let mut json_parts: Vec<String> = Vec::new();
+        let mut p = sse::Parser::default();
+        let mut on = |e: sse::Event<'_>| {
+            let v: Value = serde_json::from_slice(e.data).unwrap();
+            let i = v["index"].as_u64().unwrap_or(0) as usize;
+            match v["type"].as_str().unwrap() {
+                "content_block_start" => {
+                    assert_eq!(i, blocks.len(), "indices increase by one");
+                    blocks.push(v["content_block"].clone());
+                    json_parts.push(String::new());
+                }
+                "content_block_delta" => {
+                    let d = &v["delta"];
+                    let b = &mut blocks[i];
+                    match d["type"].as_str().unwrap() {
+                        "thinking_delta" => {
+                            let t = format!(
+                                "{}{}",
+                                b["thinking"].as_str().unwrap(),
+                                d["thinking"].as_str().unwrap()
+                            );
+                            b["thinking"] = json!(t);
+                        }
+                        "signature_delta" => b["signature"] = d["signature"].clone(),
+                        "input_json_delta" => {
+                            json_parts[i].push_str(d["partial_json"].as_str().unwrap())
+                        }
+                        other => panic!("unexpected delta {other}"),
+                    }
+                }
+                "content_block_stop"
+                    if blocks[i]["type"] == "tool_use" && !json_parts[i].is_empty() =>
+                {
+                    blocks[i]["input"] = serde_json::from_str(&json_parts[i]).unwrap();
+                }
+                _ => {}
+            }
+        };
+        p.feed(&out, &mut on).unwrap();
+        p.finish(&mut on).unwrap();
+        let content = Value::Array(blocks);
+        assert_eq!(
+            kinds(&content),
+            [
+                "thinking", "tool_use", "thinking", "tool_use", "tool_use", "thinking"
+            ],
+            "{content}"
+        );
+        assert_eq!(content[0]["thinking"], "plan");
+        assert_eq!(content[1]["input"], json!({"city": "Paris"}));
+        assert_eq!(next_gemini_turn(&content), want());
+    }
+
+    #[test]
+    fn foreign_thinking_signatures_are_wrapped_for_anthropic_clients() {
+        // A Gemini-signed thought comes back to Gemini, never to Anthropic.
+        let answer = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"plan","thought":true,"thoughtSignature":"VEhPVUdIVA=="},{"text":"hi"}]},"finishReason":"STOP"}],"responseId":"r2"}"#;
+        let r: Value = serde_json::from_slice(
+            &convert_response(
+                Format::Gemini,
+                Format::Anthropic,
+                answer.as_bytes(),
+                &ResponseOpts::default(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let sig = r["content"][0]["signature"].as_str().unwrap();
+        assert_ne!(sig, "VEhPVUdIVA==");
+        let parts = decode_blocks(Some(&r["content"]), "content").unwrap();
+        assert_eq!(
+            parts[0],
+            Part::Thinking(ir::Thinking {
+                text: "plan".into(),
+                signature: Some("VEhPVUdIVA==".into()),
+                origin: Some(Format::Gemini),
+                id: None,
+            })
+        );
+        // Anthropic's own signatures pass as they are.
+        let own = json!([{"type": "thinking", "thinking": "t", "signature": "EqAnthropic"}]);
+        assert_eq!(
+            decode_blocks(Some(&own), "content").unwrap()[0],
+            Part::Thinking(ir::Thinking {
+                text: "t".into(),
+                signature: Some("EqAnthropic".into()),
+                origin: Some(Format::Anthropic),
+                id: None,
+            })
+        );
     }
 }

@@ -15,6 +15,12 @@
 //!   thinking round-tripped exactly. Upstream requests carry only unsigned
 //!   thinking (`reasoning_content`); another provider's signatures are useless
 //!   to an OpenAI-format upstream and are not sent.
+//! - Gemini's per-call `thoughtSignature` rides on its tool call as
+//!   `tool_calls[i].extra_content.google.thought_signature` (the field Gemini's
+//!   own OpenAI-compatible API uses; in streams, a `tool_calls` delta of its
+//!   own after the arguments). The official SDKs keep it on the message a
+//!   client sends back, which puts it back on that call for Gemini; it is not
+//!   sent to OpenAI-format upstreams.
 //! - Upstream requests use `max_completion_tokens` (OpenAI's current name;
 //!   reasoning models reject `max_tokens`), or `max_tokens` for
 //!   OpenAI-compatible servers (`convert_request_compatible`), and, when
@@ -557,7 +563,7 @@ fn decode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Part>, Tra
                 name: json::req_str(f, "name", &fp)?.to_string(),
                 arguments,
                 cache_control: field(o, "cache_control").cloned(),
-                signature: None,
+                signature: decode_call_signature(o, &p)?,
             }));
         }
     }
@@ -1114,6 +1120,50 @@ struct OutToolCall<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     function: OutFunction<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_content: Option<ExtraContent<'a>>,
+}
+
+/// Gemini's own OpenAI-compatible carrier of a functionCall part's
+/// `thoughtSignature`: `tool_calls[i].extra_content.google.thought_signature`.
+#[derive(Serialize)]
+struct ExtraContent<'a> {
+    google: GoogleExtra<'a>,
+}
+
+#[derive(Serialize)]
+struct GoogleExtra<'a> {
+    thought_signature: &'a str,
+}
+
+fn extra_content(sig: Option<&str>) -> Option<ExtraContent<'_>> {
+    sig.filter(|s| !s.is_empty()).map(|s| ExtraContent {
+        google: GoogleExtra {
+            thought_signature: s,
+        },
+    })
+}
+
+/// A tool call's Gemini signature as a client gives it back (see [`ExtraContent`]).
+fn decode_call_signature(
+    o: &Map<String, Value>,
+    path: &str,
+) -> Result<Option<String>, TranslateError> {
+    let Some(g) = field(o, "extra_content")
+        .and_then(|e| e.get("google"))
+        .and_then(|g| g.get("thought_signature"))
+    else {
+        return Ok(None);
+    };
+    match g {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        v => Err(bad(
+            &join(path, "extra_content.google.thought_signature"),
+            format_args!("expected a string, got {}", json::type_name(v)),
+        )),
+    }
 }
 
 #[derive(Serialize)]
@@ -1232,6 +1282,7 @@ pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
                     name: &c.name,
                     arguments: args_or_empty_object(&c.arguments),
                 },
+                extra_content: extra_content(c.signature.as_deref()),
             }),
             // Provider-specific blocks (e.g. Anthropic server tool use) have no
             // Chat Completions form; the answer's text already reports on them.
@@ -1885,7 +1936,10 @@ struct ToolDeltaItem<'a> {
     id: Option<&'a str>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
-    function: ToolDeltaFunction<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<ToolDeltaFunction<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_content: Option<ExtraContent<'a>>,
 }
 
 #[derive(Serialize)]
@@ -1902,10 +1956,11 @@ impl<'a> ToolDelta<'a> {
                 index,
                 id: None,
                 kind: None,
-                function: ToolDeltaFunction {
+                function: Some(ToolDeltaFunction {
                     name: None,
                     arguments,
-                },
+                }),
+                extra_content: None,
             }],
         }
     }
@@ -1950,10 +2005,11 @@ impl StreamEncoder for StreamEncode {
                                 index: pos,
                                 id: Some(id),
                                 kind: Some("function"),
-                                function: ToolDeltaFunction {
+                                function: Some(ToolDeltaFunction {
                                     name: Some(name),
                                     arguments: "",
-                                },
+                                }),
+                                extra_content: None,
                             }],
                         };
                         self.chunk(out, &d, None);
@@ -2021,6 +2077,18 @@ impl StreamEncoder for StreamEncode {
                         let pos = *pos;
                         self.chunk(out, &ToolDelta::args(pos, s), None);
                     }
+                    (OutOpen::Tool { pos, .. }, Delta::Signature(sig)) if !sig.is_empty() => {
+                        let d = ToolDelta {
+                            tool_calls: [ToolDeltaItem {
+                                index: *pos,
+                                id: None,
+                                kind: None,
+                                function: None,
+                                extra_content: extra_content(Some(sig)),
+                            }],
+                        };
+                        self.chunk(out, &d, None);
+                    }
                     _ => {}
                 }
             }
@@ -2060,5 +2128,186 @@ impl StreamEncoder for StreamEncode {
                 self.done = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::{StreamTranslator, convert_request, convert_response};
+
+    // ------------------------------------------- Gemini per-call signatures
+
+    /// A Gemini answer: an unsigned thought, then three calls, the first and
+    /// the last with their own `thoughtSignature`.
+    const GEMINI_THOUGHT: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"plan","thought":true}]}}],"responseId":"r1"}"#;
+    const GEMINI_CALLS: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"U0lHQQ=="},{"functionCall":{"name":"get_time","args":{}}},{"functionCall":{"name":"get_news","args":{}},"thoughtSignature":"U0lHQg=="}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":3,"totalTokenCount":8},"responseId":"r1"}"#;
+
+    fn gemini_answer() -> String {
+        let mut a: Value = serde_json::from_str(GEMINI_CALLS).unwrap();
+        let parts = a["candidates"][0]["content"]["parts"]
+            .as_array_mut()
+            .unwrap();
+        parts.insert(0, json!({"text": "plan", "thought": true}));
+        a.to_string()
+    }
+
+    fn ro() -> RequestOpts {
+        RequestOpts {
+            model: "gemini-3-pro".into(),
+            stream: false,
+        }
+    }
+
+    /// The Chat client's next request: its history with the assistant
+    /// message as given, then the tool results → the Gemini upstream's model
+    /// turn as (functionCall name, thoughtSignature).
+    fn next_gemini_turn(message: &Value) -> Vec<(String, Option<String>)> {
+        let mut msgs = vec![json!({"role": "user", "content": "q"}), message.clone()];
+        for c in message["tool_calls"].as_array().unwrap() {
+            msgs.push(json!({"role": "tool", "tool_call_id": c["id"], "content": "ok"}));
+        }
+        let next = json!({"model": "m", "reasoning_effort": "low", "messages": msgs});
+        let g: Value = serde_json::from_slice(
+            &convert_request(Format::OpenAiChat, Format::Gemini, &next, &ro()).unwrap(),
+        )
+        .unwrap();
+        let turns: Vec<&Value> = g["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["role"] == "model")
+            .collect();
+        assert_eq!(turns.len(), 1, "{g}");
+        assert_eq!(
+            g["contents"][2]["parts"][0]["functionResponse"]["name"], "get_weather",
+            "{g}"
+        );
+        // The same history to an OpenAI-format upstream: no Gemini signatures.
+        let o = String::from_utf8(
+            convert_request(Format::OpenAiChat, Format::OpenAiChat, &next, &ro()).unwrap(),
+        )
+        .unwrap();
+        assert!(!o.contains("U0lHQQ=="), "{o}");
+        turns[0]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p.get("functionCall").is_some())
+            .map(|p| {
+                (
+                    p["functionCall"]["name"].as_str().unwrap().to_string(),
+                    p["thoughtSignature"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+
+    fn want() -> Vec<(String, Option<String>)> {
+        vec![
+            ("get_weather".into(), Some("U0lHQQ==".into())),
+            ("get_time".into(), None),
+            ("get_news".into(), Some("U0lHQg==".into())),
+        ]
+    }
+
+    fn sigs(message: &Value) -> Vec<Value> {
+        message["tool_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["extra_content"]["google"]["thought_signature"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn gemini_call_signatures_round_trip_through_chat_client() {
+        let out = convert_response(
+            Format::Gemini,
+            Format::OpenAiChat,
+            gemini_answer().as_bytes(),
+            &ResponseOpts::default(),
+        )
+        .unwrap();
+        let r: Value = serde_json::from_slice(&out).unwrap();
+        let m = &r["choices"][0]["message"];
+        assert_eq!(m["reasoning_content"], "plan");
+        assert_eq!(
+            sigs(m),
+            [json!("U0lHQQ=="), Value::Null, json!("U0lHQg==")],
+            "{m}"
+        );
+        assert_eq!(next_gemini_turn(m), want());
+        // A client that drops the extra field: no signature, no error.
+        let mut bare = m.clone();
+        for c in bare["tool_calls"].as_array_mut().unwrap() {
+            c.as_object_mut().unwrap().remove("extra_content");
+        }
+        assert!(next_gemini_turn(&bare).iter().all(|(_, s)| s.is_none()));
+    }
+
+    #[test]
+    fn gemini_call_signatures_round_trip_through_chat_stream() {
+        let mut t =
+            StreamTranslator::new(Format::Gemini, Format::OpenAiChat, ResponseOpts::default());
+        let mut out = Vec::new();
+        let sse = format!("data: {GEMINI_THOUGHT}\r\n\r\ndata: {GEMINI_CALLS}\r\n\r\n");
+        t.feed(sse.as_bytes(), &mut out);
+        t.finish(&mut out);
+        // Rebuild the message as a client accumulating deltas does: fields
+        // of `tool_calls[i]` merged by index, arguments concatenated.
+        let mut calls: Vec<Value> = Vec::new();
+        let mut reasoning = String::new();
+        let mut p = sse::Parser::default();
+        let mut on = |e: sse::Event<'_>| {
+            if e.data == b"[DONE]" {
+                return;
+            }
+            let v: Value = serde_json::from_slice(e.data).unwrap();
+            let d = &v["choices"][0]["delta"];
+            reasoning.push_str(d["reasoning_content"].as_str().unwrap_or(""));
+            for tc in d["tool_calls"].as_array().into_iter().flatten() {
+                let i = tc["index"].as_u64().unwrap() as usize;
+                if i == calls.len() {
+                    assert!(tc["id"].is_string(), "the first delta has the id: {tc}");
+                    calls.push(json!({"id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}));
+                } else {
+                    assert!(tc.get("id").is_none(), "one id per call: {tc}");
+                }
+                let c = &mut calls[i];
+                if let Some(a) = tc["function"]["arguments"].as_str() {
+                    let all = format!("{}{a}", c["function"]["arguments"].as_str().unwrap());
+                    c["function"]["arguments"] = json!(all);
+                }
+                if let Some(x) = tc.get("extra_content") {
+                    c["extra_content"] = x.clone();
+                }
+            }
+        };
+        p.feed(&out, &mut on).unwrap();
+        p.finish(&mut on).unwrap();
+        let m = json!({"role": "assistant", "content": null, "reasoning_content": reasoning, "tool_calls": calls});
+        assert_eq!(m["reasoning_content"], "plan");
+        assert_eq!(
+            m["tool_calls"][0]["function"]["arguments"],
+            r#"{"city":"Paris"}"#
+        );
+        assert_eq!(
+            sigs(&m),
+            [json!("U0lHQQ=="), Value::Null, json!("U0lHQg==")],
+            "{m}"
+        );
+        assert_eq!(next_gemini_turn(&m), want());
+    }
+
+    #[test]
+    fn call_signature_must_be_a_string() {
+        let m = json!({"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "f", "arguments": "{}"}, "extra_content": {"google": {"thought_signature": 7}}}]});
+        let e = decode_assistant(m.as_object().unwrap(), "messages[1]").unwrap_err();
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[1].tool_calls[0].extra_content.google.thought_signature")
+        );
     }
 }

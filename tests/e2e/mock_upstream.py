@@ -20,7 +20,10 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
 
   (default)            text answer "echo: <last user text>" with usage (USAGE)
   tools                two parallel tool calls when the request declares tools and
-                       the last turn is not a tool result; otherwise a text answer
+                       the last turn is not a tool result (one call only when the
+                       request forces one declared tool by name: tool_choice /
+                       toolConfig allowedFunctionNames; none when tool_choice is
+                       none / mode NONE); otherwise a text answer
                        "tool results: r1; r2" summarising the latest tool results
   think                reasoning first (Anthropic signed thinking block, OpenAI-chat
                        `reasoning_content`, Responses reasoning item, Gemini thought
@@ -297,6 +300,8 @@ class Prompt:
     last_is_tool_result: bool = False
     tool_results: list[str] = dataclasses.field(default_factory=list)  # of the latest round
     include_usage: bool = False  # OpenAI chat stream_options.include_usage
+    forced_tool: str | None = None  # tool_choice naming one tool (any format)
+    no_tools: bool = False  # tool_choice none (any format)
 
 
 def _text_of(content: Any) -> str:
@@ -336,6 +341,10 @@ def prompt_openai_chat(body: dict) -> Prompt:
     p.tool_results = [_text_of(m.get("content")) for m in msgs[i:]]
     p.last_is_tool_result = bool(p.tool_results)
     p.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    tc = body.get("tool_choice")
+    if isinstance(tc, dict) and tc.get("type") == "function":
+        p.forced_tool = (tc.get("function") or {}).get("name")
+    p.no_tools = tc == "none"
     return p
 
 
@@ -344,6 +353,10 @@ def prompt_openai_responses(body: dict) -> Prompt:
     for t in body.get("tools") or []:
         if t.get("type") == "function" and t.get("name"):
             p.tools.append((t["name"], t.get("parameters") or {}))
+    tc = body.get("tool_choice")
+    if isinstance(tc, dict) and tc.get("type") == "function":
+        p.forced_tool = tc.get("name")
+    p.no_tools = tc == "none"
     inp = body.get("input")
     if isinstance(inp, str):
         p.last_user_text = inp
@@ -365,6 +378,10 @@ def prompt_anthropic(body: dict) -> Prompt:
     for t in body.get("tools") or []:
         if t.get("name") and (t.get("type") in (None, "custom")):
             p.tools.append((t["name"], t.get("input_schema") or {}))
+    tc = body.get("tool_choice")
+    if isinstance(tc, dict) and tc.get("type") == "tool":
+        p.forced_tool = tc.get("name")
+    p.no_tools = isinstance(tc, dict) and tc.get("type") == "none"
     msgs = body.get("messages") or []
     for m in msgs:
         if m.get("role") != "user":
@@ -390,6 +407,12 @@ def prompt_gemini(body: dict) -> Prompt:
             if d.get("name"):
                 # The REST API takes proto JSON: camelCase or snake_case field names.
                 p.tools.append((d["name"], d.get("parameters") or d.get("parametersJsonSchema") or d.get("parameters_json_schema") or {}))
+    fcc = (body.get("toolConfig") or body.get("tool_config") or {})
+    fcc = fcc.get("functionCallingConfig") or fcc.get("function_calling_config") or {}
+    allowed = fcc.get("allowedFunctionNames") or fcc.get("allowed_function_names") or []
+    if str(fcc.get("mode", "")).upper() == "ANY" and len(allowed) == 1:
+        p.forced_tool = allowed[0]
+    p.no_tools = str(fcc.get("mode", "")).upper() == "NONE"
     contents = body.get("contents") or []
     for c in contents:
         if c.get("role", "user") == "user":
@@ -455,10 +478,11 @@ def thinking_for(prompt: Prompt) -> str:
 def make_reply(sc: Scenario, prompt: Prompt) -> Reply:
     thinking = thinking_for(prompt) if sc.think else None
     usage = dict(USAGE_THINK if sc.think else USAGE)
-    if sc.tools and prompt.tools and not prompt.last_is_tool_result:
+    if sc.tools and prompt.tools and not prompt.last_is_tool_result and not prompt.no_tools:
         calls = []
-        for i in range(2):
-            name, schema = prompt.tools[i % len(prompt.tools)]
+        forced = [t for t in prompt.tools if t[0] == prompt.forced_tool]
+        for i in range(1 if forced else 2):
+            name, schema = forced[0] if forced else prompt.tools[i % len(prompt.tools)]
             calls.append((name, make_args(schema, i)))
         u = dict(USAGE_TOOLS)
         if sc.think:

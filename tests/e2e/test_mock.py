@@ -278,6 +278,55 @@ def test_gemini_think_gives_thought_part_and_signature(mock):
 # --------------------------------------------------------------------------- embeddings
 
 
+_TIME_SCHEMA = {"type": "object", "properties": {"tz": {"type": "string"}}}
+# (path, body with two tools declared, how to force get_time, how to say none, calls in the answer)
+_TOOL_CHOICE_FORMATS = {
+    "openai-chat": (
+        "/v1/chat/completions",
+        {"model": "m-tools", "messages": [{"role": "user", "content": "w"}], "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_TOOL_SCHEMA}}, {"type": "function", "function": {"name": "get_time", "parameters": _TIME_SCHEMA}}]},
+        {"tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+        {"tool_choice": "none"},
+        lambda b: [tc["function"]["name"] for tc in b["choices"][0]["message"].get("tool_calls") or []],
+    ),
+    "openai-responses": (
+        "/v1/responses",
+        {"model": "m-tools", "input": "w", "tools": [{"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL_SCHEMA}, {"type": "function", "name": "get_time", "parameters": _TIME_SCHEMA}]},
+        {"tool_choice": {"type": "function", "name": "get_time"}},
+        {"tool_choice": "none"},
+        lambda b: [it["name"] for it in b["output"] if it["type"] == "function_call"],
+    ),
+    "anthropic": (
+        "/v1/messages",
+        {"model": "m-tools", "max_tokens": 64, "messages": [{"role": "user", "content": "w"}], "tools": [{"name": "get_weather", "input_schema": WEATHER_TOOL_SCHEMA}, {"name": "get_time", "input_schema": _TIME_SCHEMA}]},
+        {"tool_choice": {"type": "tool", "name": "get_time"}},
+        {"tool_choice": {"type": "none"}},
+        lambda b: [c["name"] for c in b["content"] if c["type"] == "tool_use"],
+    ),
+    "gemini": (
+        "/v1beta/models/m-tools:generateContent",
+        {"contents": [{"role": "user", "parts": [{"text": "w"}]}], "tools": [{"functionDeclarations": [{"name": "get_weather", "parameters": WEATHER_TOOL_SCHEMA}, {"name": "get_time", "parameters": _TIME_SCHEMA}]}]},
+        {"toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_time"]}}},
+        {"toolConfig": {"functionCallingConfig": {"mode": "NONE"}}},
+        lambda b: [p["functionCall"]["name"] for p in b["candidates"][0]["content"]["parts"] if "functionCall" in p],
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", list(_TOOL_CHOICE_FORMATS))
+def test_tools_scenario_honours_forced_tool_and_none(mock, fmt):
+    """`tools`: two parallel calls by default; one call of the tool a tool_choice / toolConfig
+    forces by name; no call (the echo) when the choice is none."""
+    path, body, forced, none, names = _TOOL_CHOICE_FORMATS[fmt]
+    headers = {"authorization": f"Bearer {KEY}", "x-api-key": KEY, "anthropic-version": "2023-06-01", "x-goog-api-key": KEY}
+    free = httpx.post(mock.url + path, json=body, headers=headers).json()
+    assert names(free) == ["get_weather", "get_time"]
+    one = httpx.post(mock.url + path, json={**body, **forced}, headers=headers).json()
+    assert names(one) == ["get_time"]
+    zero = httpx.post(mock.url + path, json={**body, **none}, headers=headers).json()
+    assert names(zero) == []
+    assert "echo: w" in json.dumps(zero)
+
+
 def test_embeddings_openai_float_and_base64_and_gemini_batch(mock):
     e = oai(mock).embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"])  # SDK asks for base64
     assert [d.embedding for d in e.data] == [mu.embedding_for("alpha"), mu.embedding_for("beta")]
