@@ -182,10 +182,8 @@ pub enum Failure {
 }
 
 enum Attempt {
-    /// The client got its answer (or the stream ended); the outcome label
-    /// for `aigate_upstream_attempts_total` ("ok", or "io_error" when the
-    /// upstream failed after content had gone out).
-    Done(&'static str),
+    /// The client got its answer (or the stream ended); its outcome is counted.
+    Done,
     Failed(Failure),
 }
 
@@ -313,11 +311,7 @@ pub async fn run(
                 .await;
                 p.inflight.fetch_sub(1, Ordering::Relaxed);
                 let failure = match r? {
-                    Attempt::Done(outcome) => {
-                        crate::metrics::METRICS
-                            .attempts
-                            .with_label_values(&[&p.name, outcome])
-                            .inc();
+                    Attempt::Done => {
                         p.breaker.success();
                         if let Some((i, _)) = &cred {
                             p.rest.ok(*i);
@@ -408,6 +402,15 @@ fn set_unusable(last: &mut Option<Failure>, f: Failure) {
     if last.is_none() || matches!(last, Some(Failure::Unusable(_))) {
         *last = Some(f);
     }
+}
+
+/// Count an attempt's outcome before the client sees the answer, so a client
+/// that reads the metrics right after its answer finds it counted.
+fn count_outcome(p: &Provider, outcome: &'static str) {
+    crate::metrics::METRICS
+        .attempts
+        .with_label_values(&[&p.name, outcome])
+        .inc();
 }
 
 fn failure_text(f: &Failure) -> String {
@@ -647,6 +650,7 @@ async fn attempt(
                     ctx.error = Some("usage estimated: Gemini reported no token count".into());
                 }
                 ctx.first_byte = Some(Instant::now());
+                count_outcome(p, "ok");
                 respond::send(s, ctx, status, "application/json", a.body, &[]).await?;
             }
             Err(e) => {
@@ -654,7 +658,7 @@ async fn attempt(
                 respond::error(s, ctx, ask.ingress, 502, &msg, None).await?;
             }
         }
-        return Ok(Attempt::Done("ok"));
+        return Ok(Attempt::Done);
     }
     if stream {
         return stream_answer(connector, s, ctx, up, &peer, p, ask, to).await;
@@ -675,10 +679,12 @@ async fn attempt(
                 h.insert_header("content-type", ct.clone())?;
             }
             h.insert_header("content-length", body.len().to_string())?;
+            count_outcome(p, "ok");
             write_header(s, ctx, h).await?;
             write_body(s, ctx, body, true).await?;
-            return Ok(Attempt::Done("ok"));
+            return Ok(Attempt::Done);
         }
+        count_outcome(p, "ok");
         match translate::convert_response(to, ask.ingress, &body, &ask.resp_opts) {
             Ok(out) => {
                 ctx.first_byte = Some(Instant::now());
@@ -690,7 +696,7 @@ async fn attempt(
             }
         }
     }
-    Ok(Attempt::Done("ok"))
+    Ok(Attempt::Done)
 }
 
 /// Read a whole upstream body (bounded), with the idle and total timeouts.
@@ -961,11 +967,12 @@ async fn stream_answer(
                 if let Some(h) = header.take() {
                     write_header(s, ctx, h).await?;
                 }
+                count_outcome(p, "ok");
                 write_body(s, ctx, Bytes::from(pending), true).await?;
                 connector
                     .release_http_session(up, peer, Some(POOL_IDLE))
                     .await;
-                return Ok(Attempt::Done("ok"));
+                return Ok(Attempt::Done);
             }
             Wait::Chunk(Err(f)) => {
                 up.shutdown().await;
@@ -989,8 +996,9 @@ async fn stream_answer(
                     &format!("upstream failed mid-stream: {msg}"),
                     &mut pending,
                 );
+                count_outcome(p, "io_error");
                 write_body(s, ctx, Bytes::from(pending), true).await?;
-                return Ok(Attempt::Done("io_error"));
+                return Ok(Attempt::Done);
             }
         }
     }
