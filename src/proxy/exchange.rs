@@ -258,6 +258,13 @@ pub async fn run(
                     );
                     break;
                 }
+                if !p.healthy.load(Ordering::Relaxed) {
+                    set_unusable(
+                        &mut last,
+                        Failure::Unusable(format!("provider '{}' failed its health check", p.name)),
+                    );
+                    break;
+                }
                 if p.breaker.admit(now) == resilience::Admit::Open {
                     set_unusable(
                         &mut last,

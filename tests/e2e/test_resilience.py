@@ -868,3 +868,24 @@ def test_keepalive_comment_on_a_quiet_stream_and_none_when_off(start_gateway: St
     assert "<comment>" not in [n for n, _ in sse_events(out["off"].text)], "keepalive sent although stream_keepalive_seconds is 0"
     assert chat_stream_text(out["off"].text) == ("echo: hi", 1, True)
     assert out.get("sdk") == "echo: sdk", "the OpenAI SDK could not read a stream with keepalive comments"
+
+
+def test_active_health_check_marks_a_dead_provider_and_routing_skips_it(start_gateway: StartGateway, upstream: MockUpstream):
+    """`health_check` (opt-in, pingora-load-balancing's TCP check): a provider whose
+    port refuses connections turns unusable within an interval without any request
+    touching it, and routing then skips it (one attempt, on the healthy target);
+    the healthy provider, checked too, stays usable."""
+    hc = {"interval_seconds": 1, "timeout_ms": 300}
+    gw = start_gateway(
+        small_config(
+            [dead("down", health_check=hc), oa(upstream, "up", health_check=hc)],
+            [model("m", ("down", "x"), ("up", "gpt-up"))],
+        )
+    )
+    deadline = time.monotonic() + 5
+    while ready(gw)[1].get("down", True) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ready(gw) == (200, {"down": False, "up": True}), "the failed health check did not mark 'down' unusable"
+    r = ask(gw, "m")
+    assert r.status_code == 200 and attempts(r) == 1 and r.headers["x-aigate-provider"] == "up"
+    assert provider_attempts(gw, "down") == {}, "an unhealthy provider was still tried"
