@@ -13,23 +13,64 @@ use bytes::Bytes;
 pub struct Observer {
     parser: sse::Parser,
     decoder: Option<Box<dyn StreamDecoder>>,
+    seen: Seen,
+}
+
+/// What the observer learnt so far.
+#[derive(Default)]
+struct Seen {
     usage: crate::ir::Usage,
     seen_usage: bool,
     content: bool,
-    finished: bool,
     error: Option<(u16, String)>,
+}
+
+impl Seen {
+    fn event(&mut self, dec: &mut dyn StreamDecoder, ev: sse::Event<'_>) {
+        // Once content flows, only usage and error events still matter:
+        // skip decoding the rest (most of a passthrough stream's cost).
+        if self.content && !may_matter(ev.data) {
+            return;
+        }
+        dec.event(ev, &mut |ie| match ie {
+            StreamEvent::Start(s) => {
+                self.usage.merge(&s.usage);
+                self.seen_usage = true;
+            }
+            StreamEvent::BlockStart { block, .. } => {
+                if !matches!(
+                    block,
+                    crate::ir::BlockStart::Text | crate::ir::BlockStart::Thinking
+                ) {
+                    self.content = true;
+                }
+            }
+            StreamEvent::Delta { .. } => self.content = true,
+            StreamEvent::Usage(u) | StreamEvent::Finish { usage: u, .. } => {
+                self.usage.merge(&u);
+                self.seen_usage = true;
+            }
+            StreamEvent::Error(e) => {
+                if self.error.is_none() {
+                    self.error = Some((e.status, e.message));
+                }
+            }
+            StreamEvent::BlockStop { .. } | StreamEvent::Ping => {}
+        })
+    }
 }
 
 impl Observer {
     pub fn new(format: Format) -> Self {
+        let decoder = translate::stream_decoder(format).ok();
         Observer {
             parser: sse::Parser::default(),
-            decoder: translate::stream_decoder(format).ok(),
-            usage: Default::default(),
-            seen_usage: false,
-            content: false,
-            finished: false,
-            error: None,
+            seen: Seen {
+                // Unknown format: nothing to hold back for.
+                content: decoder.is_none(),
+                ..Default::default()
+            },
+            decoder,
         }
     }
 
@@ -37,62 +78,31 @@ impl Observer {
         // Once content flows only usage and error events matter. A chunk that
         // holds whole events (nothing buffered before it, an event end at its
         // end) and names neither needs no parsing at all.
-        if self.content && self.parser.buffered() == 0 && whole_events(chunk) && !may_matter(chunk)
+        if self.seen.content
+            && self.parser.buffered() == 0
+            && whole_events(chunk)
+            && !may_matter(chunk)
         {
             return;
         }
         let Some(dec) = self.decoder.as_deref_mut() else {
-            // Unknown format: nothing to hold back for.
-            self.content = true;
             return;
         };
-        let (usage, seen, content, finished, error) = (
-            &mut self.usage,
-            &mut self.seen_usage,
-            &mut self.content,
-            &mut self.finished,
-            &mut self.error,
-        );
-        let r = self.parser.feed(chunk, &mut |ev| {
-            // Once content flows, only usage and error events still matter:
-            // skip decoding the rest (most of a passthrough stream's cost).
-            if *content && !may_matter(ev.data) {
-                return;
-            }
-            dec.event(ev, &mut |ie| match ie {
-                StreamEvent::Start(s) => {
-                    usage.merge(&s.usage);
-                    *seen = true;
-                }
-                StreamEvent::BlockStart { block, .. } => {
-                    if !matches!(
-                        block,
-                        crate::ir::BlockStart::Text | crate::ir::BlockStart::Thinking
-                    ) {
-                        *content = true;
-                    }
-                }
-                StreamEvent::Delta { .. } => *content = true,
-                StreamEvent::Usage(u) => {
-                    usage.merge(&u);
-                    *seen = true;
-                }
-                StreamEvent::Finish { usage: u, .. } => {
-                    usage.merge(&u);
-                    *seen = true;
-                    *finished = true;
-                }
-                StreamEvent::Error(e) => {
-                    if error.is_none() {
-                        *error = Some((e.status, e.message));
-                    }
-                }
-                StreamEvent::BlockStop { .. } | StreamEvent::Ping => {}
-            })
-        });
-        if r.is_err() {
+        let seen = &mut self.seen;
+        if self
+            .parser
+            .feed(chunk, &mut |ev| seen.event(dec, ev))
+            .is_err()
+        {
             // Too large an event to watch: stop holding anything back.
-            self.content = true;
+            self.seen.content = true;
+        }
+    }
+
+    /// One event parsed by someone else (the usage-chunk filter shares its parse).
+    fn event(&mut self, ev: sse::Event<'_>) {
+        if let Some(dec) = self.decoder.as_deref_mut() {
+            self.seen.event(dec, ev);
         }
     }
 }
@@ -135,30 +145,43 @@ fn is_usage_chunk(data: &[u8]) -> bool {
 impl Pipe {
     pub fn feed(&mut self, chunk: &Bytes, out: &mut Vec<u8>) {
         match self {
-            Pipe::Pass(o, strip) => {
-                o.feed(chunk);
-                match strip {
-                    None => out.extend_from_slice(chunk),
-                    // Whole events with no usage chunk among them pass as they are.
-                    Some(p) if p.buffered() == 0 && whole_events(chunk) && !may_matter(chunk) => {
-                        out.extend_from_slice(chunk)
-                    }
-                    Some(p) => {
-                        let r = p.feed(chunk, &mut |ev| {
-                            if !is_usage_chunk(ev.data) {
-                                sse::write_raw(
-                                    out,
-                                    (!ev.event.is_empty()).then_some(ev.event),
-                                    ev.data,
-                                );
-                            }
+            Pipe::Pass(o, strip) => match strip {
+                None => {
+                    o.feed(chunk);
+                    out.extend_from_slice(chunk);
+                }
+                // Whole events, past the preamble, with no usage chunk among
+                // them pass as they are.
+                Some(p)
+                    if o.seen.content
+                        && p.buffered() == 0
+                        && whole_events(chunk)
+                        && !may_matter(chunk) =>
+                {
+                    out.extend_from_slice(chunk)
+                }
+                Some(p) => {
+                    // One parse serves the filter and the observer.
+                    let r = p.feed(chunk, &mut |ev| {
+                        o.event(sse::Event {
+                            event: ev.event,
+                            data: ev.data,
                         });
-                        if r.is_err() {
-                            *strip = None;
+                        if !is_usage_chunk(ev.data) {
+                            sse::write_raw(
+                                out,
+                                (!ev.event.is_empty()).then_some(ev.event),
+                                ev.data,
+                            );
                         }
+                    });
+                    if r.is_err() {
+                        // Too large an event: stop filtering and holding back.
+                        *strip = None;
+                        o.seen.content = true;
                     }
                 }
-            }
+            },
             Pipe::Convert(t) => t.feed(chunk, out),
         }
     }
@@ -188,21 +211,21 @@ impl Pipe {
 
     pub fn content_started(&self) -> bool {
         match self {
-            Pipe::Pass(o, _) => o.content,
+            Pipe::Pass(o, _) => o.seen.content,
             Pipe::Convert(t) => t.content_started(),
         }
     }
 
     pub fn upstream_error(&self) -> Option<(u16, String)> {
         match self {
-            Pipe::Pass(o, _) => o.error.clone(),
+            Pipe::Pass(o, _) => o.seen.error.clone(),
             Pipe::Convert(t) => t.upstream_error().map(|(s, m)| (s, m.to_string())),
         }
     }
 
     pub fn usage(&self) -> Option<Usage> {
         match self {
-            Pipe::Pass(o, _) => o.seen_usage.then(|| o.usage.into()),
+            Pipe::Pass(o, _) => o.seen.seen_usage.then(|| o.seen.usage.into()),
             Pipe::Convert(t) => Some(t.usage()),
         }
     }
@@ -216,16 +239,16 @@ mod tests {
     fn observer_sees_content_errors_and_usage() {
         let mut o = Observer::new(Format::OpenAiChat);
         o.feed(b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n");
-        assert!(!o.content, "role preamble is not content");
+        assert!(!o.seen.content, "role preamble is not content");
         o.feed(b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n");
-        assert!(o.content);
+        assert!(o.seen.content);
 
         let mut o = Observer::new(Format::Anthropic);
         o.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n");
-        assert!(!o.content);
+        assert!(!o.seen.content);
         o.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
-        assert_eq!(o.error.as_ref().map(|e| e.0), Some(529));
-        assert_eq!(o.usage.input, 7);
+        assert_eq!(o.seen.error.as_ref().map(|e| e.0), Some(529));
+        assert_eq!(o.seen.usage.input, 7);
     }
 
     #[test]
