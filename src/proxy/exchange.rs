@@ -10,14 +10,14 @@
 
 use super::ctx::RequestCtx;
 use super::headers::{UpstreamRequest, client_response, upstream_request};
-use super::intake::{Peeked, peek, splice_model};
+use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
 use crate::config::runtime::{Provider, Resolved};
 use crate::providers::{Op, upstream_path};
 use crate::resilience;
 use crate::sse;
-use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator, UsageTap};
+use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator};
 use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
 use pingora_core::connectors::http::Connector;
@@ -59,7 +59,6 @@ impl Ask {
         peeked: Peeked,
         gemini_query: Option<String>,
     ) -> Ask {
-        let stream = matches!(op, Op::Chat { stream: true });
         let resp_opts = ResponseOpts {
             client_model: peeked.model.clone().unwrap_or_default(),
             include_usage: peeked.include_usage.unwrap_or(false),
@@ -67,7 +66,6 @@ impl Ask {
                 .as_deref()
                 .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")),
         };
-        let _ = stream;
         Ask {
             ingress,
             op,
@@ -831,7 +829,7 @@ async fn wait_chunk(
     }
 }
 
-/// Send the upstream's answer (header already read, status < 400) to the
+/// Send a streamed upstream answer (header already read, status < 400) to the
 /// client, passing or converting it chunk by chunk. Before the first real
 /// content nothing is sent (for SSE streams), so a failure there returns
 /// `Attempt::Failed` and the next target can still answer.
@@ -856,10 +854,8 @@ async fn stream_answer(
             true,
             None,
         )?;
-        if ask.stream() {
-            // Streamed bodies are re-framed (chunked), and may change length.
-            h.remove_header("content-length");
-        }
+        // Streamed bodies are re-framed (chunked), and may change length.
+        h.remove_header("content-length");
         h
     } else {
         let ct = if sse {
@@ -889,7 +885,6 @@ async fn stream_answer(
     let keepalive = if sse { ctx.snap.stream_keepalive } else { None };
     let mut header = Some(h);
     let mut pending: Vec<u8> = Vec::with_capacity(4096);
-    let mut tap = (!ask.stream()).then(|| UsageTap::new(ask.ingress, false));
     loop {
         let w = {
             let fut = next_chunk(&mut up, ctx, p);
@@ -927,9 +922,6 @@ async fn stream_answer(
                 );
             }
             Wait::Chunk(Ok(Some(chunk))) => {
-                if let Some(t) = tap.as_mut() {
-                    t.feed(&chunk);
-                }
                 pipe.feed(&chunk, &mut pending);
                 if header.is_some() && sse {
                     if let Some((status, msg)) = pipe.upstream_error()
@@ -970,7 +962,7 @@ async fn stream_answer(
             }
             Wait::Chunk(Ok(None)) => {
                 pipe.finish(&mut pending);
-                ctx.usage = tap.map_or_else(|| pipe.usage(), |t| t.usage());
+                ctx.usage = pipe.usage();
                 if let Some(h) = header.take() {
                     write_header(s, ctx, h).await?;
                 }
@@ -1049,9 +1041,4 @@ pub async fn read_body(
     .await;
     ctx.client_wait += t.elapsed();
     Ok(if r? { Some(buf.freeze()) } else { None })
-}
-
-/// Helper used by the proxy to parse and reject bad bodies in the client's format.
-pub fn peek_body(body: &[u8]) -> Result<Peeked, super::intake::BadBody> {
-    peek(body)
 }

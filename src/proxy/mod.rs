@@ -429,7 +429,7 @@ impl Gateway {
             );
             return respond::error(s, ctx, efmt, 413, &msg, None).await;
         };
-        let peeked = match exchange::peek_body(&body) {
+        let peeked = match intake::peek(&body) {
             Ok(p) => p,
             Err(b) => {
                 return respond::error(s, ctx, efmt, 400, &b.message, b.param.as_deref()).await;
