@@ -79,6 +79,17 @@ impl Parser {
         self.line.len() + self.data.len()
     }
 
+    /// Between events: nothing of a next one seen yet, so the next byte fed
+    /// starts an event (a caller may then skip whole events it does not need).
+    pub fn at_boundary(&self) -> bool {
+        self.line.is_empty()
+            && !self.has_data
+            && self.event.is_empty()
+            && !self.skip_lf
+            && !self.at_start
+            && !self.failed
+    }
+
     /// Feed the next piece of the body; `on_event` runs for each completed event.
     pub fn feed(
         &mut self,

@@ -2011,3 +2011,33 @@ fn gemini_and_responses_requests_to_chat_and_anthropic() {
     }
     assert_eq!(checked, 35);
 }
+
+/// Passthrough metering reads only the usage of an answer; it must agree with
+/// the full decode on every recorded answer of every format.
+#[test]
+fn answer_usage_matches_the_full_decode_on_every_recorded_answer() {
+    let mut checked = 0;
+    for (dir, format) in [
+        ("openai-chat", Format::OpenAiChat),
+        ("anthropic-messages", Format::Anthropic),
+        ("gemini", Format::Gemini),
+        ("openai-responses", Format::OpenAiResponses),
+    ] {
+        for case in cases(dir) {
+            let (Some(body), 200) = (&case.response_json, case.status) else {
+                continue;
+            };
+            let full = aigate::translate::decode_response(format, body)
+                .unwrap_or_else(|e| panic!("{dir}/{}: {e:?}", case.name));
+            let quick = aigate::translate::response_usage(format, body);
+            assert_eq!(
+                quick,
+                Some(full.usage.into()),
+                "{dir}/{}: usage read alone differs from the full decode",
+                case.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} recorded answers checked");
+}

@@ -922,7 +922,7 @@ async fn stream_answer(
                 );
             }
             Wait::Chunk(Ok(Some(chunk))) => {
-                pipe.feed(&chunk, &mut pending);
+                let untouched = pipe.feed(&chunk, &mut pending);
                 if header.is_some() && sse {
                     if let Some((status, msg)) = pipe.upstream_error()
                         && !pipe.content_started()
@@ -945,9 +945,17 @@ async fn stream_answer(
                 if let Some(h) = header.take() {
                     write_header(s, ctx, h).await?;
                 }
-                if !pending.is_empty() {
-                    let data =
-                        Bytes::from(std::mem::replace(&mut pending, Vec::with_capacity(4096)));
+                let data = if untouched {
+                    Some(chunk)
+                } else if !pending.is_empty() {
+                    Some(Bytes::from(std::mem::replace(
+                        &mut pending,
+                        Vec::with_capacity(4096),
+                    )))
+                } else {
+                    None
+                };
+                if let Some(data) = data {
                     if let Err(e) = write_body(s, ctx, data, false).await {
                         ctx.error = Some("client disconnected".into());
                         crate::metrics::METRICS

@@ -74,17 +74,31 @@ impl Observer {
         }
     }
 
-    pub fn feed(&mut self, chunk: &[u8]) {
-        // Once content flows only usage and error events matter. A chunk that
-        // holds whole events (nothing buffered before it, an event end at its
-        // end) and names neither needs no parsing at all.
-        if self.seen.content
-            && self.parser.buffered() == 0
-            && whole_events(chunk)
-            && !may_matter(chunk)
-        {
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        // Until content shows, every event is parsed; so is the rest of an
+        // event begun in an earlier chunk. One event at a time, so the moment
+        // both are over is noticed even inside one large chunk.
+        while !chunk.is_empty() && !(self.seen.content && self.parser.at_boundary()) {
+            let end = event_end(chunk).unwrap_or(chunk.len());
+            self.parse(&chunk[..end]);
+            chunk = &chunk[end..];
+        }
+        if chunk.is_empty() {
             return;
         }
+        // Then only usage and error events matter, and whole events before
+        // the first that may need no parsing at all: most of a passthrough
+        // stream.
+        let from = match matter_at(chunk) {
+            Some(at) => event_start(chunk, at),
+            None if whole_events(chunk) => return,
+            // Parse only the last, incomplete event.
+            None => event_start(chunk, chunk.len()),
+        };
+        self.parse(&chunk[from..]);
+    }
+
+    fn parse(&mut self, chunk: &[u8]) {
         let Some(dec) = self.decoder.as_deref_mut() else {
             return;
         };
@@ -114,11 +128,54 @@ fn whole_events(chunk: &[u8]) -> bool {
 
 /// Could hold usage (not OpenAI's `"usage":null`) or an error.
 fn may_matter(data: &[u8]) -> bool {
-    use memchr::memmem::find;
-    find(data, b"\"usage\":{").is_some()
-        || find(data, b"\"usage\": {").is_some()
-        || find(data, b"usageMetadata").is_some()
-        || find(data, b"error").is_some()
+    matter_at(data).is_some()
+}
+
+/// Where the first usage object or error mention in `data` is. Runs over
+/// every passthrough byte, so the searchers are built once (`memmem::find`
+/// builds one per call, which cost more than the rest of the passthrough).
+fn matter_at(data: &[u8]) -> Option<usize> {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"usage"));
+    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"error"));
+    let usage = USAGE.find_iter(data).find(|&at| {
+        let rest = &data[at + 5..];
+        if rest.starts_with(b"Metadata") {
+            return true;
+        }
+        // `"usage": {` with any spacing; `null` and bare words do not count.
+        let mut it = rest
+            .iter()
+            .skip_while(|b| **b == b'"')
+            .skip_while(|b| b.is_ascii_whitespace());
+        it.next() == Some(&b':') && it.find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    });
+    let error = ERROR.find(&data[..usage.unwrap_or(data.len())]);
+    error.or(usage)
+}
+
+/// Just past the first blank line (LF LF or LF CR LF) in `chunk`.
+fn event_end(chunk: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', chunk)
+        .find(|&i| match chunk.get(i + 1) {
+            Some(b'\n') => true,
+            Some(b'\r') => chunk.get(i + 2) == Some(&b'\n'),
+            _ => false,
+        })
+        .map(|i| if chunk[i + 1] == b'\n' { i + 2 } else { i + 3 })
+}
+
+/// Start of the event holding byte `at` of a chunk that starts between
+/// events: just after the last blank line before it (LF LF or LF CR LF; a
+/// CR-only stream falls back to the chunk's start, which is still correct).
+fn event_start(chunk: &[u8], at: usize) -> usize {
+    memchr::memrchr_iter(b'\n', &chunk[..at])
+        .find(|&i| {
+            (i >= 1 && chunk[i - 1] == b'\n')
+                || (i >= 2 && chunk[i - 1] == b'\r' && chunk[i - 2] == b'\n')
+        })
+        .map_or(0, |i| i + 1)
 }
 
 /// The per-attempt stream pipe: same-format bytes (watched) or a converter.
@@ -143,11 +200,17 @@ fn is_usage_chunk(data: &[u8]) -> bool {
 }
 
 impl Pipe {
-    pub fn feed(&mut self, chunk: &Bytes, out: &mut Vec<u8>) {
+    /// Feed one upstream chunk; what the client gets is appended to `out`.
+    /// Returns true instead when the chunk itself is what the client gets
+    /// and nothing is pending before it: the caller sends it without a copy.
+    pub fn feed(&mut self, chunk: &Bytes, out: &mut Vec<u8>) -> bool {
         match self {
             Pipe::Pass(o, strip) => match strip {
                 None => {
                     o.feed(chunk);
+                    if out.is_empty() && o.seen.content {
+                        return true;
+                    }
                     out.extend_from_slice(chunk);
                 }
                 // Whole events, past the preamble, with no usage chunk among
@@ -158,6 +221,9 @@ impl Pipe {
                         && whole_events(chunk)
                         && !may_matter(chunk) =>
                 {
+                    if out.is_empty() {
+                        return true;
+                    }
                     out.extend_from_slice(chunk)
                 }
                 Some(p) => {
@@ -184,6 +250,7 @@ impl Pipe {
             },
             Pipe::Convert(t) => t.feed(chunk, out),
         }
+        false
     }
 
     /// The upstream body ended cleanly.
@@ -260,12 +327,63 @@ mod tests {
         let stream: &[u8] = b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
         let mut out = vec![];
         for b in stream.chunks(7) {
-            pipe.feed(&Bytes::copy_from_slice(b), &mut out);
+            let c = Bytes::copy_from_slice(b);
+            if pipe.feed(&c, &mut out) {
+                out.extend_from_slice(&c);
+            }
         }
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"content\":\"hi\""), "{text}");
         assert!(!text.contains("usage"), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
         assert_eq!(pipe.usage().map(|u| (u.input, u.output)), Some((3, 1)));
+    }
+
+    #[test]
+    fn may_matter_finds_usage_objects_and_errors_only() {
+        for yes in [
+            &b"{\"usage\":{\"prompt_tokens\":1}}"[..],
+            b"{\"usage\" :\n {\"x\":1}}",
+            b"{\"usageMetadata\":{}}",
+            b"{\"type\":\"error\"}",
+            b"{\"usage\":null,\"x\":{\"usage\": {}}}",
+        ] {
+            assert!(may_matter(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b"{\"usage\":null,\"choices\":[]}"[..],
+            b"{\"content\":\"usage\"}",
+            b"{\"content\":\"usage: none\"}",
+            b"usage",
+            b"",
+        ] {
+            assert!(!may_matter(no), "{}", String::from_utf8_lossy(no));
+        }
+    }
+
+    #[test]
+    fn observer_skipping_sees_the_same_at_every_split() {
+        let openai: &[u8] = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a usage\"}}]}\r\n\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\ndata: [DONE]\n\n";
+        let anthropic: &[u8] = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":9}}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        for (format, stream, want) in [
+            (Format::OpenAiChat, openai, (3, 2, false)),
+            (Format::Anthropic, anthropic, (7, 9, true)),
+        ] {
+            for a in 0..stream.len() {
+                for b in [a, (a + 1).min(stream.len()), (a + 37).min(stream.len())] {
+                    let mut o = Observer::new(format);
+                    o.feed(&stream[..a]);
+                    o.feed(&stream[a..b]);
+                    o.feed(&stream[b..]);
+                    let u = &o.seen.usage;
+                    assert_eq!(
+                        (u.input, u.output, o.seen.error.is_some()),
+                        want,
+                        "{format:?} cut at {a}/{b}"
+                    );
+                    assert!(o.seen.content);
+                }
+            }
+        }
     }
 }

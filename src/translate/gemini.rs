@@ -1346,6 +1346,20 @@ fn parts_from_candidate(
 }
 
 /// A whole Gemini answer → IR.
+/// Usage of a whole answer, without decoding the rest of it (passthrough
+/// metering). `None` when the answer reports none.
+pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
+    #[derive(serde::Deserialize)]
+    struct OnlyUsage {
+        #[serde(rename = "usageMetadata", alias = "usage_metadata")]
+        usage: Option<Value>,
+    }
+    let w: OnlyUsage = serde_json::from_slice(body).ok()?;
+    w.usage
+        .filter(Value::is_object)
+        .map(|u| usage_from_gemini(&u))
+}
+
 pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| upstream_bad(format!("Gemini answer is not JSON: {e}")))?;

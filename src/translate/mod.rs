@@ -278,7 +278,13 @@ pub fn client_wants_stream_usage(format: Format, body: &Value) -> bool {
 
 /// Usage reported in a whole non-streaming answer of `format`.
 pub fn response_usage(format: Format, body: &[u8]) -> Option<Usage> {
-    decode_response(format, body).ok().map(|r| r.usage.into())
+    let u = match format {
+        Format::OpenAiChat => openai_chat::answer_usage(body),
+        Format::Anthropic => anthropic::answer_usage(body),
+        Format::OpenAiResponses => openai_responses::answer_usage(body),
+        Format::Gemini => gemini::answer_usage(body),
+    };
+    u.map(Into::into)
 }
 
 /// Format-independent fix-ups of a decoded answer: the response-format tool is
