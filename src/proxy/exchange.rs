@@ -955,17 +955,17 @@ async fn stream_answer(
                 } else {
                     None
                 };
-                if let Some(data) = data {
-                    if let Err(e) = write_body(s, ctx, data, false).await {
-                        ctx.error = Some("client disconnected".into());
-                        crate::metrics::METRICS
-                            .client_disconnects
-                            .with_label_values(&[ask.ingress.as_str()])
-                            .inc();
-                        ctx.usage = pipe.usage();
-                        up.shutdown().await;
-                        return Err(e);
-                    }
+                if let Some(data) = data
+                    && let Err(e) = write_body(s, ctx, data, false).await
+                {
+                    ctx.error = Some("client disconnected".into());
+                    crate::metrics::METRICS
+                        .client_disconnects
+                        .with_label_values(&[ask.ingress.as_str()])
+                        .inc();
+                    ctx.usage = pipe.usage();
+                    up.shutdown().await;
+                    return Err(e);
                 }
             }
             Wait::Chunk(Ok(None)) => {

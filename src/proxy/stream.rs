@@ -78,7 +78,8 @@ impl Observer {
         // Until content shows, every event is parsed; so is the rest of an
         // event begun in an earlier chunk. One event at a time, so the moment
         // both are over is noticed even inside one large chunk.
-        while !chunk.is_empty() && !(self.seen.content && self.parser.at_boundary()) {
+        let skippable = |o: &Self| o.seen.content && o.parser.at_boundary();
+        while !chunk.is_empty() && !skippable(self) {
             let end = event_end(chunk).unwrap_or(chunk.len());
             self.parse(&chunk[..end]);
             chunk = &chunk[end..];
