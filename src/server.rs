@@ -74,8 +74,15 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
     let admin_listen = snap.admin_listen.clone();
     // One resolver for every TLS listener: a reload swaps the certificate in it.
     let tls = snap.tls.as_ref().map(|t| {
-        log::info!("TLS certificate from {}: {}", t.conf.cert_file, t.cert.about);
-        (crate::tls::CertResolver::new(t.cert.key.clone()), t.conf.http2)
+        log::info!(
+            "TLS certificate from {}: {}",
+            t.conf.cert_file,
+            t.cert.about
+        );
+        (
+            crate::tls::CertResolver::new(t.cert.key.clone()),
+            t.conf.http2,
+        )
     });
     let shared = Arc::new(ArcSwap::from_pointee(snap));
 
@@ -230,7 +237,11 @@ impl Reloader {
                     // Files re-read and checked by compile: new handshakes get this one.
                     r.set(t.cert.key.clone());
                     if old.tls.as_ref().map(|o| &o.cert.fingerprint) != Some(&t.cert.fingerprint) {
-                        log::info!("TLS certificate from {}: {}", t.conf.cert_file, t.cert.about);
+                        log::info!(
+                            "TLS certificate from {}: {}",
+                            t.conf.cert_file,
+                            t.cert.about
+                        );
                     }
                 }
                 self.shared.store(Arc::new(snap));

@@ -188,7 +188,11 @@ fn check_tls(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Str
             .or(crate::providers::default_base_url(p.kind));
         let https = url.is_some_and(|u| u.starts_with("https://"));
         if (p.ca_file.is_some() || p.tls_verify.is_some()) && !https {
-            let key = if p.ca_file.is_some() { "ca_file" } else { "tls_verify" };
+            let key = if p.ca_file.is_some() {
+                "ca_file"
+            } else {
+                "tls_verify"
+            };
             problems.push(problem(
                 format!("{path}.{key}"),
                 "needs an https:// base_url",
