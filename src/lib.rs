@@ -13,5 +13,6 @@ pub mod resilience;
 pub mod routing;
 pub mod server;
 pub mod sse;
+pub mod tls;
 pub mod translate;
 pub mod upgrade;

@@ -72,6 +72,18 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
     let conf = server_conf(&snap, cli.daemon);
     let listen = snap.listen.clone();
     let admin_listen = snap.admin_listen.clone();
+    // One resolver for every TLS listener: a reload swaps the certificate in it.
+    let tls = snap.tls.as_ref().map(|t| {
+        log::info!(
+            "TLS certificate from {}: {}",
+            t.conf.cert_file,
+            t.cert.about
+        );
+        (
+            crate::tls::CertResolver::new(t.cert.key.clone()),
+            t.conf.http2,
+        )
+    });
     let shared = Arc::new(ArcSwap::from_pointee(snap));
 
     let pid_file = conf.pid_file.clone();
@@ -92,7 +104,14 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
         "aigate",
     );
     for l in &listen {
-        svc.add_tcp(l);
+        match &tls {
+            Some((resolver, h2)) => svc.add_tls_with_settings(
+                l,
+                None,
+                crate::tls::listener_settings(resolver.clone(), *h2),
+            ),
+            None => svc.add_tcp(l),
+        }
     }
     server.add_service(svc);
     if let Some(a) = &admin_listen {
@@ -112,6 +131,7 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
             exe: crate::upgrade::ExeStamp::now(),
             daemon: cli.daemon,
             upgrade: upgrade.clone(),
+            cert: tls.as_ref().map(|(r, _)| r.clone()),
         },
     ));
     server.add_service(background_service(
@@ -121,7 +141,15 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
         },
     ));
     server.add_service(background_service("health checks", HealthChecks { shared }));
-    log::info!("aigate listening on {}", listen.join(", "));
+    log::info!(
+        "aigate listening on {}{}",
+        listen.join(", "),
+        match &tls {
+            Some((_, true)) => " (TLS, HTTP/2 and HTTP/1.1)",
+            Some((_, false)) => " (TLS, HTTP/1.1)",
+            None => "",
+        }
+    );
     server.run(pingora_core::server::RunArgs {
         shutdown_signal: Box::new(crate::upgrade::Signals { upgrade }),
     });
@@ -138,6 +166,8 @@ pub struct Reloader {
     pub exe: Option<crate::upgrade::ExeStamp>,
     pub daemon: bool,
     pub upgrade: Arc<tokio::sync::Notify>,
+    /// The TLS listeners' certificate, when they serve TLS.
+    pub cert: Option<Arc<crate::tls::CertResolver>>,
 }
 
 impl Reloader {
@@ -190,7 +220,9 @@ impl Reloader {
                     log::warn!("{w}");
                 }
                 let old = self.shared.load();
-                let moved = old.listen != snap.listen || old.admin_listen != snap.admin_listen;
+                let moved = old.listen != snap.listen
+                    || old.admin_listen != snap.admin_listen
+                    || listener_tls_changed(&old, &snap);
                 let replaced = self.exe.as_ref().is_some_and(|e| e.replaced());
                 if moved || replaced {
                     return self
@@ -200,6 +232,17 @@ impl Reloader {
                             "the listeners changed"
                         })
                         .await;
+                }
+                if let (Some(r), Some(t)) = (&self.cert, &snap.tls) {
+                    // Files re-read and checked by compile: new handshakes get this one.
+                    r.set(t.cert.key.clone());
+                    if old.tls.as_ref().map(|o| &o.cert.fingerprint) != Some(&t.cert.fingerprint) {
+                        log::info!(
+                            "TLS certificate from {}: {}",
+                            t.conf.cert_file,
+                            t.cert.about
+                        );
+                    }
                 }
                 self.shared.store(Arc::new(snap));
                 METRICS.config_reloads.with_label_values(&["ok"]).inc();
@@ -213,6 +256,13 @@ impl Reloader {
             }
         }
     }
+}
+
+/// TLS turned on or off, or its ALPN changed: fixed in the listeners' acceptor,
+/// so the new config needs new listeners (the graceful upgrade). A new
+/// certificate alone does not: the resolver swaps it in place.
+fn listener_tls_changed(old: &Snapshot, new: &Snapshot) -> bool {
+    old.tls.as_ref().map(|t| t.conf.http2) != new.tls.as_ref().map(|t| t.conf.http2)
 }
 
 #[async_trait]
@@ -264,6 +314,10 @@ impl BackgroundService for HealthChecks {
                     TcpHealthCheck::new()
                 };
                 check.peer_template.options.connection_timeout = Some(timeout);
+                // Verify the upstream's certificate as requests do.
+                check.peer_template.options.verify_cert = p.tls_verify;
+                check.peer_template.options.verify_hostname = p.tls_verify;
+                check.peer_template.options.ca = p.upstream_ca.as_ref().map(|c| c.certs.clone());
                 let addrs = p.addrs.load_full();
                 let mut ok = false;
                 for a in addrs.iter() {

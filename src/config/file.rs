@@ -64,6 +64,24 @@ pub struct Settings {
     pub cors: Option<crate::cors::CorsConf>,
     /// `text` (default) or `json`: one JSON object per access-log line.
     pub log_format: Option<LogFormat>,
+    /// TLS on every `listen` address (`admin_listen` stays plain HTTP).
+    pub tls: Option<TlsConf>,
+}
+
+/// Listener TLS: PEM files, re-read on every SIGHUP.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConf {
+    /// Leaf certificate first, then intermediates.
+    pub cert_file: String,
+    pub key_file: String,
+    /// Offer HTTP/2 by ALPN (default), else HTTP/1.1 only.
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -197,6 +215,11 @@ pub struct ProviderConf {
     pub credential_strategy: CredentialStrategy,
     /// Active health checks (off unless given).
     pub health_check: Option<HealthCheckConf>,
+    /// PEM file of the CA certificate(s) an https upstream is verified
+    /// against instead of the system's roots.
+    pub ca_file: Option<String>,
+    /// `false` turns upstream certificate verification off (warned).
+    pub tls_verify: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

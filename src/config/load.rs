@@ -172,8 +172,55 @@ fn check_retry(r: Option<&RetryConf>, path: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+/// TLS files load (so `--test` and a reload catch a bad certificate before it
+/// is needed) and provider TLS options fit their `base_url`.
+fn check_tls(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
+    if let Some(t) = &f.settings.tls
+        && let Err(e) = crate::tls::load_server_cert(&t.cert_file, &t.key_file)
+    {
+        problems.push(problem("tls", e));
+    }
+    for (i, p) in f.providers.iter().enumerate() {
+        let path = format!("providers[{i}]");
+        let url = p
+            .base_url
+            .as_deref()
+            .or(crate::providers::default_base_url(p.kind));
+        let https = url.is_some_and(|u| u.starts_with("https://"));
+        if (p.ca_file.is_some() || p.tls_verify.is_some()) && !https {
+            let key = if p.ca_file.is_some() {
+                "ca_file"
+            } else {
+                "tls_verify"
+            };
+            problems.push(problem(
+                format!("{path}.{key}"),
+                "needs an https:// base_url",
+            ));
+            continue;
+        }
+        match (&p.ca_file, p.tls_verify) {
+            (Some(_), Some(false)) => problems.push(problem(
+                format!("{path}.tls_verify"),
+                "give `ca_file` or `tls_verify: false`, not both",
+            )),
+            (Some(ca), _) => {
+                if let Err(e) = crate::tls::load_ca_file(ca) {
+                    problems.push(problem(format!("{path}.ca_file"), e));
+                }
+            }
+            (None, Some(false)) => warnings.push(format!(
+                "provider '{}': upstream TLS certificates are not verified (tls_verify: false)",
+                p.name
+            )),
+            (None, _) => {}
+        }
+    }
+}
+
 /// Semantic checks serde cannot do.
 fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
+    check_tls(f, problems, warnings);
     let s = &f.settings;
     if let Some(l) = &s.listen {
         let list = l.to_vec();
@@ -414,5 +461,97 @@ models: [{name: "gpt-*", targets: [{provider: o}]}]
         assert_eq!(l.file.keys[0].key.as_deref(), Some("secret"));
         assert!(l.warnings.iter().any(|w| w.contains("MISSING")));
         assert!(l.warnings.iter().any(|w| w.contains("disabled")));
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    fn data(f: &str) -> String {
+        format!("{}/tests/data/tls/{f}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn parse_env(text: &str) -> Result<Loaded, Vec<Problem>> {
+        let dir = |n: &str| (n == "D").then(|| data(""));
+        parse(text, &dir)
+    }
+
+    #[test]
+    fn listener_tls() {
+        let l = parse_env("tls: {cert_file: '${D}leaf.pem', key_file: '${D}leaf.key'}\n").unwrap();
+        let t = l.file.settings.tls.unwrap();
+        assert!(t.http2, "HTTP/2 is offered unless turned off");
+        assert!(t.cert_file.ends_with("leaf.pem"));
+
+        let off = "tls: {cert_file: '${D}leaf.pem', key_file: '${D}leaf.key', http2: false}\n";
+        assert!(!parse_env(off).unwrap().file.settings.tls.unwrap().http2);
+
+        for (text, want) in [
+            (
+                "tls: {cert_file: '${D}leaf.pem', key_file: '${D}other.key'}\n",
+                "does not go with",
+            ),
+            (
+                "tls: {cert_file: '${D}nope.pem', key_file: '${D}leaf.key'}\n",
+                "cannot read cert_file",
+            ),
+            ("tls: {cert_file: '${D}leaf.pem'}\n", "key_file"),
+            (
+                "tls: {cert_file: a, key_file: b, ciphers: all}\n",
+                "unknown field",
+            ),
+        ] {
+            let problems = parse_env(text).unwrap_err();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.path.starts_with("tls") && p.message.contains(want)),
+                "{text}: want '{want}' in {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn provider_tls_options() {
+        let ok = r#"
+providers:
+  - {name: a, kind: openai-compatible, base_url: "https://127.0.0.1:9/v1", ca_file: "${D}ca.pem"}
+  - {name: b, kind: anthropic, tls_verify: false}
+  - {name: c, kind: openai, tls_verify: true}
+"#;
+        let l = parse_env(ok).unwrap();
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("'b'") && w.contains("not verified")),
+            "{:?}",
+            l.warnings
+        );
+        assert!(!l.warnings.iter().any(|w| w.contains("'c'")));
+
+        let bad = r#"
+providers:
+  - {name: a, kind: openai-compatible, base_url: "http://127.0.0.1:9/v1", ca_file: "${D}ca.pem"}
+  - {name: b, kind: openai, ca_file: "${D}ca.pem", tls_verify: false}
+  - {name: c, kind: openai, ca_file: "${D}leaf.key"}
+  - {name: d, kind: openai, ca_file: "${D}missing.pem"}
+  - {name: e, kind: openai-compatible, base_url: "http://127.0.0.1:9/v1", tls_verify: false}
+"#;
+        let problems = parse_env(bad).unwrap_err();
+        for (path, want) in [
+            ("providers[0].ca_file", "https://"),
+            ("providers[1].tls_verify", "not both"),
+            ("providers[2].ca_file", "no PEM certificate"),
+            ("providers[3].ca_file", "cannot read"),
+            ("providers[4].tls_verify", "https://"),
+        ] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.path == path && p.message.contains(want)),
+                "want {path}: '{want}' in {problems:?}"
+            );
+        }
     }
 }

@@ -76,6 +76,10 @@ pub struct Provider {
     pub health_check: Option<(Duration, Duration)>,
     /// Last active health check result (true when checks are off).
     pub healthy: std::sync::atomic::AtomicBool,
+    /// `ca_file`: the roots this https upstream must chain to (else the system's).
+    pub upstream_ca: Option<crate::tls::UpstreamCa>,
+    /// False only with `tls_verify: false`.
+    pub tls_verify: bool,
 }
 
 impl Provider {
@@ -152,8 +156,15 @@ pub struct Resolved {
     pub model: String,
 }
 
+/// Listener TLS as configured, with the certificate its files held at load.
+pub struct ListenerTls {
+    pub conf: TlsConf,
+    pub cert: crate::tls::ServerCert,
+}
+
 pub struct Snapshot {
     pub listen: Vec<String>,
+    pub tls: Option<ListenerTls>,
     pub admin_listen: Option<String>,
     pub threads: Option<usize>,
     pub max_body_bytes: u64,
@@ -300,6 +311,12 @@ impl Snapshot {
                 total: ms(t.total_ms, d.total),
             };
             let api = p.api.unwrap_or_default();
+            let upstream_ca = p
+                .ca_file
+                .as_deref()
+                .map(crate::tls::load_ca_file)
+                .transpose()
+                .map_err(|e| format!("provider '{}': {e}", p.name))?;
             let addrs = if disabled {
                 vec![]
             } else {
@@ -329,6 +346,8 @@ impl Snapshot {
                     )
                 }),
                 healthy: std::sync::atomic::AtomicBool::new(true),
+                upstream_ca,
+                tls_verify: p.tls_verify.unwrap_or(true),
             });
         }
 
@@ -378,6 +397,19 @@ impl Snapshot {
                 .as_ref()
                 .map(|l| l.to_vec())
                 .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_string()]),
+            tls: s
+                .tls
+                .as_ref()
+                .map(|t| {
+                    crate::tls::load_server_cert(&t.cert_file, &t.key_file).map(|cert| {
+                        ListenerTls {
+                            conf: t.clone(),
+                            cert,
+                        }
+                    })
+                })
+                .transpose()
+                .map_err(|e| format!("tls: {e}"))?,
             admin_listen: s.admin_listen.clone(),
             threads: s.threads,
             max_body_bytes: s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),

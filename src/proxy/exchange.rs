@@ -515,6 +515,14 @@ fn build_peer(p: &Provider, addr: SocketAddr) -> HttpPeer {
     peer.options.connection_timeout = Some(p.timeouts.connect);
     peer.options.total_connection_timeout = Some(p.timeouts.connect);
     peer.options.idle_timeout = Some(POOL_IDLE);
+    // SNI and the name verified are the base_url host (HttpPeer::new).
+    peer.options.verify_cert = p.tls_verify;
+    peer.options.verify_hostname = p.tls_verify;
+    if let Some(ca) = &p.upstream_ca {
+        peer.options.ca = Some(ca.certs.clone());
+        // The pool key ignores the CA: a connection verified against other roots is not reused.
+        peer.group_key = ca.pool_key;
+    }
     peer
 }
 
@@ -580,7 +588,13 @@ async fn attempt(
     let (mut up, _reused) =
         match timed(&mut ctx.upstream_wait, connector.get_http_session(&peer)).await {
             Ok(x) => x,
-            Err(e) => return Ok(Attempt::Failed(classify(&e, "connect"))),
+            Err(e) => {
+                if e.etype() == &ErrorType::TLSHandshakeFailure {
+                    // The reason (unknown issuer, name mismatch) is only in the error's context.
+                    log::warn!("provider '{}': TLS with {addr} failed: {e}", p.name);
+                }
+                return Ok(Attempt::Failed(classify(&e, "connect")));
+            }
         };
     up.set_write_timeout(Some(p.timeouts.connect.max(Duration::from_secs(10))));
     up.set_read_timeout(Some(p.timeouts.first_byte));

@@ -11,6 +11,7 @@ import hashlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -67,7 +68,9 @@ ALL_GATEWAYS: list["Gateway"] = []
 class Gateway:
     """One aigate process on ephemeral loopback ports, with its config file and log."""
 
-    def __init__(self, config: dict | str, workdir: Path, env: dict | None = None, name: str = "aigate"):
+    def __init__(self, config: dict | str, workdir: Path, env: dict | None = None, name: str = "aigate", tls_ca: str | None = None):
+        """`tls_ca`: the config's `listen` serves TLS; clients trust this CA file."""
+        self.tls_ca = tls_ca
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
@@ -83,7 +86,11 @@ class Gateway:
     # URLs
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_ca else 'http'}://127.0.0.1:{self.port}"
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx client passes as `verify` to trust this gateway."""
+        return ssl.create_default_context(cafile=self.tls_ca) if self.tls_ca else True
 
     @property
     def admin_url(self) -> str:
@@ -143,7 +150,7 @@ class Gateway:
                     raise _PortClash(tail)
                 raise RuntimeError(f"aigate exited with {self.proc.returncode} during start-up; log:\n{tail}")
             try:
-                if all(httpx.get(u, timeout=1.0).status_code == 200 for u in want):
+                if all(httpx.get(u, timeout=1.0, verify=self.verify()).status_code == 200 for u in want):
                     return
             except httpx.HTTPError:
                 pass
@@ -197,6 +204,7 @@ class Gateway:
 
     # HTTP helpers
     def client(self, **kw: Any) -> httpx.Client:
+        kw.setdefault("verify", self.verify())
         return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 20.0), **kw)
 
 

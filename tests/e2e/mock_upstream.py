@@ -70,6 +70,9 @@ carried, the model, what was answered, when each stream event was sent):
 in-process via `MockUpstream.requests`, over HTTP via `GET /__mock/requests`;
 `POST /__mock/reset` clears the log and the rules.
 
+`MockUpstream(tls=ctx)` speaks HTTPS with that server-side `ssl.SSLContext` (`url` is
+then https://...).
+
 Standalone (benchmarks):  python3 tests/e2e/mock_upstream.py --port N --key K [--key K2]
 """
 
@@ -85,6 +88,7 @@ import random
 import re
 import select
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -999,6 +1003,9 @@ class Handler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            # In this connection's thread, not the accept loop (see _Server.get_request).
+            self.request.do_handshake()
         super().setup()
         self.server.owner._track(self.connection, True)
 
@@ -1086,13 +1093,31 @@ class Handler(BaseHTTPRequestHandler):
             readable, _, _ = select.select([conn], [], [], timeout)
             if not readable:
                 return False
-            data = conn.recv(1, socket.MSG_PEEK)
+            if isinstance(conn, ssl.SSLSocket):
+                data = self._tls_read_one(conn)
+                if data is None:
+                    return False
+            else:
+                data = conn.recv(1, socket.MSG_PEEK)
         except (OSError, ValueError):
             return True
         if data:  # a pipelined request: not a close; don't spin on it
             time.sleep(timeout)
             return False
         return True
+
+    @staticmethod
+    def _tls_read_one(conn: ssl.SSLSocket) -> bytes | None:
+        """TLS cannot peek: read a byte without blocking (None: only part of a
+        record arrived). Nothing is pipelined after a whole request, so the byte
+        is a close or stray."""
+        conn.setblocking(False)
+        try:
+            return conn.recv(1)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return None
+        finally:
+            conn.setblocking(True)
 
     def _stream(self, rec: Recorded, status: int, content_type: str, events: list[bytes], sc: Scenario, headers: dict | None = None, fmt: str = "") -> None:
         """Chunked response, one chunk per event, each flushed; delays and faults per scenario."""
@@ -1448,6 +1473,13 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     owner: "MockUpstream"
 
+    def get_request(self) -> tuple[Any, Any]:
+        conn, addr = super().get_request()
+        if self.owner.tls is not None:
+            # The handshake runs in the connection's thread (Handler.setup).
+            conn = self.owner.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Resets and dropped connections are part of the job; stay quiet unless asked.
         if self.owner.verbose:
@@ -1457,8 +1489,9 @@ class _Server(ThreadingHTTPServer):
 class MockUpstream:
     """The mock, in-process. `with MockUpstream(keys=[...]) as m: m.url ...`"""
 
-    def __init__(self, keys: list[str] | tuple[str, ...] | None = ("sk-up-1",), host: str = "127.0.0.1", port: int = 0, verbose: bool = False, seed: int | None = None):
+    def __init__(self, keys: list[str] | tuple[str, ...] | None = ("sk-up-1",), host: str = "127.0.0.1", port: int = 0, verbose: bool = False, seed: int | None = None, tls: ssl.SSLContext | None = None):
         self.keys = set(keys or [])
+        self.tls = tls  # a server-side context: the mock speaks HTTPS
         self.host, self._port = host, port
         self.verbose = verbose
         self.stopping = threading.Event()
@@ -1552,7 +1585,7 @@ class MockUpstream:
     @property
     def url(self) -> str:
         """Origin, e.g. http://127.0.0.1:12345 (Anthropic / Gemini base_url)."""
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def openai_url(self) -> str:
