@@ -112,10 +112,8 @@ fn set(v: &mut Value, path: &[String], val: &Value, only_if_absent: bool) {
         };
     }
     match cur {
-        Value::Object(m) => {
-            if !(only_if_absent && m.contains_key(last)) {
-                m.insert(last.clone(), val.clone());
-            }
+        Value::Object(m) if !(only_if_absent && m.contains_key(last)) => {
+            m.insert(last.clone(), val.clone());
         }
         Value::Array(a) => {
             // An array item always exists: only overrides replace it.

@@ -153,15 +153,14 @@ pub fn validate(f: &ConfigFile, problems: &mut Vec<Problem>) {
             }
         }
         seen.push((i, path, ms));
-        if let (Some(pp), Some(p)) = (pass_prefix, path.strip_suffix("/*")) {
-            if let Some(name) = p.strip_prefix(pp)
-                && f.providers.iter().any(|x| x.name == name)
-            {
-                problems.push(problem(
-                    format!("{at}.path"),
-                    format!("'{path}' is the passthrough prefix of provider '{name}'"),
-                ));
-            }
+        if let (Some(pp), Some(p)) = (pass_prefix, path.strip_suffix("/*"))
+            && let Some(name) = p.strip_prefix(pp)
+            && f.providers.iter().any(|x| x.name == name)
+        {
+            problems.push(problem(
+                format!("{at}.path"),
+                format!("'{path}' is the passthrough prefix of provider '{name}'"),
+            ));
         }
 
         let auth = r.auth.unwrap_or(true);

@@ -145,7 +145,7 @@ impl RouteTable {
         }
         self.routes.push(r);
         self.whole_path.push(whole_path);
-        self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
     }
 
     fn pick(&self, list: &[usize], method: &str) -> Lookup {
