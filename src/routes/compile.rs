@@ -10,6 +10,8 @@ use crate::config::runtime::{Provider, resolve};
 /// Upstream timeouts of a route that sets none and names no provider.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// Pingora's `ServerConf::max_retries` default: it stops retrying there.
+const MAX_ATTEMPTS: u32 = 16;
 
 /// Paths that must stay the unauthenticated operational endpoints.
 const RESERVED: [&str; 4] = ["/health", "/health/live", "/health/ready", "/metrics"];
@@ -273,10 +275,12 @@ pub fn validate(f: &ConfigFile, problems: &mut Vec<Problem>) {
                 problems.push(problem(format!("{at}.{name}"), "must be at least 1"));
             }
         }
-        if r.retry.as_ref().and_then(|x| x.max_attempts) == Some(0) {
+        if let Some(n) = r.retry.as_ref().and_then(|x| x.max_attempts)
+            && !(1..=MAX_ATTEMPTS).contains(&n)
+        {
             problems.push(problem(
                 format!("{at}.retry.max_attempts"),
-                "must be at least 1",
+                format!("must be 1-{MAX_ATTEMPTS} (Pingora's retry limit per request)"),
             ));
         }
     }

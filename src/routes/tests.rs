@@ -214,6 +214,7 @@ routes:
   - {{path: /c, provider: oa, forward_request_headers: [X-Api-Key, 'bad name']}}
   - {{path: /r, target: 'http://127.0.0.1:9', retry: {{max_attempts: 0}}, timeout_ms: 0, headers: {{'bad name': v}}}}
   - {{path: /z, target: ['http://127.0.0.1:9', 'nope']}}
+  - {{path: /y, target: 'http://127.0.0.1:9', retry: {{max_attempts: 17}}}}
 models:
   - name: m
     payload: {{remove: [stream], defaults: {{'a..b': 1}}}}
@@ -242,6 +243,7 @@ models:
         "routes[10].timeout_ms",
         "routes[10].headers.bad name",
         "routes[11].target[1]",
+        "routes[12].retry.max_attempts",
         "models[0].payload.remove[0]",
         "models[0].payload.defaults.a..b",
         "models[0].targets[0].payload.overrides.",

@@ -400,6 +400,11 @@ def test_retry_after_send_only_when_idempotent_or_allowed(gw: Gateway, echo: Ech
     assert r.status_code == 200, r.text
     assert [q["path"] for q in echo.requests[before:]] == ["/drop/p", "/alive/p"]
     assert echo.last()["len"] == 2, "the retried body was replayed whole"
+    # Over Pingora's 64 KiB retry buffer the body cannot be replayed: no retry, even when allowed.
+    before = echo.count()
+    r = http().post(gw.url + "/after-send-post/big", content=b"b" * (200 * 1024), headers=BEARER_A)
+    assert_error_shape("openai", r, 502)
+    assert [q["path"] for q in echo.requests[before:]] == ["/drop/big"]
 
 
 # ---------------------------------------------------------------------------- static routes
