@@ -14,6 +14,8 @@ pub enum Route {
     Health,
     Ready,
     Metrics,
+    /// A configured route or provider passthrough (`crate::routes`).
+    Pass(crate::routes::Kind),
     /// A known path with the wrong method.
     MethodNotAllowed,
     NotFound,
@@ -34,6 +36,7 @@ impl Route {
             Route::Models => "models",
             Route::Health | Route::Ready => "health",
             Route::Metrics => "metrics",
+            Route::Pass(k) => k.as_str(),
             Route::MethodNotAllowed | Route::NotFound => "other",
         }
     }

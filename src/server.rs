@@ -361,19 +361,27 @@ impl BackgroundService for DnsRefresh {
             let unresolved = snap
                 .providers
                 .iter()
-                .any(|p| !p.disabled && p.addrs.load().is_empty());
-            for p in snap.providers.iter().filter(|p| !p.disabled) {
-                if p.endpoint.host.parse::<std::net::IpAddr>().is_ok() {
+                .any(|p| !p.disabled && p.addrs.load().is_empty())
+                || snap.routes.upstreams().any(|u| u.addrs.load().is_empty());
+            // Providers, then the targets of configured routes.
+            let hosts = snap
+                .providers
+                .iter()
+                .filter(|p| !p.disabled)
+                .map(|p| (&p.endpoint, &p.addrs))
+                .chain(snap.routes.upstreams().map(|u| (&u.endpoint, &u.addrs)));
+            for (ep, slot) in hosts {
+                if ep.host.parse::<std::net::IpAddr>().is_ok() {
                     continue;
                 }
-                match tokio::net::lookup_host((p.endpoint.host.as_str(), p.endpoint.port)).await {
+                match tokio::net::lookup_host((ep.host.as_str(), ep.port)).await {
                     Ok(a) => {
                         let addrs: Vec<_> = a.collect();
                         if !addrs.is_empty() {
-                            p.addrs.store(Arc::new(addrs));
+                            slot.store(Arc::new(addrs));
                         }
                     }
-                    Err(e) => log::debug!("dns refresh for {}: {e}", p.endpoint.host),
+                    Err(e) => log::debug!("dns refresh for {}: {e}", ep.host),
                 }
             }
             // Retry soon while something is unresolved, else refresh each minute.

@@ -66,6 +66,8 @@ pub struct Settings {
     pub log_format: Option<LogFormat>,
     /// TLS on every `listen` address (`admin_listen` stays plain HTTP).
     pub tls: Option<TlsConf>,
+    /// `/{prefix}{provider}/...` forwards to that provider's API (off by default).
+    pub provider_passthrough: Option<PassthroughConf>,
 }
 
 /// Listener TLS: PEM files, re-read on every SIGHUP.
@@ -247,6 +249,8 @@ pub struct TargetConf {
     /// For `strategy: weighted`.
     #[serde(default = "one")]
     pub weight: u32,
+    /// Applied after the model entry's own `payload`.
+    pub payload: Option<PayloadConf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,6 +260,90 @@ pub struct ModelConf {
     pub targets: Vec<TargetConf>,
     #[serde(default)]
     pub strategy: Strategy,
+    /// Edits of the upstream body, for every target of this entry.
+    pub payload: Option<PayloadConf>,
+}
+
+/// Edits of the upstream JSON body, after conversion. Paths are dotted
+/// (`generationConfig.temperature`); a numeric segment indexes an array.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadConf {
+    /// Set when absent.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, serde_json::Value>,
+    /// Always set.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// `provider_passthrough:` — `/{prefix}{provider}/rest` goes to the provider's
+/// `base_url` + `rest`, with its credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassthroughConf {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Starts and ends with '/'; default "/".
+    pub prefix: Option<String>,
+    /// Gateway key ids allowed (default: every key).
+    pub keys: Option<Vec<String>>,
+}
+
+/// One entry of `routes:`: a passthrough route or a static answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConf {
+    /// An exact path, or a prefix ending in `/*`.
+    pub path: String,
+    /// Allowed methods (default: any).
+    pub methods: Option<Vec<String>>,
+    /// Upstream URL (or a list, tried in turn on retries); the part of the
+    /// path after a prefix is appended, the query is kept.
+    pub target: Option<OneOrMany>,
+    /// Inject this provider's credential and headers; its `base_url` when no `target`.
+    pub provider: Option<String>,
+    /// Require a gateway key (default true).
+    pub auth: Option<bool>,
+    /// Gateway key ids allowed (default: every key).
+    pub keys: Option<Vec<String>>,
+    pub forward_request_headers: Option<Vec<String>>,
+    pub forward_response_headers: Option<Vec<String>>,
+    /// Extra upstream headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub connect_timeout_ms: Option<u64>,
+    /// Longest wait for the upstream's answer or its next chunk (and for a write).
+    pub timeout_ms: Option<u64>,
+    pub retry: Option<RouteRetryConf>,
+    #[serde(rename = "static")]
+    pub static_answer: Option<StaticConf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRetryConf {
+    pub max_attempts: Option<u32>,
+    /// Also retry POST/PATCH after the request was sent (body ≤ 64 KiB only).
+    #[serde(default)]
+    pub non_idempotent: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticConf {
+    #[serde(default = "two_hundred")]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Any JSON value, sent as `application/json`; none: an empty body.
+    pub body: Option<serde_json::Value>,
+}
+
+fn two_hundred() -> u16 {
+    200
 }
 
 /// The whole file after parsing.
@@ -265,4 +353,5 @@ pub struct ConfigFile {
     pub keys: Vec<KeyConf>,
     pub providers: Vec<ProviderConf>,
     pub models: Vec<ModelConf>,
+    pub routes: Vec<RouteConf>,
 }

@@ -34,7 +34,7 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-const SECTIONS: [&str; 3] = ["keys", "providers", "models"];
+const SECTIONS: [&str; 4] = ["keys", "providers", "models", "routes"];
 
 fn de<T: DeserializeOwned>(v: Value, path: &str, problems: &mut Vec<Problem>) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(v) {
@@ -110,12 +110,14 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
     let keys: Vec<KeyConf> = de_list(it.next().flatten(), "keys", &mut problems);
     let providers: Vec<ProviderConf> = de_list(it.next().flatten(), "providers", &mut problems);
     let models: Vec<ModelConf> = de_list(it.next().flatten(), "models", &mut problems);
+    let routes: Vec<RouteConf> = de_list(it.next().flatten(), "routes", &mut problems);
 
     let file = ConfigFile {
         settings,
         keys,
         providers,
         models,
+        routes,
     };
     let mut warnings: Vec<String> = unset
         .iter()
@@ -392,6 +394,8 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
             }
         }
     }
+    crate::routes::validate(f, problems);
+    crate::payload::validate(f, problems);
     if f.keys.is_empty() {
         warnings.push(
             "no gateway keys configured: the gateway is open to anyone who can reach it".into(),

@@ -100,6 +100,8 @@ pub struct Target {
     pub provider: usize,
     /// None: send the name the client asked for.
     pub model: Option<String>,
+    /// Body edits for this target (the entry's, then its own).
+    pub payload: Option<std::sync::Arc<crate::payload::Payload>>,
 }
 
 pub struct ModelEntry {
@@ -154,6 +156,7 @@ impl ModelEntry {
 pub struct Resolved {
     pub provider: usize,
     pub model: String,
+    pub payload: Option<std::sync::Arc<crate::payload::Payload>>,
 }
 
 /// Listener TLS as configured, with the certificate its files held at load.
@@ -183,6 +186,8 @@ pub struct Snapshot {
     pub rate_limit_window: Duration,
     pub cors: Option<crate::cors::CorsConf>,
     pub log_json: bool,
+    /// Configured routes and provider passthrough (`crate::routes`).
+    pub routes: crate::routes::RouteTable,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
 }
@@ -362,6 +367,11 @@ impl Snapshot {
                     provider_index.get(&t.provider).map(|&i| Target {
                         provider: i,
                         model: t.model.clone(),
+                        payload: crate::payload::Payload::compile(
+                            m.payload.as_ref(),
+                            t.payload.as_ref(),
+                        )
+                        .map(std::sync::Arc::new),
                     })
                 })
                 .collect();
@@ -391,6 +401,7 @@ impl Snapshot {
             });
         }
 
+        let routes = crate::routes::RouteTable::compile(f, &provider_index, &providers)?;
         Ok(Snapshot {
             listen: s
                 .listen
@@ -432,6 +443,7 @@ impl Snapshot {
             rate_limit_window: Duration::from_secs(s.rate_limit_window_seconds.unwrap_or(60)),
             cors: s.cors.clone(),
             log_json: s.log_format == Some(LogFormat::Json),
+            routes,
             exact,
             globs,
         })
@@ -456,6 +468,7 @@ impl Snapshot {
                         Resolved {
                             provider: t.provider,
                             model: t.model.clone().unwrap_or_else(|| name.to_string()),
+                            payload: t.payload.clone(),
                         }
                     })
                     .collect(),
@@ -469,6 +482,7 @@ impl Snapshot {
         Some(vec![Resolved {
             provider: p,
             model: model.to_string(),
+            payload: None,
         }])
     }
 

@@ -36,6 +36,8 @@ pub struct RequestCtx {
     /// Tokens reserved against the key's tpm, reconciled with the reported usage.
     pub tokens_reserved: Option<(Arc<KeyState>, u64, u64)>,
     pub slot: Option<Slot>,
+    /// Set when a configured route goes through Pingora's proxy phases.
+    pub pass: Option<super::pass::PassState>,
     _inflight: InflightGuard,
 }
 
@@ -61,6 +63,7 @@ impl RequestCtx {
             extra_headers: Vec::new(),
             tokens_reserved: None,
             slot: None,
+            pass: None,
             _inflight: InflightGuard::new(),
         }
     }

@@ -310,7 +310,7 @@ pub async fn run(
                     ctx,
                     ask,
                     p,
-                    &t.model,
+                    t,
                     cred.as_ref().map(|(_, k)| k.as_str()),
                 )
                 .await;
@@ -540,9 +540,10 @@ async fn attempt(
     ctx: &mut RequestCtx,
     ask: &mut Ask,
     p: &Provider,
-    model: &str,
+    t: &Resolved,
     credential: Option<&str>,
 ) -> pingora_core::Result<Attempt> {
+    let model = t.model.as_str();
     let Some(addr) = pick_addr(p, ctx.attempts) else {
         return Ok(Attempt::Failed(Failure::Unusable(format!(
             "provider '{}': address of {} not resolved",
@@ -558,7 +559,11 @@ async fn attempt(
     };
     let compatible = p.kind == crate::config::file::ProviderKind::OpenaiCompatible;
     let body = match ask.body_for(to, model, compatible) {
-        Ok(b) => b,
+        // Payload rules edit the converted body; without rules it is untouched.
+        Ok(b) => match &t.payload {
+            Some(rules) => rules.apply_bytes(b),
+            None => b,
+        },
         Err(e) => return Ok(Attempt::Failed(Failure::Convert(e))),
     };
     let same = to == ask.ingress;

@@ -4,6 +4,7 @@ pub mod ctx;
 pub mod exchange;
 pub mod headers;
 pub mod intake;
+pub mod pass;
 pub mod respond;
 pub mod stream;
 
@@ -12,6 +13,7 @@ use crate::config::Snapshot;
 use crate::limits::{self, Limiter};
 use crate::metrics::{self, METRICS};
 use crate::providers::Op;
+use crate::routes;
 use crate::routing::{Route, route};
 use crate::translate::Format;
 use arc_swap::ArcSwap;
@@ -62,8 +64,9 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.config.load_full())
     }
 
-    /// Every request is answered here: local endpoints directly, AI routes by
-    /// `exchange` (see its module doc for why not through `upstream_peer`).
+    /// Every request is answered here — local endpoints directly, AI routes by
+    /// `exchange` (see its module doc for why not through `upstream_peer`) —
+    /// but proxied configured routes (`pass`), which continue to `upstream_peer`.
     async fn request_filter(
         &self,
         s: &mut Session,
@@ -72,19 +75,81 @@ impl ProxyHttp for Gateway {
         // Boxed: the whole exchange is a large future; inlined into Pingora's
         // per-connection future it would be copied around on every poll.
         Box::pin(self.serve(s, ctx)).await?;
-        Ok(true)
+        Ok(ctx.pass.is_none())
     }
 
-    /// Not reached: `request_filter` always answers.
+    /// Reached only by proxied routes; called again on each retry.
     async fn upstream_peer(
         &self,
         _s: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Box<HttpPeer>> {
-        pingora_core::Error::e_explain(
-            pingora_core::ErrorType::InternalError,
-            "no upstream for this route",
-        )
+        pass::peer(ctx)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _s: &mut Session,
+        req: &mut pingora_http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<()> {
+        pass::upstream_request(req, ctx)
+    }
+
+    /// Also called for 1xx answers (skipped by `pass::response`).
+    async fn response_filter(
+        &self,
+        _s: &mut Session,
+        resp: &mut pingora_http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<()> {
+        pass::response(resp, ctx)
+    }
+
+    /// Sync, per chunk (not the whole body); only notes the first byte.
+    fn response_body_filter(
+        &self,
+        _s: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<Option<std::time::Duration>> {
+        pass::body_chunk(ctx, body);
+        Ok(None)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _s: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<pingora_core::Error>,
+    ) -> Box<pingora_core::Error> {
+        pass::connect_failed(ctx, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        s: &mut Session,
+        e: Box<pingora_core::Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<pingora_core::Error> {
+        pass::proxy_error(peer, s, e, ctx, client_reused)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        s: &mut Session,
+        e: &pingora_core::Error,
+        ctx: &mut RequestCtx,
+    ) -> pingora_proxy::FailToProxy {
+        if ctx.pass.is_some() {
+            pass::fail(s, e, ctx).await
+        } else {
+            pass::default_fail(s, e).await
+        }
     }
 
     /// Access log and request metrics; runs once per request, however it ended.
@@ -94,6 +159,7 @@ impl ProxyHttp for Gateway {
         e: Option<&pingora_core::Error>,
         ctx: &mut RequestCtx,
     ) {
+        pass::finish(ctx);
         if ctx.status == 0 {
             ctx.status = s.response_written().map_or(0, |h| h.status.as_u16());
         }
@@ -122,7 +188,10 @@ impl ProxyHttp for Gateway {
 fn record(ctx: &RequestCtx) {
     let total = ctx.start.elapsed();
     let ingress = ctx.route.ingress();
-    let is_ai = matches!(ctx.route, Route::Chat { .. } | Route::Embeddings);
+    let is_ai = matches!(
+        ctx.route,
+        Route::Chat { .. } | Route::Embeddings | Route::Pass(_)
+    );
     if is_ai {
         let status = ctx.status.to_string();
         let (provider, model) = (ctx.provider.as_str(), ctx.model_label());
@@ -327,6 +396,22 @@ impl Gateway {
             ctx.extra_headers.extend(cors.response_headers(&origin));
         }
         ctx.route = route(&method, &path);
+        if !self.admin && !ctx.snap.routes.is_empty() {
+            let builtin = ctx.route != Route::NotFound;
+            let snap = ctx.snap.clone();
+            match snap.routes.lookup(&method, &path, builtin) {
+                // A built-in endpoint that takes this method wins over an
+                // exact route for other methods.
+                Some(routes::Lookup::WrongMethod { .. })
+                    if builtin && ctx.route != Route::MethodNotAllowed => {}
+                Some(l) => {
+                    return self
+                        .begin_pass(s, ctx, l, &method, &path, query.as_deref())
+                        .await;
+                }
+                None => {}
+            }
+        }
         let efmt = ctx.route.error_format(&path);
         let snap = ctx.snap.clone();
 

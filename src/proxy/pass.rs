@@ -1,0 +1,496 @@
+//! Configured routes and provider passthrough through Pingora's own proxy
+//! phases: `request_filter` checks the key and answers static routes
+//! (`begin`), then returns `Ok(false)`; `upstream_peer`, `upstream_request_filter`,
+//! `response_filter`, `fail_to_connect`, `error_while_proxy` and
+//! `fail_to_proxy` call the functions below. The body is never read by
+//! aigate: it streams both ways with no size limit and no buffering (but
+//! Pingora's own 64 KiB retry buffer).
+
+use super::ctx::RequestCtx;
+use super::{Gateway, respond};
+use crate::auth;
+use crate::config::file::ProviderKind;
+use crate::config::runtime::Provider;
+use crate::metrics::METRICS;
+use crate::providers::{Endpoint, auth_header};
+use crate::routes::{self, Action, CompiledRoute, Lookup, ProxyRoute, headers};
+use crate::routing::Route;
+use crate::translate::Format;
+use bytes::Bytes;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorSource, ErrorType};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, Session};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long a pooled route connection may sit idle.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// Per-request state of a proxied route (kept across Pingora's retries).
+pub struct PassState {
+    /// Index into `snap.routes.routes`.
+    pub route: usize,
+    /// The path part that goes upstream (`routes::Join`).
+    pub rest: String,
+    /// The client's query, `key=` removed when credentials are stripped.
+    pub query: Option<String>,
+    /// The target of the current attempt (index into the route's targets).
+    target: usize,
+    /// The provider credential of the current attempt (index, key).
+    credential: Option<(usize, String)>,
+    /// When the first upstream was picked: everything after is upstream or
+    /// client time, not the gateway's (`aigate_overhead_seconds`).
+    proxy_start: Option<Instant>,
+}
+
+fn route_of(ctx: &RequestCtx) -> Option<(&PassState, &CompiledRoute, &ProxyRoute)> {
+    let st = ctx.pass.as_ref()?;
+    let r = &ctx.snap.routes.routes[st.route];
+    match &r.action {
+        Action::Proxy(p) => Some((st, r, p)),
+        Action::Static(_) => None,
+    }
+}
+
+impl Gateway {
+    /// A request matched a configured route (`lookup`): answer it here (405,
+    /// auth errors, static answers) or leave `ctx.pass` set for the proxy phases.
+    pub(super) async fn begin_pass(
+        &self,
+        s: &mut Session,
+        ctx: &mut RequestCtx,
+        lookup: Lookup,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> pingora_core::Result<()> {
+        let snap = ctx.snap.clone();
+        let (i, rest) = match lookup {
+            Lookup::WrongMethod { allow } => {
+                ctx.route = Route::MethodNotAllowed;
+                ctx.extra_headers.push(("allow", allow));
+                let efmt = ctx.route.error_format(path);
+                let msg = format!("method {method} not allowed on {path}");
+                return respond::error(s, ctx, efmt, 405, &msg, None).await;
+            }
+            Lookup::Hit { route, rest } => (route, rest),
+        };
+        let r = &snap.routes.routes[i];
+        ctx.route = Route::Pass(r.kind);
+        let efmt = r.error_format;
+        let provider = match &r.action {
+            Action::Proxy(p) => p.provider.map(|i| &snap.providers[i]),
+            Action::Static(_) => None,
+        };
+        if let Some(p) = provider {
+            ctx.provider.clone_from(&p.name);
+        }
+        if routes::has_dot_segment(&rest) {
+            let msg = "'.' and '..' path segments are not forwarded";
+            return respond::error(s, ctx, efmt, 400, msg, None).await;
+        }
+        if r.auth && !snap.keys.is_empty() {
+            let h = &s.req_header().headers;
+            let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+            let Some(presented) = auth::presented_key(&header, query) else {
+                return respond::error(s, ctx, efmt, 401, "missing gateway key", None).await;
+            };
+            let Some(k) = auth::find_key(&snap.keys, presented) else {
+                return respond::error(s, ctx, efmt, 401, "invalid gateway key", None).await;
+            };
+            ctx.key_id = Some(k.id.clone());
+            if r.keys.as_ref().is_some_and(|ids| !ids.contains(&k.id)) {
+                let msg = format!("gateway key '{}' may not use {}", k.id, r.path);
+                return respond::error(s, ctx, efmt, 403, &msg, None).await;
+            }
+            // rpm and concurrency count route requests too; the body is not
+            // read, so no tokens are reserved (an exhausted tpm still refuses).
+            if let Some((msg, retry)) = self.check_limits(ctx, k, 0, None) {
+                METRICS.rate_limited.with_label_values(&[&k.id]).inc();
+                let secs = retry.as_secs_f64().ceil().max(1.0).to_string();
+                ctx.extra_headers.push(("retry-after", secs));
+                return respond::error(s, ctx, efmt, 429, &msg, None).await;
+            }
+        }
+        let proxy = match &r.action {
+            Action::Static(a) => return static_answer(s, ctx, a).await,
+            Action::Proxy(p) => p,
+        };
+        if let Some(p) = provider
+            && p.disabled
+        {
+            let msg = format!(
+                "provider '{}' is disabled: no credential key is set",
+                p.name
+            );
+            return respond::error(s, ctx, efmt, 503, &msg, None).await;
+        }
+        let query = match query {
+            Some(q) if proxy.strip_credentials => Some(auth::strip_key_param(q)),
+            q => q.map(str::to_string),
+        };
+        ctx.pass = Some(PassState {
+            route: i,
+            rest,
+            query,
+            target: 0,
+            credential: None,
+            proxy_start: None,
+        });
+        Ok(())
+    }
+}
+
+async fn static_answer(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    a: &routes::StaticAnswer,
+) -> pingora_core::Result<()> {
+    let mut h = ResponseHeader::build(a.status, Some(a.headers.len() + 3))?;
+    for (k, v) in &a.headers {
+        h.append_header(k.clone(), v.clone())?;
+    }
+    h.insert_header("content-length", a.body.len().to_string())?;
+    h.insert_header("x-request-id", &ctx.request_id)?;
+    for (k, v) in &ctx.extra_headers {
+        h.insert_header(*k, v)?;
+    }
+    ctx.status = a.status;
+    let t = Instant::now();
+    s.write_response_header(Box::new(h), a.body.is_empty())
+        .await?;
+    if !a.body.is_empty() {
+        s.write_response_body(Some(a.body.clone()), true).await?;
+    }
+    ctx.client_wait += t.elapsed();
+    Ok(())
+}
+
+/// The endpoint and addresses of attempt `n`: targets in turn, then their addresses.
+fn upstream_for<'a>(
+    p: &'a ProxyRoute,
+    provider: Option<&'a Provider>,
+    n: usize,
+) -> Option<(usize, &'a Endpoint, SocketAddr)> {
+    let (t, ep, addrs) = if p.targets.is_empty() {
+        let pr = provider?;
+        (0, &pr.endpoint, pr.addrs.load_full())
+    } else {
+        let t = n % p.targets.len();
+        let u = &p.targets[t];
+        (t, &u.endpoint, u.addrs.load_full())
+    };
+    if addrs.is_empty() {
+        return None;
+    }
+    let a = addrs[(n / p.targets.len().max(1)) % addrs.len()];
+    Some((t, ep, a))
+}
+
+/// `upstream_peer`: the next target, address and credential; per-route timeouts.
+pub fn peer(ctx: &mut RequestCtx) -> pingora_core::Result<Box<HttpPeer>> {
+    let snap = ctx.snap.clone();
+    let Some((_, _, p)) = route_of(ctx) else {
+        return Error::e_explain(ErrorType::InternalError, "no upstream for this route");
+    };
+    let provider = p.provider.map(|i| &snap.providers[i]);
+    let Some((t, ep, addr)) = upstream_for(p, provider, ctx.attempts as usize) else {
+        let host = p
+            .targets
+            .first()
+            .map(|u| &u.endpoint)
+            .or(provider.map(|x| &x.endpoint))
+            .map_or("", |e| e.host.as_str());
+        return Error::e_explain(
+            ErrorType::ConnectNoRoute,
+            format!("address of {host} not resolved"),
+        );
+    };
+    let credential = match provider {
+        Some(pr) if !pr.credentials.is_empty() => {
+            let now = crate::resilience::now_ms();
+            match pr
+                .credentials
+                .pick_where(pr.fill_first, |i| !pr.rest.resting(i, now))
+            {
+                Some((i, k)) => Some((i, k.to_string())),
+                None => {
+                    return Error::e_explain(
+                        ErrorType::HTTPStatus(503),
+                        format!(
+                            "every credential of provider '{}' is resting after rate limits or auth failures",
+                            pr.name
+                        ),
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut peer = HttpPeer::new(addr, ep.tls, ep.host.clone());
+    peer.options.connection_timeout = Some(p.connect_timeout);
+    peer.options.total_connection_timeout = Some(p.connect_timeout);
+    peer.options.read_timeout = Some(p.timeout);
+    peer.options.write_timeout = Some(p.timeout);
+    peer.options.idle_timeout = Some(POOL_IDLE);
+    ctx.attempts += 1;
+    let st = ctx.pass.as_mut().expect("checked");
+    st.target = t;
+    st.credential = credential;
+    st.proxy_start.get_or_insert_with(Instant::now);
+    Ok(Box::new(peer))
+}
+
+/// `upstream_request_filter`: path, headers, credential.
+pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestCtx) -> pingora_core::Result<()> {
+    let Some((st, _, p)) = route_of(ctx) else {
+        return Ok(());
+    };
+    let provider = p.provider.map(|i| &ctx.snap.providers[i]);
+    let ep = match p.targets.get(st.target) {
+        Some(u) => &u.endpoint,
+        None => match provider {
+            Some(pr) => &pr.endpoint,
+            None => return Error::e_explain(ErrorType::InternalError, "route has no upstream"),
+        },
+    };
+    let path = routes::upstream_path(p.join, &ep.prefix, &st.rest, st.query.as_deref());
+    let uri: http::Uri = path
+        .parse()
+        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad upstream path"))?;
+    req.set_uri(uri);
+    let drop: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| {
+            !headers::forward_request(n.as_str(), p.forward_request.as_ref(), p.strip_credentials)
+        })
+        .cloned()
+        .collect();
+    for n in drop {
+        req.remove_header(&n);
+    }
+    req.insert_header("host", &ep.authority)?;
+    req.insert_header("x-request-id", &ctx.request_id)?;
+    if let Some(pr) = provider {
+        if let Some((_, key)) = &st.credential {
+            let (name, value) = auth_header(pr.kind, key);
+            req.insert_header(name, value)?;
+        }
+        if pr.kind == ProviderKind::Anthropic && req.headers.get("anthropic-version").is_none() {
+            req.insert_header("anthropic-version", "2023-06-01")?;
+        }
+        for (k, v) in &pr.headers {
+            req.insert_header(k.clone(), v.clone())?;
+        }
+    }
+    for (k, v) in &p.headers {
+        req.insert_header(k.clone(), v.clone())?;
+    }
+    Ok(())
+}
+
+fn outcome(status: u16) -> &'static str {
+    match status {
+        429 => "http_429",
+        500.. => "http_5xx",
+        400.. => "http_4xx",
+        _ => "ok",
+    }
+}
+
+/// `response_filter`: credential cool-down, attempt outcome, response headers.
+pub fn response(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+    if resp.status.is_informational() {
+        return Ok(());
+    }
+    let Some((st, _, p)) = route_of(ctx) else {
+        return Ok(());
+    };
+    let status = resp.status.as_u16();
+    if let Some(pr) = p.provider.map(|i| &ctx.snap.providers[i]) {
+        if let Some((i, _)) = &st.credential {
+            let now = crate::resilience::now_ms();
+            match status {
+                429 => {
+                    let rest = resp
+                        .headers
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(crate::resilience::parse_retry_after)
+                        .unwrap_or(ctx.snap.cooldown.rate_limited);
+                    pr.rest.rest(*i, rest, now);
+                }
+                401 | 403 => {
+                    if pr.rest.rest(*i, ctx.snap.cooldown.auth_failed, now) {
+                        log::warn!(
+                            "provider '{}' credential #{} rejected with {status}: resting it for {}s",
+                            pr.name,
+                            i + 1,
+                            ctx.snap.cooldown.auth_failed.as_secs()
+                        );
+                    }
+                }
+                _ => pr.rest.ok(*i),
+            }
+        }
+        METRICS
+            .attempts
+            .with_label_values(&[&pr.name, outcome(status)])
+            .inc();
+    }
+    let drop: Vec<http::HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|n| !headers::forward_response(n.as_str(), p.forward_response.as_ref()))
+        .cloned()
+        .collect();
+    for n in drop {
+        resp.remove_header(&n);
+    }
+    resp.insert_header("x-request-id", &ctx.request_id)?;
+    respond::debug_headers(ctx, resp)?;
+    for (k, v) in &ctx.extra_headers {
+        resp.insert_header(*k, v)?;
+    }
+    Ok(())
+}
+
+/// `fail_to_connect`: nothing was sent, so a retry is always safe.
+pub fn connect_failed(ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    if let Some((_, _, p)) = route_of(ctx) {
+        if let Some(pr) = p.provider.map(|i| &ctx.snap.providers[i]) {
+            METRICS
+                .attempts
+                .with_label_values(&[&pr.name, "connect_error"])
+                .inc();
+        }
+        if ctx.attempts < p.max_attempts {
+            e.set_retry(true);
+        }
+    }
+    e
+}
+
+/// `error_while_proxy`: retry a failure after sending only before the answer
+/// started, with the body whole in Pingora's retry buffer (≤ 64 KiB), and for
+/// idempotent methods unless the route allows others. Otherwise Pingora's
+/// default (a stale reused connection is retried).
+pub fn proxy_error(
+    peer: &HttpPeer,
+    s: &mut Session,
+    e: Box<Error>,
+    ctx: &RequestCtx,
+    client_reused: bool,
+) -> Box<Error> {
+    let mut e = e.more_context(format!("Peer: {peer}"));
+    let idempotent = s.req_header().method.is_idempotent();
+    let truncated = s.as_ref().retry_buffer_truncated();
+    if let Some((_, _, p)) = route_of(ctx) {
+        if let Some(pr) = p.provider.map(|i| &ctx.snap.providers[i]) {
+            let o = match e.etype() {
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+                _ => "io_error",
+            };
+            if e.esource() == &ErrorSource::Upstream {
+                METRICS.attempts.with_label_values(&[&pr.name, o]).inc();
+            }
+        }
+        if ctx.attempts < p.max_attempts
+            && e.esource() == &ErrorSource::Upstream
+            && s.response_written().is_none()
+            && !truncated
+            && (idempotent || p.non_idempotent)
+        {
+            e.set_retry(true);
+            return e;
+        }
+    }
+    if !idempotent || truncated {
+        e.set_retry(false);
+    } else {
+        e.retry.decide_reuse(client_reused);
+    }
+    e
+}
+
+/// `fail_to_proxy` for a route: the error in the route's format (502, or 504
+/// for an upstream timeout), unless the answer had started (then the
+/// connection is closed, so the client sees it incomplete).
+pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    let upstream = e.esource() == &ErrorSource::Upstream;
+    let code = match e.etype() {
+        ErrorType::HTTPStatus(c) => *c,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            if upstream =>
+        {
+            504
+        }
+        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            if e.esource() == &ErrorSource::Downstream =>
+        {
+            0
+        }
+        _ if e.esource() == &ErrorSource::Downstream => 400,
+        _ => 502,
+    };
+    let fmt = route_of(ctx).map_or(Format::OpenAiChat, |(_, r, _)| r.error_format);
+    ctx.error.get_or_insert_with(|| e.to_string());
+    if code > 0 && s.response_written().is_none() {
+        let what = e.etype().as_str();
+        let msg = match code {
+            504 => format!("upstream timed out ({what})"),
+            502 => format!("upstream unavailable ({what})"),
+            _ => e
+                .context
+                .as_ref()
+                .map_or_else(|| what.to_string(), |c| c.as_str().to_string()),
+        };
+        if let Err(err) = respond::error(s, ctx, fmt, code, &msg, None).await {
+            log::debug!("could not send the route error: {err}");
+        }
+    }
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
+}
+
+/// Pingora's default `fail_to_proxy`, for everything that is not a route.
+pub async fn default_fail(s: &mut Session, e: &Error) -> FailToProxy {
+    let code = match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    };
+    if code > 0 {
+        s.respond_error(code).await.unwrap_or_else(|e| {
+            log::error!("failed to send error response to downstream: {e}");
+        });
+    }
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
+}
+
+/// `logging`: time after the first upstream pick is not the gateway's own.
+pub fn finish(ctx: &mut RequestCtx) {
+    if let Some(t) = ctx.pass.as_ref().and_then(|st| st.proxy_start) {
+        ctx.upstream_wait = t.elapsed();
+    }
+}
+
+/// The first body byte to the client (TTFB), from `response_body_filter`.
+pub fn body_chunk(ctx: &mut RequestCtx, body: &Option<Bytes>) {
+    if ctx.first_byte.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
+        ctx.first_byte = Some(Instant::now());
+    }
+}
