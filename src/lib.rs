@@ -9,6 +9,7 @@ pub mod limits;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
+pub mod redis_limits;
 pub mod resilience;
 pub mod routing;
 pub mod server;
