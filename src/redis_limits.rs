@@ -607,6 +607,9 @@ fn spawn_connector(inner: &Arc<Inner>) {
     }
     let weak: Weak<Inner> = Arc::downgrade(inner);
     tokio::spawn(async move {
+        // Should the task be dropped (its runtime shut down), the next
+        // failure must still be able to start a connector.
+        let running = ClearOnDrop(weak.clone());
         let mut backoff = MIN_BACKOFF;
         loop {
             let Some(inner) = weak.upgrade() else { return };
@@ -622,7 +625,7 @@ fn spawn_connector(inner: &Arc<Inner>) {
                     let g = inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
                     // Cleared before the swap: a failure on the new connection
                     // right after must be able to start the next connector.
-                    inner.connecting.store(false, Ordering::Release);
+                    drop(running);
                     // Health first, then the link: whoever sees the new link
                     // also sees the health that goes with it.
                     inner.mark_up();
@@ -647,6 +650,16 @@ fn spawn_connector(inner: &Arc<Inner>) {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     });
+}
+
+struct ClearOnDrop(Weak<Inner>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.connecting.store(false, Ordering::Release);
+        }
+    }
 }
 
 impl Inner {
