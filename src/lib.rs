@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod payload;
 pub mod providers;
 pub mod proxy;
+pub mod redis_limits;
 pub mod resilience;
 pub mod routes;
 pub mod routing;

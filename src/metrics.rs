@@ -21,6 +21,8 @@ pub struct Metrics {
     pub client_disconnects: IntCounterVec,
     pub resting_credentials: IntGaugeVec,
     pub provider_usable: IntGaugeVec,
+    pub limits_backend_up: IntGaugeVec,
+    pub limits_backend_errors: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -138,6 +140,18 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "1 when the provider can take requests (enabled, resolved, healthy, circuit closed, a credential free)",
             &["provider"],
         ),
+        limits_backend_up: gauge(
+            &r,
+            "aigate_limits_backend_up",
+            "1 while the shared limit store answers, 0 while limits fall back (limits.on_error)",
+            &["backend"],
+        ),
+        limits_backend_errors: counter(
+            &r,
+            "aigate_limits_backend_errors_total",
+            "Limit-store operations that failed (timeout, connection, server, down: skipped while the store is down)",
+            &["backend", "kind"],
+        ),
         registry: r,
     }
 });
@@ -150,7 +164,7 @@ pub fn render() -> Vec<u8> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let families = m.registry.gather();
     let _ = TextEncoder::new().encode(&families, &mut buf);
-    let descs: [(&dyn prometheus::core::Collector, &str); 9] = [
+    let descs: [(&dyn prometheus::core::Collector, &str); 11] = [
         (&m.requests, "counter"),
         (&m.duration, "histogram"),
         (&m.ttfb, "histogram"),
@@ -160,6 +174,8 @@ pub fn render() -> Vec<u8> {
         (&m.rate_limited, "counter"),
         (&m.config_reloads, "counter"),
         (&m.client_disconnects, "counter"),
+        (&m.limits_backend_up, "gauge"),
+        (&m.limits_backend_errors, "counter"),
     ];
     for (c, kind) in descs {
         for d in c.desc() {
