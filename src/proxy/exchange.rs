@@ -591,7 +591,15 @@ async fn attempt(
     // upstream may have acted on it (a replayed POST is a second, billed
     // call). A failure here is a failed attempt, and the retry policy decides.
     let (mut up, _reused) =
-        match timed(&mut ctx.upstream_wait, connector.get_http_session(&peer)).await {
+        // Boxed: pingora's connect future is ~18 KB (TLS handshake states);
+        // inline it would make every enclosing future that large, copied at
+        // each level on every request.
+        match timed(
+            &mut ctx.upstream_wait,
+            Box::pin(connector.get_http_session(&peer)),
+        )
+        .await
+        {
             Ok(x) => x,
             Err(e) => {
                 if e.etype() == &ErrorType::TLSHandshakeFailure {
@@ -685,7 +693,7 @@ async fn attempt(
         return Ok(Attempt::Done);
     }
     if stream {
-        return stream_answer(connector, s, ctx, up, &peer, p, ask, to).await;
+        return Box::pin(stream_answer(connector, s, ctx, up, &peer, p, ask, to)).await;
     } else {
         // A whole answer is read before anything is sent, so one cut short
         // fails over like any other failed attempt.
