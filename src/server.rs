@@ -7,6 +7,7 @@ use crate::metrics::METRICS;
 use crate::proxy::Gateway;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{Server, ShutdownWatch};
 use pingora_core::services::background::{BackgroundService, background_service};
@@ -40,6 +41,17 @@ fn server_conf(s: &Snapshot, daemon: bool) -> ServerConf {
 }
 
 /// Validate (`--test`) or run. Returns the process exit code for `--test` and errors.
+/// Client connections buffer up to 16 KiB of writes (Pingora's default is
+/// one MSS, next to a 64 KiB read buffer): the head and body of an answer up
+/// to that size leave in one syscall instead of two. Streams are unaffected:
+/// Pingora flushes a head without Content-Length and every chunked write.
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings {
+        read: None,
+        write: Some(16 * 1024),
+    }
+}
+
 pub fn main(cli: Cli) -> i32 {
     let loaded = match config::read(cli.config.as_deref()) {
         Ok(l) => l,
@@ -104,14 +116,11 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
         "aigate",
     );
     for l in &listen {
-        match &tls {
-            Some((resolver, h2)) => svc.add_tls_with_settings(
-                l,
-                None,
-                crate::tls::listener_settings(resolver.clone(), *h2),
-            ),
-            None => svc.add_tcp(l),
+        let mut endpoint = ListenerConfig::tcp(l.as_str()).l4_buffer(client_buffers());
+        if let Some((resolver, h2)) = &tls {
+            endpoint = endpoint.tls(crate::tls::listener_settings(resolver.clone(), *h2));
         }
+        svc.add_listener(endpoint);
     }
     server.add_service(svc);
     if let Some(a) = &admin_listen {
