@@ -72,6 +72,7 @@ mod tests {
             rpm: None,
             tpm: None,
             max_concurrent: None,
+            names: crate::limits::KeyNames::new(id),
         }
     }
 

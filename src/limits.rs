@@ -1,176 +1,407 @@
-//! Per-key limits: requests and tokens per minute over a sliding window, and
-//! concurrency. State lives outside the config snapshot so a reload keeps
-//! the counts.
-//!
-//! Windows are sliding logs: every admitted request (or token reservation)
-//! is kept with its time until it is older than the window, so no window of
-//! that length ever holds more than the limit, wherever it starts. Memory is
-//! one entry per admitted request in the window.
+//! Limits: per-key requests and tokens per minute, concurrency. Every counter
+//! goes through a [`LimitStore`] (`store.rs`) by name, so the same checks run
+//! on local memory or on a shared store; names are built once, when the
+//! config is compiled, never per request. State lives outside the config
+//! snapshot, so a reload keeps the counts.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+pub mod period;
+pub mod store;
+
+pub use store::{Admit, LimitStore, MemoryStore, StoreError};
+
+use crate::config::file::OnError;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// A slot lease outlives any sane request; a shared store reclaims the slots
+/// of a node that died after this long.
+const SLOT_LEASE_MS: u64 = 30 * 60 * 1000;
+
+/// Counter names of one gateway key, built at config load.
 #[derive(Debug)]
-pub struct Window {
-    len_ms: u64,
-    state: Mutex<Log>,
+pub struct KeyNames {
+    pub rpm: Arc<str>,
+    pub tpm: Arc<str>,
+    pub concurrent: Arc<str>,
 }
 
-#[derive(Debug, Default)]
-struct Log {
-    /// (time admitted, ticket, amount), oldest first.
-    entries: VecDeque<(u64, u64, u64)>,
-    total: u64,
-    next_ticket: u64,
-}
-
-/// What a limited dimension reports in `x-ratelimit-*` headers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Quota {
-    pub limit: u64,
-    pub remaining: u64,
-    /// Admitted: until the window is empty again (OpenAI's meaning). Refused:
-    /// until this request would be admitted (the `Retry-After`).
-    pub reset: Duration,
-    /// Names the admitted entry, for [`Window::adjust`].
-    pub ticket: u64,
-}
-
-impl Window {
-    pub fn new(len: Duration) -> Self {
-        Window {
-            len_ms: len.as_millis().max(1) as u64,
-            state: Mutex::new(Log::default()),
-        }
-    }
-
-    fn evict(&self, log: &mut Log, now: u64) {
-        while let Some(&(t, _, a)) = log.entries.front() {
-            if t + self.len_ms > now {
-                break;
-            }
-            log.total -= a;
-            log.entries.pop_front();
-        }
-    }
-
-    /// Take `amount` if the window stays within `limit`.
-    pub fn try_take(&self, now: u64, amount: u64, limit: u64) -> Result<Quota, Quota> {
-        let mut log = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.evict(&mut log, now);
-        if log.total + amount > limit {
-            // Wait until enough of the oldest entries have left the window.
-            let mut left = log.total;
-            let mut until = now;
-            for &(t, _, a) in &log.entries {
-                if left + amount <= limit {
-                    break;
-                }
-                left -= a;
-                until = t + self.len_ms;
-            }
-            let wait = if left + amount <= limit {
-                until - now
-            } else {
-                self.len_ms
-            };
-            return Err(Quota {
-                limit,
-                remaining: limit.saturating_sub(log.total),
-                reset: Duration::from_millis(wait.max(1)),
-                ticket: 0,
-            });
-        }
-        let ticket = log.next_ticket;
-        log.next_ticket += 1;
-        log.entries.push_back((now, ticket, amount));
-        log.total += amount;
-        let empty_at = log.entries.back().map_or(now, |e| e.0 + self.len_ms);
-        Ok(Quota {
-            limit,
-            remaining: limit - log.total,
-            reset: Duration::from_millis(empty_at - now),
-            ticket,
-        })
-    }
-
-    /// Correct an admitted entry by `delta` (reported minus estimated); an
-    /// entry already out of the window is left alone.
-    pub fn adjust(&self, now: u64, ticket: u64, delta: i64) {
-        let mut log = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.evict(&mut log, now);
-        let idx = log.entries.binary_search_by_key(&ticket, |e| e.1);
-        if let Ok(i) = idx {
-            let old = log.entries[i].2;
-            let new = (old as i64 + delta).max(0) as u64;
-            log.entries[i].2 = new;
-            log.total = log.total - old + new;
+impl KeyNames {
+    pub fn new(id: &str) -> Self {
+        KeyNames {
+            rpm: format!("key:{id}:rpm").into(),
+            tpm: format!("key:{id}:tpm").into(),
+            concurrent: format!("key:{id}:concurrent").into(),
         }
     }
 }
 
-/// Counters of one gateway key.
+/// The limits of one gateway key, as the request check needs them.
+pub struct KeyLimits<'a> {
+    pub id: &'a str,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u64>,
+    pub names: &'a KeyNames,
+}
+
+/// A request the limits refuse: 429 (or 503 when the store is down and
+/// `on_error: closed`), in the client's format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: String,
+    pub retry_after: Duration,
+}
+
+/// The store failed and `on_error: closed` says not to guess.
 #[derive(Debug)]
-pub struct KeyState {
-    pub requests: Window,
-    pub tokens: Window,
-    pub inflight: AtomicU64,
+pub struct StoreDown;
+
+impl StoreDown {
+    fn refusal(self) -> Refusal {
+        Refusal {
+            status: 503,
+            message: "the rate-limit store is unavailable; try again shortly".into(),
+            retry_after: Duration::from_secs(1),
+        }
+    }
 }
 
-/// Every key's counters, by key id.
-#[derive(Debug, Default)]
+/// An admitted amount in a window, to reconcile or give back.
+#[derive(Debug)]
+struct WindowHold {
+    name: Arc<str>,
+    window_ms: u64,
+    ticket: u64,
+    amount: u64,
+    /// Taken from the local fallback, not the configured store.
+    local: bool,
+}
+
+/// Releases a concurrency slot when dropped (however the request ends).
+pub struct SlotGuard {
+    limiter: Arc<Limiter>,
+    name: Arc<str>,
+    lease: u64,
+    local: bool,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.limiter
+            .release_slot(self.name.clone(), self.lease, self.local);
+    }
+}
+
+/// What one request holds against the limits until it ends: slots (released
+/// on drop), request entries (given back if the request is refused after all)
+/// and token reservations (reconciled with the reported usage).
+#[derive(Default)]
+pub struct Holds {
+    slots: Vec<SlotGuard>,
+    requests: Vec<WindowHold>,
+    tokens: Vec<WindowHold>,
+}
+
+impl Holds {
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty() && self.requests.is_empty() && self.tokens.is_empty()
+    }
+}
+
+/// Every limit check of the gateway, over one store (plus local counters to
+/// fall back on when the store fails and `on_error: open`).
 pub struct Limiter {
-    keys: RwLock<HashMap<String, Arc<KeyState>>>,
-    pub window: Option<Duration>,
+    store: LimitStore,
+    fallback: MemoryStore,
+    on_error: OnError,
+    /// The "minute" of rpm/tpm (`rate_limit_window_seconds`).
+    pub minute_ms: u64,
+    /// The store is failing (logged once per change).
+    down: AtomicBool,
+}
+
+/// An answer from the store or, when it failed and `on_error: open`, from
+/// the local fallback.
+struct Taken<T> {
+    value: T,
+    local: bool,
 }
 
 impl Limiter {
-    pub fn new(window: Duration) -> Self {
+    pub fn new(store: LimitStore, on_error: OnError, minute: Duration) -> Self {
         Limiter {
-            keys: RwLock::default(),
-            window: Some(window),
+            store,
+            fallback: MemoryStore::default(),
+            on_error,
+            minute_ms: minute.as_millis().max(1) as u64,
+            down: AtomicBool::new(false),
         }
     }
 
-    pub fn key(&self, id: &str) -> Arc<KeyState> {
-        if let Some(k) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(id) {
-            return k.clone();
-        }
-        let len = self.window.unwrap_or(Duration::from_secs(60));
-        self.keys
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id.to_string())
-            .or_insert_with(|| {
-                Arc::new(KeyState {
-                    requests: Window::new(len),
-                    tokens: Window::new(len),
-                    inflight: AtomicU64::new(0),
+    /// In memory, with the default (60 s) minute.
+    pub fn memory(minute: Duration) -> Self {
+        Self::new(
+            LimitStore::Memory(MemoryStore::default()),
+            OnError::Open,
+            minute,
+        )
+    }
+
+    /// Whether the store is failing now (the fallback is in use).
+    pub fn degraded(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Turn a store result into an answer, falling back per `on_error`.
+    fn settle<T>(
+        &self,
+        r: Result<T, StoreError>,
+        local: impl FnOnce(&MemoryStore) -> T,
+    ) -> Result<Taken<T>, StoreDown> {
+        match r {
+            Ok(value) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    log::warn!("rate-limit store is answering again");
+                }
+                Ok(Taken {
+                    value,
+                    local: false,
                 })
-            })
-            .clone()
+            }
+            Err(e) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    match self.on_error {
+                        OnError::Open => log::error!(
+                            "rate-limit store failed ({e}): counting on local memory until it answers (on_error: open)"
+                        ),
+                        OnError::Closed => log::error!(
+                            "rate-limit store failed ({e}): refusing limited requests until it answers (on_error: closed)"
+                        ),
+                    }
+                }
+                match self.on_error {
+                    OnError::Open => Ok(Taken {
+                        value: local(&self.fallback),
+                        local: true,
+                    }),
+                    OnError::Closed => Err(StoreDown),
+                }
+            }
+        }
+    }
+
+    async fn window_take(
+        &self,
+        name: &Arc<str>,
+        window_ms: u64,
+        amount: u64,
+        limit: u64,
+    ) -> Result<(Admit, Option<WindowHold>), StoreDown> {
+        let r = self.store.window_take(name, window_ms, amount, limit).await;
+        let t = self.settle(r, |m| {
+            m.window_take_at(store::now_ms(), name, window_ms, amount, limit)
+        })?;
+        let hold = t.value.ticket().map(|ticket| WindowHold {
+            name: name.clone(),
+            window_ms,
+            ticket,
+            amount,
+            local: t.local,
+        });
+        Ok((t.value, hold))
+    }
+
+    async fn window_adjust(&self, h: &WindowHold, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        if h.local {
+            self.fallback
+                .window_adjust_at(store::now_ms(), &h.name, h.window_ms, h.ticket, delta);
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .window_adjust(&h.name, h.window_ms, h.ticket, delta)
+            .await
+        {
+            log::debug!("rate-limit store: adjusting {} failed: {e}", h.name);
+        }
+    }
+
+    async fn slot(
+        self: &Arc<Self>,
+        name: &Arc<str>,
+        max: u64,
+    ) -> Result<Option<SlotGuard>, StoreDown> {
+        let r = self.store.slot_acquire(name, max, SLOT_LEASE_MS).await;
+        let t = self.settle(r, |m| m.slot_acquire(name, max, SLOT_LEASE_MS))?;
+        Ok(t.value.map(|lease| SlotGuard {
+            limiter: self.clone(),
+            name: name.clone(),
+            lease,
+            local: t.local,
+        }))
+    }
+
+    fn release_slot(self: &Arc<Self>, name: Arc<str>, lease: u64, local: bool) {
+        if local {
+            self.fallback.slot_release(&name, lease);
+        } else if let Some(m) = self.store.as_memory() {
+            m.slot_release(&name, lease);
+        } else if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            // A shared store answers asynchronously; the guard drops in sync code.
+            let me = self.clone();
+            rt.spawn(async move {
+                if let Err(e) = me.store.slot_release(&name, lease).await {
+                    log::debug!(
+                        "rate-limit store: releasing {name} failed: {e} (the lease expires)"
+                    );
+                }
+            });
+        }
+    }
+
+    /// Give back everything `holds` took (a request refused after all).
+    pub async fn give_back(&self, holds: &mut Holds) {
+        holds.slots.clear();
+        for h in std::mem::take(&mut holds.requests)
+            .iter()
+            .chain(&std::mem::take(&mut holds.tokens))
+        {
+            self.window_adjust(h, -(h.amount as i64)).await;
+        }
+    }
+
+    /// Reconcile token reservations when the request ends: with the tokens
+    /// it used when known; a failed request gives its reservation back; an
+    /// answer that reported nothing keeps its estimate.
+    pub async fn reconcile(&self, holds: &mut Holds, used_tokens: Option<u64>, failed: bool) {
+        for h in std::mem::take(&mut holds.tokens) {
+            let delta = match used_tokens {
+                Some(u) => u as i64 - h.amount as i64,
+                None if failed => -(h.amount as i64),
+                None => 0,
+            };
+            self.window_adjust(&h, delta).await;
+        }
+    }
+
+    /// Apply a key's limits (concurrency, rpm, tpm reserving `estimate`
+    /// tokens) to one request. Fills the `x-ratelimit-*` headers either way;
+    /// on refusal everything taken is given back.
+    pub async fn admit_key(
+        self: &Arc<Self>,
+        k: &KeyLimits<'_>,
+        estimate: u64,
+        headers: &mut Vec<(&'static str, String)>,
+        holds: &mut Holds,
+    ) -> Result<(), Refusal> {
+        let r = self.admit_key_inner(k, estimate, headers, holds).await;
+        if r.is_err() {
+            self.give_back(holds).await;
+        }
+        r
+    }
+
+    async fn admit_key_inner(
+        self: &Arc<Self>,
+        k: &KeyLimits<'_>,
+        estimate: u64,
+        headers: &mut Vec<(&'static str, String)>,
+        holds: &mut Holds,
+    ) -> Result<(), Refusal> {
+        if let Some(max) = k.max_concurrent {
+            match self
+                .slot(&k.names.concurrent, max)
+                .await
+                .map_err(StoreDown::refusal)?
+            {
+                Some(g) => holds.slots.push(g),
+                None => {
+                    return Err(Refusal {
+                        status: 429,
+                        message: format!(
+                            "gateway key '{}' has {max} requests in flight, its limit",
+                            k.id
+                        ),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+            }
+        }
+        let mut refused = None;
+        if let Some(rpm) = k.rpm {
+            let (a, hold) = self
+                .window_take(&k.names.rpm, self.minute_ms, 1, rpm)
+                .await
+                .map_err(StoreDown::refusal)?;
+            push_quota(headers, "requests", rpm, &a);
+            match hold {
+                Some(h) => holds.requests.push(h),
+                None => {
+                    refused = Some(Refusal {
+                        status: 429,
+                        message: format!(
+                            "gateway key '{}' reached its limit of {rpm} requests per minute",
+                            k.id
+                        ),
+                        retry_after: Duration::from_millis(a.reset_ms()),
+                    })
+                }
+            }
+        }
+        if let Some(tpm) = k.tpm {
+            // Already refused: take nothing, only read the window for the headers.
+            let amount = if refused.is_some() { 0 } else { estimate };
+            let (a, hold) = self
+                .window_take(&k.names.tpm, self.minute_ms, amount, tpm)
+                .await
+                .map_err(StoreDown::refusal)?;
+            push_quota(headers, "tokens", tpm, &a);
+            match hold {
+                Some(_) if refused.is_some() => {}
+                Some(h) => holds.tokens.push(h),
+                None if refused.is_none() => {
+                    refused = Some(Refusal {
+                        status: 429,
+                        message: format!(
+                            "gateway key '{}' reached its limit of {tpm} tokens per minute",
+                            k.id
+                        ),
+                        retry_after: Duration::from_millis(a.reset_ms()),
+                    })
+                }
+                None => {}
+            }
+        }
+        match refused {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
     }
 }
 
-/// Releases a concurrency slot when the request ends.
-pub struct Slot(pub Arc<KeyState>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Take a concurrency slot if fewer than `max` are in use.
-pub fn try_slot(k: &Arc<KeyState>, max: u64) -> Option<Slot> {
-    let prev = k.inflight.fetch_add(1, Ordering::Relaxed);
-    if prev >= max {
-        k.inflight.fetch_sub(1, Ordering::Relaxed);
-        return None;
-    }
-    Some(Slot(k.clone()))
+/// The `x-ratelimit-{limit,remaining,reset}-<what>` trio.
+fn push_quota(headers: &mut Vec<(&'static str, String)>, what: &str, limit: u64, a: &Admit) {
+    let (l, r, s) = if what == "requests" {
+        (
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        )
+    } else {
+        (
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        )
+    };
+    headers.push((l, limit.to_string()));
+    headers.push((r, a.remaining().to_string()));
+    headers.push((s, reset_text(Duration::from_millis(a.reset_ms()))));
 }
 
 /// Tokens a request may use, reserved before it runs: its size in tokens
@@ -193,50 +424,130 @@ pub fn reset_text(d: Duration) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sliding_window_holds_the_limit_in_every_window() {
-        let w = Window::new(Duration::from_secs(60));
-        for i in 0..10 {
-            assert!(w.try_take(59_000 + i, 1, 10).is_ok(), "request {i}");
+    fn key<'a>(names: &'a KeyNames) -> KeyLimits<'a> {
+        KeyLimits {
+            id: "a",
+            rpm: Some(2),
+            tpm: Some(100),
+            max_concurrent: Some(1),
+            names,
         }
-        let e = w.try_take(59_500, 1, 10).unwrap_err();
-        assert_eq!(e.remaining, 0);
-        // The oldest leaves at 59_000 + 60s: that is the Retry-After.
-        assert_eq!(e.reset, Duration::from_millis(59_000 + 60_000 - 59_500));
-        // Across the minute boundary the old requests still count.
-        assert!(w.try_take(100_000, 1, 10).is_err());
-        assert!(
-            w.try_take(119_000, 1, 10).is_ok(),
-            "the first entry has left"
-        );
-        assert!(w.try_take(119_000, 1, 10).is_err());
-        assert_eq!(w.try_take(200_000, 10, 10).unwrap().remaining, 0);
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
     }
 
     #[test]
-    fn tokens_reserve_then_reconcile() {
-        let w = Window::new(Duration::from_secs(60));
-        let q = w.try_take(0, 800, 1000).unwrap();
-        assert!(
-            w.try_take(0, 300, 1000).is_err(),
-            "reservation counts at once"
-        );
-        w.adjust(0, q.ticket, -600); // the answer used 200, not 800
-        assert_eq!(w.try_take(0, 300, 1000).unwrap().remaining, 500);
-        let big = w.try_take(1, 500, 1000).unwrap();
-        w.adjust(2, big.ticket, -500); // a failed request gives it all back
-        assert_eq!(w.try_take(3, 500, 1000).unwrap().remaining, 0);
+    fn key_checks_take_reconcile_and_give_back() {
+        rt().block_on(async {
+            let l = Arc::new(Limiter::memory(Duration::from_secs(60)));
+            let names = KeyNames::new("a");
+            let k = key(&names);
+            let mut h1 = Holds::default();
+            let mut hdr = vec![];
+            l.admit_key(&k, 80, &mut hdr, &mut h1).await.unwrap();
+            assert!(hdr.contains(&("x-ratelimit-remaining-requests", "1".into())));
+            assert!(hdr.contains(&("x-ratelimit-remaining-tokens", "20".into())));
+            // The slot is held: a second request is refused, and takes nothing.
+            let mut h2 = Holds::default();
+            let r = l.admit_key(&k, 10, &mut vec![], &mut h2).await.unwrap_err();
+            assert!(r.message.contains("in flight"), "{r:?}");
+            assert!(h2.is_empty());
+            // The first used 30 tokens; its slot comes back when its holds drop.
+            l.reconcile(&mut h1, Some(30), false).await;
+            drop(h1);
+            let mut h3 = Holds::default();
+            let mut hdr = vec![];
+            l.admit_key(&k, 60, &mut hdr, &mut h3).await.unwrap();
+            assert!(hdr.contains(&("x-ratelimit-remaining-requests", "0".into())));
+            assert!(
+                hdr.contains(&("x-ratelimit-remaining-tokens", "10".into())),
+                "{hdr:?}"
+            );
+            // A failed request gives its reservation back.
+            l.reconcile(&mut h3, None, true).await;
+            drop(h3);
+            // rpm 2 reached: refused, and the tpm window is only read.
+            let mut h4 = Holds::default();
+            let mut hdr = vec![];
+            let r = l.admit_key(&k, 50, &mut hdr, &mut h4).await.unwrap_err();
+            assert_eq!(r.status, 429);
+            assert!(r.message.contains("2 requests per minute"), "{r:?}");
+            assert!(
+                hdr.contains(&("x-ratelimit-remaining-tokens", "70".into())),
+                "{hdr:?}"
+            );
+        });
     }
 
     #[test]
-    fn slots_and_helpers() {
-        let l = Limiter::default();
-        let k = l.key("a");
-        let a = try_slot(&k, 1).unwrap();
-        assert!(try_slot(&k, 1).is_none());
-        drop(a);
-        assert!(try_slot(&k, 1).is_some());
-        assert!(Arc::ptr_eq(&k, &l.key("a")));
+    fn tpm_refusal_gives_the_request_entry_back() {
+        rt().block_on(async {
+            let l = Arc::new(Limiter::memory(Duration::from_secs(60)));
+            let names = KeyNames::new("b");
+            let k = KeyLimits {
+                id: "b",
+                rpm: Some(1),
+                tpm: Some(100),
+                max_concurrent: None,
+                names: &names,
+            };
+            let mut h = Holds::default();
+            let r = l.admit_key(&k, 500, &mut vec![], &mut h).await.unwrap_err();
+            assert!(r.message.contains("tokens per minute"), "{r:?}");
+            let mut h = Holds::default();
+            l.admit_key(&k, 50, &mut vec![], &mut h)
+                .await
+                .expect("the refused request's rpm entry was given back");
+        });
+    }
+
+    #[test]
+    fn store_failure_falls_back_or_refuses() {
+        rt().block_on(async {
+            let names = KeyNames::new("c");
+            let k = KeyLimits {
+                id: "c",
+                rpm: Some(1),
+                tpm: None,
+                max_concurrent: Some(1),
+                names: &names,
+            };
+            let open = Arc::new(Limiter::new(
+                LimitStore::Failing,
+                OnError::Open,
+                Duration::from_secs(60),
+            ));
+            let mut h = Holds::default();
+            open.admit_key(&k, 0, &mut vec![], &mut h).await.unwrap();
+            assert!(open.degraded());
+            // Local counters still hold the limit.
+            let r = open
+                .admit_key(&k, 0, &mut vec![], &mut Holds::default())
+                .await
+                .unwrap_err();
+            assert_eq!(r.status, 429);
+            drop(h);
+            assert_eq!(open.fallback.slots_in_use("key:c:concurrent"), 0);
+
+            let closed = Arc::new(Limiter::new(
+                LimitStore::Failing,
+                OnError::Closed,
+                Duration::from_secs(60),
+            ));
+            let r = closed
+                .admit_key(&k, 0, &mut vec![], &mut Holds::default())
+                .await
+                .unwrap_err();
+            assert_eq!(r.status, 503);
+        });
+    }
+
+    #[test]
+    fn helpers() {
         assert_eq!(estimate_tokens(4001, Some(100)), 1101);
         assert_eq!(reset_text(Duration::from_millis(61_500)), "1m2s");
         assert_eq!(reset_text(Duration::from_millis(200)), "1s");

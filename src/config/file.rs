@@ -64,6 +64,37 @@ pub struct Settings {
     pub cors: Option<crate::cors::CorsConf>,
     /// `text` (default) or `json`: one JSON object per access-log line.
     pub log_format: Option<LogFormat>,
+    /// Where limit counters live, and gateway-wide limits.
+    pub limits: Option<LimitsConf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConf {
+    #[serde(default)]
+    pub backend: LimitBackend,
+    /// `redis://host:port/db` for `backend: redis`.
+    pub url: Option<String>,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitBackend {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// What the limits do when a shared store fails: count locally (`open`) or
+/// refuse limited requests (`closed`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Open,
+    Closed,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

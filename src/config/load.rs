@@ -172,6 +172,34 @@ fn check_retry(r: Option<&RetryConf>, path: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+fn check_limits(l: Option<&LimitsConf>, problems: &mut Vec<Problem>) {
+    let Some(l) = l else { return };
+    match (l.backend, &l.url) {
+        (LimitBackend::Memory, Some(_)) => {
+            problems.push(problem("limits.url", "only `backend: redis` takes a url"))
+        }
+        (LimitBackend::Redis, None) => problems.push(problem(
+            "limits.url",
+            "`backend: redis` needs a url (redis://host:port)",
+        )),
+        (LimitBackend::Redis, Some(u)) => {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                problems.push(problem(
+                    "limits.url",
+                    format!("'{u}' is not a redis:// or rediss:// URL"),
+                ));
+            } else {
+                // The shared store is not compiled into this build yet.
+                problems.push(problem(
+                    "limits.backend",
+                    "redis is not built in yet: use `memory` (the default)",
+                ));
+            }
+        }
+        (LimitBackend::Memory, None) => {}
+    }
+}
+
 /// Semantic checks serde cannot do.
 fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
     let s = &f.settings;
@@ -209,6 +237,7 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
         }
     }
 
+    check_limits(s.limits.as_ref(), problems);
     check_retry(s.retry.as_ref(), "retry", problems);
     if let Some(b) = &s.circuit_breaker
         && b.open_seconds == Some(0)
@@ -414,5 +443,39 @@ models: [{name: "gpt-*", targets: [{provider: o}]}]
         assert_eq!(l.file.keys[0].key.as_deref(), Some("secret"));
         assert!(l.warnings.iter().any(|w| w.contains("MISSING")));
         assert!(l.warnings.iter().any(|w| w.contains("disabled")));
+    }
+
+    #[test]
+    fn limits_backend_checks() {
+        let problems = |text: &str| {
+            parse(text, &no_env)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| format!("{p}"))
+                .collect::<Vec<_>>()
+        };
+        assert!(problems("limits: {backend: memory, on_error: closed}").is_empty());
+        let p = problems("limits: {backend: redis}");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("limits.url") && p.contains("needs a url")),
+            "{p:?}"
+        );
+        let p = problems("limits: {backend: redis, url: \"redis://127.0.0.1:6379\"}");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("limits.backend") && p.contains("not built in yet")),
+            "{p:?}"
+        );
+        let p = problems("limits: {backend: redis, url: \"http://x\"}");
+        assert!(p.iter().any(|p| p.contains("not a redis://")), "{p:?}");
+        let p = problems("limits: {url: \"redis://x\"}");
+        assert!(
+            p.iter().any(|p| p.contains("only `backend: redis`")),
+            "{p:?}"
+        );
+        let p = problems("limits: {backend: etcd, on_error: maybe}");
+        assert!(p.iter().any(|p| p.starts_with("limits")), "{p:?}");
     }
 }

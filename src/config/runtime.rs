@@ -23,9 +23,21 @@ pub struct GatewayKey {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub max_concurrent: Option<u64>,
+    /// Its counter names, built once.
+    pub names: crate::limits::KeyNames,
 }
 
 impl GatewayKey {
+    pub fn limits(&self) -> crate::limits::KeyLimits<'_> {
+        crate::limits::KeyLimits {
+            id: &self.id,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_concurrent: self.max_concurrent,
+            names: &self.names,
+        }
+    }
+
     pub fn allows(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|g| g.is_match(model))
     }
@@ -170,6 +182,8 @@ pub struct Snapshot {
     pub breaker: BreakerPolicy,
     pub stream_keepalive: Option<Duration>,
     pub rate_limit_window: Duration,
+    /// Where counters live (read at start, like `rate_limit_window`).
+    pub limit_store: LimitsConf,
     pub cors: Option<crate::cors::CorsConf>,
     pub log_json: bool,
     exact: HashMap<String, usize>,
@@ -245,6 +259,7 @@ impl Snapshot {
                     rpm: k.rpm,
                     tpm: k.tpm,
                     max_concurrent: k.max_concurrent,
+                    names: crate::limits::KeyNames::new(&k.id),
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -398,6 +413,7 @@ impl Snapshot {
                 None => Some(Duration::from_secs(15)),
             },
             rate_limit_window: Duration::from_secs(s.rate_limit_window_seconds.unwrap_or(60)),
+            limit_store: s.limits.clone().unwrap_or_default(),
             cors: s.cors.clone(),
             log_json: s.log_format == Some(LogFormat::Json),
             exact,

@@ -1,7 +1,7 @@
 //! Per-request state, kept across every upstream attempt of one request.
 
 use crate::config::Snapshot;
-use crate::limits::{KeyState, Slot};
+use crate::limits::Holds;
 use crate::metrics::InflightGuard;
 use crate::routing::Route;
 use crate::translate::Usage;
@@ -33,9 +33,9 @@ pub struct RequestCtx {
     pub debug: bool,
     /// Headers for every response to this request (`x-ratelimit-*`, CORS).
     pub extra_headers: Vec<(&'static str, String)>,
-    /// Tokens reserved against the key's tpm, reconciled with the reported usage.
-    pub tokens_reserved: Option<(Arc<KeyState>, u64, u64)>,
-    pub slot: Option<Slot>,
+    /// What the request holds against the limits: slots, request entries,
+    /// token reservations (reconciled with the reported usage in `logging`).
+    pub holds: Holds,
     _inflight: InflightGuard,
 }
 
@@ -59,8 +59,7 @@ impl RequestCtx {
             error: None,
             debug: false,
             extra_headers: Vec::new(),
-            tokens_reserved: None,
-            slot: None,
+            holds: Holds::default(),
             _inflight: InflightGuard::new(),
         }
     }

@@ -9,6 +9,7 @@ pub mod stream;
 
 use crate::auth;
 use crate::config::Snapshot;
+use crate::limits::store::{LimitStore, MemoryStore};
 use crate::limits::{self, Limiter};
 use crate::metrics::{self, METRICS};
 use crate::providers::Op;
@@ -27,18 +28,24 @@ use std::sync::Arc;
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub connector: Connector,
-    pub limiter: Limiter,
+    pub limiter: Arc<Limiter>,
     /// The admin listener serves only health and metrics.
     pub admin: bool,
 }
 
 impl Gateway {
     pub fn new(config: Arc<ArcSwap<Snapshot>>, admin: bool) -> Self {
-        let window = config.load().rate_limit_window;
+        let snap = config.load();
+        let conf = &snap.limit_store;
+        // `backend: redis` is refused by config validation until the shared
+        // store is built in; memory is the only store here.
+        let store = LimitStore::Memory(MemoryStore::default());
+        let limiter = Arc::new(Limiter::new(store, conf.on_error, snap.rate_limit_window));
+        drop(snap);
         Gateway {
             config,
             connector: Connector::new(None),
-            limiter: Limiter::new(window),
+            limiter,
             admin,
         }
     }
@@ -100,20 +107,12 @@ impl ProxyHttp for Gateway {
         if let Some(e) = e {
             ctx.error.get_or_insert_with(|| e.to_string());
         }
-        if let Some((k, ticket, estimate)) = ctx.tokens_reserved.take() {
-            let now = crate::resilience::now_ms();
-            match &ctx.usage {
-                Some(u) => {
-                    k.tokens
-                        .adjust(now, ticket, (u.input + u.output) as i64 - estimate as i64)
-                }
-                // A failed request used nothing: give its reservation back.
-                None if ctx.status >= 400 || ctx.status == 0 => {
-                    k.tokens.adjust(now, ticket, -(estimate as i64))
-                }
-                // An answer that reported no usage keeps its estimate.
-                None => {}
-            }
+        if !ctx.holds.is_empty() {
+            // A failed request used nothing: its reservations come back; an
+            // answer that reported no usage keeps its estimate.
+            let used = ctx.usage.map(|u| u.input + u.output);
+            let failed = ctx.status >= 400 || ctx.status == 0;
+            self.limiter.reconcile(&mut ctx.holds, used, failed).await;
         }
         record(ctx);
     }
@@ -187,6 +186,23 @@ fn record(ctx: &RequestCtx) {
     }
 }
 
+/// A request the limits refused: 429 (or 503) in the client's format, with
+/// `Retry-After` in whole seconds.
+async fn refuse(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    efmt: Format,
+    r: limits::Refusal,
+) -> pingora_core::Result<()> {
+    if r.status == 429 {
+        let key = ctx.key_id.as_deref().unwrap_or("");
+        METRICS.rate_limited.with_label_values(&[key]).inc();
+    }
+    let retry = r.retry_after.as_secs_f64().ceil().max(1.0).to_string();
+    ctx.extra_headers.push(("retry-after", retry));
+    respond::error(s, ctx, efmt, r.status, &r.message, None).await
+}
+
 impl RequestCtx {
     /// The model label: the configured entry name would be lower-cardinality,
     /// but clients ask for few names; unknown models are never labelled.
@@ -200,96 +216,6 @@ impl RequestCtx {
 }
 
 impl Gateway {
-    /// Apply the key's limits; `Some((message, retry_after))` when refused.
-    /// Fills the `x-ratelimit-*` headers either way.
-    fn check_limits(
-        &self,
-        ctx: &mut RequestCtx,
-        k: &crate::config::runtime::GatewayKey,
-        body_len: usize,
-        max_output: Option<u64>,
-    ) -> Option<(String, std::time::Duration)> {
-        if k.rpm.is_none() && k.tpm.is_none() && k.max_concurrent.is_none() {
-            return None;
-        }
-        let state = self.limiter.key(&k.id);
-        let now = crate::resilience::now_ms();
-        if let Some(max) = k.max_concurrent {
-            match limits::try_slot(&state, max) {
-                Some(slot) => ctx.slot = Some(slot),
-                None => {
-                    let msg = format!(
-                        "gateway key '{}' has {max} requests in flight, its limit",
-                        k.id
-                    );
-                    return Some((msg, std::time::Duration::from_secs(1)));
-                }
-            }
-        }
-        let mut refused = None;
-        let mut request_ticket = None;
-        if let Some(rpm) = k.rpm {
-            let r = state.requests.try_take(now, 1, rpm);
-            request_ticket = r.as_ref().ok().map(|q| q.ticket);
-            let q = *r.as_ref().unwrap_or_else(|q| q);
-            ctx.extra_headers
-                .push(("x-ratelimit-limit-requests", q.limit.to_string()));
-            ctx.extra_headers
-                .push(("x-ratelimit-remaining-requests", q.remaining.to_string()));
-            ctx.extra_headers
-                .push(("x-ratelimit-reset-requests", limits::reset_text(q.reset)));
-            if r.is_err() {
-                refused = Some((
-                    format!(
-                        "gateway key '{}' reached its limit of {rpm} requests per minute",
-                        k.id
-                    ),
-                    q.reset,
-                ));
-            }
-        }
-        if let Some(tpm) = k.tpm {
-            let estimate = limits::estimate_tokens(body_len, max_output);
-            let r = if refused.is_some() {
-                state.tokens.try_take(now, 0, tpm)
-            } else {
-                state.tokens.try_take(now, estimate, tpm)
-            };
-            let q = *r.as_ref().unwrap_or_else(|q| q);
-            ctx.extra_headers
-                .push(("x-ratelimit-limit-tokens", q.limit.to_string()));
-            ctx.extra_headers
-                .push(("x-ratelimit-remaining-tokens", q.remaining.to_string()));
-            ctx.extra_headers
-                .push(("x-ratelimit-reset-tokens", limits::reset_text(q.reset)));
-            match r {
-                Ok(q) if refused.is_none() => {
-                    ctx.tokens_reserved = Some((state.clone(), q.ticket, estimate))
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    if refused.is_none() {
-                        // The request slot it took is given back: it never ran.
-                        if let Some(t) = request_ticket {
-                            state.requests.adjust(now, t, -1);
-                        }
-                        refused = Some((
-                            format!(
-                                "gateway key '{}' reached its limit of {tpm} tokens per minute",
-                                k.id
-                            ),
-                            q.reset,
-                        ));
-                    }
-                }
-            }
-        }
-        if refused.is_some() {
-            ctx.slot = None;
-        }
-        refused
-    }
-
     async fn serve(&self, s: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
         ctx.request_id = request_id(s);
         ctx.debug = s
@@ -494,13 +420,20 @@ impl Gateway {
                 }
             }
         }
-        if let Some(k) = key
-            && let Some(refusal) = self.check_limits(ctx, k, body.len(), peeked.max_output)
-        {
-            METRICS.rate_limited.with_label_values(&[&k.id]).inc();
-            let retry = refusal.1.as_secs_f64().ceil().max(1.0).to_string();
-            ctx.extra_headers.push(("retry-after", retry));
-            return respond::error(s, ctx, efmt, 429, &refusal.0, None).await;
+        if let Some(k) = key {
+            let estimate = limits::estimate_tokens(body.len(), peeked.max_output);
+            let r = self
+                .limiter
+                .admit_key(
+                    &k.limits(),
+                    estimate,
+                    &mut ctx.extra_headers,
+                    &mut ctx.holds,
+                )
+                .await;
+            if let Err(refusal) = r {
+                return refuse(s, ctx, efmt, refusal).await;
+            }
         }
         let op = if ctx.route == Route::Embeddings {
             Op::Embeddings
