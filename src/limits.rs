@@ -120,6 +120,15 @@ pub struct Limiter {
     pub minute_ms: u64,
     /// The store is failing (logged once per change).
     down: AtomicBool,
+    global_rpm: Arc<str>,
+    global_concurrent: Arc<str>,
+}
+
+/// Gateway-wide limits (`limits: {rpm, max_concurrent}`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GlobalLimits {
+    pub rpm: Option<u64>,
+    pub max_concurrent: Option<u64>,
 }
 
 /// An answer from the store or, when it failed and `on_error: open`, from
@@ -137,6 +146,8 @@ impl Limiter {
             on_error,
             minute_ms: minute.as_millis().max(1) as u64,
             down: AtomicBool::new(false),
+            global_rpm: "global:rpm".into(),
+            global_concurrent: "global:concurrent".into(),
         }
     }
 
@@ -304,6 +315,62 @@ impl Limiter {
             self.give_back(holds).await;
         }
         r
+    }
+
+    /// Apply the gateway-wide limits to one request; on refusal what it took
+    /// is given back (the key's holds too: the request never runs).
+    pub async fn admit_global(
+        self: &Arc<Self>,
+        g: GlobalLimits,
+        holds: &mut Holds,
+    ) -> Result<(), Refusal> {
+        let r = self.admit_global_inner(g, holds).await;
+        if r.is_err() {
+            self.give_back(holds).await;
+        }
+        r
+    }
+
+    async fn admit_global_inner(
+        self: &Arc<Self>,
+        g: GlobalLimits,
+        holds: &mut Holds,
+    ) -> Result<(), Refusal> {
+        if let Some(max) = g.max_concurrent {
+            match self
+                .slot(&self.global_concurrent, max)
+                .await
+                .map_err(StoreDown::refusal)?
+            {
+                Some(s) => holds.slots.push(s),
+                None => {
+                    return Err(Refusal {
+                        status: 429,
+                        message: format!("the gateway has {max} requests in flight, its limit"),
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+            }
+        }
+        if let Some(rpm) = g.rpm {
+            let (a, hold) = self
+                .window_take(&self.global_rpm, self.minute_ms, 1, rpm)
+                .await
+                .map_err(StoreDown::refusal)?;
+            match hold {
+                Some(h) => holds.requests.push(h),
+                None => {
+                    return Err(Refusal {
+                        status: 429,
+                        message: format!(
+                            "the gateway reached its limit of {rpm} requests per minute"
+                        ),
+                        retry_after: Duration::from_millis(a.reset_ms()),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn admit_key_inner(
@@ -543,6 +610,48 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(r.status, 503);
+        });
+    }
+
+    #[test]
+    fn global_limits_and_giving_back_the_key() {
+        rt().block_on(async {
+            let l = Arc::new(Limiter::memory(Duration::from_secs(60)));
+            let names = KeyNames::new("g");
+            let k = KeyLimits {
+                id: "g",
+                rpm: Some(10),
+                tpm: None,
+                max_concurrent: None,
+                names: &names,
+            };
+            let g = GlobalLimits {
+                rpm: Some(2),
+                max_concurrent: Some(1),
+            };
+            let mut a = Holds::default();
+            l.admit_key(&k, 0, &mut vec![], &mut a).await.unwrap();
+            l.admit_global(g, &mut a).await.unwrap();
+            let mut b = Holds::default();
+            let mut hdr = vec![];
+            l.admit_key(&k, 0, &mut hdr, &mut b).await.unwrap();
+            assert!(hdr.contains(&("x-ratelimit-remaining-requests", "8".into())));
+            let r = l.admit_global(g, &mut b).await.unwrap_err();
+            assert!(r.message.contains("1 requests in flight"), "{r:?}");
+            drop(a);
+            // b's key entry came back with the refusal: still 8 left after this one.
+            let mut c = Holds::default();
+            let mut hdr = vec![];
+            l.admit_key(&k, 0, &mut hdr, &mut c).await.unwrap();
+            assert!(
+                hdr.contains(&("x-ratelimit-remaining-requests", "8".into())),
+                "{hdr:?}"
+            );
+            l.admit_global(g, &mut c).await.unwrap();
+            drop(c);
+            let r = l.admit_global(g, &mut Holds::default()).await.unwrap_err();
+            assert!(r.message.contains("2 requests per minute"), "{r:?}");
+            assert!(r.retry_after > Duration::from_secs(59), "{r:?}");
         });
     }
 

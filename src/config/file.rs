@@ -77,6 +77,10 @@ pub struct LimitsConf {
     pub url: Option<String>,
     #[serde(default)]
     pub on_error: OnError,
+    /// AI requests in flight at once, whole gateway.
+    pub max_concurrent: Option<u64>,
+    /// AI requests per minute (sliding window), whole gateway.
+    pub rpm: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

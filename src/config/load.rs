@@ -174,6 +174,14 @@ fn check_retry(r: Option<&RetryConf>, path: &str, problems: &mut Vec<Problem>) {
 
 fn check_limits(l: Option<&LimitsConf>, problems: &mut Vec<Problem>) {
     let Some(l) = l else { return };
+    for (name, v) in [("rpm", l.rpm), ("max_concurrent", l.max_concurrent)] {
+        if v == Some(0) {
+            problems.push(problem(
+                format!("limits.{name}"),
+                "must be at least 1 (omit it for no limit)",
+            ));
+        }
+    }
     match (l.backend, &l.url) {
         (LimitBackend::Memory, Some(_)) => {
             problems.push(problem("limits.url", "only `backend: redis` takes a url"))
@@ -475,6 +483,8 @@ models: [{name: "gpt-*", targets: [{provider: o}]}]
             p.iter().any(|p| p.contains("only `backend: redis`")),
             "{p:?}"
         );
+        let p = problems("limits: {rpm: 0}");
+        assert!(p.iter().any(|p| p.starts_with("limits.rpm")), "{p:?}");
         let p = problems("limits: {backend: etcd, on_error: maybe}");
         assert!(p.iter().any(|p| p.starts_with("limits")), "{p:?}");
     }

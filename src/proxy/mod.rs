@@ -435,6 +435,13 @@ impl Gateway {
                 return refuse(s, ctx, efmt, refusal).await;
             }
         }
+        let global = limits::GlobalLimits {
+            rpm: snap.limit_store.rpm,
+            max_concurrent: snap.limit_store.max_concurrent,
+        };
+        if let Err(refusal) = self.limiter.admit_global(global, &mut ctx.holds).await {
+            return refuse(s, ctx, efmt, refusal).await;
+        }
         let op = if ctx.route == Route::Embeddings {
             Op::Embeddings
         } else {

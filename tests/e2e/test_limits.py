@@ -370,3 +370,73 @@ def test_max_concurrent_slots_come_back_after_failures_streams_and_disconnects(s
             break
         time.sleep(0.1)
     assert r.status_code == 200, f"the slot of a disconnected stream was not released within 3 s: {r.status_code}"
+
+
+# ============================================================================ global limits (limits: {rpm, max_concurrent})
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_global_rpm_counts_every_key_and_refuses_in_client_format(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
+    """limits.rpm 3 for the whole gateway: requests of two keys share it; the fourth
+    gets 429 in the client's format with Retry-After, never reaches the upstream and
+    is counted under its key."""
+    gw = start_gateway(limits_config(upstream, {}, window=60, limits={"rpm": 3}))
+    for key in (KEY, OTHER, KEY):
+        r = send(gw, fmt, key=key)
+        assert r.status_code == 200, r.text
+    r = send(gw, fmt, key=OTHER)
+    body = assert_error_shape(fmt, r, 429)
+    assert "gateway" in r.text and "3 requests per minute" in r.text, body
+    ra = retry_after(r)
+    assert 1 <= ra <= 60
+    assert len(upstream.requests) == 3, "the refused request reached the upstream"
+    assert rate_limited_count(gw, "other") == 1 and rate_limited_count(gw) == 0
+
+
+def test_global_rpm_window_reopens_after_retry_after(start_gateway: StartGateway, upstream: MockUpstream):
+    gw = start_gateway(limits_config(upstream, {}, window=1, limits={"rpm": 2}))
+    for _ in range(2):
+        assert send(gw, "openai-responses", key=OTHER).status_code == 200
+    r = send(gw, "openai-responses", key=OTHER)
+    refused = time.monotonic()
+    assert_error_shape("openai-responses", r, 429)
+    ra = retry_after(r)
+    assert ra <= 2
+    sleep_until(refused + ra + 0.05)
+    r = send(gw, "openai-responses", key=OTHER)
+    assert r.status_code == 200, f"global window did not reopen after Retry-After {ra}s: {r.text[:200]}"
+
+
+def test_global_refusal_gives_back_the_keys_request(start_gateway: StartGateway, upstream: MockUpstream):
+    """A request the global limit refuses never ran: the key's rpm entry it took is
+    given back (key rpm 2, global rpm 1: the key still has 1 left after the refusal)."""
+    gw = start_gateway(limits_config(upstream, {"rpm": 2}, window=60, limits={"rpm": 1}))
+    assert send(gw, "openai-chat").status_code == 200
+    r = send(gw, "openai-chat")
+    assert r.status_code == 429 and "gateway reached" in r.text, r.text
+    # The key's own headers still tell its state: 1 remaining (the refused one came back).
+    assert_request_headers(r, 2)
+    gw2 = start_gateway(limits_config(upstream, {"rpm": 2}, window=60))
+    assert [send(gw2, "openai-chat").status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize("fmt", ["openai-chat", "anthropic", "gemini"])
+def test_global_max_concurrent_refuses_while_full(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
+    """limits.max_concurrent 1: while one request (of any key) is held upstream, another
+    gets 429 in its client's format with Retry-After; afterwards requests pass."""
+    gw = start_gateway(limits_config(upstream, {}, upstream_model="stall-400", limits={"max_concurrent": 1}))
+    out: list[httpx.Response] = []
+    t = threading.Thread(target=lambda: out.append(send(gw, fmt, key=OTHER)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not upstream.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert upstream.requests, "the first request never reached the upstream"
+    second = send(gw, fmt)
+    t.join(10)
+    assert out and out[0].status_code == 200
+    assert_error_shape(fmt, second, 429)
+    assert "in flight" in second.text
+    retry_after(second)
+    assert len(upstream.requests) == 1
+    assert send(gw, fmt).status_code == 200, "the global slot was not released"
