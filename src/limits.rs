@@ -45,6 +45,33 @@ pub struct KeyLimits<'a> {
     pub names: &'a KeyNames,
 }
 
+/// Limits of one model target, with its counter names (built at load).
+#[derive(Debug)]
+pub struct TargetLimits {
+    /// `provider/model`, for messages.
+    pub label: String,
+    /// rpm, rph, rpd, tpm.
+    limits: [Option<u64>; 4],
+    names: [Arc<str>; 4],
+}
+
+const TARGET_UNITS: [&str; 4] = ["rpm", "rph", "rpd", "tpm"];
+
+impl TargetLimits {
+    /// `None` when the target has no limit.
+    pub fn new(label: String, limits: [Option<u64>; 4]) -> Option<Self> {
+        if limits.iter().all(Option::is_none) {
+            return None;
+        }
+        let names = TARGET_UNITS.map(|u| Arc::from(format!("target:{label}:{u}")));
+        Some(TargetLimits {
+            label,
+            limits,
+            names,
+        })
+    }
+}
+
 /// A request the limits refuse: 429 (or 503 when the store is down and
 /// `on_error: closed`), in the client's format.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,9 +131,26 @@ pub struct Holds {
     tokens: Vec<WindowHold>,
 }
 
+impl std::fmt::Debug for Holds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holds")
+            .field("slots", &self.slots.len())
+            .field("requests", &self.requests)
+            .field("tokens", &self.tokens)
+            .finish()
+    }
+}
+
 impl Holds {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty() && self.requests.is_empty() && self.tokens.is_empty()
+    }
+
+    /// Keep `other`'s slots and token reservations until this request ends
+    /// (its request entries have nothing left to settle).
+    pub fn absorb(&mut self, other: Holds) {
+        self.slots.extend(other.slots);
+        self.tokens.extend(other.tokens);
     }
 }
 
@@ -371,6 +415,52 @@ impl Limiter {
             }
         }
         Ok(())
+    }
+
+    /// Take one attempt's share of a target's limits: a request in each of
+    /// its minute / hour / day windows and `estimate` tokens. Refused: nothing
+    /// is kept, and the refusal says when the target has room again.
+    pub async fn admit_target(&self, t: &TargetLimits, estimate: u64) -> Result<Holds, Refusal> {
+        let mut holds = Holds::default();
+        let lens = [
+            self.minute_ms,
+            self.minute_ms * 60,
+            self.minute_ms * 1440,
+            self.minute_ms,
+        ];
+        let what = [
+            "requests per minute",
+            "requests per hour",
+            "requests per day",
+            "tokens per minute",
+        ];
+        for i in 0..4 {
+            let Some(limit) = t.limits[i] else { continue };
+            let amount = if i == 3 { estimate } else { 1 };
+            let taken = self.window_take(&t.names[i], lens[i], amount, limit).await;
+            let refusal = match taken {
+                Ok((_, Some(h))) => {
+                    if i == 3 {
+                        holds.tokens.push(h);
+                    } else {
+                        holds.requests.push(h);
+                    }
+                    continue;
+                }
+                Ok((a, None)) => Refusal {
+                    status: 429,
+                    message: format!(
+                        "target '{}' reached its limit of {limit} {}",
+                        t.label, what[i]
+                    ),
+                    retry_after: Duration::from_millis(a.reset_ms()),
+                },
+                Err(down) => down.refusal(),
+            };
+            self.give_back(&mut holds).await;
+            return Err(refusal);
+        }
+        Ok(holds)
     }
 
     async fn admit_key_inner(
@@ -652,6 +742,33 @@ mod tests {
             let r = l.admit_global(g, &mut Holds::default()).await.unwrap_err();
             assert!(r.message.contains("2 requests per minute"), "{r:?}");
             assert!(r.retry_after > Duration::from_secs(59), "{r:?}");
+        });
+    }
+
+    #[test]
+    fn target_windows_scale_with_the_minute() {
+        rt().block_on(async {
+            // A 1 s "minute": the hour is 60 s, the day 1440 s.
+            let l = Limiter::memory(Duration::from_secs(1));
+            let t =
+                TargetLimits::new("p/m".into(), [Some(5), Some(2), Some(3), Some(100)]).unwrap();
+            let mut a = l.admit_target(&t, 60).await.unwrap();
+            let r = l.admit_target(&t, 60).await.unwrap_err();
+            assert!(r.message.contains("100 tokens per minute"), "{r:?}");
+            // The refused attempt kept nothing: after a's tokens come back, two fit.
+            l.reconcile(&mut a, None, true).await;
+            let _b = l.admit_target(&t, 10).await.unwrap();
+            let r = l.admit_target(&t, 10).await.unwrap_err();
+            assert_eq!(
+                r.message,
+                "target 'p/m' reached its limit of 2 requests per hour"
+            );
+            assert!(
+                r.retry_after > Duration::from_secs(59) && r.retry_after <= Duration::from_secs(60),
+                "{r:?}"
+            );
+            assert!(TargetLimits::new("x".into(), [None; 4]).is_none());
+            assert_eq!(&*t.names[2], "target:p/m:rpd");
         });
     }
 

@@ -259,6 +259,12 @@ pub struct TargetConf {
     /// For `strategy: weighted`.
     #[serde(default = "one")]
     pub weight: u32,
+    /// Requests per minute / hour / day and tokens per minute this target
+    /// may take (a provider's published quota); at its limit it is skipped.
+    pub rpm: Option<u64>,
+    pub rph: Option<u64>,
+    pub rpd: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

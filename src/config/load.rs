@@ -374,6 +374,19 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
                     "must be at least 1",
                 ));
             }
+            for (name, v) in [
+                ("rpm", t.rpm),
+                ("rph", t.rph),
+                ("rpd", t.rpd),
+                ("tpm", t.tpm),
+            ] {
+                if v == Some(0) {
+                    problems.push(problem(
+                        format!("{path}.targets[{j}].{name}"),
+                        "must be at least 1 (omit it for no limit)",
+                    ));
+                }
+            }
             if !f.providers.iter().any(|p| p.name == t.provider) {
                 problems.push(problem(
                     format!("{path}.targets[{j}].provider"),

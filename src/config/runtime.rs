@@ -4,6 +4,7 @@
 
 use super::file::*;
 use super::load::Loaded;
+use crate::limits::TargetLimits;
 use crate::providers::credentials::Credentials;
 use crate::providers::{Endpoint, chat_format, default_base_url};
 use crate::resilience::{Breaker, BreakerPolicy, CooldownPolicy, CredentialRest, RetryPolicy};
@@ -13,6 +14,7 @@ use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -108,6 +110,7 @@ pub struct Target {
     pub provider: usize,
     /// None: send the name the client asked for.
     pub model: Option<String>,
+    pub limits: Option<Arc<TargetLimits>>,
 }
 
 pub struct ModelEntry {
@@ -162,6 +165,8 @@ impl ModelEntry {
 pub struct Resolved {
     pub provider: usize,
     pub model: String,
+    /// The target's own rate limits, checked before each attempt.
+    pub limits: Option<Arc<TargetLimits>>,
 }
 
 pub struct Snapshot {
@@ -358,6 +363,13 @@ impl Snapshot {
                     provider_index.get(&t.provider).map(|&i| Target {
                         provider: i,
                         model: t.model.clone(),
+                        // Counted per provider and upstream model (or, for a
+                        // target that passes the client's name, per entry).
+                        limits: TargetLimits::new(
+                            format!("{}/{}", t.provider, t.model.as_deref().unwrap_or(&m.name)),
+                            [t.rpm, t.rph, t.rpd, t.tpm],
+                        )
+                        .map(Arc::new),
                     })
                 })
                 .collect();
@@ -440,6 +452,7 @@ impl Snapshot {
                         Resolved {
                             provider: t.provider,
                             model: t.model.clone().unwrap_or_else(|| name.to_string()),
+                            limits: t.limits.clone(),
                         }
                     })
                     .collect(),
@@ -453,6 +466,7 @@ impl Snapshot {
         Some(vec![Resolved {
             provider: p,
             model: model.to_string(),
+            limits: None,
         }])
     }
 

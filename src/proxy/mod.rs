@@ -186,23 +186,6 @@ fn record(ctx: &RequestCtx) {
     }
 }
 
-/// A request the limits refused: 429 (or 503) in the client's format, with
-/// `Retry-After` in whole seconds.
-async fn refuse(
-    s: &mut Session,
-    ctx: &mut RequestCtx,
-    efmt: Format,
-    r: limits::Refusal,
-) -> pingora_core::Result<()> {
-    if r.status == 429 {
-        let key = ctx.key_id.as_deref().unwrap_or("");
-        METRICS.rate_limited.with_label_values(&[key]).inc();
-    }
-    let retry = r.retry_after.as_secs_f64().ceil().max(1.0).to_string();
-    ctx.extra_headers.push(("retry-after", retry));
-    respond::error(s, ctx, efmt, r.status, &r.message, None).await
-}
-
 impl RequestCtx {
     /// The model label: the configured entry name would be lower-cardinality,
     /// but clients ask for few names; unknown models are never labelled.
@@ -432,7 +415,7 @@ impl Gateway {
                 )
                 .await;
             if let Err(refusal) = r {
-                return refuse(s, ctx, efmt, refusal).await;
+                return respond::refusal(s, ctx, efmt, refusal).await;
             }
         }
         let global = limits::GlobalLimits {
@@ -440,7 +423,7 @@ impl Gateway {
             max_concurrent: snap.limit_store.max_concurrent,
         };
         if let Err(refusal) = self.limiter.admit_global(global, &mut ctx.holds).await {
-            return refuse(s, ctx, efmt, refusal).await;
+            return respond::refusal(s, ctx, efmt, refusal).await;
         }
         let op = if ctx.route == Route::Embeddings {
             Op::Embeddings
@@ -451,6 +434,6 @@ impl Gateway {
             .as_ref()
             .map(|_| auth::strip_key_param(query.as_deref().unwrap_or("")));
         let mut ask = Ask::new(ingress, op, body, peeked, gemini_query);
-        exchange::run(&self.connector, s, ctx, &mut ask, targets).await
+        exchange::run(&self.connector, &self.limiter, s, ctx, &mut ask, targets).await
     }
 }

@@ -440,3 +440,138 @@ def test_global_max_concurrent_refuses_while_full(start_gateway: StartGateway, u
     retry_after(second)
     assert len(upstream.requests) == 1
     assert send(gw, fmt).status_code == 200, "the global slot was not released"
+
+
+# ============================================================================ per-target limits (models[].targets[].rpm/rph/rpd/tpm)
+
+PROVIDER_OF = {"openai-chat": "oa", "openai-responses": "resp", "anthropic": "an", "gemini": "ge"}
+PREFIX_OF = {"openai-chat": "gpt", "openai-responses": "gpt", "anthropic": "claude", "gemini": "gemini"}
+
+
+def target(prov: str, model: str, **limits: int) -> dict:
+    return {"provider": prov, "model": model, **limits}
+
+
+def target_config(mock: MockUpstream, models: list[dict], window: int = 60, **top: Any) -> dict:
+    """limits_config plus `models` (whose targets carry limits); the key is unlimited."""
+    cfg = limits_config(mock, {}, window=window, **top)
+    cfg["models"] += models
+    return cfg
+
+
+def upstream_models(mock: MockUpstream) -> list[str]:
+    return [r.model for r in mock.requests]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_target_at_its_rpm_is_skipped_then_all_limited_gets_429(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
+    """Two targets with rpm 1 each: the first request goes to target 1, the second
+    skips it (at its limit) and target 2 serves, the third finds both at their limit:
+    429 in the client's format with Retry-After; no upstream is hit by it."""
+    prov, pre = PROVIDER_OF[fmt], PREFIX_OF[fmt]
+    gw = start_gateway(target_config(upstream, [{"name": "lim-m", "targets": [target(prov, f"{pre}-t1", rpm=1), target(prov, f"{pre}-t2", rpm=1)]}]))
+    path, body = raw_request(fmt, "lim-m")
+    if fmt == "anthropic":
+        body["max_tokens"] = 1
+    for _ in range(2):
+        r = send(gw, fmt, key=OTHER, path_body=(path, body))
+        assert r.status_code == 200, r.text
+    assert upstream_models(upstream) == [f"{pre}-t1", f"{pre}-t2"], "the limited target was hit instead of skipped"
+    r = send(gw, fmt, key=OTHER, path_body=(path, body))
+    body_err = assert_error_shape(fmt, r, 429)
+    assert "reached its limit of 1 requests per minute" in r.text, body_err
+    ra = retry_after(r)
+    assert ra <= 60
+    assert len(upstream.requests) == 2, "a request reached an upstream at its limit"
+    assert rate_limited_count(gw, "other") == 1
+
+
+def test_all_targets_limited_answers_the_shortest_retry_after(start_gateway: StartGateway, upstream: MockUpstream):
+    """Target 1 has rpm 1 (free again within a minute), target 2 rph 1 (an hour): once
+    both are used, the 429 carries target 1's Retry-After, the shorter."""
+    gw = start_gateway(target_config(upstream, [{"name": "lim-m", "targets": [target("oa", "gpt-t1", rpm=1), target("oa", "gpt-t2", rph=1)]}]))
+    pb = ("/v1/chat/completions", {"model": "lim-m", "messages": [{"role": "user", "content": "x"}]})
+    assert [send(gw, "openai-chat", key=OTHER, path_body=pb).status_code for _ in range(2)] == [200, 200]
+    r = send(gw, "openai-chat", key=OTHER, path_body=pb)
+    assert r.status_code == 429
+    assert retry_after(r) <= 60, "not the shortest Retry-After of the limited targets"
+    assert "gpt-t1" in r.text, r.text
+
+
+def test_target_rpm_window_reopens_after_retry_after(start_gateway: StartGateway, upstream: MockUpstream):
+    gw = start_gateway(target_config(upstream, [{"name": "lim-m", "targets": [target("an", "claude-t1", rpm=2)]}], window=1))
+    pb = ("/v1/messages", {"model": "lim-m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]})
+    assert [send(gw, "anthropic", key=OTHER, path_body=pb).status_code for _ in range(2)] == [200, 200]
+    r = send(gw, "anthropic", key=OTHER, path_body=pb)
+    refused = time.monotonic()
+    assert_error_shape("anthropic", r, 429)
+    ra = retry_after(r)
+    assert ra <= 2
+    sleep_until(refused + ra + 0.05)
+    r = send(gw, "anthropic", key=OTHER, path_body=pb)
+    assert r.status_code == 200, f"target window did not reopen after Retry-After {ra}s: {r.text[:200]}"
+
+
+def test_target_rph_and_rpd_windows_are_an_hour_and_a_day_of_the_minute(start_gateway: StartGateway, upstream: MockUpstream):
+    """rph and rpd windows are 60 and 1440 `rate_limit_window_seconds`: with a 1 s
+    minute, an exhausted rph target is free again within 60 s and an rpd one within
+    1440 s, which the Retry-After of each says."""
+    gw = start_gateway(target_config(upstream, [
+        {"name": "hour-m", "targets": [target("ge", "gemini-h1", rph=1)]},
+        {"name": "day-m", "targets": [target("ge", "gemini-d1", rpd=1)]},
+    ], window=1))
+    for model, lo, hi, word in (("hour-m", 55, 60, "per hour"), ("day-m", 1400, 1440, "per day")):
+        path = f"/v1beta/models/{model}:generateContent"
+        body = {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}
+        assert send(gw, "gemini", key=OTHER, path_body=(path, body)).status_code == 200
+        r = send(gw, "gemini", key=OTHER, path_body=(path, body))
+        assert_error_shape("gemini", r, 429)
+        assert word in r.text, r.text
+        ra = retry_after(r)
+        assert lo <= ra <= hi, f"{model}: Retry-After {ra}s, want {lo}..{hi} for a 1 s minute"
+    assert upstream_models(upstream) == ["gemini-h1", "gemini-d1"]
+
+
+def test_models_list_fallback_skips_a_limited_target(start_gateway: StartGateway, upstream: MockUpstream):
+    """`models: [a, b]`: a's only target is at its limit, so b's serves; with both at
+    their limits the client gets 429."""
+    gw = start_gateway(target_config(upstream, [
+        {"name": "fb-a", "targets": [target("oa", "gpt-a1", rpm=1)]},
+        {"name": "fb-b", "targets": [target("oa", "gpt-b1", rpm=1)]},
+    ]))
+    pb = ("/v1/chat/completions", {"models": ["fb-a", "fb-b"], "messages": [{"role": "user", "content": "x"}]})
+    codes = [send(gw, "openai-chat", key=OTHER, path_body=pb).status_code for _ in range(3)]
+    assert codes == [200, 200, 429], codes
+    assert upstream_models(upstream) == ["gpt-a1", "gpt-b1"]
+
+
+def test_target_tpm_reserves_then_reconciles_with_reported_usage(start_gateway: StartGateway, upstream: MockUpstream):
+    """Target 1 has tpm 1000. A (~625 tokens reserved: body/4 + max_tokens 600) is
+    held upstream; B would make ~1250, so target 1 is skipped and target 2 serves B.
+    A reports 30 tokens; after reconciliation C fits target 1 again."""
+    gw = start_gateway(target_config(upstream, [{"name": "tpm-m", "targets": [target("oa", "gpt-t1", tpm=1000), target("oa", "gpt-t2")]}]))
+    pb = ("/v1/chat/completions", {"model": "tpm-m", "max_tokens": 600, "messages": [{"role": "user", "content": "hi"}]})
+    upstream.add_rule("stall-600", model="gpt-t1", times=1)
+    out: list[httpx.Response] = []
+    t = threading.Thread(target=lambda: out.append(send(gw, "openai-chat", key=OTHER, path_body=pb)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not upstream.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b = send(gw, "openai-chat", key=OTHER, path_body=pb)
+    t.join(10)
+    assert out[0].status_code == 200 and b.status_code == 200
+    c = send(gw, "openai-chat", key=OTHER, path_body=pb)
+    assert c.status_code == 200
+    assert upstream_models(upstream) == ["gpt-t1", "gpt-t2", "gpt-t1"], "target tpm not reserved or not reconciled"
+
+
+def test_target_tpm_of_a_failed_attempt_comes_back(start_gateway: StartGateway, upstream: MockUpstream):
+    """A failed attempt used no tokens: target 1 (tpm 700) answers 500 and target 2
+    serves; the next request is tried on target 1 again, not skipped for a
+    reservation that was never used."""
+    gw = start_gateway(target_config(upstream, [{"name": "f-m", "targets": [target("oa", "gpt-fail-500", tpm=700), target("oa", "gpt-t2")]}],
+                                     circuit_breaker={"failure_threshold": 1000, "open_seconds": 1}))
+    pb = ("/v1/chat/completions", {"model": "f-m", "max_tokens": 600, "messages": [{"role": "user", "content": "hi"}]})
+    assert [send(gw, "openai-chat", key=OTHER, path_body=pb).status_code for _ in range(2)] == [200, 200]
+    assert upstream_models(upstream) == ["gpt-fail-500", "gpt-t2", "gpt-fail-500", "gpt-t2"]
