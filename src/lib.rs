@@ -7,6 +7,7 @@ pub mod cors;
 pub mod ir;
 pub mod limits;
 pub mod metrics;
+pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod resilience;

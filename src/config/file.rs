@@ -66,6 +66,47 @@ pub struct Settings {
     pub log_format: Option<LogFormat>,
     /// Where limit counters live, and gateway-wide limits.
     pub limits: Option<LimitsConf>,
+    /// Prices (USD per million tokens) by model name or glob, over the
+    /// built-in table.
+    pub model_prices: Option<PriceTable>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConf {
+    pub input: f64,
+    pub output: f64,
+    /// Default: `input`.
+    pub cached_input: Option<f64>,
+    /// Default: `input`.
+    pub cache_write: Option<f64>,
+}
+
+/// `model_prices` in file order (globs are tried in that order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PriceTable(pub Vec<(String, PriceConf)>);
+
+impl<'de> Deserialize<'de> for PriceTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = PriceTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of model names (or globs) to prices")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<PriceTable, A::Error> {
+                let mut out = vec![];
+                while let Some(e) = m.next_entry::<String, PriceConf>()? {
+                    out.push(e);
+                }
+                Ok(PriceTable(out))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -246,6 +246,31 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
     }
 
     check_limits(s.limits.as_ref(), problems);
+    for (name, p) in s.model_prices.iter().flat_map(|t| &t.0) {
+        let path = format!("model_prices.{name}");
+        if name.is_empty() {
+            problems.push(problem(&path, "a model name or glob is needed"));
+        }
+        if crate::pricing::is_glob(name) {
+            check_glob(name, &path, problems);
+        }
+        let rates = [
+            ("input", Some(p.input)),
+            ("output", Some(p.output)),
+            ("cached_input", p.cached_input),
+            ("cache_write", p.cache_write),
+        ];
+        for (field, v) in rates {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                problems.push(problem(
+                    format!("{path}.{field}"),
+                    "must be a price in USD per million tokens (0 or more)",
+                ));
+            }
+        }
+    }
     check_retry(s.retry.as_ref(), "retry", problems);
     if let Some(b) = &s.circuit_breaker
         && b.open_seconds == Some(0)
@@ -498,6 +523,31 @@ models: [{name: "gpt-*", targets: [{provider: o}]}]
         );
         let p = problems("limits: {rpm: 0}");
         assert!(p.iter().any(|p| p.starts_with("limits.rpm")), "{p:?}");
+        let p =
+            problems("model_prices: {\"m-[\": {input: 1, output: 1}, x: {input: -1, output: 1}}");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("model_prices.m-[") && p.contains("bad glob")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|p| p.starts_with("model_prices.x.input")),
+            "{p:?}"
+        );
+        let p = problems("model_prices: {y: {input: 1, outptu: 2}}");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("model_prices.y") && p.contains("outptu")),
+            "{p:?}"
+        );
+        let l = parse("model_prices: {b: {input: 1, output: 2}, \"a*\": {input: 3, output: 4, cached_input: 0.5, cache_write: 5}}", &no_env).unwrap();
+        let t = l.file.settings.model_prices.unwrap().0;
+        assert_eq!(
+            t.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ["b", "a*"],
+            "file order kept"
+        );
+        assert_eq!(t[1].1.cached_input, Some(0.5));
         let p = problems("limits: {backend: etcd, on_error: maybe}");
         assert!(p.iter().any(|p| p.starts_with("limits")), "{p:?}");
     }

@@ -189,6 +189,7 @@ pub struct Snapshot {
     pub rate_limit_window: Duration,
     /// Where counters live (read at start, like `rate_limit_window`).
     pub limit_store: LimitsConf,
+    pub prices: crate::pricing::PriceBook,
     pub cors: Option<crate::cors::CorsConf>,
     pub log_json: bool,
     exact: HashMap<String, usize>,
@@ -426,6 +427,9 @@ impl Snapshot {
             },
             rate_limit_window: Duration::from_secs(s.rate_limit_window_seconds.unwrap_or(60)),
             limit_store: s.limits.clone().unwrap_or_default(),
+            prices: crate::pricing::PriceBook::new(
+                s.model_prices.as_ref().map_or(&[][..], |t| &t.0),
+            ),
             cors: s.cors.clone(),
             log_json: s.log_format == Some(LogFormat::Json),
             exact,

@@ -28,6 +28,10 @@ pub struct RequestCtx {
     pub client_wait: Duration,
     pub first_byte: Option<Instant>,
     pub usage: Option<Usage>,
+    /// The usage was (partly) estimated: the answer reported none.
+    pub tokens_estimated: bool,
+    /// What the answer cost, priced by the upstream model (None: no price known).
+    pub cost_usd: Option<f64>,
     /// Short reason for the access log when the request failed.
     pub error: Option<String>,
     pub debug: bool,
@@ -56,6 +60,8 @@ impl RequestCtx {
             client_wait: Duration::ZERO,
             first_byte: None,
             usage: None,
+            tokens_estimated: false,
+            cost_usd: None,
             error: None,
             debug: false,
             extra_headers: Vec::new(),

@@ -107,6 +107,13 @@ impl ProxyHttp for Gateway {
         if let Some(e) = e {
             ctx.error.get_or_insert_with(|| e.to_string());
         }
+        if let Some(u) = &ctx.usage {
+            ctx.cost_usd = ctx
+                .snap
+                .prices
+                .lookup(&ctx.upstream_model)
+                .map(|p| p.cost_usd(u));
+        }
         if !ctx.holds.is_empty() {
             // A failed request used nothing: its reservations come back; an
             // answer that reported no usage keeps its estimate.
@@ -147,6 +154,15 @@ fn record(ctx: &RequestCtx) {
         if let Some(u) = &ctx.usage {
             metrics::add_tokens(provider, model, u);
         }
+        if let Some(c) = ctx.cost_usd {
+            let key = ctx.key_id.as_deref().unwrap_or("");
+            METRICS
+                .cost
+                .with_label_values(&[key, provider, model])
+                .inc_by(c);
+        }
+        // Whole nano-dollars: no float noise in the log.
+        let cost = ctx.cost_usd.map(|c| (c * 1e9).round() / 1e9);
         if ctx.snap.log_json {
             let line = json!({
                 "request_id": ctx.request_id,
@@ -160,6 +176,8 @@ fn record(ctx: &RequestCtx) {
                 "duration_ms": (total.as_secs_f64() * 1e4).round() / 10.0,
                 "overhead_us": own.as_micros() as u64,
                 "tokens": ctx.usage.map(|u| json!({"input": u.input, "output": u.output, "cached": u.cached, "reasoning": u.reasoning})),
+                "tokens_estimated": ctx.tokens_estimated,
+                "cost_usd": cost,
                 "error": ctx.error,
             });
             log::info!(target: "access", "{line}");
@@ -167,7 +185,7 @@ fn record(ctx: &RequestCtx) {
         }
         log::info!(
             target: "access",
-            "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{}",
+            "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{} cost_usd={}{}",
             ctx.request_id,
             ctx.key_id.as_deref().unwrap_or("-"),
             ingress,
@@ -179,6 +197,8 @@ fn record(ctx: &RequestCtx) {
             total.as_secs_f64() * 1000.0,
             ctx.usage.map_or(0, |u| u.input),
             ctx.usage.map_or(0, |u| u.output),
+            if ctx.tokens_estimated { " tokens_estimated=true" } else { "" },
+            cost.map_or_else(|| "-".to_string(), |c| format!("{c:.9}").trim_end_matches('0').trim_end_matches('.').to_string()),
             ctx.error.as_deref().map(|e| format!(" error=\"{}\"", e.replace('"', "'"))).unwrap_or_default(),
         );
     } else {

@@ -89,6 +89,8 @@ pub struct Usage {
     pub output: u64,
     pub cached: u64,
     pub reasoning: u64,
+    /// Input tokens written to a cache (Anthropic), priced apart.
+    pub cache_write: u64,
 }
 
 pub mod anthropic;
