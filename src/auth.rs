@@ -73,6 +73,7 @@ mod tests {
             tpm: None,
             max_concurrent: None,
             names: crate::limits::KeyNames::new(id),
+            budgets: [None; 2],
         }
     }
 

@@ -9,6 +9,8 @@ pub mod store;
 
 pub use store::{Admit, LimitStore, MemoryStore, StoreError};
 
+use period::{Period, PeriodName};
+
 use crate::config::file::OnError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,12 +20,15 @@ use std::time::Duration;
 /// of a node that died after this long.
 const SLOT_LEASE_MS: u64 = 30 * 60 * 1000;
 
-/// Counter names of one gateway key, built at config load.
+/// Counter names of one gateway key, built at config load (budget names
+/// once per UTC day or month).
 #[derive(Debug)]
 pub struct KeyNames {
     pub rpm: Arc<str>,
     pub tpm: Arc<str>,
     pub concurrent: Arc<str>,
+    /// `key:<id>:usd:day:<date>`, `key:<id>:usd:month:<month>`.
+    pub budgets: [PeriodName; 2],
 }
 
 impl KeyNames {
@@ -32,6 +37,10 @@ impl KeyNames {
             rpm: format!("key:{id}:rpm").into(),
             tpm: format!("key:{id}:tpm").into(),
             concurrent: format!("key:{id}:concurrent").into(),
+            budgets: [
+                PeriodName::new(format!("key:{id}:usd:day:"), Period::Day),
+                PeriodName::new(format!("key:{id}:usd:month:"), Period::Month),
+            ],
         }
     }
 }
@@ -42,7 +51,15 @@ pub struct KeyLimits<'a> {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub max_concurrent: Option<u64>,
+    /// Daily and monthly budgets in micro-USD.
+    pub budgets: [Option<u64>; 2],
     pub names: &'a KeyNames,
+}
+
+impl KeyLimits<'_> {
+    pub fn has_budget(&self) -> bool {
+        self.budgets.iter().any(Option::is_some)
+    }
 }
 
 /// Limits of one model target, with its counter names (built at load).
@@ -106,6 +123,15 @@ struct WindowHold {
     local: bool,
 }
 
+/// Micro-USD reserved in a budget period, to reconcile with the real cost.
+#[derive(Debug)]
+struct CounterHold {
+    name: Arc<str>,
+    expires_at: u64,
+    amount: u64,
+    local: bool,
+}
+
 /// Releases a concurrency slot when dropped (however the request ends).
 pub struct SlotGuard {
     limiter: Arc<Limiter>,
@@ -129,6 +155,7 @@ pub struct Holds {
     slots: Vec<SlotGuard>,
     requests: Vec<WindowHold>,
     tokens: Vec<WindowHold>,
+    money: Vec<CounterHold>,
 }
 
 impl std::fmt::Debug for Holds {
@@ -137,13 +164,17 @@ impl std::fmt::Debug for Holds {
             .field("slots", &self.slots.len())
             .field("requests", &self.requests)
             .field("tokens", &self.tokens)
+            .field("money", &self.money)
             .finish()
     }
 }
 
 impl Holds {
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty() && self.requests.is_empty() && self.tokens.is_empty()
+        self.slots.is_empty()
+            && self.requests.is_empty()
+            && self.tokens.is_empty()
+            && self.money.is_empty()
     }
 
     /// Keep `other`'s slots and token reservations until this request ends
@@ -151,6 +182,7 @@ impl Holds {
     pub fn absorb(&mut self, other: Holds) {
         self.slots.extend(other.slots);
         self.tokens.extend(other.tokens);
+        self.money.extend(other.money);
     }
 }
 
@@ -286,6 +318,43 @@ impl Limiter {
         }
     }
 
+    async fn counter_take(
+        &self,
+        name: &Arc<str>,
+        expires_at: u64,
+        amount: u64,
+        limit: u64,
+    ) -> Result<(Admit, Option<CounterHold>), StoreDown> {
+        let r = self
+            .store
+            .counter_take(name, expires_at, amount, limit)
+            .await;
+        let t = self.settle(r, |m| {
+            m.counter_take_at(store::unix_ms(), name, expires_at, amount, limit)
+        })?;
+        let hold = t.value.ticket().map(|_| CounterHold {
+            name: name.clone(),
+            expires_at,
+            amount,
+            local: t.local,
+        });
+        Ok((t.value, hold))
+    }
+
+    async fn counter_add(&self, h: &CounterHold, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        if h.local {
+            self.fallback
+                .counter_add_at(store::unix_ms(), &h.name, h.expires_at, delta);
+            return;
+        }
+        if let Err(e) = self.store.counter_add(&h.name, h.expires_at, delta).await {
+            log::debug!("rate-limit store: adding to {} failed: {e}", h.name);
+        }
+    }
+
     async fn slot(
         self: &Arc<Self>,
         name: &Arc<str>,
@@ -328,19 +397,32 @@ impl Limiter {
         {
             self.window_adjust(h, -(h.amount as i64)).await;
         }
+        for h in std::mem::take(&mut holds.money) {
+            self.counter_add(&h, -(h.amount as i64)).await;
+        }
     }
 
-    /// Reconcile token reservations when the request ends: with the tokens
-    /// it used when known; a failed request gives its reservation back; an
-    /// answer that reported nothing keeps its estimate.
-    pub async fn reconcile(&self, holds: &mut Holds, used_tokens: Option<u64>, failed: bool) {
+    /// Reconcile reservations when the request ends: tokens with the tokens
+    /// it used, budgets with what it cost (micro-USD), when known; a failed
+    /// request gives its reservations back; an answer that reported nothing
+    /// keeps its estimate.
+    pub async fn reconcile(
+        &self,
+        holds: &mut Holds,
+        used_tokens: Option<u64>,
+        cost_micro_usd: Option<u64>,
+        failed: bool,
+    ) {
+        let delta = |used: Option<u64>, amount: u64| match used {
+            Some(u) => u as i64 - amount as i64,
+            None if failed => -(amount as i64),
+            None => 0,
+        };
         for h in std::mem::take(&mut holds.tokens) {
-            let delta = match used_tokens {
-                Some(u) => u as i64 - h.amount as i64,
-                None if failed => -(h.amount as i64),
-                None => 0,
-            };
-            self.window_adjust(&h, delta).await;
+            self.window_adjust(&h, delta(used_tokens, h.amount)).await;
+        }
+        for h in std::mem::take(&mut holds.money) {
+            self.counter_add(&h, delta(cost_micro_usd, h.amount)).await;
         }
     }
 
@@ -350,7 +432,7 @@ impl Limiter {
     pub async fn admit_key(
         self: &Arc<Self>,
         k: &KeyLimits<'_>,
-        estimate: u64,
+        estimate: Estimate,
         headers: &mut Vec<(&'static str, String)>,
         holds: &mut Holds,
     ) -> Result<(), Refusal> {
@@ -466,7 +548,7 @@ impl Limiter {
     async fn admit_key_inner(
         self: &Arc<Self>,
         k: &KeyLimits<'_>,
-        estimate: u64,
+        estimate: Estimate,
         headers: &mut Vec<(&'static str, String)>,
         holds: &mut Holds,
     ) -> Result<(), Refusal> {
@@ -512,7 +594,11 @@ impl Limiter {
         }
         if let Some(tpm) = k.tpm {
             // Already refused: take nothing, only read the window for the headers.
-            let amount = if refused.is_some() { 0 } else { estimate };
+            let amount = if refused.is_some() {
+                0
+            } else {
+                estimate.tokens
+            };
             let (a, hold) = self
                 .window_take(&k.names.tpm, self.minute_ms, amount, tpm)
                 .await
@@ -534,11 +620,64 @@ impl Limiter {
                 None => {}
             }
         }
-        match refused {
-            Some(r) => Err(r),
-            None => Ok(()),
+        if let Some(r) = refused {
+            return Err(r);
+        }
+        for (i, names) in k.names.budgets.iter().enumerate() {
+            let Some(limit) = k.budgets[i] else { continue };
+            self.admit_budget(k.id, names, limit, estimate.cost_micro_usd, holds)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reserve a request's estimated cost in a budget period. Spent means no
+    /// micro-dollar left: an estimate larger than what is left (a generous
+    /// `max_tokens`) reserves the rest rather than locking the key out.
+    async fn admit_budget(
+        &self,
+        id: &str,
+        names: &PeriodName,
+        limit: u64,
+        estimate: u64,
+        holds: &mut Holds,
+    ) -> Result<(), Refusal> {
+        let (name, end) = names.at(store::unix_ms());
+        let take = |amount| self.counter_take(&name, end, amount, limit);
+        let mut r = take(estimate.max(1)).await.map_err(StoreDown::refusal)?;
+        if let (Admit::No { remaining, .. }, None) = r
+            && remaining > 0
+        {
+            r = take(remaining).await.map_err(StoreDown::refusal)?;
+        }
+        match r {
+            (_, Some(h)) => {
+                holds.money.push(h);
+                Ok(())
+            }
+            (a, None) => {
+                let (word, unit) = match names.period() {
+                    Period::Day => ("daily", "day"),
+                    Period::Month => ("monthly", "month"),
+                };
+                Err(Refusal {
+                    status: 429,
+                    message: format!(
+                        "gateway key '{id}' has spent its {word} budget of ${} (USD); it renews when the UTC {unit} ends",
+                        limit as f64 / 1e6
+                    ),
+                    retry_after: Duration::from_millis(a.reset_ms()),
+                })
+            }
         }
     }
+}
+
+/// What a request is expected to use, reserved before it runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Estimate {
+    pub tokens: u64,
+    pub cost_micro_usd: u64,
 }
 
 /// The `x-ratelimit-{limit,remaining,reset}-<what>` trio.
@@ -587,7 +726,15 @@ mod tests {
             rpm: Some(2),
             tpm: Some(100),
             max_concurrent: Some(1),
+            budgets: [None; 2],
             names,
+        }
+    }
+
+    fn tok(tokens: u64) -> Estimate {
+        Estimate {
+            tokens,
+            cost_micro_usd: 0,
         }
     }
 
@@ -605,32 +752,38 @@ mod tests {
             let k = key(&names);
             let mut h1 = Holds::default();
             let mut hdr = vec![];
-            l.admit_key(&k, 80, &mut hdr, &mut h1).await.unwrap();
+            l.admit_key(&k, tok(80), &mut hdr, &mut h1).await.unwrap();
             assert!(hdr.contains(&("x-ratelimit-remaining-requests", "1".into())));
             assert!(hdr.contains(&("x-ratelimit-remaining-tokens", "20".into())));
             // The slot is held: a second request is refused, and takes nothing.
             let mut h2 = Holds::default();
-            let r = l.admit_key(&k, 10, &mut vec![], &mut h2).await.unwrap_err();
+            let r = l
+                .admit_key(&k, tok(10), &mut vec![], &mut h2)
+                .await
+                .unwrap_err();
             assert!(r.message.contains("in flight"), "{r:?}");
             assert!(h2.is_empty());
             // The first used 30 tokens; its slot comes back when its holds drop.
-            l.reconcile(&mut h1, Some(30), false).await;
+            l.reconcile(&mut h1, Some(30), None, false).await;
             drop(h1);
             let mut h3 = Holds::default();
             let mut hdr = vec![];
-            l.admit_key(&k, 60, &mut hdr, &mut h3).await.unwrap();
+            l.admit_key(&k, tok(60), &mut hdr, &mut h3).await.unwrap();
             assert!(hdr.contains(&("x-ratelimit-remaining-requests", "0".into())));
             assert!(
                 hdr.contains(&("x-ratelimit-remaining-tokens", "10".into())),
                 "{hdr:?}"
             );
             // A failed request gives its reservation back.
-            l.reconcile(&mut h3, None, true).await;
+            l.reconcile(&mut h3, None, None, true).await;
             drop(h3);
             // rpm 2 reached: refused, and the tpm window is only read.
             let mut h4 = Holds::default();
             let mut hdr = vec![];
-            let r = l.admit_key(&k, 50, &mut hdr, &mut h4).await.unwrap_err();
+            let r = l
+                .admit_key(&k, tok(50), &mut hdr, &mut h4)
+                .await
+                .unwrap_err();
             assert_eq!(r.status, 429);
             assert!(r.message.contains("2 requests per minute"), "{r:?}");
             assert!(
@@ -650,13 +803,17 @@ mod tests {
                 rpm: Some(1),
                 tpm: Some(100),
                 max_concurrent: None,
+                budgets: [None; 2],
                 names: &names,
             };
             let mut h = Holds::default();
-            let r = l.admit_key(&k, 500, &mut vec![], &mut h).await.unwrap_err();
+            let r = l
+                .admit_key(&k, tok(500), &mut vec![], &mut h)
+                .await
+                .unwrap_err();
             assert!(r.message.contains("tokens per minute"), "{r:?}");
             let mut h = Holds::default();
-            l.admit_key(&k, 50, &mut vec![], &mut h)
+            l.admit_key(&k, tok(50), &mut vec![], &mut h)
                 .await
                 .expect("the refused request's rpm entry was given back");
         });
@@ -671,6 +828,7 @@ mod tests {
                 rpm: Some(1),
                 tpm: None,
                 max_concurrent: Some(1),
+                budgets: [None; 2],
                 names: &names,
             };
             let open = Arc::new(Limiter::new(
@@ -679,11 +837,13 @@ mod tests {
                 Duration::from_secs(60),
             ));
             let mut h = Holds::default();
-            open.admit_key(&k, 0, &mut vec![], &mut h).await.unwrap();
+            open.admit_key(&k, tok(0), &mut vec![], &mut h)
+                .await
+                .unwrap();
             assert!(open.degraded());
             // Local counters still hold the limit.
             let r = open
-                .admit_key(&k, 0, &mut vec![], &mut Holds::default())
+                .admit_key(&k, tok(0), &mut vec![], &mut Holds::default())
                 .await
                 .unwrap_err();
             assert_eq!(r.status, 429);
@@ -696,7 +856,7 @@ mod tests {
                 Duration::from_secs(60),
             ));
             let r = closed
-                .admit_key(&k, 0, &mut vec![], &mut Holds::default())
+                .admit_key(&k, tok(0), &mut vec![], &mut Holds::default())
                 .await
                 .unwrap_err();
             assert_eq!(r.status, 503);
@@ -713,6 +873,7 @@ mod tests {
                 rpm: Some(10),
                 tpm: None,
                 max_concurrent: None,
+                budgets: [None; 2],
                 names: &names,
             };
             let g = GlobalLimits {
@@ -720,11 +881,11 @@ mod tests {
                 max_concurrent: Some(1),
             };
             let mut a = Holds::default();
-            l.admit_key(&k, 0, &mut vec![], &mut a).await.unwrap();
+            l.admit_key(&k, tok(0), &mut vec![], &mut a).await.unwrap();
             l.admit_global(g, &mut a).await.unwrap();
             let mut b = Holds::default();
             let mut hdr = vec![];
-            l.admit_key(&k, 0, &mut hdr, &mut b).await.unwrap();
+            l.admit_key(&k, tok(0), &mut hdr, &mut b).await.unwrap();
             assert!(hdr.contains(&("x-ratelimit-remaining-requests", "8".into())));
             let r = l.admit_global(g, &mut b).await.unwrap_err();
             assert!(r.message.contains("1 requests in flight"), "{r:?}");
@@ -732,7 +893,7 @@ mod tests {
             // b's key entry came back with the refusal: still 8 left after this one.
             let mut c = Holds::default();
             let mut hdr = vec![];
-            l.admit_key(&k, 0, &mut hdr, &mut c).await.unwrap();
+            l.admit_key(&k, tok(0), &mut hdr, &mut c).await.unwrap();
             assert!(
                 hdr.contains(&("x-ratelimit-remaining-requests", "8".into())),
                 "{hdr:?}"
@@ -756,7 +917,7 @@ mod tests {
             let r = l.admit_target(&t, 60).await.unwrap_err();
             assert!(r.message.contains("100 tokens per minute"), "{r:?}");
             // The refused attempt kept nothing: after a's tokens come back, two fit.
-            l.reconcile(&mut a, None, true).await;
+            l.reconcile(&mut a, None, None, true).await;
             let _b = l.admit_target(&t, 10).await.unwrap();
             let r = l.admit_target(&t, 10).await.unwrap_err();
             assert_eq!(
@@ -769,6 +930,78 @@ mod tests {
             );
             assert!(TargetLimits::new("x".into(), [None; 4]).is_none());
             assert_eq!(&*t.names[2], "target:p/m:rpd");
+        });
+    }
+
+    #[test]
+    fn budgets_reserve_reconcile_and_refuse_until_the_period_ends() {
+        rt().block_on(async {
+            let l = Arc::new(Limiter::memory(Duration::from_secs(60)));
+            let names = KeyNames::new("d");
+            let k = KeyLimits {
+                id: "d",
+                rpm: None,
+                tpm: None,
+                max_concurrent: None,
+                budgets: [Some(50_000), Some(1_000_000)],
+                names: &names,
+            };
+            let est = |c| Estimate {
+                tokens: 0,
+                cost_micro_usd: c,
+            };
+            // An estimate larger than the budget still gets what is left.
+            let mut a = Holds::default();
+            l.admit_key(&k, est(80_000), &mut vec![], &mut a)
+                .await
+                .unwrap();
+            // Meanwhile the reservation blocks another request.
+            let r = l
+                .admit_key(&k, est(1), &mut vec![], &mut Holds::default())
+                .await
+                .unwrap_err();
+            assert!(
+                r.message.contains("spent its daily budget of $0.05"),
+                "{r:?}"
+            );
+            // It cost 30_000: 20_000 left; b reserves 15_000 and costs 30_000.
+            l.reconcile(&mut a, Some(1), Some(30_000), false).await;
+            let mut b = Holds::default();
+            l.admit_key(&k, est(15_000), &mut vec![], &mut b)
+                .await
+                .unwrap();
+            l.reconcile(&mut b, Some(1), Some(30_000), false).await;
+            let r = l
+                .admit_key(&k, est(0), &mut vec![], &mut Holds::default())
+                .await
+                .unwrap_err();
+            let (_, day_end) = names.budgets[0].at(store::unix_ms());
+            let left = day_end - store::unix_ms();
+            assert!(
+                r.retry_after.as_millis() as u64 <= left
+                    && r.retry_after.as_millis() as u64 + 5_000 >= left,
+                "Retry-After {:?} is not until the UTC day ends ({left} ms)",
+                r.retry_after
+            );
+            // The monthly counter holds what was spent, and a refused daily
+            // check took nothing from it.
+            let (month, _) = names.budgets[1].at(store::unix_ms());
+            let m = l.store.as_memory().unwrap();
+            assert_eq!(m.counter_total_at(store::unix_ms(), &month), 60_000);
+            // A failed request gives its reservation back.
+            let names2 = KeyNames::new("e");
+            let k2 = KeyLimits {
+                names: &names2,
+                id: "e",
+                ..k
+            };
+            let mut c = Holds::default();
+            l.admit_key(&k2, est(40_000), &mut vec![], &mut c)
+                .await
+                .unwrap();
+            l.reconcile(&mut c, None, None, true).await;
+            let (day, _) = names2.budgets[0].at(store::unix_ms());
+            assert_eq!(m.counter_total_at(store::unix_ms(), &day), 0);
         });
     }
 

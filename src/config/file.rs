@@ -203,6 +203,9 @@ pub struct KeyConf {
     pub tpm: Option<u64>,
     /// Requests of this key in flight at once.
     pub max_concurrent: Option<u64>,
+    /// Spend limits in USD per UTC calendar day / month.
+    pub budget_usd_daily: Option<f64>,
+    pub budget_usd_monthly: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

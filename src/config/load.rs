@@ -317,6 +317,19 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
                 ));
             }
         }
+        for (name, v) in [
+            ("budget_usd_daily", k.budget_usd_daily),
+            ("budget_usd_monthly", k.budget_usd_monthly),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                problems.push(problem(
+                    format!("{path}.{name}"),
+                    "must be an amount in USD greater than 0 (omit it for no budget)",
+                ));
+            }
+        }
         for (j, g) in k.models.iter().flatten().enumerate() {
             check_glob(g, &format!("{path}.models[{j}]"), problems);
         }
@@ -519,6 +532,16 @@ models: [{name: "gpt-*", targets: [{provider: o}]}]
         let p = problems("limits: {url: \"redis://x\"}");
         assert!(
             p.iter().any(|p| p.contains("only `backend: redis`")),
+            "{p:?}"
+        );
+        let p = problems("keys: [{id: a, key: k, budget_usd_daily: 0, budget_usd_monthly: .nan}]");
+        assert!(
+            p.iter().any(|p| p.starts_with("keys[0].budget_usd_daily")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("keys[0].budget_usd_monthly")),
             "{p:?}"
         );
         let p = problems("limits: {rpm: 0}");

@@ -27,6 +27,8 @@ pub struct GatewayKey {
     pub max_concurrent: Option<u64>,
     /// Its counter names, built once.
     pub names: crate::limits::KeyNames,
+    /// Daily and monthly budgets in micro-USD.
+    pub budgets: [Option<u64>; 2],
 }
 
 impl GatewayKey {
@@ -36,6 +38,7 @@ impl GatewayKey {
             rpm: self.rpm,
             tpm: self.tpm,
             max_concurrent: self.max_concurrent,
+            budgets: self.budgets,
             names: &self.names,
         }
     }
@@ -266,6 +269,8 @@ impl Snapshot {
                     tpm: k.tpm,
                     max_concurrent: k.max_concurrent,
                     names: crate::limits::KeyNames::new(&k.id),
+                    budgets: [k.budget_usd_daily, k.budget_usd_monthly]
+                        .map(|b| b.map(|usd| (usd * 1e6).round() as u64)),
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

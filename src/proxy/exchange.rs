@@ -354,7 +354,7 @@ pub async fn run(
                         // A failed attempt used no tokens; one never sent took
                         // no request from the upstream's quota either.
                         Ok(Attempt::Failed(f)) if sent(f) => {
-                            limiter.reconcile(&mut h, None, true).await
+                            limiter.reconcile(&mut h, None, None, true).await
                         }
                         Ok(Attempt::Failed(_)) => limiter.give_back(&mut h).await,
                         // Settled with the reported usage when the request ends.

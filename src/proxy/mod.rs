@@ -118,8 +118,14 @@ impl ProxyHttp for Gateway {
             // A failed request used nothing: its reservations come back; an
             // answer that reported no usage keeps its estimate.
             let used = ctx.usage.map(|u| u.input + u.output);
+            // Usage without a price costs nothing.
+            let cost = ctx
+                .usage
+                .map(|_| ctx.cost_usd.map_or(0, |c| (c * 1e6).round() as u64));
             let failed = ctx.status >= 400 || ctx.status == 0;
-            self.limiter.reconcile(&mut ctx.holds, used, failed).await;
+            self.limiter
+                .reconcile(&mut ctx.holds, used, cost, failed)
+                .await;
         }
         record(ctx);
     }
@@ -424,15 +430,24 @@ impl Gateway {
             }
         }
         if let Some(k) = key {
-            let estimate = limits::estimate_tokens(body.len(), peeked.max_output);
+            let kl = k.limits();
+            let mut estimate = limits::Estimate {
+                tokens: limits::estimate_tokens(body.len(), peeked.max_output),
+                cost_micro_usd: 0,
+            };
+            if kl.has_budget() {
+                // Priced as the first target; reconciled with the real cost.
+                let price = targets.first().and_then(|t| snap.prices.lookup(&t.model));
+                estimate.cost_micro_usd = price.map_or(0, |p| {
+                    p.estimate_micro_usd(
+                        (body.len() as u64).div_ceil(4),
+                        peeked.max_output.unwrap_or(0),
+                    )
+                });
+            }
             let r = self
                 .limiter
-                .admit_key(
-                    &k.limits(),
-                    estimate,
-                    &mut ctx.extra_headers,
-                    &mut ctx.holds,
-                )
+                .admit_key(&kl, estimate, &mut ctx.extra_headers, &mut ctx.holds)
                 .await;
             if let Err(refusal) = r {
                 return respond::refusal(s, ctx, efmt, refusal).await;

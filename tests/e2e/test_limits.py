@@ -13,6 +13,7 @@ Every test starts its own gateway, so windows never carry over between tests.
 
 from __future__ import annotations
 
+import datetime
 import re
 import threading
 import time
@@ -575,3 +576,88 @@ def test_target_tpm_of_a_failed_attempt_comes_back(start_gateway: StartGateway, 
     pb = ("/v1/chat/completions", {"model": "f-m", "max_tokens": 600, "messages": [{"role": "user", "content": "hi"}]})
     assert [send(gw, "openai-chat", key=OTHER, path_body=pb).status_code for _ in range(2)] == [200, 200]
     assert upstream_models(upstream) == ["gpt-fail-500", "gpt-t2", "gpt-fail-500", "gpt-t2"]
+
+
+# ============================================================================ budgets (keys[].budget_usd_daily / budget_usd_monthly)
+
+# $1000 per million tokens for every mock model here: each answer (USAGE: 21 input,
+# 9 output) costs exactly $0.03.
+BUDGET_PRICES = {"*-up": {"input": 1000.0, "output": 1000.0}}
+
+
+def seconds_until_utc(period: str) -> float:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if period == "day":
+        end = (now + datetime.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (first + datetime.timedelta(days=32)).replace(day=1)
+    return (end - now).total_seconds()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_daily_budget_spent_gets_429_until_the_utc_day_ends(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
+    """budget_usd_daily $0.05, each answer costs $0.03: the first two pass (the second
+    starts with $0.02 left), the third finds the budget spent: 429 in the client's
+    format, a message saying so, Retry-After = until the UTC day ends; not sent."""
+    gw = start_gateway(limits_config(upstream, {"budget_usd_daily": 0.05}, model_prices=BUDGET_PRICES))
+    for i in range(2):
+        r = send(gw, fmt)
+        assert r.status_code == 200, f"request {i}: {r.text[:300]}"
+    r = send(gw, fmt)
+    body = assert_error_shape(fmt, r, 429)
+    assert "spent its daily budget of $0.05" in r.text, body
+    ra = retry_after(r)
+    want = seconds_until_utc("day")
+    assert want - 5 <= ra <= want + 5, f"Retry-After {ra}s, want ~{want:.0f}s (until the UTC day ends)"
+    assert len(upstream.requests) == 2, "a request over budget reached the upstream"
+    assert rate_limited_count(gw) == 1
+    assert send(gw, fmt, key=OTHER).status_code == 200, "another key's budget is its own"
+
+
+def test_monthly_budget_and_an_estimate_larger_than_what_is_left(start_gateway: StartGateway, upstream: MockUpstream):
+    """budget_usd_monthly $0.05 and requests allowing 100 output tokens (estimated at
+    ~$0.115 each, more than the whole budget): the estimate never locks the key out
+    while money is left — what is left is reserved — and the reconciled real cost
+    ($0.03 each) spends the budget on the second request; the third gets 429 with
+    Retry-After = until the UTC month ends."""
+    gw = start_gateway(limits_config(upstream, {"budget_usd_monthly": 0.05}, model_prices=BUDGET_PRICES))
+    assert [send(gw, "openai-chat", max_out=100).status_code for _ in range(2)] == [200, 200]
+    r = send(gw, "openai-chat", max_out=100)
+    assert_error_shape("openai-chat", r, 429)
+    assert "spent its monthly budget" in r.text, r.text
+    ra, want = retry_after(r), seconds_until_utc("month")
+    assert want - 5 <= ra <= want + 5, f"Retry-After {ra}s, want ~{want:.0f}s (until the UTC month ends)"
+
+
+def test_budget_reservation_blocks_concurrent_spending(start_gateway: StartGateway, upstream: MockUpstream):
+    """budget_usd_daily $0.02: A (estimated above the budget, so it reserves all of it)
+    is held upstream; B at the same time finds nothing left: 429. A's real cost ($0.03)
+    then leaves the budget spent."""
+    gw = start_gateway(limits_config(upstream, {"budget_usd_daily": 0.02}, model_prices=BUDGET_PRICES))
+    upstream.add_rule("stall-600", times=1)
+    out: list[httpx.Response] = []
+    t = threading.Thread(target=lambda: out.append(send(gw, "anthropic", max_out=100)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not upstream.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b = send(gw, "anthropic", max_out=1)
+    t.join(10)
+    assert out[0].status_code == 200
+    assert_error_shape("anthropic", b, 429)
+    assert "budget" in b.text
+    assert len(upstream.requests) == 1
+    assert send(gw, "anthropic", max_out=1).status_code == 429, "A's real cost did not land in the budget"
+
+
+def test_failed_request_gives_its_budget_reservation_back(start_gateway: StartGateway, upstream: MockUpstream):
+    """A request that failed upstream cost nothing: budget $0.05, a failing request
+    estimated at ~$0.115 (reserving all of it) must not leave the key spent."""
+    cfg = limits_config(upstream, {"budget_usd_daily": 0.05}, model_prices={**BUDGET_PRICES, "gpt-fail-500": {"input": 1000.0, "output": 1000.0}},
+                        circuit_breaker={"failure_threshold": 1000, "open_seconds": 1})
+    gw = start_gateway(cfg)
+    failing = ("/v1/chat/completions", {"model": "chat-500", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]})
+    assert send(gw, "openai-chat", path_body=failing).status_code == 500
+    r = send(gw, "openai-chat")
+    assert r.status_code == 200, f"a failed request kept its budget reservation: {r.status_code} {r.text[:200]}"
