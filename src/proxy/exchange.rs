@@ -710,6 +710,7 @@ async fn attempt(
                     ..Default::default()
                 });
                 if a.estimated {
+                    ctx.tokens_estimated = true;
                     ctx.error = Some("usage estimated: Gemini reported no token count".into());
                 }
                 ctx.first_byte = Some(Instant::now());
@@ -972,7 +973,7 @@ async fn stream_answer(
                     .client_disconnects
                     .with_label_values(&[ask.ingress.as_str()])
                     .inc();
-                ctx.usage = pipe.usage();
+                stream_usage(ctx, &pipe, ask);
                 up.shutdown().await;
                 return pingora_core::Error::e_explain(
                     ErrorType::ConnectionClosed,
@@ -1012,7 +1013,7 @@ async fn stream_answer(
                             .client_disconnects
                             .with_label_values(&[ask.ingress.as_str()])
                             .inc();
-                        ctx.usage = pipe.usage();
+                        stream_usage(ctx, &pipe, ask);
                         up.shutdown().await;
                         return Err(e);
                     }
@@ -1020,7 +1021,7 @@ async fn stream_answer(
             }
             Wait::Chunk(Ok(None)) => {
                 pipe.finish(&mut pending);
-                ctx.usage = pipe.usage();
+                stream_usage(ctx, &pipe, ask);
                 if let Some(h) = header.take() {
                     write_header(s, ctx, h).await?;
                 }
@@ -1039,7 +1040,7 @@ async fn stream_answer(
                 }
                 let msg = failure_text(&f);
                 ctx.error = Some(msg.clone());
-                ctx.usage = pipe.usage();
+                stream_usage(ctx, &pipe, ask);
                 if !sse {
                     // A plain body cut short: end the connection so the client
                     // sees it incomplete, never complete.
@@ -1059,6 +1060,14 @@ async fn stream_answer(
             }
         }
     }
+}
+
+/// A stream's usage for accounting: what it reported, with what it did not
+/// report estimated (and so marked in the access log).
+fn stream_usage(ctx: &mut RequestCtx, pipe: &stream::Pipe, ask: &Ask) {
+    let (u, estimated) = pipe.settled_usage((ask.body.len() as u64).div_ceil(4));
+    ctx.usage = Some(u);
+    ctx.tokens_estimated = estimated;
 }
 
 /// Read the client's body, bounded by `limit`. `Ok(None)`: over the limit.

@@ -53,6 +53,8 @@ def costs_config(mock: MockUpstream, **top: Any) -> dict:
         route("gemini-c-think", ("ge", "gemini-think-cost")),
         route("gpt-unpriced", ("oa", "gpt-nobody-knows")),
         route("sonnet-dated", ("an", "claude-sonnet-4-5-20250929")),
+        route("compat-nousage", ("compat", "llama-nousage")),
+        route("resp-nousage", ("resp", "gpt-nousage")),
     ]
     cfg = small_config(providers, models, keys=[{"id": "team-a", "key": GW_KEY_A}], **top)
     cfg.setdefault("model_prices", {"*-cost": PRICE})
@@ -204,3 +206,47 @@ def test_access_log_carries_cost_and_the_estimate_mark(start_gateway: StartGatew
     else:
         assert f"cost_usd={want:g}" in known[0], known[0]
         assert "cost_usd=-" in unknown[0] and "tokens_estimated" not in known[0], unknown[0]
+
+
+# ============================================================================ streams without usage
+
+
+@pytest.mark.parametrize("fmt,model", [
+    ("openai-chat", "compat-nousage"),  # same format: an OpenAI-compatible server ignoring include_usage
+    ("anthropic", "compat-nousage"),  # converted from OpenAI Chat
+    ("openai-responses", "resp-nousage"),  # same format: usage null at the end
+    ("openai-chat", "resp-nousage"),  # converted from Responses
+])
+def test_stream_without_usage_is_estimated_and_marked(start_gateway: StartGateway, upstream: MockUpstream, fmt: str, model: str):
+    """The upstream stream reports no usage: input is estimated from the request
+    (bytes / 4), output from the text streamed (~4 characters a token: "echo: hello
+    world", 17 characters, is 5 tokens); both are counted and priced, and the access
+    log marks the request `tokens_estimated: true`."""
+    gw = start_gateway(costs_config(upstream, log_format="json", model_prices={"*-nousage": {"input": 1000.0, "output": 1000.0}}))
+    path, body = raw_request(fmt, model, text="hello world", stream=True)
+    raw = json.dumps(body).encode()
+    rid = f"nousage-{fmt}-{model}"
+    since = gw.log_size()
+    r = http().post(gw.url + path, content=raw, headers={**key_headers(fmt), "x-request-id": rid}, timeout=20)
+    assert r.status_code == 200, r.text[:300]
+    assert stream_text(fmt, r.text) == "echo: hello world", r.text[:500]
+    want_in, want_out = -(-len(raw) // 4), 5
+    m = wait_for(gw, lambda m: tokens_of(m, model)["output"] > 0)
+    assert tokens_of(m, model) == {"input": want_in, "output": want_out, "cached": 0, "reasoning": 0}
+    assert cost_metric(m, model=model) == pytest.approx((want_in + want_out) * 1000 / 1e6, abs=1e-12)
+    lines = access_lines(gw, since, rid)
+    assert len(lines) == 1, gw.log_text(since)[-1500:]
+    line = json.loads(lines[0][lines[0].index("{"):])
+    assert line["tokens_estimated"] is True and line["tokens"]["output"] == want_out, line
+
+
+def test_stream_without_usage_is_marked_in_the_text_log(start_gateway: StartGateway, upstream: MockUpstream):
+    gw = start_gateway(costs_config(upstream))
+    since = gw.log_size()
+    for model, rid in (("compat-nousage", "est-1"), ("gpt-c", "rep-1")):
+        path, body = raw_request("openai-chat", model, stream=True)
+        r = http().post(gw.url + path, json=body, headers={**key_headers("openai-chat"), "x-request-id": rid}, timeout=20)
+        assert r.status_code == 200
+    est, rep = access_lines(gw, since, "est-1"), access_lines(gw, since, "rep-1")
+    assert len(est) == 1 and " tokens_estimated=true" in est[0], est
+    assert len(rep) == 1 and "tokens_estimated" not in rep[0], "a stream with usage was marked estimated"
