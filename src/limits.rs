@@ -249,7 +249,8 @@ impl Limiter {
     ) -> Result<Taken<T>, StoreDown> {
         match r {
             Ok(value) => {
-                if self.down.swap(false, Ordering::Relaxed) {
+                // Read first: no shared write per check while all is well.
+                if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
                     log::warn!("rate-limit store is answering again");
                 }
                 Ok(Taken {
