@@ -1,92 +1,77 @@
-//! Per-request cost of the limit checks (criterion). Run:
-//!   CARGO_TARGET_DIR=<dir> cargo bench --bench limits
-//! - `redis/*`: one round trip of each store operation against a local
-//!   `redis-server` (started here on a free loopback port, killed at the end;
-//!   needs `redis-server` on PATH) — what a limited request pays per check;
-//! - `memory/window_try_take`: the in-memory sliding window, for comparison.
+//! Per-request cost of the limit checks on the in-memory store (criterion). Run:
+//!   CARGO_TARGET_DIR=<target dir> cargo bench --bench limits
+//! One "request" = what the proxy does for it: the key's checks (a
+//! concurrency slot, rpm, tpm reservation; with budgets, two period
+//! counters), the gateway's (slot, rpm), one target's (rpm, rph, rpd, tpm),
+//! reconciliation with the reported usage, and the slots given back. Windows
+//! are 10 ms so the logs stay at a steady, small size.
 
-#[path = "../tests/redis_server/mod.rs"]
-mod redis_server;
-
-use aigate::limits::Window;
-use aigate::redis_limits::RedisLimits;
+use aigate::limits::period::{Period, PeriodName};
+use aigate::limits::{Estimate, GlobalLimits, Holds, KeyLimits, KeyNames, Limiter, TargetLimits};
 use criterion::{Criterion, criterion_group, criterion_main};
-use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-fn redis(c: &mut Criterion) {
-    let srv = redis_server::RedisServer::start();
+fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
         .build()
-        .unwrap();
-    let store = RedisLimits::new(&srv.url(), "bench:")
-        .unwrap()
-        .with_timeout(Duration::from_secs(1));
-    let end = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        + 3_600_000;
-    let limit = 1 << 50; // never refuses: every iteration is a full take
-    let mut g = c.benchmark_group("redis");
-    g.bench_function("window_take", |b| {
-        b.iter(|| {
-            rt.block_on(store.window_take("key:bench:rpm", 60_000, 1, limit))
-                .unwrap()
-        })
-    });
-    g.bench_function("window_take_then_adjust", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let a = store
-                    .window_take("key:bench:tpm", 60_000, 500, limit)
-                    .await
-                    .unwrap();
-                let aigate::redis_limits::Admit::Yes { ticket, .. } = a else {
-                    unreachable!()
-                };
-                store
-                    .window_adjust("key:bench:tpm", 60_000, ticket, -200)
-                    .await
-                    .unwrap()
+        .expect("runtime");
+    let l = Arc::new(Limiter::memory(Duration::from_millis(10)));
+    let names = KeyNames::new("team-a");
+    let key = |budgets| KeyLimits {
+        id: "team-a",
+        rpm: Some(u64::MAX / 4),
+        tpm: Some(u64::MAX / 4),
+        max_concurrent: Some(1_000),
+        budgets,
+        names: &names,
+    };
+    let plain = key([None; 2]);
+    let budgeted = key([Some(u64::MAX / 4); 2]);
+    let global = GlobalLimits {
+        rpm: Some(u64::MAX / 4),
+        max_concurrent: Some(100_000),
+    };
+    let target =
+        TargetLimits::new("openai/gpt-4o".into(), [Some(u64::MAX / 4); 4]).expect("limits");
+    let est = Estimate {
+        tokens: 700,
+        cost_micro_usd: 900,
+    };
+    let mut g = c.benchmark_group("limits");
+    for (name, k, with_target) in [
+        ("key_rpm_tpm_slot", &plain, false),
+        ("key_global_target", &plain, true),
+        ("key_budgets_global_target", &budgeted, true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        let mut holds = Holds::default();
+                        let mut headers = Vec::with_capacity(8);
+                        l.admit_key(k, est, &mut headers, &mut holds)
+                            .await
+                            .expect("admitted");
+                        l.admit_global(global, &mut holds).await.expect("admitted");
+                        if with_target {
+                            let h = l.admit_target(&target, est.tokens).await.expect("admitted");
+                            holds.absorb(h);
+                        }
+                        l.reconcile(&mut holds, Some(300), Some(400), false).await;
+                        drop(holds);
+                    }
+                    t.elapsed()
+                })
             })
-        })
-    });
-    g.bench_function("slot_acquire_release", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let l = store
-                    .slot_acquire("key:bench:conc", 1000, 60_000)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                store.slot_release("key:bench:conc", l).await.unwrap()
-            })
-        })
-    });
-    g.bench_function("counter_take", |b| {
-        b.iter(|| {
-            rt.block_on(store.counter_take("key:bench:usd:day", end, 1, limit))
-                .unwrap()
-        })
-    });
+        });
+    }
+    // The budget counter name of the current UTC day (built once per day).
+    let day = PeriodName::new("key:team-a:usd:day:".into(), Period::Day);
+    g.bench_function("period_name", |b| b.iter(|| day.at(1_795_446_245_000)));
     g.finish();
-    drop(srv);
 }
 
-fn memory(c: &mut Criterion) {
-    let w = Window::new(Duration::from_secs(60));
-    let mut now = 0u64;
-    c.bench_function("memory/window_try_take", |b| {
-        b.iter(|| {
-            // 1000 takes per simulated second: the log holds ~60k entries, as
-            // a busy key's would.
-            now += 1;
-            black_box(w.try_take(now, 1, 1 << 50)).is_ok()
-        })
-    });
-}
-
-criterion_group!(benches, redis, memory);
+criterion_group!(benches, bench);
 criterion_main!(benches);

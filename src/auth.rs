@@ -72,6 +72,8 @@ mod tests {
             rpm: None,
             tpm: None,
             max_concurrent: None,
+            names: crate::limits::KeyNames::new(id),
+            budgets: [None; 2],
         }
     }
 

@@ -385,6 +385,7 @@ impl From<Usage> for crate::translate::Usage {
             output: u.output,
             cached: u.cache_read,
             reasoning: u.reasoning,
+            cache_write: u.cache_write,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod ir;
 pub mod limits;
 pub mod metrics;
 pub mod payload;
+pub mod pricing;
 pub mod providers;
 pub mod proxy;
 pub mod redis_limits;

@@ -3,8 +3,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -15,6 +15,7 @@ pub struct Metrics {
     pub overhead: HistogramVec,
     pub attempts: IntCounterVec,
     pub tokens: IntCounterVec,
+    pub cost: CounterVec,
     pub inflight: IntGauge,
     pub rate_limited: IntCounterVec,
     pub config_reloads: IntCounterVec,
@@ -109,6 +110,18 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "Tokens by kind (input, output, cached, reasoning)",
             &["provider", "model", "kind"],
         ),
+        cost: {
+            let c = CounterVec::new(
+                Opts::new(
+                    "aigate_cost_usd_total",
+                    "Cost of the answers in USD, priced by the upstream model actually used",
+                ),
+                &["key", "provider", "model"],
+            )
+            .expect("metric");
+            r.register(Box::new(c.clone())).expect("register");
+            c
+        },
         inflight,
         rate_limited: counter(
             &r,
@@ -164,13 +177,14 @@ pub fn render() -> Vec<u8> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let families = m.registry.gather();
     let _ = TextEncoder::new().encode(&families, &mut buf);
-    let descs: [(&dyn prometheus::core::Collector, &str); 11] = [
+    let descs: [(&dyn prometheus::core::Collector, &str); 12] = [
         (&m.requests, "counter"),
         (&m.duration, "histogram"),
         (&m.ttfb, "histogram"),
         (&m.overhead, "histogram"),
         (&m.attempts, "counter"),
         (&m.tokens, "counter"),
+        (&m.cost, "counter"),
         (&m.rate_limited, "counter"),
         (&m.config_reloads, "counter"),
         (&m.client_disconnects, "counter"),

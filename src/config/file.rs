@@ -68,6 +68,11 @@ pub struct Settings {
     pub tls: Option<TlsConf>,
     /// `/{prefix}{provider}/...` forwards to that provider's API (off by default).
     pub provider_passthrough: Option<PassthroughConf>,
+    /// Where limit counters live, and gateway-wide limits.
+    pub limits: Option<LimitsConf>,
+    /// Prices (USD per million tokens) by model name or glob, over the
+    /// built-in table.
+    pub model_prices: Option<PriceTable>,
 }
 
 /// Listener TLS: PEM files, re-read on every SIGHUP.
@@ -84,6 +89,77 @@ pub struct TlsConf {
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConf {
+    pub input: f64,
+    pub output: f64,
+    /// Default: `input`.
+    pub cached_input: Option<f64>,
+    /// Default: `input`.
+    pub cache_write: Option<f64>,
+}
+
+/// `model_prices` in file order (globs are tried in that order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PriceTable(pub Vec<(String, PriceConf)>);
+
+impl<'de> Deserialize<'de> for PriceTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = PriceTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mapping of model names (or globs) to prices")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<PriceTable, A::Error> {
+                let mut out = vec![];
+                while let Some(e) = m.next_entry::<String, PriceConf>()? {
+                    out.push(e);
+                }
+                Ok(PriceTable(out))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConf {
+    #[serde(default)]
+    pub backend: LimitBackend,
+    /// `redis://host:port/db` for `backend: redis`.
+    pub url: Option<String>,
+    #[serde(default)]
+    pub on_error: OnError,
+    /// AI requests in flight at once, whole gateway.
+    pub max_concurrent: Option<u64>,
+    /// AI requests per minute (sliding window), whole gateway.
+    pub rpm: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitBackend {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// What the limits do when a shared store fails: count locally (`open`) or
+/// refuse limited requests (`closed`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Open,
+    Closed,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -147,6 +223,9 @@ pub struct KeyConf {
     pub tpm: Option<u64>,
     /// Requests of this key in flight at once.
     pub max_concurrent: Option<u64>,
+    /// Spend limits in USD per UTC calendar day / month.
+    pub budget_usd_daily: Option<f64>,
+    pub budget_usd_monthly: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -251,6 +330,12 @@ pub struct TargetConf {
     pub weight: u32,
     /// Applied after the model entry's own `payload`.
     pub payload: Option<PayloadConf>,
+    /// Requests per minute / hour / day and tokens per minute this target
+    /// may take (a provider's published quota); at its limit it is skipped.
+    pub rpm: Option<u64>,
+    pub rph: Option<u64>,
+    pub rpd: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

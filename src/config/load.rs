@@ -220,6 +220,42 @@ fn check_tls(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Str
     }
 }
 
+fn check_limits(l: Option<&LimitsConf>, problems: &mut Vec<Problem>) {
+    let Some(l) = l else { return };
+    for (name, v) in [("rpm", l.rpm), ("max_concurrent", l.max_concurrent)] {
+        if v == Some(0) {
+            problems.push(problem(
+                format!("limits.{name}"),
+                "must be at least 1 (omit it for no limit)",
+            ));
+        }
+    }
+    match (l.backend, &l.url) {
+        (LimitBackend::Memory, Some(_)) => {
+            problems.push(problem("limits.url", "only `backend: redis` takes a url"))
+        }
+        (LimitBackend::Redis, None) => problems.push(problem(
+            "limits.url",
+            "`backend: redis` needs a url (redis://host:port)",
+        )),
+        (LimitBackend::Redis, Some(u)) => {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                problems.push(problem(
+                    "limits.url",
+                    format!("'{u}' is not a redis:// or rediss:// URL"),
+                ));
+            } else {
+                // The shared store is not compiled into this build yet.
+                problems.push(problem(
+                    "limits.backend",
+                    "redis is not built in yet: use `memory` (the default)",
+                ));
+            }
+        }
+        (LimitBackend::Memory, None) => {}
+    }
+}
+
 /// Semantic checks serde cannot do.
 fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
     check_tls(f, problems, warnings);
@@ -258,6 +294,32 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
         }
     }
 
+    check_limits(s.limits.as_ref(), problems);
+    for (name, p) in s.model_prices.iter().flat_map(|t| &t.0) {
+        let path = format!("model_prices.{name}");
+        if name.is_empty() {
+            problems.push(problem(&path, "a model name or glob is needed"));
+        }
+        if crate::pricing::is_glob(name) {
+            check_glob(name, &path, problems);
+        }
+        let rates = [
+            ("input", Some(p.input)),
+            ("output", Some(p.output)),
+            ("cached_input", p.cached_input),
+            ("cache_write", p.cache_write),
+        ];
+        for (field, v) in rates {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                problems.push(problem(
+                    format!("{path}.{field}"),
+                    "must be a price in USD per million tokens (0 or more)",
+                ));
+            }
+        }
+    }
     check_retry(s.retry.as_ref(), "retry", problems);
     if let Some(b) = &s.circuit_breaker
         && b.open_seconds == Some(0)
@@ -301,6 +363,19 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
                 problems.push(problem(
                     format!("{path}.{name}"),
                     "must be at least 1 (omit it for no limit)",
+                ));
+            }
+        }
+        for (name, v) in [
+            ("budget_usd_daily", k.budget_usd_daily),
+            ("budget_usd_monthly", k.budget_usd_monthly),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                problems.push(problem(
+                    format!("{path}.{name}"),
+                    "must be an amount in USD greater than 0 (omit it for no budget)",
                 ));
             }
         }
@@ -386,6 +461,19 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
                     "must be at least 1",
                 ));
             }
+            for (name, v) in [
+                ("rpm", t.rpm),
+                ("rph", t.rph),
+                ("rpd", t.rpd),
+                ("tpm", t.tpm),
+            ] {
+                if v == Some(0) {
+                    problems.push(problem(
+                        format!("{path}.targets[{j}].{name}"),
+                        "must be at least 1 (omit it for no limit)",
+                    ));
+                }
+            }
             if !f.providers.iter().any(|p| p.name == t.provider) {
                 problems.push(problem(
                     format!("{path}.targets[{j}].provider"),
@@ -465,6 +553,77 @@ models: [{name: "gpt-*", targets: [{provider: o}]}]
         assert_eq!(l.file.keys[0].key.as_deref(), Some("secret"));
         assert!(l.warnings.iter().any(|w| w.contains("MISSING")));
         assert!(l.warnings.iter().any(|w| w.contains("disabled")));
+    }
+
+    #[test]
+    fn limits_backend_checks() {
+        let problems = |text: &str| {
+            parse(text, &no_env)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| format!("{p}"))
+                .collect::<Vec<_>>()
+        };
+        assert!(problems("limits: {backend: memory, on_error: closed}").is_empty());
+        let p = problems("limits: {backend: redis}");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("limits.url") && p.contains("needs a url")),
+            "{p:?}"
+        );
+        let p = problems("limits: {backend: redis, url: \"redis://127.0.0.1:6379\"}");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("limits.backend") && p.contains("not built in yet")),
+            "{p:?}"
+        );
+        let p = problems("limits: {backend: redis, url: \"http://x\"}");
+        assert!(p.iter().any(|p| p.contains("not a redis://")), "{p:?}");
+        let p = problems("limits: {url: \"redis://x\"}");
+        assert!(
+            p.iter().any(|p| p.contains("only `backend: redis`")),
+            "{p:?}"
+        );
+        let p = problems("keys: [{id: a, key: k, budget_usd_daily: 0, budget_usd_monthly: .nan}]");
+        assert!(
+            p.iter().any(|p| p.starts_with("keys[0].budget_usd_daily")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("keys[0].budget_usd_monthly")),
+            "{p:?}"
+        );
+        let p = problems("limits: {rpm: 0}");
+        assert!(p.iter().any(|p| p.starts_with("limits.rpm")), "{p:?}");
+        let p =
+            problems("model_prices: {\"m-[\": {input: 1, output: 1}, x: {input: -1, output: 1}}");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("model_prices.m-[") && p.contains("bad glob")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|p| p.starts_with("model_prices.x.input")),
+            "{p:?}"
+        );
+        let p = problems("model_prices: {y: {input: 1, outptu: 2}}");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("model_prices.y") && p.contains("outptu")),
+            "{p:?}"
+        );
+        let l = parse("model_prices: {b: {input: 1, output: 2}, \"a*\": {input: 3, output: 4, cached_input: 0.5, cache_write: 5}}", &no_env).unwrap();
+        let t = l.file.settings.model_prices.unwrap().0;
+        assert_eq!(
+            t.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ["b", "a*"],
+            "file order kept"
+        );
+        assert_eq!(t[1].1.cached_input, Some(0.5));
+        let p = problems("limits: {backend: etcd, on_error: maybe}");
+        assert!(p.iter().any(|p| p.starts_with("limits")), "{p:?}");
     }
 }
 

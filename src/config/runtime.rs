@@ -4,6 +4,7 @@
 
 use super::file::*;
 use super::load::Loaded;
+use crate::limits::TargetLimits;
 use crate::providers::credentials::Credentials;
 use crate::providers::{Endpoint, chat_format, default_base_url};
 use crate::resilience::{Breaker, BreakerPolicy, CooldownPolicy, CredentialRest, RetryPolicy};
@@ -13,6 +14,7 @@ use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -23,9 +25,24 @@ pub struct GatewayKey {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub max_concurrent: Option<u64>,
+    /// Its counter names, built once.
+    pub names: crate::limits::KeyNames,
+    /// Daily and monthly budgets in micro-USD.
+    pub budgets: [Option<u64>; 2],
 }
 
 impl GatewayKey {
+    pub fn limits(&self) -> crate::limits::KeyLimits<'_> {
+        crate::limits::KeyLimits {
+            id: &self.id,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_concurrent: self.max_concurrent,
+            budgets: self.budgets,
+            names: &self.names,
+        }
+    }
+
     pub fn allows(&self, model: &str) -> bool {
         self.models.as_ref().is_none_or(|g| g.is_match(model))
     }
@@ -102,6 +119,7 @@ pub struct Target {
     pub model: Option<String>,
     /// Body edits for this target (the entry's, then its own).
     pub payload: Option<std::sync::Arc<crate::payload::Payload>>,
+    pub limits: Option<Arc<TargetLimits>>,
 }
 
 pub struct ModelEntry {
@@ -157,6 +175,8 @@ pub struct Resolved {
     pub provider: usize,
     pub model: String,
     pub payload: Option<std::sync::Arc<crate::payload::Payload>>,
+    /// The target's own rate limits, checked before each attempt.
+    pub limits: Option<Arc<TargetLimits>>,
 }
 
 /// Listener TLS as configured, with the certificate its files held at load.
@@ -184,6 +204,9 @@ pub struct Snapshot {
     pub breaker: BreakerPolicy,
     pub stream_keepalive: Option<Duration>,
     pub rate_limit_window: Duration,
+    /// Where counters live (read at start, like `rate_limit_window`).
+    pub limit_store: LimitsConf,
+    pub prices: crate::pricing::PriceBook,
     pub cors: Option<crate::cors::CorsConf>,
     pub log_json: bool,
     /// Configured routes and provider passthrough (`crate::routes`).
@@ -261,6 +284,9 @@ impl Snapshot {
                     rpm: k.rpm,
                     tpm: k.tpm,
                     max_concurrent: k.max_concurrent,
+                    names: crate::limits::KeyNames::new(&k.id),
+                    budgets: [k.budget_usd_daily, k.budget_usd_monthly]
+                        .map(|b| b.map(|usd| (usd * 1e6).round() as u64)),
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -372,6 +398,13 @@ impl Snapshot {
                             t.payload.as_ref(),
                         )
                         .map(std::sync::Arc::new),
+                        // Counted per provider and upstream model (or, for a
+                        // target that passes the client's name, per entry).
+                        limits: TargetLimits::new(
+                            format!("{}/{}", t.provider, t.model.as_deref().unwrap_or(&m.name)),
+                            [t.rpm, t.rph, t.rpd, t.tpm],
+                        )
+                        .map(Arc::new),
                     })
                 })
                 .collect();
@@ -441,6 +474,10 @@ impl Snapshot {
                 None => Some(Duration::from_secs(15)),
             },
             rate_limit_window: Duration::from_secs(s.rate_limit_window_seconds.unwrap_or(60)),
+            limit_store: s.limits.clone().unwrap_or_default(),
+            prices: crate::pricing::PriceBook::new(
+                s.model_prices.as_ref().map_or(&[][..], |t| &t.0),
+            ),
             cors: s.cors.clone(),
             log_json: s.log_format == Some(LogFormat::Json),
             routes,
@@ -469,6 +506,7 @@ impl Snapshot {
                             provider: t.provider,
                             model: t.model.clone().unwrap_or_else(|| name.to_string()),
                             payload: t.payload.clone(),
+                            limits: t.limits.clone(),
                         }
                     })
                     .collect(),
@@ -483,6 +521,7 @@ impl Snapshot {
             provider: p,
             model: model.to_string(),
             payload: None,
+            limits: None,
         }])
     }
 

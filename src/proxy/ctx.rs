@@ -1,7 +1,7 @@
 //! Per-request state, kept across every upstream attempt of one request.
 
 use crate::config::Snapshot;
-use crate::limits::{KeyState, Slot};
+use crate::limits::Holds;
 use crate::metrics::InflightGuard;
 use crate::routing::Route;
 use crate::translate::Usage;
@@ -28,14 +28,18 @@ pub struct RequestCtx {
     pub client_wait: Duration,
     pub first_byte: Option<Instant>,
     pub usage: Option<Usage>,
+    /// The usage was (partly) estimated: the answer reported none.
+    pub tokens_estimated: bool,
+    /// What the answer cost, priced by the upstream model (None: no price known).
+    pub cost_usd: Option<f64>,
     /// Short reason for the access log when the request failed.
     pub error: Option<String>,
     pub debug: bool,
     /// Headers for every response to this request (`x-ratelimit-*`, CORS).
     pub extra_headers: Vec<(&'static str, String)>,
-    /// Tokens reserved against the key's tpm, reconciled with the reported usage.
-    pub tokens_reserved: Option<(Arc<KeyState>, u64, u64)>,
-    pub slot: Option<Slot>,
+    /// What the request holds against the limits: slots, request entries,
+    /// token reservations (reconciled with the reported usage in `logging`).
+    pub holds: Holds,
     /// Set when a configured route goes through Pingora's proxy phases.
     pub pass: Option<super::pass::PassState>,
     _inflight: InflightGuard,
@@ -58,11 +62,12 @@ impl RequestCtx {
             client_wait: Duration::ZERO,
             first_byte: None,
             usage: None,
+            tokens_estimated: false,
+            cost_usd: None,
             error: None,
             debug: false,
             extra_headers: Vec::new(),
-            tokens_reserved: None,
-            slot: None,
+            holds: Holds::default(),
             pass: None,
             _inflight: InflightGuard::new(),
         }

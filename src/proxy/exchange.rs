@@ -14,6 +14,7 @@ use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
 use crate::config::runtime::{Provider, Resolved};
+use crate::limits::Limiter;
 use crate::providers::{Op, upstream_path};
 use crate::resilience;
 use crate::sse;
@@ -27,6 +28,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -177,6 +179,8 @@ pub enum Failure {
     Status(u16, Box<ResponseHeader>, Bytes, Format),
     /// The request cannot be expressed in this target's format.
     Convert(translate::TranslateError),
+    /// The target is at one of its own limits (skipped, not tried).
+    Limited(crate::limits::Refusal),
 }
 
 enum Attempt {
@@ -195,7 +199,16 @@ fn outcome_label(f: &Failure) -> &'static str {
         Failure::Status(s, ..) if *s >= 500 => "http_5xx",
         Failure::Status(..) => "http_4xx",
         Failure::Convert(_) => "convert_error",
+        Failure::Limited(_) => "limited",
     }
+}
+
+/// Whether the upstream may have received the request (its quota counts it).
+fn sent(f: &Failure) -> bool {
+    !matches!(
+        f,
+        Failure::Unusable(_) | Failure::Convert(_) | Failure::Connect(_) | Failure::Limited(_)
+    )
 }
 
 fn classify(e: &pingora_core::Error, during: &str) -> Failure {
@@ -221,6 +234,7 @@ fn classify(e: &pingora_core::Error, during: &str) -> Failure {
 /// skipped, not waited for. On total failure the client gets the last error.
 pub async fn run(
     connector: &Connector,
+    limiter: &Arc<Limiter>,
     s: &mut Session,
     ctx: &mut RequestCtx,
     ask: &mut Ask,
@@ -233,6 +247,8 @@ pub async fn run(
     let mut dead = vec![false; targets.len()];
     let mut on_provider: Vec<u32> = vec![0; snap.providers.len()];
     let mut prev: Option<usize> = None;
+    // What a target's tpm reserves per attempt, like a key's.
+    let estimate = crate::limits::estimate_tokens(ask.body.len(), ask.peeked.max_output);
     loop {
         let mut progressed = false;
         for (ti, t) in targets.iter().enumerate() {
@@ -263,7 +279,22 @@ pub async fn run(
                     );
                     break;
                 }
+                // A target at its own limit is skipped, not hit; taken before
+                // the breaker, whose half-open probe must not be wasted on it.
+                let mut hold = match &t.limits {
+                    None => None,
+                    Some(tl) => match limiter.admit_target(tl, estimate).await {
+                        Ok(h) => Some(h),
+                        Err(r) => {
+                            set_unusable(&mut last, Failure::Limited(r));
+                            break;
+                        }
+                    },
+                };
                 if p.breaker.admit(now) == resilience::Admit::Open {
+                    if let Some(h) = &mut hold {
+                        limiter.give_back(h).await;
+                    }
                     set_unusable(
                         &mut last,
                         Failure::Unusable(format!(
@@ -281,6 +312,9 @@ pub async fn run(
                     }) {
                         Some((i, k)) => Some((i, k.to_string())),
                         None => {
+                            if let Some(h) = &mut hold {
+                                limiter.give_back(h).await;
+                            }
                             if tried.is_empty() {
                                 set_unusable(
                                     &mut last,
@@ -315,6 +349,18 @@ pub async fn run(
                 )
                 .await;
                 p.inflight.fetch_sub(1, Ordering::Relaxed);
+                if let Some(mut h) = hold {
+                    match &r {
+                        // A failed attempt used no tokens; one never sent took
+                        // no request from the upstream's quota either.
+                        Ok(Attempt::Failed(f)) if sent(f) => {
+                            limiter.reconcile(&mut h, None, None, true).await
+                        }
+                        Ok(Attempt::Failed(_)) => limiter.give_back(&mut h).await,
+                        // Settled with the reported usage when the request ends.
+                        _ => ctx.holds.absorb(h),
+                    }
+                }
                 let failure = match r? {
                     Attempt::Done => {
                         p.breaker.success();
@@ -378,6 +424,8 @@ pub async fn run(
                         dead[ti] = true;
                         false
                     }
+                    // Not an attempt outcome: limits are checked before one.
+                    Failure::Limited(_) => false,
                 };
                 // A non-retryable answer (a 400 about the request, say) goes
                 // straight back: another target would refuse it too.
@@ -402,9 +450,16 @@ pub async fn run(
 }
 
 /// Record that a target could not be tried, unless a real upstream failure
-/// is already known (that one says more to the client).
+/// is already known (that one says more to the client). A target at its limit
+/// outranks an unusable one (the client learns when to come back), and among
+/// those the soonest to have room wins.
 fn set_unusable(last: &mut Option<Failure>, f: Failure) {
-    if last.is_none() || matches!(last, Some(Failure::Unusable(_))) {
+    let replace = match (&*last, &f) {
+        (None | Some(Failure::Unusable(_)), _) => true,
+        (Some(Failure::Limited(a)), Failure::Limited(b)) => b.retry_after < a.retry_after,
+        _ => false,
+    };
+    if replace {
         *last = Some(f);
     }
 }
@@ -425,6 +480,7 @@ fn failure_text(f: &Failure) -> String {
         }
         Failure::Status(s, ..) => format!("upstream status {s}"),
         Failure::Convert(e) => e.message.clone(),
+        Failure::Limited(r) => r.message.clone(),
     }
 }
 
@@ -465,6 +521,8 @@ async fn fail(
             .await
         }
         Failure::Unusable(m) => respond::error(s, ctx, ingress, 503, &m, None).await,
+        // Every target is at its limit: 429 with the shortest Retry-After.
+        Failure::Limited(r) => respond::refusal(s, ctx, ingress, r).await,
         Failure::Connect(m) | Failure::Io(m) => {
             respond::error(
                 s,
@@ -679,6 +737,7 @@ async fn attempt(
                     ..Default::default()
                 });
                 if a.estimated {
+                    ctx.tokens_estimated = true;
                     ctx.error = Some("usage estimated: Gemini reported no token count".into());
                 }
                 ctx.first_byte = Some(Instant::now());
@@ -941,7 +1000,7 @@ async fn stream_answer(
                     .client_disconnects
                     .with_label_values(&[ask.ingress.as_str()])
                     .inc();
-                ctx.usage = pipe.usage();
+                stream_usage(ctx, &pipe, ask);
                 up.shutdown().await;
                 return pingora_core::Error::e_explain(
                     ErrorType::ConnectionClosed,
@@ -990,14 +1049,14 @@ async fn stream_answer(
                         .client_disconnects
                         .with_label_values(&[ask.ingress.as_str()])
                         .inc();
-                    ctx.usage = pipe.usage();
+                    stream_usage(ctx, &pipe, ask);
                     up.shutdown().await;
                     return Err(e);
                 }
             }
             Wait::Chunk(Ok(None)) => {
                 pipe.finish(&mut pending);
-                ctx.usage = pipe.usage();
+                stream_usage(ctx, &pipe, ask);
                 if let Some(h) = header.take() {
                     write_header(s, ctx, h).await?;
                 }
@@ -1016,7 +1075,7 @@ async fn stream_answer(
                 }
                 let msg = failure_text(&f);
                 ctx.error = Some(msg.clone());
-                ctx.usage = pipe.usage();
+                stream_usage(ctx, &pipe, ask);
                 if !sse {
                     // A plain body cut short: end the connection so the client
                     // sees it incomplete, never complete.
@@ -1036,6 +1095,14 @@ async fn stream_answer(
             }
         }
     }
+}
+
+/// A stream's usage for accounting: what it reported, with what it did not
+/// report estimated (and so marked in the access log).
+fn stream_usage(ctx: &mut RequestCtx, pipe: &stream::Pipe, ask: &Ask) {
+    let (u, estimated) = pipe.settled_usage((ask.body.len() as u64).div_ceil(4));
+    ctx.usage = Some(u);
+    ctx.tokens_estimated = estimated;
 }
 
 /// Read the client's body, bounded by `limit`. `Ok(None)`: over the limit.

@@ -10,6 +10,7 @@ pub mod stream;
 
 use crate::auth;
 use crate::config::Snapshot;
+use crate::limits::store::{LimitStore, MemoryStore};
 use crate::limits::{self, Limiter};
 use crate::metrics::{self, METRICS};
 use crate::providers::Op;
@@ -29,18 +30,24 @@ use std::sync::Arc;
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub connector: Connector,
-    pub limiter: Limiter,
+    pub limiter: Arc<Limiter>,
     /// The admin listener serves only health and metrics.
     pub admin: bool,
 }
 
 impl Gateway {
     pub fn new(config: Arc<ArcSwap<Snapshot>>, admin: bool) -> Self {
-        let window = config.load().rate_limit_window;
+        let snap = config.load();
+        let conf = &snap.limit_store;
+        // `backend: redis` is refused by config validation until the shared
+        // store is built in; memory is the only store here.
+        let store = LimitStore::Memory(MemoryStore::default());
+        let limiter = Arc::new(Limiter::new(store, conf.on_error, snap.rate_limit_window));
+        drop(snap);
         Gateway {
             config,
             connector: Connector::new(None),
-            limiter: Limiter::new(window),
+            limiter,
             admin,
         }
     }
@@ -166,20 +173,25 @@ impl ProxyHttp for Gateway {
         if let Some(e) = e {
             ctx.error.get_or_insert_with(|| e.to_string());
         }
-        if let Some((k, ticket, estimate)) = ctx.tokens_reserved.take() {
-            let now = crate::resilience::now_ms();
-            match &ctx.usage {
-                Some(u) => {
-                    k.tokens
-                        .adjust(now, ticket, (u.input + u.output) as i64 - estimate as i64)
-                }
-                // A failed request used nothing: give its reservation back.
-                None if ctx.status >= 400 || ctx.status == 0 => {
-                    k.tokens.adjust(now, ticket, -(estimate as i64))
-                }
-                // An answer that reported no usage keeps its estimate.
-                None => {}
-            }
+        if let Some(u) = &ctx.usage {
+            ctx.cost_usd = ctx
+                .snap
+                .prices
+                .lookup(&ctx.upstream_model)
+                .map(|p| p.cost_usd(u));
+        }
+        if !ctx.holds.is_empty() {
+            // A failed request used nothing: its reservations come back; an
+            // answer that reported no usage keeps its estimate.
+            let used = ctx.usage.map(|u| u.input + u.output);
+            // Usage without a price costs nothing.
+            let cost = ctx
+                .usage
+                .map(|_| ctx.cost_usd.map_or(0, |c| (c * 1e6).round() as u64));
+            let failed = ctx.status >= 400 || ctx.status == 0;
+            self.limiter
+                .reconcile(&mut ctx.holds, used, cost, failed)
+                .await;
         }
         record(ctx);
     }
@@ -217,6 +229,15 @@ fn record(ctx: &RequestCtx) {
         if let Some(u) = &ctx.usage {
             metrics::add_tokens(provider, model, u);
         }
+        if let Some(c) = ctx.cost_usd {
+            let key = ctx.key_id.as_deref().unwrap_or("");
+            METRICS
+                .cost
+                .with_label_values(&[key, provider, model])
+                .inc_by(c);
+        }
+        // Whole nano-dollars: no float noise in the log.
+        let cost = ctx.cost_usd.map(|c| (c * 1e9).round() / 1e9);
         if ctx.snap.log_json {
             let line = json!({
                 "request_id": ctx.request_id,
@@ -230,6 +251,8 @@ fn record(ctx: &RequestCtx) {
                 "duration_ms": (total.as_secs_f64() * 1e4).round() / 10.0,
                 "overhead_us": own.as_micros() as u64,
                 "tokens": ctx.usage.map(|u| json!({"input": u.input, "output": u.output, "cached": u.cached, "reasoning": u.reasoning})),
+                "tokens_estimated": ctx.tokens_estimated,
+                "cost_usd": cost,
                 "error": ctx.error,
             });
             log::info!(target: "access", "{line}");
@@ -237,7 +260,7 @@ fn record(ctx: &RequestCtx) {
         }
         log::info!(
             target: "access",
-            "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{}",
+            "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{} cost_usd={}{}",
             ctx.request_id,
             ctx.key_id.as_deref().unwrap_or("-"),
             ingress,
@@ -249,6 +272,8 @@ fn record(ctx: &RequestCtx) {
             total.as_secs_f64() * 1000.0,
             ctx.usage.map_or(0, |u| u.input),
             ctx.usage.map_or(0, |u| u.output),
+            if ctx.tokens_estimated { " tokens_estimated=true" } else { "" },
+            cost.map_or_else(|| "-".to_string(), |c| format!("{c:.9}").trim_end_matches('0').trim_end_matches('.').to_string()),
             ctx.error.as_deref().map(|e| format!(" error=\"{}\"", e.replace('"', "'"))).unwrap_or_default(),
         );
     } else {
@@ -269,96 +294,6 @@ impl RequestCtx {
 }
 
 impl Gateway {
-    /// Apply the key's limits; `Some((message, retry_after))` when refused.
-    /// Fills the `x-ratelimit-*` headers either way.
-    fn check_limits(
-        &self,
-        ctx: &mut RequestCtx,
-        k: &crate::config::runtime::GatewayKey,
-        body_len: usize,
-        max_output: Option<u64>,
-    ) -> Option<(String, std::time::Duration)> {
-        if k.rpm.is_none() && k.tpm.is_none() && k.max_concurrent.is_none() {
-            return None;
-        }
-        let state = self.limiter.key(&k.id);
-        let now = crate::resilience::now_ms();
-        if let Some(max) = k.max_concurrent {
-            match limits::try_slot(&state, max) {
-                Some(slot) => ctx.slot = Some(slot),
-                None => {
-                    let msg = format!(
-                        "gateway key '{}' has {max} requests in flight, its limit",
-                        k.id
-                    );
-                    return Some((msg, std::time::Duration::from_secs(1)));
-                }
-            }
-        }
-        let mut refused = None;
-        let mut request_ticket = None;
-        if let Some(rpm) = k.rpm {
-            let r = state.requests.try_take(now, 1, rpm);
-            request_ticket = r.as_ref().ok().map(|q| q.ticket);
-            let q = *r.as_ref().unwrap_or_else(|q| q);
-            ctx.extra_headers
-                .push(("x-ratelimit-limit-requests", q.limit.to_string()));
-            ctx.extra_headers
-                .push(("x-ratelimit-remaining-requests", q.remaining.to_string()));
-            ctx.extra_headers
-                .push(("x-ratelimit-reset-requests", limits::reset_text(q.reset)));
-            if r.is_err() {
-                refused = Some((
-                    format!(
-                        "gateway key '{}' reached its limit of {rpm} requests per minute",
-                        k.id
-                    ),
-                    q.reset,
-                ));
-            }
-        }
-        if let Some(tpm) = k.tpm {
-            let estimate = limits::estimate_tokens(body_len, max_output);
-            let r = if refused.is_some() {
-                state.tokens.try_take(now, 0, tpm)
-            } else {
-                state.tokens.try_take(now, estimate, tpm)
-            };
-            let q = *r.as_ref().unwrap_or_else(|q| q);
-            ctx.extra_headers
-                .push(("x-ratelimit-limit-tokens", q.limit.to_string()));
-            ctx.extra_headers
-                .push(("x-ratelimit-remaining-tokens", q.remaining.to_string()));
-            ctx.extra_headers
-                .push(("x-ratelimit-reset-tokens", limits::reset_text(q.reset)));
-            match r {
-                Ok(q) if refused.is_none() => {
-                    ctx.tokens_reserved = Some((state.clone(), q.ticket, estimate))
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    if refused.is_none() {
-                        // The request slot it took is given back: it never ran.
-                        if let Some(t) = request_ticket {
-                            state.requests.adjust(now, t, -1);
-                        }
-                        refused = Some((
-                            format!(
-                                "gateway key '{}' reached its limit of {tpm} tokens per minute",
-                                k.id
-                            ),
-                            q.reset,
-                        ));
-                    }
-                }
-            }
-        }
-        if refused.is_some() {
-            ctx.slot = None;
-        }
-        refused
-    }
-
     async fn serve(&self, s: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
         ctx.request_id = request_id(s);
         ctx.debug = s
@@ -579,13 +514,36 @@ impl Gateway {
                 }
             }
         }
-        if let Some(k) = key
-            && let Some(refusal) = self.check_limits(ctx, k, body.len(), peeked.max_output)
-        {
-            METRICS.rate_limited.with_label_values(&[&k.id]).inc();
-            let retry = refusal.1.as_secs_f64().ceil().max(1.0).to_string();
-            ctx.extra_headers.push(("retry-after", retry));
-            return respond::error(s, ctx, efmt, 429, &refusal.0, None).await;
+        if let Some(k) = key {
+            let kl = k.limits();
+            let mut estimate = limits::Estimate {
+                tokens: limits::estimate_tokens(body.len(), peeked.max_output),
+                cost_micro_usd: 0,
+            };
+            if kl.has_budget() {
+                // Priced as the first target; reconciled with the real cost.
+                let price = targets.first().and_then(|t| snap.prices.lookup(&t.model));
+                estimate.cost_micro_usd = price.map_or(0, |p| {
+                    p.estimate_micro_usd(
+                        (body.len() as u64).div_ceil(4),
+                        peeked.max_output.unwrap_or(0),
+                    )
+                });
+            }
+            let r = self
+                .limiter
+                .admit_key(&kl, estimate, &mut ctx.extra_headers, &mut ctx.holds)
+                .await;
+            if let Err(refusal) = r {
+                return respond::refusal(s, ctx, efmt, refusal).await;
+            }
+        }
+        let global = limits::GlobalLimits {
+            rpm: snap.limit_store.rpm,
+            max_concurrent: snap.limit_store.max_concurrent,
+        };
+        if let Err(refusal) = self.limiter.admit_global(global, &mut ctx.holds).await {
+            return respond::refusal(s, ctx, efmt, refusal).await;
         }
         let op = if ctx.route == Route::Embeddings {
             Op::Embeddings
@@ -596,6 +554,6 @@ impl Gateway {
             .as_ref()
             .map(|_| auth::strip_key_param(query.as_deref().unwrap_or("")));
         let mut ask = Ask::new(ingress, op, body, peeked, gemini_query);
-        exchange::run(&self.connector, s, ctx, &mut ask, targets).await
+        exchange::run(&self.connector, &self.limiter, s, ctx, &mut ask, targets).await
     }
 }

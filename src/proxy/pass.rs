@@ -106,11 +106,16 @@ impl Gateway {
             }
             // rpm and concurrency count route requests too; the body is not
             // read, so no tokens are reserved (an exhausted tpm still refuses).
-            if let Some((msg, retry)) = self.check_limits(ctx, k, 0, None) {
-                METRICS.rate_limited.with_label_values(&[&k.id]).inc();
-                let secs = retry.as_secs_f64().ceil().max(1.0).to_string();
-                ctx.extra_headers.push(("retry-after", secs));
-                return respond::error(s, ctx, efmt, 429, &msg, None).await;
+            let nothing = crate::limits::Estimate {
+                tokens: 0,
+                cost_micro_usd: 0,
+            };
+            let admitted = self
+                .limiter
+                .admit_key(&k.limits(), nothing, &mut ctx.extra_headers, &mut ctx.holds)
+                .await;
+            if let Err(refusal) = admitted {
+                return respond::refusal(s, ctx, efmt, refusal).await;
             }
         }
         let proxy = match &r.action {

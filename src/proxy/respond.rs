@@ -71,3 +71,23 @@ pub async fn json(
     let body = serde_json::to_vec(v).unwrap_or_default();
     send(s, ctx, status, "application/json", body, &[]).await
 }
+
+/// A request the limits refused: 429 (or 503) in the client's format, with
+/// `Retry-After` in whole seconds; 429s count in `aigate_rate_limited_total`.
+pub async fn refusal(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    format: Format,
+    r: crate::limits::Refusal,
+) -> pingora_core::Result<()> {
+    if r.status == 429 {
+        let key = ctx.key_id.as_deref().unwrap_or("");
+        crate::metrics::METRICS
+            .rate_limited
+            .with_label_values(&[key])
+            .inc();
+    }
+    let retry = r.retry_after.as_secs_f64().ceil().max(1.0).to_string();
+    ctx.extra_headers.push(("retry-after", retry));
+    error(s, ctx, format, r.status, &r.message, None).await
+}

@@ -14,6 +14,10 @@ pub struct Observer {
     parser: sse::Parser,
     decoder: Option<Box<dyn StreamDecoder>>,
     seen: Seen,
+    format: Format,
+    /// Characters of generated text seen, to estimate output tokens of a
+    /// stream that reports no usage.
+    chars: u64,
 }
 
 /// What the observer learnt so far.
@@ -71,6 +75,16 @@ impl Observer {
                 ..Default::default()
             },
             decoder,
+            format,
+            chars: 0,
+        }
+    }
+
+    /// Count the generated text in `chunk`, until the upstream shows it
+    /// reports usage (then its count is used).
+    fn count(&mut self, chunk: &[u8]) {
+        if !(self.seen.seen_usage && self.seen.usage.input > 0) {
+            self.chars += text_chars(self.format, chunk);
         }
     }
 
@@ -120,6 +134,66 @@ impl Observer {
             self.seen.event(dec, ev);
         }
     }
+}
+
+/// Characters of generated text (answer, reasoning, tool arguments) in raw
+/// stream bytes of `format`: the string values of the fields deltas carry. An
+/// estimate for streams without usage (a field split across chunks is missed).
+pub fn text_chars(format: Format, data: &[u8]) -> u64 {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: this runs over every byte of a stream until it shows usage.
+    type Keys = LazyLock<Vec<Finder<'static>>>;
+    fn keys(k: &'static [&'static [u8]]) -> Vec<Finder<'static>> {
+        k.iter().map(|k| Finder::new(*k)).collect()
+    }
+    static CHAT: Keys = LazyLock::new(|| {
+        keys(&[
+            b"\"content\":",
+            b"\"reasoning_content\":",
+            b"\"arguments\":",
+            b"\"refusal\":",
+        ])
+    });
+    // Only deltas: the `.done` events and `response.completed` repeat the text.
+    static RESPONSES: Keys = LazyLock::new(|| keys(&[b"\"delta\":"]));
+    static ANTHROPIC: Keys =
+        LazyLock::new(|| keys(&[b"\"text\":", b"\"thinking\":", b"\"partial_json\":"]));
+    static GEMINI: Keys = LazyLock::new(|| keys(&[b"\"text\":"]));
+    let keys: &[Finder<'static>] = match format {
+        Format::OpenAiChat => &CHAT,
+        Format::OpenAiResponses => &RESPONSES,
+        Format::Anthropic => &ANTHROPIC,
+        Format::Gemini => &GEMINI,
+    };
+    let mut n = 0;
+    for key in keys {
+        for at in key.find_iter(data) {
+            let mut i = at + key.needle().len();
+            while data.get(i) == Some(&b' ') {
+                i += 1;
+            }
+            if data.get(i) != Some(&b'"') {
+                continue;
+            }
+            i += 1;
+            while let Some(&b) = data.get(i) {
+                match b {
+                    b'"' => break,
+                    b'\\' => {
+                        n += 1;
+                        i += if data.get(i + 1) == Some(&b'u') { 6 } else { 2 };
+                        continue;
+                    }
+                    // UTF-8 continuation bytes are part of the previous char.
+                    b if b & 0xC0 == 0x80 => {}
+                    _ => n += 1,
+                }
+                i += 1;
+            }
+        }
+    }
+    n
 }
 
 /// The bytes end where an event ends.
@@ -206,50 +280,61 @@ impl Pipe {
     /// and nothing is pending before it: the caller sends it without a copy.
     pub fn feed(&mut self, chunk: &Bytes, out: &mut Vec<u8>) -> bool {
         match self {
-            Pipe::Pass(o, strip) => match strip {
-                None => {
-                    o.feed(chunk);
-                    if out.is_empty() && o.seen.content {
-                        return true;
-                    }
-                    out.extend_from_slice(chunk);
+            Pipe::Pass(o, strip) => {
+                o.count(chunk);
+                Self::pass(o, strip, chunk, out)
+            }
+            Pipe::Convert(t) => {
+                t.feed(chunk, out);
+                false
+            }
+        }
+    }
+
+    fn pass(
+        o: &mut Observer,
+        strip: &mut Option<sse::Parser>,
+        chunk: &Bytes,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        match strip {
+            None => {
+                o.feed(chunk);
+                if out.is_empty() && o.seen.content {
+                    return true;
                 }
-                // Whole events, past the preamble, with no usage chunk among
-                // them pass as they are.
-                Some(p)
-                    if o.seen.content
-                        && p.buffered() == 0
-                        && whole_events(chunk)
-                        && !may_matter(chunk) =>
-                {
-                    if out.is_empty() {
-                        return true;
-                    }
-                    out.extend_from_slice(chunk)
+                out.extend_from_slice(chunk);
+            }
+            // Whole events, past the preamble, with no usage chunk among
+            // them pass as they are.
+            Some(p)
+                if o.seen.content
+                    && p.buffered() == 0
+                    && whole_events(chunk)
+                    && !may_matter(chunk) =>
+            {
+                if out.is_empty() {
+                    return true;
                 }
-                Some(p) => {
-                    // One parse serves the filter and the observer.
-                    let r = p.feed(chunk, &mut |ev| {
-                        o.event(sse::Event {
-                            event: ev.event,
-                            data: ev.data,
-                        });
-                        if !is_usage_chunk(ev.data) {
-                            sse::write_raw(
-                                out,
-                                (!ev.event.is_empty()).then_some(ev.event),
-                                ev.data,
-                            );
-                        }
+                out.extend_from_slice(chunk)
+            }
+            Some(p) => {
+                // One parse serves the filter and the observer.
+                let r = p.feed(chunk, &mut |ev| {
+                    o.event(sse::Event {
+                        event: ev.event,
+                        data: ev.data,
                     });
-                    if r.is_err() {
-                        // Too large an event: stop filtering and holding back.
-                        *strip = None;
-                        o.seen.content = true;
+                    if !is_usage_chunk(ev.data) {
+                        sse::write_raw(out, (!ev.event.is_empty()).then_some(ev.event), ev.data);
                     }
+                });
+                if r.is_err() {
+                    // Too large an event: stop filtering and holding back.
+                    *strip = None;
+                    o.seen.content = true;
                 }
-            },
-            Pipe::Convert(t) => t.feed(chunk, out),
+            }
         }
         false
     }
@@ -297,6 +382,32 @@ impl Pipe {
             Pipe::Convert(t) => Some(t.usage()),
         }
     }
+
+    /// Characters of generated text so far (for a stream without usage).
+    pub fn content_chars(&self) -> u64 {
+        match self {
+            Pipe::Pass(o, _) => o.chars,
+            Pipe::Convert(t) => t.content_chars(),
+        }
+    }
+
+    /// The usage to account for: what the stream reported, with what it left
+    /// out estimated — input from the request (`input_estimate`), output at
+    /// about 4 characters per token of the text it carried. The flag says
+    /// whether anything was estimated.
+    pub fn settled_usage(&self, input_estimate: u64) -> (Usage, bool) {
+        let mut u = self.usage().unwrap_or_default();
+        let mut estimated = false;
+        if u.output == 0 && self.content_chars() > 0 {
+            u.output = self.content_chars().div_ceil(4);
+            estimated = true;
+        }
+        if u.input == 0 {
+            u.input = input_estimate;
+            estimated = true;
+        }
+        (u, estimated)
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +428,78 @@ mod tests {
         o.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
         assert_eq!(o.seen.error.as_ref().map(|e| e.0), Some(529));
         assert_eq!(o.seen.usage.input, 7);
+    }
+
+    #[test]
+    fn text_chars_counts_generated_text_per_format() {
+        let chat = br#"data: {"choices":[{"delta":{"content":"h\u00e9llo \"x\""}}]}
+
+data: {"choices":[{"delta":{"reasoning_content":"ab","tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]},"refusal":null}]}
+
+"#;
+        // "héllo \"x\"" is 9 chars, "ab" 2, `{"a":1}` 7.
+        assert_eq!(text_chars(Format::OpenAiChat, chat), 18);
+        let resp = br#"event: response.output_text.delta
+data: {"type":"response.output_text.delta","delta":"hi there"}
+
+event: response.output_text.done
+data: {"type":"response.output_text.done","text":"hi there"}
+
+"#;
+        assert_eq!(text_chars(Format::OpenAiResponses, resp), 8);
+        let an =
+            r#"data: {"type":"content_block_delta","delta":{"type":"text_delta","text": "Grüße"}}"#;
+        assert_eq!(text_chars(Format::Anthropic, an.as_bytes()), 5);
+        assert_eq!(
+            text_chars(Format::Gemini, br#"{"parts":[{"text":"abc"}]}"#),
+            3
+        );
+    }
+
+    #[test]
+    fn a_stream_without_usage_is_estimated() {
+        let mut pipe = Pipe::Pass(
+            Observer::new(Format::OpenAiChat),
+            Some(sse::Parser::default()),
+        );
+        let mut out = vec![];
+        let chunk = |c: &str| {
+            Bytes::from(format!(
+                "data: {{\"id\":\"c\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{c}\"}}}}]}}\n\n"
+            ))
+        };
+        for c in ["", "0123456789", "abcdefgh"] {
+            pipe.feed(&chunk(c), &mut out);
+        }
+        pipe.feed(&Bytes::from_static(b"data: [DONE]\n\n"), &mut out);
+        assert_eq!(pipe.content_chars(), 18);
+        assert_eq!(
+            pipe.settled_usage(40),
+            (
+                Usage {
+                    input: 40,
+                    output: 5,
+                    ..Default::default()
+                },
+                true
+            )
+        );
+        // Reported usage wins; counting stops once the upstream shows it reports.
+        let mut an = Pipe::Pass(Observer::new(Format::Anthropic), None);
+        an.feed(&Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"usage\":{\"input_tokens\":7,\"output_tokens\":3}}}\n\n"), &mut out);
+        an.feed(&Bytes::from_static(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"abcdefgh\"}}\n\n"), &mut out);
+        assert_eq!(an.content_chars(), 0);
+        assert_eq!(
+            an.settled_usage(40),
+            (
+                Usage {
+                    input: 7,
+                    output: 3,
+                    ..Default::default()
+                },
+                false
+            )
+        );
     }
 
     #[test]

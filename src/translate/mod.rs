@@ -89,6 +89,8 @@ pub struct Usage {
     pub output: u64,
     pub cached: u64,
     pub reasoning: u64,
+    /// Input tokens written to a cache (Anthropic), priced apart.
+    pub cache_write: u64,
 }
 
 pub mod anthropic;
@@ -332,6 +334,8 @@ struct Relay {
     finished: bool,
     content_started: bool,
     usage: ir::Usage,
+    /// Characters of text, thinking and tool arguments passed.
+    chars: u64,
     upstream_error: Option<ir::StreamError>,
     saw_tool_call: bool,
     /// IR index of the response-format tool block being re-expressed as text.
@@ -380,10 +384,11 @@ impl Relay {
                     d => d,
                 };
                 let non_empty = match &delta {
-                    Delta::Text(s)
-                    | Delta::Thinking(s)
-                    | Delta::Signature(s)
-                    | Delta::ToolArgs(s) => !s.is_empty(),
+                    Delta::Text(s) | Delta::Thinking(s) | Delta::ToolArgs(s) => {
+                        self.chars += s.chars().count() as u64;
+                        !s.is_empty()
+                    }
+                    Delta::Signature(s) => !s.is_empty(),
                 };
                 self.content_started |= non_empty;
                 StreamEvent::Delta { index, delta }
@@ -521,6 +526,12 @@ impl StreamTranslator {
     /// Usage seen so far.
     pub fn usage(&self) -> Usage {
         self.relay.usage.into()
+    }
+
+    /// Characters of generated text passed so far (to estimate the output
+    /// of a stream that reports no usage).
+    pub fn content_chars(&self) -> u64 {
+        self.relay.chars
     }
 
     /// Whether real content (a non-empty text/thinking/argument delta, or a tool

@@ -997,7 +997,8 @@ fn usage_tap_reads_both_formats_streaming_and_not() {
             input: 120,
             output: 7,
             cached: 100,
-            reasoning: 0
+            reasoning: 0,
+            cache_write: 10
         })
     );
     let mut tap = UsageTap::new(OA, true);
@@ -1008,7 +1009,8 @@ fn usage_tap_reads_both_formats_streaming_and_not() {
             input: 9,
             output: 2,
             cached: 4,
-            reasoning: 0
+            reasoning: 0,
+            cache_write: 0
         })
     );
     let mut tap = UsageTap::new(OA, true);
@@ -1025,7 +1027,8 @@ fn usage_tap_reads_both_formats_streaming_and_not() {
             input: 7,
             output: 1,
             cached: 2,
-            reasoning: 0
+            reasoning: 0,
+            cache_write: 0
         })
     );
 }

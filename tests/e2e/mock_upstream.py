@@ -48,6 +48,8 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        event (Anthropic `event: error` overloaded_error, Responses
                        `response.failed`, OpenAI chat `data: {"error":..}`, Gemini error
                        object), then ends cleanly
+  nousage              streams carry no usage (OpenAI chat ignores include_usage, as
+                       some OpenAI-compatible servers do; Responses ends with usage null)
   flaky-<pct>[-<status>]  each request fails with the provider's error for <status>
                        (default 500) with probability pct%, else answers normally
                        (seeded: `MockUpstream(seed=...)`)
@@ -145,6 +147,7 @@ class Scenario:
     flaky_pct: int | None = None
     flaky_status: int = 500
     stall_ms: int = 0
+    no_usage: bool = False
 
     def merged(self, other: "Scenario") -> "Scenario":
         """`other`'s non-default fields win."""
@@ -192,6 +195,8 @@ def parse_scenario(model: str | None) -> Scenario:
         s.delay_ms = int(mm.group(1) or 300)
     if mm := re.search(r"(?:^|[^a-z])stall-(\d+)", low):
         s.stall_ms = int(mm.group(1))
+    if "nousage" in low:
+        s.no_usage = True
     if mm := re.search(r"flaky-(\d+)(?:-(\d{3}))?", low):
         s.flaky_pct = int(mm.group(1))
         s.flaky_status = int(mm.group(2) or 500)
@@ -713,7 +718,7 @@ def openai_responses_json(seq: int, model: str, r: Reply, req: dict, status: str
     }
 
 
-def openai_responses_events(seq: int, model: str, r: Reply, req: dict) -> list[bytes]:
+def openai_responses_events(seq: int, model: str, r: Reply, req: dict, with_usage: bool = True) -> list[bytes]:
     n = [0]
     out: list[bytes] = []
 
@@ -750,7 +755,7 @@ def openai_responses_events(seq: int, model: str, r: Reply, req: dict) -> list[b
                 ev("response.function_call_arguments.delta", item_id=item["id"], output_index=oi, delta=piece, obfuscation="ob")
             ev("response.function_call_arguments.done", item_id=item["id"], output_index=oi, arguments=item["arguments"])
             ev("response.output_item.done", output_index=oi, item=item)
-    final = openai_responses_json(seq, model, r, req)
+    final = openai_responses_json(seq, model, r, req, with_usage=with_usage)
     ev("response.incomplete" if r.length else "response.completed", response=final)
     return out
 
@@ -1345,12 +1350,12 @@ class Handler(BaseHTTPRequestHandler):
             p = prompt_openai_chat(req)
             r = make_reply(sc, p)
             if rec.stream:
-                return self._stream(rec, 200, "text/event-stream; charset=utf-8", openai_chat_events(seq, model, r, p.include_usage), sc, self._oa_headers(seq), fmt)
+                return self._stream(rec, 200, "text/event-stream; charset=utf-8", openai_chat_events(seq, model, r, p.include_usage and not sc.no_usage), sc, self._oa_headers(seq), fmt)
             return self._send_json_faulty(rec, sc, openai_chat_json(seq, model, r), self._oa_headers(seq))
         if fmt == "openai-responses":
             r = make_reply(sc, prompt_openai_responses(req))
             if rec.stream:
-                return self._stream(rec, 200, "text/event-stream; charset=utf-8", openai_responses_events(seq, model, r, req), sc, self._oa_headers(seq), fmt)
+                return self._stream(rec, 200, "text/event-stream; charset=utf-8", openai_responses_events(seq, model, r, req, with_usage=not sc.no_usage), sc, self._oa_headers(seq), fmt)
             return self._send_json_faulty(rec, sc, openai_responses_json(seq, model, r, req), self._oa_headers(seq))
         if fmt == "anthropic-messages":
             r = make_reply(sc, prompt_anthropic(req))

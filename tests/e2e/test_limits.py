@@ -13,6 +13,7 @@ Every test starts its own gateway, so windows never carry over between tests.
 
 from __future__ import annotations
 
+import datetime
 import re
 import threading
 import time
@@ -370,3 +371,293 @@ def test_max_concurrent_slots_come_back_after_failures_streams_and_disconnects(s
             break
         time.sleep(0.1)
     assert r.status_code == 200, f"the slot of a disconnected stream was not released within 3 s: {r.status_code}"
+
+
+# ============================================================================ global limits (limits: {rpm, max_concurrent})
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_global_rpm_counts_every_key_and_refuses_in_client_format(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
+    """limits.rpm 3 for the whole gateway: requests of two keys share it; the fourth
+    gets 429 in the client's format with Retry-After, never reaches the upstream and
+    is counted under its key."""
+    gw = start_gateway(limits_config(upstream, {}, window=60, limits={"rpm": 3}))
+    for key in (KEY, OTHER, KEY):
+        r = send(gw, fmt, key=key)
+        assert r.status_code == 200, r.text
+    r = send(gw, fmt, key=OTHER)
+    body = assert_error_shape(fmt, r, 429)
+    assert "gateway" in r.text and "3 requests per minute" in r.text, body
+    ra = retry_after(r)
+    assert 1 <= ra <= 60
+    assert len(upstream.requests) == 3, "the refused request reached the upstream"
+    assert rate_limited_count(gw, "other") == 1 and rate_limited_count(gw) == 0
+
+
+def test_global_rpm_window_reopens_after_retry_after(start_gateway: StartGateway, upstream: MockUpstream):
+    gw = start_gateway(limits_config(upstream, {}, window=1, limits={"rpm": 2}))
+    for _ in range(2):
+        assert send(gw, "openai-responses", key=OTHER).status_code == 200
+    r = send(gw, "openai-responses", key=OTHER)
+    refused = time.monotonic()
+    assert_error_shape("openai-responses", r, 429)
+    ra = retry_after(r)
+    assert ra <= 2
+    sleep_until(refused + ra + 0.05)
+    r = send(gw, "openai-responses", key=OTHER)
+    assert r.status_code == 200, f"global window did not reopen after Retry-After {ra}s: {r.text[:200]}"
+
+
+def test_global_refusal_gives_back_the_keys_request(start_gateway: StartGateway, upstream: MockUpstream):
+    """A request the global limit refuses never ran: the key's rpm entry it took is
+    given back (key rpm 2, global rpm 1: the key still has 1 left after the refusal)."""
+    gw = start_gateway(limits_config(upstream, {"rpm": 2}, window=60, limits={"rpm": 1}))
+    assert send(gw, "openai-chat").status_code == 200
+    r = send(gw, "openai-chat")
+    assert r.status_code == 429 and "gateway reached" in r.text, r.text
+    # The key's own headers still tell its state: 1 remaining (the refused one came back).
+    assert_request_headers(r, 2)
+    gw2 = start_gateway(limits_config(upstream, {"rpm": 2}, window=60))
+    assert [send(gw2, "openai-chat").status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize("fmt", ["openai-chat", "anthropic", "gemini"])
+def test_global_max_concurrent_refuses_while_full(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
+    """limits.max_concurrent 1: while one request (of any key) is held upstream, another
+    gets 429 in its client's format with Retry-After; afterwards requests pass."""
+    gw = start_gateway(limits_config(upstream, {}, upstream_model="stall-400", limits={"max_concurrent": 1}))
+    out: list[httpx.Response] = []
+    t = threading.Thread(target=lambda: out.append(send(gw, fmt, key=OTHER)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not upstream.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert upstream.requests, "the first request never reached the upstream"
+    second = send(gw, fmt)
+    t.join(10)
+    assert out and out[0].status_code == 200
+    assert_error_shape(fmt, second, 429)
+    assert "in flight" in second.text
+    retry_after(second)
+    assert len(upstream.requests) == 1
+    assert send(gw, fmt).status_code == 200, "the global slot was not released"
+
+
+# ============================================================================ per-target limits (models[].targets[].rpm/rph/rpd/tpm)
+
+PROVIDER_OF = {"openai-chat": "oa", "openai-responses": "resp", "anthropic": "an", "gemini": "ge"}
+PREFIX_OF = {"openai-chat": "gpt", "openai-responses": "gpt", "anthropic": "claude", "gemini": "gemini"}
+
+
+def target(prov: str, model: str, **limits: int) -> dict:
+    return {"provider": prov, "model": model, **limits}
+
+
+def target_config(mock: MockUpstream, models: list[dict], window: int = 60, **top: Any) -> dict:
+    """limits_config plus `models` (whose targets carry limits); the key is unlimited."""
+    cfg = limits_config(mock, {}, window=window, **top)
+    cfg["models"] += models
+    return cfg
+
+
+def upstream_models(mock: MockUpstream) -> list[str]:
+    return [r.model for r in mock.requests]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_target_at_its_rpm_is_skipped_then_all_limited_gets_429(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
+    """Two targets with rpm 1 each: the first request goes to target 1, the second
+    skips it (at its limit) and target 2 serves, the third finds both at their limit:
+    429 in the client's format with Retry-After; no upstream is hit by it."""
+    prov, pre = PROVIDER_OF[fmt], PREFIX_OF[fmt]
+    gw = start_gateway(target_config(upstream, [{"name": "lim-m", "targets": [target(prov, f"{pre}-t1", rpm=1), target(prov, f"{pre}-t2", rpm=1)]}]))
+    path, body = raw_request(fmt, "lim-m")
+    if fmt == "anthropic":
+        body["max_tokens"] = 1
+    for _ in range(2):
+        r = send(gw, fmt, key=OTHER, path_body=(path, body))
+        assert r.status_code == 200, r.text
+    assert upstream_models(upstream) == [f"{pre}-t1", f"{pre}-t2"], "the limited target was hit instead of skipped"
+    r = send(gw, fmt, key=OTHER, path_body=(path, body))
+    body_err = assert_error_shape(fmt, r, 429)
+    assert "reached its limit of 1 requests per minute" in r.text, body_err
+    ra = retry_after(r)
+    assert ra <= 60
+    assert len(upstream.requests) == 2, "a request reached an upstream at its limit"
+    assert rate_limited_count(gw, "other") == 1
+
+
+def test_all_targets_limited_answers_the_shortest_retry_after(start_gateway: StartGateway, upstream: MockUpstream):
+    """Target 1 has rpm 1 (free again within a minute), target 2 rph 1 (an hour): once
+    both are used, the 429 carries target 1's Retry-After, the shorter."""
+    gw = start_gateway(target_config(upstream, [{"name": "lim-m", "targets": [target("oa", "gpt-t1", rpm=1), target("oa", "gpt-t2", rph=1)]}]))
+    pb = ("/v1/chat/completions", {"model": "lim-m", "messages": [{"role": "user", "content": "x"}]})
+    assert [send(gw, "openai-chat", key=OTHER, path_body=pb).status_code for _ in range(2)] == [200, 200]
+    r = send(gw, "openai-chat", key=OTHER, path_body=pb)
+    assert r.status_code == 429
+    assert retry_after(r) <= 60, "not the shortest Retry-After of the limited targets"
+    assert "gpt-t1" in r.text, r.text
+
+
+def test_target_rpm_window_reopens_after_retry_after(start_gateway: StartGateway, upstream: MockUpstream):
+    gw = start_gateway(target_config(upstream, [{"name": "lim-m", "targets": [target("an", "claude-t1", rpm=2)]}], window=1))
+    pb = ("/v1/messages", {"model": "lim-m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]})
+    assert [send(gw, "anthropic", key=OTHER, path_body=pb).status_code for _ in range(2)] == [200, 200]
+    r = send(gw, "anthropic", key=OTHER, path_body=pb)
+    refused = time.monotonic()
+    assert_error_shape("anthropic", r, 429)
+    ra = retry_after(r)
+    assert ra <= 2
+    sleep_until(refused + ra + 0.05)
+    r = send(gw, "anthropic", key=OTHER, path_body=pb)
+    assert r.status_code == 200, f"target window did not reopen after Retry-After {ra}s: {r.text[:200]}"
+
+
+def test_target_rph_and_rpd_windows_are_an_hour_and_a_day_of_the_minute(start_gateway: StartGateway, upstream: MockUpstream):
+    """rph and rpd windows are 60 and 1440 `rate_limit_window_seconds`: with a 1 s
+    minute, an exhausted rph target is free again within 60 s and an rpd one within
+    1440 s, which the Retry-After of each says."""
+    gw = start_gateway(target_config(upstream, [
+        {"name": "hour-m", "targets": [target("ge", "gemini-h1", rph=1)]},
+        {"name": "day-m", "targets": [target("ge", "gemini-d1", rpd=1)]},
+    ], window=1))
+    for model, lo, hi, word in (("hour-m", 55, 60, "per hour"), ("day-m", 1400, 1440, "per day")):
+        path = f"/v1beta/models/{model}:generateContent"
+        body = {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}
+        assert send(gw, "gemini", key=OTHER, path_body=(path, body)).status_code == 200
+        r = send(gw, "gemini", key=OTHER, path_body=(path, body))
+        assert_error_shape("gemini", r, 429)
+        assert word in r.text, r.text
+        ra = retry_after(r)
+        assert lo <= ra <= hi, f"{model}: Retry-After {ra}s, want {lo}..{hi} for a 1 s minute"
+    assert upstream_models(upstream) == ["gemini-h1", "gemini-d1"]
+
+
+def test_models_list_fallback_skips_a_limited_target(start_gateway: StartGateway, upstream: MockUpstream):
+    """`models: [a, b]`: a's only target is at its limit, so b's serves; with both at
+    their limits the client gets 429."""
+    gw = start_gateway(target_config(upstream, [
+        {"name": "fb-a", "targets": [target("oa", "gpt-a1", rpm=1)]},
+        {"name": "fb-b", "targets": [target("oa", "gpt-b1", rpm=1)]},
+    ]))
+    pb = ("/v1/chat/completions", {"models": ["fb-a", "fb-b"], "messages": [{"role": "user", "content": "x"}]})
+    codes = [send(gw, "openai-chat", key=OTHER, path_body=pb).status_code for _ in range(3)]
+    assert codes == [200, 200, 429], codes
+    assert upstream_models(upstream) == ["gpt-a1", "gpt-b1"]
+
+
+def test_target_tpm_reserves_then_reconciles_with_reported_usage(start_gateway: StartGateway, upstream: MockUpstream):
+    """Target 1 has tpm 1000. A (~625 tokens reserved: body/4 + max_tokens 600) is
+    held upstream; B would make ~1250, so target 1 is skipped and target 2 serves B.
+    A reports 30 tokens; after reconciliation C fits target 1 again."""
+    gw = start_gateway(target_config(upstream, [{"name": "tpm-m", "targets": [target("oa", "gpt-t1", tpm=1000), target("oa", "gpt-t2")]}]))
+    pb = ("/v1/chat/completions", {"model": "tpm-m", "max_tokens": 600, "messages": [{"role": "user", "content": "hi"}]})
+    upstream.add_rule("stall-600", model="gpt-t1", times=1)
+    out: list[httpx.Response] = []
+    t = threading.Thread(target=lambda: out.append(send(gw, "openai-chat", key=OTHER, path_body=pb)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not upstream.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b = send(gw, "openai-chat", key=OTHER, path_body=pb)
+    t.join(10)
+    assert out[0].status_code == 200 and b.status_code == 200
+    c = send(gw, "openai-chat", key=OTHER, path_body=pb)
+    assert c.status_code == 200
+    assert upstream_models(upstream) == ["gpt-t1", "gpt-t2", "gpt-t1"], "target tpm not reserved or not reconciled"
+
+
+def test_target_tpm_of_a_failed_attempt_comes_back(start_gateway: StartGateway, upstream: MockUpstream):
+    """A failed attempt used no tokens: target 1 (tpm 700) answers 500 and target 2
+    serves; the next request is tried on target 1 again, not skipped for a
+    reservation that was never used."""
+    gw = start_gateway(target_config(upstream, [{"name": "f-m", "targets": [target("oa", "gpt-fail-500", tpm=700), target("oa", "gpt-t2")]}],
+                                     circuit_breaker={"failure_threshold": 1000, "open_seconds": 1}))
+    pb = ("/v1/chat/completions", {"model": "f-m", "max_tokens": 600, "messages": [{"role": "user", "content": "hi"}]})
+    assert [send(gw, "openai-chat", key=OTHER, path_body=pb).status_code for _ in range(2)] == [200, 200]
+    assert upstream_models(upstream) == ["gpt-fail-500", "gpt-t2", "gpt-fail-500", "gpt-t2"]
+
+
+# ============================================================================ budgets (keys[].budget_usd_daily / budget_usd_monthly)
+
+# $1000 per million tokens for every mock model here: each answer (USAGE: 21 input,
+# 9 output) costs exactly $0.03.
+BUDGET_PRICES = {"*-up": {"input": 1000.0, "output": 1000.0}}
+
+
+def seconds_until_utc(period: str) -> float:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if period == "day":
+        end = (now + datetime.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (first + datetime.timedelta(days=32)).replace(day=1)
+    return (end - now).total_seconds()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_daily_budget_spent_gets_429_until_the_utc_day_ends(start_gateway: StartGateway, upstream: MockUpstream, fmt: str):
+    """budget_usd_daily $0.05, each answer costs $0.03: the first two pass (the second
+    starts with $0.02 left), the third finds the budget spent: 429 in the client's
+    format, a message saying so, Retry-After = until the UTC day ends; not sent."""
+    gw = start_gateway(limits_config(upstream, {"budget_usd_daily": 0.05}, model_prices=BUDGET_PRICES))
+    for i in range(2):
+        r = send(gw, fmt)
+        assert r.status_code == 200, f"request {i}: {r.text[:300]}"
+    r = send(gw, fmt)
+    body = assert_error_shape(fmt, r, 429)
+    assert "spent its daily budget of $0.05" in r.text, body
+    ra = retry_after(r)
+    want = seconds_until_utc("day")
+    assert want - 5 <= ra <= want + 5, f"Retry-After {ra}s, want ~{want:.0f}s (until the UTC day ends)"
+    assert len(upstream.requests) == 2, "a request over budget reached the upstream"
+    assert rate_limited_count(gw) == 1
+    assert send(gw, fmt, key=OTHER).status_code == 200, "another key's budget is its own"
+
+
+def test_monthly_budget_and_an_estimate_larger_than_what_is_left(start_gateway: StartGateway, upstream: MockUpstream):
+    """budget_usd_monthly $0.05 and requests allowing 100 output tokens (estimated at
+    ~$0.115 each, more than the whole budget): the estimate never locks the key out
+    while money is left — what is left is reserved — and the reconciled real cost
+    ($0.03 each) spends the budget on the second request; the third gets 429 with
+    Retry-After = until the UTC month ends."""
+    gw = start_gateway(limits_config(upstream, {"budget_usd_monthly": 0.05}, model_prices=BUDGET_PRICES))
+    assert [send(gw, "openai-chat", max_out=100).status_code for _ in range(2)] == [200, 200]
+    r = send(gw, "openai-chat", max_out=100)
+    assert_error_shape("openai-chat", r, 429)
+    assert "spent its monthly budget" in r.text, r.text
+    ra, want = retry_after(r), seconds_until_utc("month")
+    assert want - 5 <= ra <= want + 5, f"Retry-After {ra}s, want ~{want:.0f}s (until the UTC month ends)"
+
+
+def test_budget_reservation_blocks_concurrent_spending(start_gateway: StartGateway, upstream: MockUpstream):
+    """budget_usd_daily $0.02: A (estimated above the budget, so it reserves all of it)
+    is held upstream; B at the same time finds nothing left: 429. A's real cost ($0.03)
+    then leaves the budget spent."""
+    gw = start_gateway(limits_config(upstream, {"budget_usd_daily": 0.02}, model_prices=BUDGET_PRICES))
+    upstream.add_rule("stall-600", times=1)
+    out: list[httpx.Response] = []
+    t = threading.Thread(target=lambda: out.append(send(gw, "anthropic", max_out=100)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not upstream.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b = send(gw, "anthropic", max_out=1)
+    t.join(10)
+    assert out[0].status_code == 200
+    assert_error_shape("anthropic", b, 429)
+    assert "budget" in b.text
+    assert len(upstream.requests) == 1
+    assert send(gw, "anthropic", max_out=1).status_code == 429, "A's real cost did not land in the budget"
+
+
+def test_failed_request_gives_its_budget_reservation_back(start_gateway: StartGateway, upstream: MockUpstream):
+    """A request that failed upstream cost nothing: budget $0.05, a failing request
+    estimated at ~$0.115 (reserving all of it) must not leave the key spent."""
+    cfg = limits_config(upstream, {"budget_usd_daily": 0.05}, model_prices={**BUDGET_PRICES, "gpt-fail-500": {"input": 1000.0, "output": 1000.0}},
+                        circuit_breaker={"failure_threshold": 1000, "open_seconds": 1})
+    gw = start_gateway(cfg)
+    failing = ("/v1/chat/completions", {"model": "chat-500", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]})
+    assert send(gw, "openai-chat", path_body=failing).status_code == 500
+    r = send(gw, "openai-chat")
+    assert r.status_code == 200, f"a failed request kept its budget reservation: {r.status_code} {r.text[:200]}"

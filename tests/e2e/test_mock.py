@@ -80,6 +80,16 @@ def test_openai_chat_stream_include_usage_only_when_asked(mock):
     assert b'"usage"' not in bytes(mock.last().response_bytes)
 
 
+def test_nousage_streams_carry_no_usage(mock):
+    """`nousage`: an OpenAI Chat stream ignores include_usage (some OpenAI-compatible
+    servers do); a Responses stream completes with usage null."""
+    chunks = list(oai(mock).chat.completions.create(model="gpt-nousage", messages=[{"role": "user", "content": "q"}], stream=True, stream_options={"include_usage": True}))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "echo: q"
+    assert all(ch.usage is None for ch in chunks) and b'"usage"' not in bytes(mock.last().response_bytes)
+    events = list(oai(mock).responses.create(model="gpt-nousage", input="q", stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.usage is None
+
+
 def test_openai_chat_parallel_tool_calls_then_tool_results_summary(mock):
     c = oai(mock)
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_TOOL_SCHEMA}}, {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}}]
