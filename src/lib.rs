@@ -15,3 +15,4 @@ pub mod server;
 pub mod sse;
 pub mod translate;
 pub mod upgrade;
+pub mod watch;

@@ -41,6 +41,11 @@ fn server_conf(s: &Snapshot, daemon: bool) -> ServerConf {
 
 /// Validate (`--test`) or run. Returns the process exit code for `--test` and errors.
 pub fn main(cli: Cli) -> i32 {
+    // Stamped before reading, so a change made meanwhile is still noticed.
+    let stamp = cli
+        .config
+        .as_deref()
+        .and_then(|p| crate::watch::FileStamp::of(p.as_ref()));
     let loaded = match config::read(cli.config.as_deref()) {
         Ok(l) => l,
         Err(problems) => {
@@ -65,10 +70,13 @@ pub fn main(cli: Cli) -> i32 {
             return 1;
         }
     };
-    run(cli, snap)
+    if snap.watch_config && cli.config.is_none() {
+        log::warn!("watch_config needs a config file (-c): nothing to watch");
+    }
+    run(cli, snap, stamp)
 }
 
-fn run(cli: Cli, snap: Snapshot) -> i32 {
+fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 {
     let conf = server_conf(&snap, cli.daemon);
     let listen = snap.listen.clone();
     let admin_listen = snap.admin_listen.clone();
@@ -112,6 +120,7 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
             exe: crate::upgrade::ExeStamp::now(),
             daemon: cli.daemon,
             upgrade: upgrade.clone(),
+            read_stamp: stamp,
         },
     ));
     server.add_service(background_service(
@@ -128,9 +137,10 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
     0
 }
 
-/// SIGHUP: re-read the config; a valid one replaces the snapshot atomically
-/// (requests in flight keep the one they started with), an invalid one is
-/// logged and counted while the old config keeps serving.
+/// SIGHUP, or a change of the file with `watch_config: true`: re-read the
+/// config; a valid one replaces the snapshot atomically (requests in flight
+/// keep the one they started with), an invalid one is logged and counted
+/// while the old config keeps serving.
 pub struct Reloader {
     pub path: Option<String>,
     pub shared: Arc<ArcSwap<Snapshot>>,
@@ -138,9 +148,23 @@ pub struct Reloader {
     pub exe: Option<crate::upgrade::ExeStamp>,
     pub daemon: bool,
     pub upgrade: Arc<tokio::sync::Notify>,
+    /// The config file as it was when read at start.
+    pub read_stamp: Option<crate::watch::FileStamp>,
 }
 
 impl Reloader {
+    /// Reload, and tell the watch which version of the file that read.
+    async fn reload_watched(&self, watch: &mut crate::watch::Watch) {
+        let path = self.path.as_deref().map(std::path::Path::new);
+        let stamp = path.and_then(crate::watch::FileStamp::of);
+        self.reload().await;
+        watch.was_read(stamp);
+    }
+
+    fn watching(&self) -> bool {
+        self.path.is_some() && self.shared.load().watch_config
+    }
+
     /// Hand the listeners to a new process running the executable on disk.
     async fn upgrade(&self, why: &str) -> bool {
         let Some(exe) = &self.exe else {
@@ -225,9 +249,30 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
+        use crate::watch::{FileStamp, POLL, Step, Watch};
+        let mut watch = Watch::new(self.read_stamp);
+        let mut next_look = POLL;
         loop {
+            let watching = self.watching();
             tokio::select! {
-                _ = hup.recv() => { self.reload().await; }
+                _ = hup.recv() => {
+                    if crate::upgrade::draining() {
+                        log::warn!("SIGHUP ignored: this process is draining (a new one took or is taking over)");
+                        continue;
+                    }
+                    self.reload_watched(&mut watch).await;
+                }
+                _ = tokio::time::sleep(next_look), if watching && !crate::upgrade::draining() => {
+                    let path = std::path::Path::new(self.path.as_deref().unwrap_or_default());
+                    next_look = match watch.observe(FileStamp::of(path)) {
+                        Step::Wait(d) => d,
+                        Step::Reload => {
+                            log::info!("config file {} changed: reloading", path.display());
+                            self.reload_watched(&mut watch).await;
+                            POLL
+                        }
+                    };
+                }
                 _ = shutdown.changed() => return,
             }
         }

@@ -64,6 +64,8 @@ pub struct Settings {
     pub cors: Option<crate::cors::CorsConf>,
     /// `text` (default) or `json`: one JSON object per access-log line.
     pub log_format: Option<LogFormat>,
+    /// Reload when the config file changes, as on SIGHUP (see `watch.rs`).
+    pub watch_config: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

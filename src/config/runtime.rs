@@ -172,6 +172,7 @@ pub struct Snapshot {
     pub rate_limit_window: Duration,
     pub cors: Option<crate::cors::CorsConf>,
     pub log_json: bool,
+    pub watch_config: bool,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
 }
@@ -400,6 +401,7 @@ impl Snapshot {
             rate_limit_window: Duration::from_secs(s.rate_limit_window_seconds.unwrap_or(60)),
             cors: s.cors.clone(),
             log_json: s.log_format == Some(LogFormat::Json),
+            watch_config: s.watch_config.unwrap_or(false),
             exact,
             globs,
         })
