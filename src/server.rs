@@ -216,6 +216,12 @@ impl Reloader {
                 let old = self.shared.load();
                 let moved = old.listen != snap.listen || old.admin_listen != snap.admin_listen;
                 let replaced = self.exe.as_ref().is_some_and(|e| e.replaced());
+                if moved && let Err(e) = can_listen(&old, &snap) {
+                    // The new process would fail only after taking the sockets.
+                    METRICS.config_reloads.with_label_values(&["error"]).inc();
+                    log::error!("config reload rejected, keeping the running config: {e}");
+                    return false;
+                }
                 if moved || replaced {
                     return self
                         .upgrade(if replaced {
@@ -237,6 +243,20 @@ impl Reloader {
             }
         }
     }
+}
+
+/// Addresses a new config listens on that this process does not: can they be
+/// bound now? (A port in use would otherwise surface only in the new process,
+/// after this one handed over its sockets.)
+fn can_listen(old: &Snapshot, new: &Snapshot) -> Result<(), String> {
+    let held: Vec<&String> = old.listen.iter().chain(old.admin_listen.iter()).collect();
+    for a in new.listen.iter().chain(new.admin_listen.iter()) {
+        if held.contains(&a) {
+            continue;
+        }
+        std::net::TcpListener::bind(a.as_str()).map_err(|e| format!("cannot listen on {a}: {e}"))?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -131,12 +131,18 @@ pub async fn hand_over(
     if daemon {
         cmd.arg("--daemon");
     }
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
     // The new process binds the upgrade socket at start; Pingora's sender
     // also retries, so a short head start is enough.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // It waits for the sockets in the foreground (even with --daemon): gone
+    // already means it failed, and Pingora's sender would give up and stop
+    // this process anyway, leaving no one to serve.
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!("{} --upgrade exited at start ({status})", exe.display()));
+    }
     // Set here too, so a SIGHUP racing the signal watch cannot start a second successor.
     start_draining("handing the listeners over");
     trigger.notify_one();
