@@ -254,7 +254,8 @@ fn can_listen(old: &Snapshot, new: &Snapshot) -> Result<(), String> {
         if held.contains(&a) {
             continue;
         }
-        std::net::TcpListener::bind(a.as_str()).map_err(|e| format!("cannot listen on {a}: {e}"))?;
+        std::net::TcpListener::bind(a.as_str())
+            .map_err(|e| format!("cannot listen on {a}: {e}"))?;
     }
     Ok(())
 }

@@ -141,7 +141,10 @@ pub async fn hand_over(
     // already means it failed, and Pingora's sender would give up and stop
     // this process anyway, leaving no one to serve.
     if let Ok(Some(status)) = child.try_wait() {
-        return Err(format!("{} --upgrade exited at start ({status})", exe.display()));
+        return Err(format!(
+            "{} --upgrade exited at start ({status})",
+            exe.display()
+        ));
     }
     // Set here too, so a SIGHUP racing the signal watch cannot start a second successor.
     start_draining("handing the listeners over");
