@@ -50,7 +50,7 @@ impl ExeStamp {
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
 /// This process is handing over or shutting down: every response from now on
-/// carries `Connection: close` (see `proxy::respond::close_if_draining`).
+/// carries `Connection: close` (see `proxy::drain`).
 ///
 /// Why: on an upgrade Pingora keeps the old process accepting for 5 s, then
 /// closes its listeners and, at once, every idle keep-alive connection. A

@@ -1,6 +1,7 @@
 //! The Pingora service: thin phases calling plain modules.
 
 pub mod ctx;
+pub mod drain;
 pub mod exchange;
 pub mod headers;
 pub mod intake;
@@ -116,6 +117,7 @@ impl ProxyHttp for Gateway {
             }
         }
         record(ctx);
+        drain::linger_for_next_request(s).await;
     }
 }
 

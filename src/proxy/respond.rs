@@ -31,22 +31,12 @@ pub async fn send(
         h.insert_header(*k, v)?;
     }
     ctx.status = status;
-    close_if_draining(s);
+    super::drain::close_if_draining(s);
     let t = Instant::now();
     s.write_response_header(Box::new(h), false).await?;
     s.write_response_body(Some(Bytes::from(body)), true).await?;
     ctx.client_wait += t.elapsed();
     Ok(())
-}
-
-/// Before a response header goes out: while the process drains (upgrade,
-/// SIGTERM) the answer says `Connection: close` and the connection ends after
-/// it, so no client reuses a connection that is about to be closed under it
-/// (see `upgrade::draining`).
-pub fn close_if_draining(s: &mut Session) {
-    if crate::upgrade::draining() {
-        s.set_keepalive(None);
-    }
 }
 
 /// `x-aigate-debug: true` on the request: say where it went (SPEC "Headers").

@@ -4,7 +4,7 @@ SIGTERM drains an in-flight stream, SIGINT exits fast.
 
 A bounded load loop runs on loopback while the signals happen: client threads, each
 with its own keep-alive connection pool as an SDK has, send non-streaming requests and
-long streams (~8 s: 38 text deltas 200 ms apart) in the OpenAI Chat and Anthropic
+long streams (~7.5 s: 38 text deltas 180 ms apart) in the OpenAI Chat and Anthropic
 formats. Every request must complete 200 with the exact answer; a stream must carry
 every delta in order and end properly. Nothing is retried: a connection the gateway
 closes under a request is a failure. Each test prints its counts (terminal summary
@@ -35,7 +35,7 @@ from mock_upstream import MockUpstream, split_text
 StartGateway = Callable[..., Gateway]
 
 PIECES = 40  # at most this many text deltas in a long stream: one per word of the answer
-LONG_MS = 200  # between stream events: ~40 events, 8-9 s per long stream
+LONG_MS = 180  # between stream events: ~40 events, 7-8 s per long stream
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu one two three four five six "
          "seven eight nine ten").split()
@@ -45,7 +45,10 @@ CLOSE_TIMEOUT = 5.0
 # Busy keep-alive clients during upgrades: each connection is reused within ms, so
 # one closed under a client is likely to be hit.
 UPGRADE_FAST = 4
-GRACE = 10  # > a long stream, so one started just before the old process stops accepting completes
+# The old process drains this long after it stops accepting: a stream it began just
+# before, and the one request its client may send next on that keep-alive
+# connection (served there: see src/proxy/drain.rs), both complete.
+GRACE = 12
 
 
 def zd_config(mock: MockUpstream, tag: str, long_ms: int = LONG_MS, **top: Any) -> dict:
