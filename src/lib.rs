@@ -20,3 +20,4 @@ pub mod sse;
 pub mod tls;
 pub mod translate;
 pub mod upgrade;
+pub mod watch;

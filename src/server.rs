@@ -53,6 +53,11 @@ fn client_buffers() -> L4BufferSettings {
 }
 
 pub fn main(cli: Cli) -> i32 {
+    // Stamped before reading, so a change made meanwhile is still noticed.
+    let stamp = cli
+        .config
+        .as_deref()
+        .and_then(|p| crate::watch::FileStamp::of(p.as_ref()));
     let loaded = match config::read(cli.config.as_deref()) {
         Ok(l) => l,
         Err(problems) => {
@@ -77,10 +82,13 @@ pub fn main(cli: Cli) -> i32 {
             return 1;
         }
     };
-    run(cli, snap)
+    if snap.watch_config && cli.config.is_none() {
+        log::warn!("watch_config needs a config file (-c): nothing to watch");
+    }
+    run(cli, snap, stamp)
 }
 
-fn run(cli: Cli, snap: Snapshot) -> i32 {
+fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 {
     let conf = server_conf(&snap, cli.daemon);
     let listen = snap.listen.clone();
     let admin_listen = snap.admin_listen.clone();
@@ -141,6 +149,7 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
             daemon: cli.daemon,
             upgrade: upgrade.clone(),
             cert: tls.as_ref().map(|(r, _)| r.clone()),
+            read_stamp: stamp,
         },
     ));
     server.add_service(background_service(
@@ -165,9 +174,10 @@ fn run(cli: Cli, snap: Snapshot) -> i32 {
     0
 }
 
-/// SIGHUP: re-read the config; a valid one replaces the snapshot atomically
-/// (requests in flight keep the one they started with), an invalid one is
-/// logged and counted while the old config keeps serving.
+/// SIGHUP, or a change of the file with `watch_config: true`: re-read the
+/// config; a valid one replaces the snapshot atomically (requests in flight
+/// keep the one they started with), an invalid one is logged and counted
+/// while the old config keeps serving.
 pub struct Reloader {
     pub path: Option<String>,
     pub shared: Arc<ArcSwap<Snapshot>>,
@@ -177,9 +187,23 @@ pub struct Reloader {
     pub upgrade: Arc<tokio::sync::Notify>,
     /// The TLS listeners' certificate, when they serve TLS.
     pub cert: Option<Arc<crate::tls::CertResolver>>,
+    /// The config file as it was when read at start.
+    pub read_stamp: Option<crate::watch::FileStamp>,
 }
 
 impl Reloader {
+    /// Reload, and tell the watch which version of the file that read.
+    async fn reload_watched(&self, watch: &mut crate::watch::Watch) {
+        let path = self.path.as_deref().map(std::path::Path::new);
+        let stamp = path.and_then(crate::watch::FileStamp::of);
+        self.reload().await;
+        watch.was_read(stamp);
+    }
+
+    fn watching(&self) -> bool {
+        self.path.is_some() && self.shared.load().watch_config
+    }
+
     /// Hand the listeners to a new process running the executable on disk.
     async fn upgrade(&self, why: &str) -> bool {
         let Some(exe) = &self.exe else {
@@ -233,6 +257,12 @@ impl Reloader {
                     || old.admin_listen != snap.admin_listen
                     || listener_tls_changed(&old, &snap);
                 let replaced = self.exe.as_ref().is_some_and(|e| e.replaced());
+                if moved && let Err(e) = can_listen(&old, &snap) {
+                    // The new process would fail only after taking the sockets.
+                    METRICS.config_reloads.with_label_values(&["error"]).inc();
+                    log::error!("config reload rejected, keeping the running config: {e}");
+                    return false;
+                }
                 if moved || replaced {
                     return self
                         .upgrade(if replaced {
@@ -274,6 +304,21 @@ fn listener_tls_changed(old: &Snapshot, new: &Snapshot) -> bool {
     old.tls.as_ref().map(|t| t.conf.http2) != new.tls.as_ref().map(|t| t.conf.http2)
 }
 
+/// Addresses a new config listens on that this process does not: can they be
+/// bound now? (A port in use would otherwise surface only in the new process,
+/// after this one handed over its sockets.)
+fn can_listen(old: &Snapshot, new: &Snapshot) -> Result<(), String> {
+    let held: Vec<&String> = old.listen.iter().chain(old.admin_listen.iter()).collect();
+    for a in new.listen.iter().chain(new.admin_listen.iter()) {
+        if held.contains(&a) {
+            continue;
+        }
+        std::net::TcpListener::bind(a.as_str())
+            .map_err(|e| format!("cannot listen on {a}: {e}"))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
@@ -284,9 +329,30 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
+        use crate::watch::{FileStamp, POLL, Step, Watch};
+        let mut watch = Watch::new(self.read_stamp);
+        let mut next_look = POLL;
         loop {
+            let watching = self.watching();
             tokio::select! {
-                _ = hup.recv() => { self.reload().await; }
+                _ = hup.recv() => {
+                    if crate::upgrade::draining() {
+                        log::warn!("SIGHUP ignored: this process is draining (a new one took or is taking over)");
+                        continue;
+                    }
+                    self.reload_watched(&mut watch).await;
+                }
+                _ = tokio::time::sleep(next_look), if watching && !crate::upgrade::draining() => {
+                    let path = std::path::Path::new(self.path.as_deref().unwrap_or_default());
+                    next_look = match watch.observe(FileStamp::of(path)) {
+                        Step::Wait(d) => d,
+                        Step::Reload => {
+                            log::info!("config file {} changed: reloading", path.display());
+                            self.reload_watched(&mut watch).await;
+                            POLL
+                        }
+                    };
+                }
                 _ = shutdown.changed() => return,
             }
         }

@@ -9,6 +9,7 @@ use pingora_core::server::{ShutdownSignal, ShutdownSignalWatch};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
@@ -46,6 +47,27 @@ impl ExeStamp {
     }
 }
 
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// This process is handing over or shutting down: every response from now on
+/// carries `Connection: close` (see `proxy::drain`).
+///
+/// Why: on an upgrade Pingora keeps the old process accepting for 5 s, then
+/// closes its listeners and, at once, every idle keep-alive connection. A
+/// client that sends its next request on such a connection at that instant
+/// gets a reset, not an answer (seen under load: 1-2 per upgrade with 8
+/// busy keep-alive clients). Closing each connection after its current
+/// answer during those 5 s moves the clients to the new process first.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+fn start_draining(why: &str) {
+    if !DRAINING.swap(true, Ordering::Relaxed) {
+        log::info!("{why}: draining, answers now close their connections");
+    }
+}
+
 /// Pingora's shutdown watch (SIGQUIT upgrade, SIGTERM drain, SIGINT fast)
 /// plus an in-process trigger for the SIGHUP-initiated upgrade.
 pub struct Signals {
@@ -63,12 +85,18 @@ impl ShutdownSignalWatch for Signals {
             log::error!("cannot watch shutdown signals");
             return std::future::pending().await;
         };
-        tokio::select! {
+        let s = tokio::select! {
             _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
             _ = self.upgrade.notified() => ShutdownSignal::GracefulUpgrade,
             _ = term.recv() => ShutdownSignal::GracefulTerminate,
             _ = int.recv() => ShutdownSignal::FastShutdown,
+        };
+        match s {
+            ShutdownSignal::GracefulUpgrade => start_draining("handing the listeners over"),
+            ShutdownSignal::GracefulTerminate => start_draining("SIGTERM"),
+            _ => {}
         }
+        s
     }
 }
 
@@ -103,12 +131,23 @@ pub async fn hand_over(
     if daemon {
         cmd.arg("--daemon");
     }
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
     // The new process binds the upgrade socket at start; Pingora's sender
     // also retries, so a short head start is enough.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // It waits for the sockets in the foreground (even with --daemon): gone
+    // already means it failed, and Pingora's sender would give up and stop
+    // this process anyway, leaving no one to serve.
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!(
+            "{} --upgrade exited at start ({status})",
+            exe.display()
+        ));
+    }
+    // Set here too, so a SIGHUP racing the signal watch cannot start a second successor.
+    start_draining("handing the listeners over");
     trigger.notify_one();
     Ok(child.id())
 }

@@ -73,6 +73,8 @@ pub struct Settings {
     /// Prices (USD per million tokens) by model name or glob, over the
     /// built-in table.
     pub model_prices: Option<PriceTable>,
+    /// Reload when the config file changes, as on SIGHUP (see `watch.rs`).
+    pub watch_config: Option<bool>,
 }
 
 /// Listener TLS: PEM files, re-read on every SIGHUP.

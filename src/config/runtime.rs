@@ -211,6 +211,7 @@ pub struct Snapshot {
     pub log_json: bool,
     /// Configured routes and provider passthrough (`crate::routes`).
     pub routes: crate::routes::RouteTable,
+    pub watch_config: bool,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
 }
@@ -481,6 +482,7 @@ impl Snapshot {
             cors: s.cors.clone(),
             log_json: s.log_format == Some(LogFormat::Json),
             routes,
+            watch_config: s.watch_config.unwrap_or(false),
             exact,
             globs,
         })

@@ -852,6 +852,7 @@ async fn write_header(
         h.insert_header(*k, v)?;
     }
     ctx.status = h.status.as_u16();
+    super::drain::close_if_draining(s);
     let t = Instant::now();
     let r = s.write_response_header(Box::new(h), false).await;
     ctx.client_wait += t.elapsed();
@@ -982,6 +983,7 @@ async fn stream_answer(
                         // silence is thinking, not failure) and keep
                         // intermediaries from cutting the connection.
                         if let Some(h) = header.take() {
+                            super::drain::close_if_draining(s);
                             s.write_response_header(Box::new(h), false).await?;
                         }
                         let mut c = std::mem::take(&mut pending);

@@ -1,6 +1,7 @@
 //! The Pingora service: thin phases calling plain modules.
 
 pub mod ctx;
+pub mod drain;
 pub mod exchange;
 pub mod headers;
 pub mod intake;
@@ -194,6 +195,7 @@ impl ProxyHttp for Gateway {
                 .await;
         }
         record(ctx);
+        drain::linger_for_next_request(s).await;
     }
 }
 

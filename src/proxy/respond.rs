@@ -31,6 +31,7 @@ pub async fn send(
         h.insert_header(*k, v)?;
     }
     ctx.status = status;
+    super::drain::close_if_draining(s);
     let t = Instant::now();
     s.write_response_header(Box::new(h), false).await?;
     s.write_response_body(Some(Bytes::from(body)), true).await?;

@@ -7,6 +7,8 @@
 - `start_gateway(config)` (per test): more gateways with other configs, stopped after
   the test. `Gateway.restart(config)` swaps a running gateway's config.
 - `run_aigate(*args)`: run the binary to completion (e.g. `--test -c FILE`).
+- `report_counts(text)`: a test's counts (e.g. requests completed during an upgrade),
+  printed in the terminal summary ("counts") so they show in `cargo test` output.
 
 A gateway's stderr/stdout go to a log file; when a test fails, the part of every
 gateway log written during that test is attached to the report ("aigate log").
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -93,8 +96,8 @@ def gateway(upstream_server: MockUpstream, dead_port: int, session_dir: Path) ->
 def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     started: list[Gateway] = []
 
-    def start(config: dict | str, env: dict | None = None, name: str | None = None) -> Gateway:
-        g = Gateway(config, tmp_path / f"gw{len(started)}", env=env, name=name or f"extra{len(started)}")
+    def start(config: dict | str, env: dict | None = None, name: str | None = None, binary: str | None = None) -> Gateway:
+        g = Gateway(config, tmp_path / f"gw{len(started)}", env=env, name=name or f"extra{len(started)}", binary=binary)
         started.append(g)
         return g.start()
 
@@ -109,3 +112,26 @@ def run_aigate(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
         return subprocess.run([aigate_bin(), *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=tmp_path, stdin=subprocess.DEVNULL)
 
     return run
+
+
+# ---------------------------------------------------------------------------- counts in the summary
+
+_COUNTS: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def report_counts(request: pytest.FixtureRequest, record_property: Callable[[str, object], None]) -> Callable[[str], None]:
+    def report(text: str) -> None:
+        _COUNTS.append((request.node.nodeid, text))
+        record_property("counts", text)
+        print(f"[counts] {request.node.name}: {text}", file=sys.stderr)
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001 (pytest hook)
+    if not _COUNTS:
+        return
+    terminalreporter.section("counts")
+    for nodeid, text in _COUNTS:
+        terminalreporter.write_line(f"{nodeid}: {text}")

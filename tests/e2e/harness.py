@@ -68,10 +68,11 @@ ALL_GATEWAYS: list["Gateway"] = []
 class Gateway:
     """One aigate process on ephemeral loopback ports, with its config file and log."""
 
-    def __init__(self, config: dict | str, workdir: Path, env: dict | None = None, name: str = "aigate", tls_ca: str | None = None):
+    def __init__(self, config: dict | str, workdir: Path, env: dict | None = None, name: str = "aigate", tls_ca: str | None = None, binary: str | None = None):
         """`tls_ca`: the config's `listen` serves TLS; clients trust this CA file."""
         self.tls_ca = tls_ca
         self.workdir = Path(workdir)
+        self.binary = binary  # default: AIGATE_BIN
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.env = env or {}
@@ -103,6 +104,11 @@ class Gateway:
     def write_config(self) -> Path:
         """Write the config with this run's listen ports; a str config is written as is
         (with `{port}` / `{admin_port}` placeholders filled)."""
+        self.config_path.write_text(self.config_text())
+        return self.config_path
+
+    def config_text(self) -> str:
+        """The YAML `write_config` writes."""
         if isinstance(self.config, str):
             text = self.config.replace("{port}", str(self.port)).replace("{admin_port}", str(self.admin_port))
         else:
@@ -116,8 +122,7 @@ class Gateway:
             else:
                 cfg.pop("admin_listen")
             text = yaml.safe_dump(cfg, sort_keys=False)
-        self.config_path.write_text(text)
-        return self.config_path
+        return text
 
     def start(self) -> "Gateway":
         last_err: Exception | None = None
@@ -126,9 +131,10 @@ class Gateway:
             self.write_config()
             self.generation += 1
             with open(self.log_path, "ab") as log:
-                log.write(f"===== start #{self.generation}: {aigate_bin()} -c {self.config_path}\n".encode())
+                exe = self.binary or aigate_bin()
+                log.write(f"===== start #{self.generation}: {exe} -c {self.config_path}\n".encode())
                 env = {**os.environ, "RUST_LOG": os.environ.get("AIGATE_E2E_RUST_LOG", "info"), "RUST_BACKTRACE": "1", **self.env}
-                self.proc = subprocess.Popen([aigate_bin(), "-c", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.workdir)
+                self.proc = subprocess.Popen([exe, "-c", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=self.workdir)
             try:
                 self._wait_ready()
                 return self

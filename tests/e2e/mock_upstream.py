@@ -32,6 +32,8 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        incomplete / MAX_TOKENS)
   slow[-MS]            MS ms (default 300) between stream events (and before a
                        non-stream body)
+  pieces-N             the answer text streams in up to N deltas (default 4), cut at
+                       spaces: with slow-MS a long stream (e.g. pieces-30-slow-100)
   stall-MS             one pause of MS ms after the first stream event (before a
                        non-stream body): a quiet stream, e.g. long reasoning
   corpus:<fmt>/<case>  replay ../shared/corpus/<fmt>/<case> byte for byte (status and
@@ -148,6 +150,7 @@ class Scenario:
     flaky_status: int = 500
     stall_ms: int = 0
     no_usage: bool = False
+    pieces: int = 4
 
     def merged(self, other: "Scenario") -> "Scenario":
         """`other`'s non-default fields win."""
@@ -197,6 +200,8 @@ def parse_scenario(model: str | None) -> Scenario:
         s.stall_ms = int(mm.group(1))
     if "nousage" in low:
         s.no_usage = True
+    if mm := re.search(r"(?:^|[^a-z])pieces-(\d+)", low):
+        s.pieces = max(1, int(mm.group(1)))
     if mm := re.search(r"flaky-(\d+)(?:-(\d{3}))?", low):
         s.flaky_pct = int(mm.group(1))
         s.flaky_status = int(mm.group(2) or 500)
@@ -452,6 +457,7 @@ class Reply:
     thinking: str | None
     usage: dict
     length: bool = False
+    pieces: int = 4  # text deltas in a stream
 
 
 def make_args(schema: dict, i: int) -> dict:
@@ -502,7 +508,7 @@ def make_reply(sc: Scenario, prompt: Prompt) -> Reply:
         text = "tool results: " + "; ".join(prompt.tool_results)
     else:
         text = "echo: " + (prompt.last_user_text or "(no text)")
-    return Reply(text, [], thinking, usage, length=sc.length)
+    return Reply(text, [], thinking, usage, length=sc.length, pieces=sc.pieces)
 
 
 def split_text(text: str, n: int = 4) -> list[str]:
@@ -617,7 +623,7 @@ def openai_chat_events(seq: int, model: str, r: Reply, include_usage: bool) -> l
     if r.thinking is not None:
         for piece in split_text(r.thinking):
             out.append(chunk({"reasoning_content": piece}))
-    for piece in split_text(r.text):
+    for piece in split_text(r.text, r.pieces):
         out.append(chunk({"content": piece}))
     for i, tc in enumerate(_oa_tool_calls(seq, r)):
         out.append(chunk({"tool_calls": [{"index": i, "id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}]}))
@@ -744,7 +750,7 @@ def openai_responses_events(seq: int, model: str, r: Reply, req: dict, with_usag
             text = item["content"][0]["text"]
             ev("response.output_item.added", output_index=oi, item={**item, "status": "in_progress", "content": []})
             ev("response.content_part.added", item_id=item["id"], output_index=oi, content_index=0, part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""})
-            for piece in split_text(text):
+            for piece in split_text(text, r.pieces):
                 ev("response.output_text.delta", item_id=item["id"], output_index=oi, content_index=0, delta=piece, logprobs=[], obfuscation="ob")
             ev("response.output_text.done", item_id=item["id"], output_index=oi, content_index=0, text=text, logprobs=[])
             ev("response.content_part.done", item_id=item["id"], output_index=oi, content_index=0, part=item["content"][0])
@@ -831,7 +837,7 @@ def anthropic_events(seq: int, model: str, r: Reply) -> list[bytes]:
                 ev("content_block_delta", {"type": "content_block_delta", "index": idx, "delta": {"type": "thinking_delta", "thinking": piece}})
             ev("content_block_delta", {"type": "content_block_delta", "index": idx, "delta": {"type": "signature_delta", "signature": b["signature"]}})
         elif b["type"] == "text":
-            for piece in split_text(b["text"]):
+            for piece in split_text(b["text"], r.pieces):
                 ev("content_block_delta", {"type": "content_block_delta", "index": idx, "delta": {"type": "text_delta", "text": piece}})
         else:
             for piece in split_json(_dumps(b["input"])):
@@ -903,7 +909,7 @@ def gemini_chunks(seq: int, model: str, r: Reply) -> list[dict]:
     pieces: list[dict] = []
     for p in parts:
         if "text" in p and not p.get("thought"):
-            texts = split_text(p["text"])
+            texts = split_text(p["text"], r.pieces)
             for i, t in enumerate(texts):
                 q = {"text": t}
                 if i == 0 and "thoughtSignature" in p:
