@@ -142,19 +142,15 @@ impl Observer {
 pub fn text_chars(format: Format, data: &[u8]) -> u64 {
     use memchr::memmem::Finder;
     use std::sync::LazyLock;
-    // Built once: this runs over every byte of a stream until it shows usage.
+    // Searchers built once: this runs over every byte of a stream until it
+    // shows usage (`memmem::find` would build one per call).
     type Keys = LazyLock<Vec<Finder<'static>>>;
-    fn keys(k: &'static [&'static [u8]]) -> Vec<Finder<'static>> {
+    fn keys(k: &[&'static [u8]]) -> Vec<Finder<'static>> {
         k.iter().map(|k| Finder::new(*k)).collect()
     }
-    static CHAT: Keys = LazyLock::new(|| {
-        keys(&[
-            b"\"content\":",
-            b"\"reasoning_content\":",
-            b"\"arguments\":",
-            b"\"refusal\":",
-        ])
-    });
+    // `content":` also finds `"reasoning_content":`.
+    static CHAT: Keys =
+        LazyLock::new(|| keys(&[b"content\":", b"\"arguments\":", b"\"refusal\":"]));
     // Only deltas: the `.done` events and `response.completed` repeat the text.
     static RESPONSES: Keys = LazyLock::new(|| keys(&[b"\"delta\":"]));
     static ANTHROPIC: Keys =
@@ -167,30 +163,31 @@ pub fn text_chars(format: Format, data: &[u8]) -> u64 {
         Format::Gemini => &GEMINI,
     };
     let mut n = 0;
-    for key in keys {
-        for at in key.find_iter(data) {
-            let mut i = at + key.needle().len();
-            while data.get(i) == Some(&b' ') {
-                i += 1;
-            }
-            if data.get(i) != Some(&b'"') {
-                continue;
+    for (key, at) in keys
+        .iter()
+        .flat_map(|k| k.find_iter(data).map(move |at| (k, at)))
+    {
+        let mut i = at + key.needle().len();
+        while data.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        if data.get(i) != Some(&b'"') {
+            continue;
+        }
+        i += 1;
+        while let Some(&b) = data.get(i) {
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    n += 1;
+                    i += if data.get(i + 1) == Some(&b'u') { 6 } else { 2 };
+                    continue;
+                }
+                // UTF-8 continuation bytes are part of the previous char.
+                b if b & 0xC0 == 0x80 => {}
+                _ => n += 1,
             }
             i += 1;
-            while let Some(&b) = data.get(i) {
-                match b {
-                    b'"' => break,
-                    b'\\' => {
-                        n += 1;
-                        i += if data.get(i + 1) == Some(&b'u') { 6 } else { 2 };
-                        continue;
-                    }
-                    // UTF-8 continuation bytes are part of the previous char.
-                    b if b & 0xC0 == 0x80 => {}
-                    _ => n += 1,
-                }
-                i += 1;
-            }
         }
     }
     n
