@@ -14,7 +14,10 @@ request gets 503 in the client's format and the node reports not ready.
 
 from __future__ import annotations
 
+import copy
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -251,6 +254,7 @@ def test_global_rpm_is_shared_across_nodes(start_gateway: StartGateway, upstream
     """`limits.rpm` (whole gateway, any key) counts across both nodes as well."""
     cfg = redis_config(upstream, redis.url, rpm=6)
     a, b = start_gateway(cfg, name="node-a"), start_gateway(cfg, name="node-b")
+    t0 = time.monotonic()
     got = alternate([a, b], "other", 6)
     assert [r.status_code for _, r in got] == [200] * 6, [r.text for _, r in got]
     for gw in (a, b):
@@ -258,6 +262,22 @@ def test_global_rpm_is_shared_across_nodes(start_gateway: StartGateway, upstream
         assert_429(r, "anthropic")
         assert "requests per minute" in r.text, r.text
     assert len(upstream.requests) == 6
+
+    # A reload follows the limits (rpm raised) but keeps the store chosen at start,
+    # and says so when the store's keys changed.
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["limits"].update(rpm=100, key_prefix="elsewhere:")
+    a.config = cfg2
+    a.write_config()
+    since = a.log_size()
+    assert a.proc is not None
+    os.kill(a.proc.pid, signal.SIGHUP)
+    wait_for("the reload", lambda: "config reloaded" in a.log_text(since))
+    assert "the limit store is chosen at start" in a.log_text(since)
+    assert send(a, "other").status_code == 200, "the raised global rpm did not apply"
+    r = send(b, "other")
+    assert time.monotonic() - t0 < WINDOW, "the machine is too slow for this window"
+    assert_429(r)  # b still has rpm 6 and a full shared window
 
 
 def test_on_error_closed_refuses_limited_requests_and_is_not_ready(start_gateway: StartGateway, upstream: MockUpstream, redis: RedisServer):
