@@ -11,7 +11,8 @@ pub use store::{Admit, LimitStore, MemoryStore, StoreError};
 
 use period::{Period, PeriodName};
 
-use crate::config::file::OnError;
+use crate::config::file::{LimitBackend, LimitsConf, OnError};
+use crate::redis_limits::{self, RedisLimits};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -147,6 +148,31 @@ impl Drop for SlotGuard {
     }
 }
 
+fn on_error_text(e: OnError) -> &'static str {
+    match e {
+        OnError::Open => "open",
+        OnError::Closed => "closed",
+    }
+}
+
+/// Whether a reload changed what is read only at start (the store and
+/// `on_error`): the running store stays until a restart or upgrade.
+pub fn store_conf_changed(old: &LimitsConf, new: &LimitsConf) -> bool {
+    (
+        old.backend,
+        &old.url,
+        &old.key_prefix,
+        old.timeout_ms,
+        old.on_error,
+    ) != (
+        new.backend,
+        &new.url,
+        &new.key_prefix,
+        new.timeout_ms,
+        new.on_error,
+    )
+}
+
 /// What one request holds against the limits until it ends: slots (released
 /// on drop), request entries (given back if the request is refused after all)
 /// and token reservations (reconciled with the reported usage).
@@ -224,6 +250,75 @@ impl Limiter {
             down: AtomicBool::new(false),
             global_rpm: "global:rpm".into(),
             global_concurrent: "global:concurrent".into(),
+        }
+    }
+
+    /// The store `limits:` names (read at start). No I/O here: with Redis,
+    /// [`Limiter::probe_store`] (every second, from a runtime) connects.
+    pub fn from_conf(conf: &LimitsConf, minute: Duration) -> Result<Self, String> {
+        let store = match conf.backend {
+            LimitBackend::Memory => LimitStore::Memory(MemoryStore::default()),
+            LimitBackend::Redis => {
+                let url = conf
+                    .url
+                    .as_deref()
+                    .ok_or("limits.url: `backend: redis` needs a url")?;
+                let prefix = conf
+                    .key_prefix
+                    .as_deref()
+                    .unwrap_or(redis_limits::DEFAULT_PREFIX);
+                let timeout = conf
+                    .timeout_ms
+                    .map_or(redis_limits::DEFAULT_TIMEOUT, Duration::from_millis);
+                LimitStore::Redis(RedisLimits::new(url, prefix)?.with_timeout(timeout))
+            }
+        };
+        Ok(Self::new(store, conf.on_error, minute))
+    }
+
+    /// Where the counters live, for the start-up log (never the password).
+    pub fn describe(&self) -> String {
+        match &self.store {
+            LimitStore::Redis(r) => format!(
+                "in Redis at {} (timeout {} ms, on_error: {})",
+                r.addr(),
+                r.timeout().as_millis(),
+                on_error_text(self.on_error)
+            ),
+            _ => "in memory (this node only)".into(),
+        }
+    }
+
+    /// Whether the store is shared and needs [`Limiter::probe_store`].
+    pub fn is_shared(&self) -> bool {
+        matches!(self.store, LimitStore::Redis(_))
+    }
+
+    /// Keep a shared store's state known while idle (see `RedisLimits::probe`).
+    pub async fn probe_store(&self) {
+        if let LimitStore::Redis(r) = &self.store {
+            r.probe().await;
+        }
+    }
+
+    /// The store as `/health/ready` reports it: whether this node is ready as
+    /// far as the limits go, and a line saying how they are counted.
+    pub fn health(&self) -> (bool, String) {
+        let down = match &self.store {
+            LimitStore::Redis(r) => match r.health() {
+                redis_limits::Health::Up => return (true, "redis".into()),
+                redis_limits::Health::Unknown => "redis not connected yet",
+                redis_limits::Health::Down => "redis unreachable",
+            },
+            _ if self.degraded() => "store failing",
+            _ => return (true, "memory".into()),
+        };
+        match self.on_error {
+            OnError::Open => (true, format!("degraded: {down}, counting locally")),
+            OnError::Closed => (
+                false,
+                format!("unavailable: {down}, limited requests refused (on_error: closed)"),
+            ),
         }
     }
 
@@ -1003,6 +1098,55 @@ mod tests {
             l.reconcile(&mut c, None, None, true).await;
             let (day, _) = names2.budgets[0].at(store::unix_ms());
             assert_eq!(m.counter_total_at(store::unix_ms(), &day), 0);
+        });
+    }
+
+    #[test]
+    fn health_says_how_limits_count() {
+        rt().block_on(async {
+            let mem = Limiter::memory(Duration::from_secs(60));
+            assert_eq!(mem.health(), (true, "memory".into()));
+            let names = KeyNames::new("h");
+            let k = KeyLimits {
+                id: "h",
+                rpm: Some(5),
+                tpm: None,
+                max_concurrent: None,
+                budgets: [None; 2],
+                names: &names,
+            };
+            for (on_error, ready, text) in [
+                (OnError::Open, true, "degraded: store failing, counting locally"),
+                (OnError::Closed, false, "unavailable: store failing"),
+            ] {
+                let l = Arc::new(Limiter::new(
+                    LimitStore::Failing,
+                    on_error,
+                    Duration::from_secs(60),
+                ));
+                let _ = l.admit_key(&k, tok(0), &mut vec![], &mut Holds::default()).await;
+                let (ok, said) = l.health();
+                assert_eq!(ok, ready);
+                assert!(said.starts_with(text), "{said}");
+            }
+            // Redis: built without I/O; not ready with `closed` until connected.
+            let conf: LimitsConf = serde_yaml::from_str(
+                "{backend: redis, url: \"redis://:pw@127.0.0.1:1/2\", on_error: closed, timeout_ms: 7}",
+            )
+            .unwrap();
+            let l = Limiter::from_conf(&conf, Duration::from_secs(60)).unwrap();
+            assert!(l.is_shared());
+            assert_eq!(
+                l.describe(),
+                "in Redis at 127.0.0.1:1/2 (timeout 7 ms, on_error: closed)"
+            );
+            let (ok, said) = l.health();
+            assert!(!ok && said.contains("not connected yet"), "{said}");
+            let mut other = conf.clone();
+            other.rpm = Some(3);
+            assert!(!store_conf_changed(&conf, &other), "limits follow reloads");
+            other.timeout_ms = None;
+            assert!(store_conf_changed(&conf, &other));
         });
     }
 

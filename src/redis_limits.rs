@@ -29,7 +29,6 @@ use std::time::Duration;
 use once_cell::sync::Lazy;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult, Script};
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::metrics::METRICS;
@@ -49,19 +48,8 @@ const MAX_AMOUNT: u64 = 1 << 53;
 /// behind) still lives this long, so the reservation is not lost at once.
 const COUNTER_GRACE_MS: u64 = 60_000;
 
-/// Outcome of a take (the same type as the in-memory store's; to be unified).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
-    /// Taken. `remaining` = limit - total after this take; `reset_ms` = until the window
-    /// (or period) is empty again; `ticket` names the entry for `adjust`.
-    Yes {
-        remaining: u64,
-        reset_ms: u64,
-        ticket: u64,
-    },
-    /// Refused; nothing was taken. `retry_after_ms` = until this amount would fit.
-    No { remaining: u64, retry_after_ms: u64 },
-}
+/// Outcome of a take: the limits' own type (one store interface).
+pub use crate::limits::store::Admit;
 
 /// Why a store operation did not happen. The caller decides what that means
 /// for the request ([`OnError`]). Messages never contain the URL or password.
@@ -92,19 +80,9 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// `limits.on_error`: what a request gets while the shared store fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    /// Keep serving, counting on this node's memory (each node then enforces
-    /// the limits alone, so N nodes admit up to N times a limit).
-    #[default]
-    Open,
-    /// Refuse limited requests: 503 with `Retry-After: 1` in the client's
-    /// format (not 429: the client did not exceed anything), and
-    /// `/health/ready` reports not ready so balancers prefer nodes that reach Redis.
-    Closed,
-}
+/// `limits.on_error`: what a request gets while the shared store fails
+/// (`open`: count on this node's memory; `closed`: 503 and not ready).
+pub use crate::config::file::OnError;
 
 /// What `/health/ready` and the metrics say about the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -543,6 +521,21 @@ impl RedisLimits {
             })
             .await?;
         Ok(())
+    }
+
+    /// Check the store while no request does (called every second), so a
+    /// lost or returned Redis shows in `/health/ready` and the metrics before
+    /// a request meets it: a `PING` on a live connection (a failure marks the
+    /// store down), else make sure the connector runs (it marks it up).
+    pub async fn probe(&self) {
+        let connected = matches!(*self.inner.link.borrow(), Link::Up(..));
+        if connected {
+            let _: Result<String, _> = self
+                .call(async |c| redis::cmd("PING").query_async(c).await)
+                .await;
+        } else {
+            self.connect();
+        }
     }
 
     /// Run one round trip within the timeout and keep the health state.

@@ -1,8 +1,9 @@
 //! Process assembly: Pingora server, listeners, admin listener, and the
-//! background services (config reload on SIGHUP, DNS refresh).
+//! background services (config reload on SIGHUP, DNS refresh, limit store).
 
 use crate::cli::Cli;
 use crate::config::{self, Loaded, Snapshot};
+use crate::limits::Limiter;
 use crate::metrics::METRICS;
 use crate::proxy::Gateway;
 use arc_swap::ArcSwap;
@@ -104,6 +105,16 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
             t.conf.http2,
         )
     });
+    // One limiter for both listeners: one store (one Redis connection), one
+    // health. The store is chosen here, at start; a reload keeps it.
+    let limiter = match Limiter::from_conf(&snap.limit_store, snap.rate_limit_window) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
+    log::info!("limit counters {}", limiter.describe());
     let shared = Arc::new(ArcSwap::from_pointee(snap));
 
     let pid_file = conf.pid_file.clone();
@@ -120,7 +131,7 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
 
     let mut svc = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(shared.clone(), false),
+        Gateway::new(shared.clone(), limiter.clone(), false),
         "aigate",
     );
     for l in &listen {
@@ -134,7 +145,7 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
     if let Some(a) = &admin_listen {
         let mut admin = pingora_proxy::http_proxy_service_with_name(
             &server.configuration,
-            Gateway::new(shared.clone(), true),
+            Gateway::new(shared.clone(), limiter.clone(), true),
             "aigate-admin",
         );
         admin.add_tcp(a);
@@ -159,6 +170,9 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
         },
     ));
     server.add_service(background_service("health checks", HealthChecks { shared }));
+    if limiter.is_shared() {
+        server.add_service(background_service("limit store", StoreProbe { limiter }));
+    }
     log::info!(
         "aigate listening on {}{}",
         listen.join(", "),
@@ -253,6 +267,11 @@ impl Reloader {
                     log::warn!("{w}");
                 }
                 let old = self.shared.load();
+                if crate::limits::store_conf_changed(&old.limit_store, &snap.limit_store) {
+                    log::warn!(
+                        "limits: backend, url, key_prefix, timeout_ms or on_error changed; the limit store is chosen at start, so the running one stays until a restart or upgrade"
+                    );
+                }
                 let moved = old.listen != snap.listen
                     || old.admin_listen != snap.admin_listen
                     || listener_tls_changed(&old, &snap);
@@ -416,6 +435,25 @@ impl BackgroundService for HealthChecks {
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Connects the shared limit store at start and probes it every second, so
+/// `/health/ready` and `aigate_limits_backend_up` follow Redis while idle.
+pub struct StoreProbe {
+    pub limiter: Arc<Limiter>,
+}
+
+#[async_trait]
+impl BackgroundService for StoreProbe {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            self.limiter.probe_store().await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
             }
         }

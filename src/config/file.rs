@@ -138,6 +138,10 @@ pub struct LimitsConf {
     pub backend: LimitBackend,
     /// `redis://host:port/db` for `backend: redis`.
     pub url: Option<String>,
+    /// Redis keys are `<key_prefix>{<name>}:<kind>` (default `aigate:`).
+    pub key_prefix: Option<String>,
+    /// Longest wait for one Redis round trip (default 50 ms).
+    pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub on_error: OnError,
     /// AI requests in flight at once, whole gateway.

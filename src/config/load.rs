@@ -222,7 +222,11 @@ fn check_tls(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Str
 
 fn check_limits(l: Option<&LimitsConf>, problems: &mut Vec<Problem>) {
     let Some(l) = l else { return };
-    for (name, v) in [("rpm", l.rpm), ("max_concurrent", l.max_concurrent)] {
+    for (name, v) in [
+        ("rpm", l.rpm),
+        ("max_concurrent", l.max_concurrent),
+        ("timeout_ms", l.timeout_ms),
+    ] {
         if v == Some(0) {
             problems.push(problem(
                 format!("limits.{name}"),
@@ -234,22 +238,29 @@ fn check_limits(l: Option<&LimitsConf>, problems: &mut Vec<Problem>) {
         (LimitBackend::Memory, Some(_)) => {
             problems.push(problem("limits.url", "only `backend: redis` takes a url"))
         }
+        (LimitBackend::Memory, None) if l.key_prefix.is_some() || l.timeout_ms.is_some() => {
+            problems.push(problem(
+                "limits",
+                "key_prefix and timeout_ms are for `backend: redis` only",
+            ))
+        }
         (LimitBackend::Redis, None) => problems.push(problem(
             "limits.url",
             "`backend: redis` needs a url (redis://host:port)",
         )),
         (LimitBackend::Redis, Some(u)) => {
-            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+            if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://"))
+            {
                 problems.push(problem(
                     "limits.url",
                     format!("'{u}' is not a redis:// or rediss:// URL"),
                 ));
-            } else {
-                // The shared store is not compiled into this build yet.
-                problems.push(problem(
-                    "limits.backend",
-                    "redis is not built in yet: use `memory` (the default)",
-                ));
+            } else if let Err(e) = crate::redis_limits::RedisLimits::new(u, "") {
+                // e.g. rediss:// without TLS support; the text never holds the URL.
+                problems.push(problem("limits.url", e));
             }
         }
         (LimitBackend::Memory, None) => {}
@@ -572,10 +583,19 @@ models: [{name: "gpt-*", targets: [{provider: o}]}]
                 .any(|p| p.starts_with("limits.url") && p.contains("needs a url")),
             "{p:?}"
         );
-        let p = problems("limits: {backend: redis, url: \"redis://127.0.0.1:6379\"}");
         assert!(
-            p.iter()
-                .any(|p| p.starts_with("limits.backend") && p.contains("not built in yet")),
+            problems("limits: {backend: redis, url: \"redis://127.0.0.1:6379\", key_prefix: \"x:\", timeout_ms: 20}")
+                .is_empty()
+        );
+        let p =
+            problems("limits: {backend: redis, url: \"redis://127.0.0.1:6379\", timeout_ms: 0}");
+        assert!(
+            p.iter().any(|p| p.starts_with("limits.timeout_ms")),
+            "{p:?}"
+        );
+        let p = problems("limits: {timeout_ms: 20}");
+        assert!(
+            p.iter().any(|p| p.contains("for `backend: redis` only")),
             "{p:?}"
         );
         let p = problems("limits: {backend: redis, url: \"http://x\"}");

@@ -10,6 +10,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
+use crate::redis_limits::RedisLimits;
+
 /// The answer of a check-and-reserve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -58,11 +60,18 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+impl From<crate::redis_limits::StoreError> for StoreError {
+    fn from(e: crate::redis_limits::StoreError) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
 /// Every counter backend. Enum dispatch: the in-memory path is a plain call,
-/// no boxed future per check. A shared store (Redis, `src/redis_limits.rs`)
-/// is one more variant with the same five methods.
+/// no boxed future per check.
 pub enum LimitStore {
     Memory(MemoryStore),
+    /// Shared by every node (`limits: {backend: redis}`), `src/redis_limits.rs`.
+    Redis(RedisLimits),
     /// Always fails: lets tests drive the limiter's `on_error` handling.
     #[cfg(test)]
     Failing,
@@ -79,6 +88,7 @@ impl LimitStore {
     pub fn as_memory(&self) -> Option<&MemoryStore> {
         match self {
             LimitStore::Memory(m) => Some(m),
+            LimitStore::Redis(_) => None,
             #[cfg(test)]
             LimitStore::Failing => None,
         }
@@ -95,6 +105,7 @@ impl LimitStore {
     ) -> Result<Admit, StoreError> {
         match self {
             LimitStore::Memory(m) => Ok(m.window_take_at(now_ms(), name, window_ms, amount, limit)),
+            LimitStore::Redis(r) => Ok(r.window_take(name, window_ms, amount, limit).await?),
             #[cfg(test)]
             LimitStore::Failing => failing(),
         }
@@ -115,6 +126,7 @@ impl LimitStore {
                 m.window_adjust_at(now_ms(), name, window_ms, ticket, delta);
                 Ok(())
             }
+            LimitStore::Redis(r) => Ok(r.window_adjust(name, window_ms, ticket, delta).await?),
             #[cfg(test)]
             LimitStore::Failing => failing(),
         }
@@ -131,6 +143,7 @@ impl LimitStore {
     ) -> Result<Option<u64>, StoreError> {
         match self {
             LimitStore::Memory(m) => Ok(m.slot_acquire(name, max, lease_ms)),
+            LimitStore::Redis(r) => Ok(r.slot_acquire(name, max, lease_ms).await?),
             #[cfg(test)]
             LimitStore::Failing => failing(),
         }
@@ -142,6 +155,7 @@ impl LimitStore {
                 m.slot_release(name, lease);
                 Ok(())
             }
+            LimitStore::Redis(r) => Ok(r.slot_release(name, lease).await?),
             #[cfg(test)]
             LimitStore::Failing => failing(),
         }
@@ -160,6 +174,9 @@ impl LimitStore {
             LimitStore::Memory(m) => {
                 Ok(m.counter_take_at(unix_ms(), name, expires_at_unix_ms, amount, limit))
             }
+            LimitStore::Redis(r) => Ok(r
+                .counter_take(name, expires_at_unix_ms, amount, limit)
+                .await?),
             #[cfg(test)]
             LimitStore::Failing => failing(),
         }
@@ -177,6 +194,7 @@ impl LimitStore {
                 m.counter_add_at(unix_ms(), name, expires_at_unix_ms, delta);
                 Ok(())
             }
+            LimitStore::Redis(r) => Ok(r.counter_add(name, expires_at_unix_ms, delta).await?),
             #[cfg(test)]
             LimitStore::Failing => failing(),
         }

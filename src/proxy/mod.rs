@@ -11,7 +11,6 @@ pub mod stream;
 
 use crate::auth;
 use crate::config::Snapshot;
-use crate::limits::store::{LimitStore, MemoryStore};
 use crate::limits::{self, Limiter};
 use crate::metrics::{self, METRICS};
 use crate::providers::Op;
@@ -37,14 +36,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<ArcSwap<Snapshot>>, admin: bool) -> Self {
-        let snap = config.load();
-        let conf = &snap.limit_store;
-        // `backend: redis` is refused by config validation until the shared
-        // store is built in; memory is the only store here.
-        let store = LimitStore::Memory(MemoryStore::default());
-        let limiter = Arc::new(Limiter::new(store, conf.on_error, snap.rate_limit_window));
-        drop(snap);
+    /// `limiter` is the process's one (both listeners share it, and with it
+    /// one Redis connection and one view of the store's health).
+    pub fn new(config: Arc<ArcSwap<Snapshot>>, limiter: Arc<Limiter>, admin: bool) -> Self {
         Gateway {
             config,
             connector: Connector::new(None),
@@ -357,8 +351,13 @@ impl Gateway {
                 return respond::json(s, ctx, 200, &json!({"status": "ok"})).await;
             }
             (Route::Ready, _) => {
-                let ready = snap.ready();
+                // With `on_error: closed` a node that cannot reach the shared
+                // store refuses limited requests: not ready, so balancers
+                // prefer a node that can.
+                let (limits_ok, limits) = self.limiter.health();
+                let ready = snap.ready() && limits_ok;
                 let body = json!({"status": if ready { "ready" } else { "not ready" },
+                    "limits": limits,
                     "providers": snap.providers.iter().map(|p| json!({"name": p.name, "usable": p.usable()})).collect::<Vec<_>>()});
                 return respond::json(s, ctx, if ready { 200 } else { 503 }, &body).await;
             }
