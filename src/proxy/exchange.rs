@@ -911,6 +911,10 @@ async fn wait_chunk(
         }
     };
     tokio::select! {
+        // Upstream first: when its end is already there as the client hangs
+        // up (SDKs close right after `[DONE]`), the answer was complete and
+        // counts as such, not as a disconnect.
+        biased;
         r = fut.as_mut() => Wait::Chunk(r),
         w = idle => w,
     }
