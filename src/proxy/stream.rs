@@ -303,10 +303,12 @@ impl Pipe {
                 out.extend_from_slice(chunk);
             }
             // Whole events, past the preamble, with no usage chunk among
-            // them pass as they are.
+            // them pass as they are. Between events by the parser's own
+            // test, as the observer's skip uses: a pending `event:` line
+            // holds no bytes but still belongs to the next data.
             Some(p)
                 if o.seen.content
-                    && p.buffered() == 0
+                    && p.at_boundary()
                     && whole_events(chunk)
                     && !may_matter(chunk) =>
             {
