@@ -442,6 +442,9 @@ pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToPro
     };
     let fmt = route_of(ctx).map_or(Format::OpenAiChat, |(_, r, _)| r.error_format);
     ctx.error.get_or_insert_with(|| e.to_string());
+    // The connection is not reused (below): say so, or a keep-alive client
+    // sends its next request into the close and gets a reset.
+    s.set_keepalive(None);
     if code > 0 && s.response_written().is_none() {
         let what = e.etype().as_str();
         let msg = match code {
@@ -475,6 +478,7 @@ pub async fn default_fail(s: &mut Session, e: &Error) -> FailToProxy {
             ErrorSource::Internal | ErrorSource::Unset => 500,
         },
     };
+    s.set_keepalive(None);
     if code > 0 {
         s.respond_error(code).await.unwrap_or_else(|e| {
             log::error!("failed to send error response to downstream: {e}");

@@ -395,6 +395,9 @@ def test_retry_after_send_only_when_idempotent_or_allowed(gw: Gateway, echo: Ech
     r = http().post(gw.url + "/after-send/p", content=b"{}", headers=BEARER_A)
     assert_error_shape("openai", r, 502)
     assert [q["path"] for q in echo.requests[before:]] == ["/drop/p"], "a POST already sent must not be replayed"
+    # The gateway closes this connection after a failed proxy: it must say so,
+    # or the shared keep-alive client sends the next request into the close.
+    assert r.headers.get("connection") == "close", r.headers
     before = echo.count()
     r = http().post(gw.url + "/after-send-post/p", content=b"{}", headers=BEARER_A)
     assert r.status_code == 200, r.text
