@@ -2030,6 +2030,21 @@ fn answer_usage_matches_the_full_decode_on_every_recorded_answer() {
             let full = aigate::translate::decode_response(format, body)
                 .unwrap_or_else(|e| panic!("{dir}/{}: {e:?}", case.name));
             let quick = aigate::translate::response_usage(format, body);
+            // The byte search decides on real answers: the full decode is
+            // only a fallback.
+            let key = if format == Format::Gemini {
+                "usageMetadata"
+            } else {
+                "usage"
+            };
+            assert!(
+                matches!(
+                    aigate::translate::tail_field::last_top_level(body, key),
+                    aigate::translate::tail_field::Found::Value(_)
+                ),
+                "{dir}/{}: usage not found by the byte search",
+                case.name
+            );
             assert_eq!(
                 quick,
                 Some(full.usage.into()),

@@ -995,6 +995,9 @@ fn upstream_err(e: impl std::fmt::Display) -> TranslateError {
 /// Usage of a whole answer, without decoding the rest of it (passthrough
 /// metering). `None` when the answer reports none.
 pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
+    if let Some(u) = super::tail_field::decode_last::<WireUsage>(body, "usage") {
+        return u.map(|u| u.to_ir());
+    }
     #[derive(Deserialize)]
     struct OnlyUsage {
         usage: Option<WireUsage>,

@@ -1349,6 +1349,24 @@ fn parts_from_candidate(
 /// Usage of a whole answer, without decoding the rest of it (passthrough
 /// metering). `None` when the answer reports none.
 pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
+    use super::tail_field::{Found, last_top_level};
+    // The decoder takes either spelling; so does the byte search, when the
+    // other one is absent.
+    let (a, b) = (
+        last_top_level(body, "usageMetadata"),
+        last_top_level(body, "usage_metadata"),
+    );
+    let fast = match (a, b) {
+        (Found::Value(v), Found::Absent) | (Found::Absent, Found::Value(v)) => Some(v),
+        (Found::Absent, Found::Absent) => return None,
+        _ => None,
+    };
+    if let Some(v) = fast {
+        return serde_json::from_slice::<Value>(v)
+            .ok()
+            .filter(Value::is_object)
+            .map(|u| usage_from_gemini(&u));
+    }
     #[derive(serde::Deserialize)]
     struct OnlyUsage {
         #[serde(rename = "usageMetadata", alias = "usage_metadata")]

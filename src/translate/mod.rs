@@ -101,6 +101,7 @@ pub mod gemini_schema;
 pub mod json;
 pub mod openai_chat;
 pub mod openai_responses;
+pub mod tail_field;
 pub use errors::{convert_error, error_body, error_body_param};
 
 /// Tool aigate adds when a target with no native structured output (classic

@@ -1522,6 +1522,9 @@ fn output_item_parts(item: &Value, out: &mut Vec<Part>) {
 /// Usage of a whole answer, without decoding the rest of it (passthrough
 /// metering). `None` when the answer reports none.
 pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
+    if let Some(u) = super::tail_field::decode_last::<Value>(body, "usage") {
+        return u.filter(Value::is_object).map(|u| usage_from(&u));
+    }
     #[derive(serde::Deserialize)]
     struct OnlyUsage {
         usage: Option<Value>,

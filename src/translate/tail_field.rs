@@ -1,0 +1,239 @@
+//! The value of one top-level field of a JSON object, found from the end of
+//! the text without decoding the rest: answers put their usage last, and a
+//! passthrough answer is metered for its usage alone (decoding a whole answer
+//! to read it cost more than the rest of the request's own work).
+//!
+//! Why a byte search is sound: inside a JSON string every `"` is escaped, so
+//! the bytes `e"` never occur in one, and a match of `"usage"` is always a
+//! whole string token. It is the key looked for when `:` follows it, and it is
+//! at the top level when the text after its value closes exactly one object.
+//! Anything else (a nested key of that name after the real one, text that is
+//! not JSON) is `Unsure`, and the caller decodes the whole answer.
+
+use serde_json::value::RawValue;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found<'a> {
+    /// The raw JSON of the field's value (it may be `null`).
+    Value(&'a [u8]),
+    /// The key occurs nowhere in the text, so no level has it.
+    Absent,
+    /// The key occurs, but the scan cannot prove which one is top-level.
+    Unsure,
+}
+
+/// The last top-level `"key": value` of the object `body`. `key` is the
+/// field name without quotes and must need no escaping.
+pub fn last_top_level<'a>(body: &'a [u8], key: &str) -> Found<'a> {
+    let mut quoted = Vec::with_capacity(key.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(key.as_bytes());
+    quoted.push(b'"');
+    let finder = memchr::memmem::FinderRev::new(&quoted);
+    let mut end = body.len();
+    let mut seen = false;
+    // A few string values equal to the key ("type": "usage") may come first.
+    for _ in 0..4 {
+        let Some(at) = finder.rfind(&body[..end]) else {
+            return if seen { Found::Unsure } else { Found::Absent };
+        };
+        seen = true;
+        end = at;
+        let rest = skip_ws(&body[at + quoted.len()..]);
+        let Some(value) = rest.strip_prefix(b":") else {
+            continue;
+        };
+        let value = skip_ws(value);
+        let Some(len) = value_len(value) else {
+            return Found::Unsure;
+        };
+        return if closes_one_object(&value[len..]) {
+            Found::Value(&value[..len])
+        } else {
+            Found::Unsure
+        };
+    }
+    Found::Unsure
+}
+
+/// The field decoded as `T` when the byte search decides (`Some(None)`: absent,
+/// `null`, or not a `T`); `None` when the caller must decode the whole text.
+pub fn decode_last<T: serde::de::DeserializeOwned>(body: &[u8], key: &str) -> Option<Option<T>> {
+    match last_top_level(body, key) {
+        Found::Value(v) => Some(serde_json::from_slice::<Option<T>>(v).ok().flatten()),
+        Found::Absent => Some(None),
+        Found::Unsure => None,
+    }
+}
+
+fn skip_ws(b: &[u8]) -> &[u8] {
+    let n = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(b.len());
+    &b[n..]
+}
+
+/// Length of the one JSON value at the start of `b` (validated by serde_json).
+fn value_len(b: &[u8]) -> Option<usize> {
+    let mut de = serde_json::Deserializer::from_slice(b).into_iter::<&RawValue>();
+    match de.next() {
+        Some(Ok(_)) => Some(de.byte_offset()),
+        _ => None,
+    }
+}
+
+/// `tail` is the rest of an object's text after one of its values: more
+/// members, then the `}` that closes it, then only white space. Members are
+/// skipped by a string-aware bracket count (the decoder checks nothing here,
+/// so a malformed tail is merely "not proven").
+fn closes_one_object(tail: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < tail.len() {
+        match tail[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &tail[i..]) {
+                        None => return false,
+                        Some(j) if tail[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j;
+                            break;
+                        }
+                    }
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return tail[i] == b'}' && skip_ws(&tail[i + 1..]).is_empty();
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(body: &str) -> Found<'_> {
+        last_top_level(body.as_bytes(), "usage")
+    }
+
+    fn v(s: &str) -> Found<'_> {
+        Found::Value(s.as_bytes())
+    }
+
+    #[test]
+    fn finds_the_last_top_level_value() {
+        assert_eq!(value(r#"{"id":"x","usage":{"a":1}}"#), v(r#"{"a":1}"#));
+        assert_eq!(
+            value("{\"usage\" :\n {\"a\": [1, {\"b\": 2}]} , \"z\": \"}\" }\n"),
+            v(r#"{"a": [1, {"b": 2}]}"#)
+        );
+        assert_eq!(value(r#"{"usage":null}"#), v("null"));
+        // A string value equal to the key is passed over.
+        assert_eq!(
+            value(r#"{"usage":{"a":1},"type":"usage"}"#),
+            v(r#"{"a":1}"#)
+        );
+        // The tail's strings may hold brackets, quotes and backslashes.
+        assert_eq!(
+            value(r#"{"usage":{"a":1},"s":"]}\"\\","t":["{"]}"#),
+            v(r#"{"a":1}"#)
+        );
+    }
+
+    #[test]
+    fn text_inside_strings_is_never_taken_for_the_key() {
+        // The escaped key inside a string does not match; the real one does.
+        assert_eq!(
+            value(r#"{"usage":{"a":1},"c":"x\"usage\":{\"a\":2}"}"#),
+            v(r#"{"a":1}"#)
+        );
+        // Only in a string: the key itself is absent.
+        assert_eq!(value(r#"{"c":"\"usage\": 1"}"#), Found::Absent);
+    }
+
+    /// Random objects with the key at any level, in strings, and with tricky
+    /// strings around: whenever the search decides, it agrees with a decoder.
+    #[test]
+    fn agrees_with_a_full_decode_on_random_objects() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        use serde_json::{Map, Value, json};
+        fn random_value(r: &mut StdRng, depth: u32) -> Value {
+            let strs = ["usage", "\"usage\":", "}]\\", "a\"b", "{["];
+            match r.random_range(0..if depth > 2 { 3 } else { 5 }) {
+                0 => json!(r.random_range(0..100)),
+                1 => Value::String(strs[r.random_range(0..strs.len())].into()),
+                2 => Value::Null,
+                3 => Value::Array(
+                    (0..r.random_range(0..3))
+                        .map(|_| random_value(r, depth + 1))
+                        .collect(),
+                ),
+                _ => {
+                    let mut m = Map::new();
+                    for i in 0..r.random_range(0..4) {
+                        let k = if r.random_bool(0.3) {
+                            "usage".to_string()
+                        } else {
+                            format!("k{i}")
+                        };
+                        m.insert(k, random_value(r, depth + 1));
+                    }
+                    Value::Object(m)
+                }
+            }
+        }
+        let mut r = StdRng::seed_from_u64(7);
+        let (mut decided, mut n) = (0, 0);
+        while n < 20_000 {
+            let Value::Object(top) = random_value(&mut r, 0) else {
+                continue;
+            };
+            n += 1;
+            let text = if r.random_bool(0.5) {
+                serde_json::to_string(&top).unwrap()
+            } else {
+                serde_json::to_string_pretty(&top).unwrap()
+            };
+            match last_top_level(text.as_bytes(), "usage") {
+                Found::Value(v) => {
+                    decided += 1;
+                    let got: Value = serde_json::from_slice(v).unwrap();
+                    assert_eq!(Some(&got), top.get("usage"), "{text}");
+                }
+                Found::Absent => assert!(!text.contains("\"usage\""), "{text}"),
+                Found::Unsure => {}
+            }
+        }
+        assert!(decided > 2_000, "the search decided only {decided} times");
+    }
+
+    #[test]
+    fn absent_and_unsure() {
+        assert_eq!(value(r#"{"id":"x"}"#), Found::Absent);
+        // A nested key after the top-level one: not provably top-level.
+        assert_eq!(
+            value(r#"{"usage":{"a":1},"x":{"usage":{"a":2}}}"#),
+            Found::Unsure
+        );
+        // Only nested.
+        assert_eq!(value(r#"{"x":{"usage":{"a":2}}}"#), Found::Unsure);
+        // Not JSON, cut short, or trailing garbage.
+        assert_eq!(value(r#"{"usage":{"a":"#), Found::Unsure);
+        assert_eq!(value(r#"{"usage":{"a":1}"#), Found::Unsure);
+        assert_eq!(value(r#"{"usage":{"a":1}} x"#), Found::Unsure);
+        assert_eq!(value(r#"{"usage":{"a":1},"s":"}"#), Found::Unsure);
+        // Only string values equal to the key.
+        assert_eq!(value(r#"{"a":"usage","b":"usage"}"#), Found::Unsure);
+    }
+}
