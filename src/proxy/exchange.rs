@@ -13,6 +13,7 @@ use super::headers::{UpstreamRequest, client_response, upstream_request};
 use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
+use super::upstream::Upstream as Connector;
 use crate::config::runtime::{Provider, Resolved};
 use crate::limits::Limiter;
 use crate::providers::{Op, upstream_path};
@@ -21,7 +22,6 @@ use crate::sse;
 use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator};
 use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
-use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::ResponseHeader;
@@ -648,25 +648,16 @@ async fn attempt(
     // A request once written is never written again on this attempt: the
     // upstream may have acted on it (a replayed POST is a second, billed
     // call). A failure here is a failed attempt, and the retry policy decides.
-    let (mut up, _reused) =
-        // Boxed: pingora's connect future is ~18 KB (TLS handshake states);
-        // inline it would make every enclosing future that large, copied at
-        // each level on every request.
-        match timed(
-            &mut ctx.upstream_wait,
-            Box::pin(connector.get_http_session(&peer)),
-        )
-        .await
-        {
-            Ok(x) => x,
-            Err(e) => {
-                if e.etype() == &ErrorType::TLSHandshakeFailure {
-                    // The reason (unknown issuer, name mismatch) is only in the error's context.
-                    log::warn!("provider '{}': TLS with {addr} failed: {e}", p.name);
-                }
-                return Ok(Attempt::Failed(classify(&e, "connect")));
+    let mut up = match timed(&mut ctx.upstream_wait, connector.session(&peer)).await {
+        Ok(x) => x,
+        Err(e) => {
+            if e.etype() == &ErrorType::TLSHandshakeFailure {
+                // The reason (unknown issuer, name mismatch) is only in the error's context.
+                log::warn!("provider '{}': TLS with {addr} failed: {e}", p.name);
             }
-        };
+            return Ok(Attempt::Failed(classify(&e, "connect")));
+        }
+    };
     up.set_write_timeout(Some(p.timeouts.connect.max(Duration::from_secs(10))));
     up.set_read_timeout(Some(p.timeouts.first_byte));
     let t = Instant::now();
@@ -712,9 +703,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector
-            .release_http_session(up, &peer, Some(POOL_IDLE))
-            .await;
+        connector.release(up, &peer, Some(POOL_IDLE)).await;
         return Ok(Attempt::Failed(Failure::Status(
             status,
             Box::new(header),
@@ -727,9 +716,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector
-            .release_http_session(up, &peer, Some(POOL_IDLE))
-            .await;
+        connector.release(up, &peer, Some(POOL_IDLE)).await;
         match translate::embeddings::gemini_to_openai_response(&body, info) {
             Ok(a) => {
                 ctx.usage = Some(translate::Usage {
@@ -760,9 +747,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector
-            .release_http_session(up, &peer, Some(POOL_IDLE))
-            .await;
+        connector.release(up, &peer, Some(POOL_IDLE)).await;
         ctx.usage = translate::response_usage(to, &body);
         if same {
             let mut h = client_response(&header, status, false, None)?;
@@ -1068,9 +1053,7 @@ async fn stream_answer(
                 }
                 count_outcome(p, "ok");
                 write_body(s, ctx, Bytes::from(pending), true).await?;
-                connector
-                    .release_http_session(up, peer, Some(POOL_IDLE))
-                    .await;
+                connector.release(up, peer, Some(POOL_IDLE)).await;
                 return Ok(Attempt::Done);
             }
             Wait::Chunk(Err(f)) => {

@@ -8,6 +8,7 @@ pub mod intake;
 pub mod pass;
 pub mod respond;
 pub mod stream;
+pub mod upstream;
 
 use crate::auth;
 use crate::config::Snapshot;
@@ -21,7 +22,6 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use ctx::RequestCtx;
 use exchange::Ask;
-use pingora_core::connectors::http::Connector;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_proxy::{ProxyHttp, Session};
 use serde_json::json;
@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
-    pub connector: Connector,
+    pub connector: upstream::Upstream,
     pub limiter: Arc<Limiter>,
     /// The admin listener serves only health and metrics.
     pub admin: bool,
@@ -41,7 +41,7 @@ impl Gateway {
     pub fn new(config: Arc<ArcSwap<Snapshot>>, limiter: Arc<Limiter>, admin: bool) -> Self {
         Gateway {
             config,
-            connector: Connector::new(None),
+            connector: upstream::Upstream::default(),
             limiter,
             admin,
         }
