@@ -1,5 +1,6 @@
 //! aigate: an AI API gateway on Pingora. See README.md for the design.
 
+pub mod access_log;
 pub mod auth;
 pub mod cli;
 pub mod config;

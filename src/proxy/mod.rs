@@ -251,26 +251,54 @@ fn record(ctx: &RequestCtx) {
                 "cost_usd": cost,
                 "error": ctx.error,
             });
-            log::info!(target: "access", "{line}");
+            if crate::access_log::enabled() {
+                crate::access_log::write(true, format_args!("{line}"));
+            }
             return;
         }
-        log::info!(
-            target: "access",
-            "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{} cost_usd={}{}",
-            ctx.request_id,
-            ctx.key_id.as_deref().unwrap_or("-"),
-            ingress,
-            if provider.is_empty() { "-" } else { provider },
-            if ctx.model.is_empty() { "-" } else { &ctx.model },
-            if ctx.upstream_model.is_empty() { "-" } else { &ctx.upstream_model },
-            ctx.status,
-            ctx.attempts,
-            total.as_secs_f64() * 1000.0,
-            ctx.usage.map_or(0, |u| u.input),
-            ctx.usage.map_or(0, |u| u.output),
-            if ctx.tokens_estimated { " tokens_estimated=true" } else { "" },
-            cost.map_or_else(|| "-".to_string(), |c| format!("{c:.9}").trim_end_matches('0').trim_end_matches('.').to_string()),
-            ctx.error.as_deref().map(|e| format!(" error=\"{}\"", e.replace('"', "'"))).unwrap_or_default(),
+        if !crate::access_log::enabled() {
+            return;
+        }
+        crate::access_log::write(
+            false,
+            format_args!(
+                "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{} cost_usd={}{}",
+                ctx.request_id,
+                ctx.key_id.as_deref().unwrap_or("-"),
+                ingress,
+                if provider.is_empty() { "-" } else { provider },
+                if ctx.model.is_empty() {
+                    "-"
+                } else {
+                    &ctx.model
+                },
+                if ctx.upstream_model.is_empty() {
+                    "-"
+                } else {
+                    &ctx.upstream_model
+                },
+                ctx.status,
+                ctx.attempts,
+                total.as_secs_f64() * 1000.0,
+                ctx.usage.map_or(0, |u| u.input),
+                ctx.usage.map_or(0, |u| u.output),
+                if ctx.tokens_estimated {
+                    " tokens_estimated=true"
+                } else {
+                    ""
+                },
+                cost.map_or_else(
+                    || "-".to_string(),
+                    |c| format!("{c:.9}")
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                        .to_string()
+                ),
+                ctx.error
+                    .as_deref()
+                    .map(|e| format!(" error=\"{}\"", e.replace('"', "'")))
+                    .unwrap_or_default(),
+            ),
         );
     } else {
         log::debug!(target: "access", "request_id={} ingress={} status={}", ctx.request_id, ingress, ctx.status);
