@@ -25,45 +25,77 @@ pub enum Found<'a> {
 /// The last top-level `"key": value` of the object `body`. `key` is the
 /// field name without quotes and must need no escaping.
 pub fn last_top_level<'a>(body: &'a [u8], key: &str) -> Found<'a> {
-    let mut quoted = Vec::with_capacity(key.len() + 2);
-    quoted.push(b'"');
-    quoted.extend_from_slice(key.as_bytes());
-    quoted.push(b'"');
-    let finder = memchr::memmem::FinderRev::new(&quoted);
-    let mut end = body.len();
-    let mut seen = false;
-    // A few string values equal to the key ("type": "usage") may come first.
-    for _ in 0..4 {
-        let Some(at) = finder.rfind(&body[..end]) else {
-            return if seen { Found::Unsure } else { Found::Absent };
-        };
-        seen = true;
-        end = at;
-        let rest = skip_ws(&body[at + quoted.len()..]);
-        let Some(value) = rest.strip_prefix(b":") else {
-            continue;
-        };
-        let value = skip_ws(value);
-        let Some(len) = value_len(value) else {
-            return Found::Unsure;
-        };
-        return if closes_one_object(&value[len..]) {
-            Found::Value(&value[..len])
-        } else {
-            Found::Unsure
-        };
+    match locate(body, key) {
+        Loc::Absent => Found::Absent,
+        Loc::Unsure => Found::Unsure,
+        Loc::At(at) => {
+            let value = &body[at..];
+            match decode_one::<&RawValue>(value) {
+                Some((_, len)) if closes_one_object(&value[len..]) => Found::Value(&value[..len]),
+                _ => Found::Unsure,
+            }
+        }
     }
-    Found::Unsure
 }
 
-/// The field decoded as `T` when the byte search decides (`Some(None)`: absent,
-/// `null`, or not a `T`); `None` when the caller must decode the whole text.
+/// The field decoded as `T` when the byte search decides (`Some(None)`: absent
+/// or `null`); `None` when the caller must decode the whole text (also when
+/// the value is not a `T`: the full decode then says so).
 pub fn decode_last<T: serde::de::DeserializeOwned>(body: &[u8], key: &str) -> Option<Option<T>> {
-    match last_top_level(body, key) {
-        Found::Value(v) => Some(serde_json::from_slice::<Option<T>>(v).ok().flatten()),
-        Found::Absent => Some(None),
-        Found::Unsure => None,
+    match locate(body, key) {
+        Loc::Absent => Some(None),
+        Loc::Unsure => None,
+        Loc::At(at) => {
+            let value = &body[at..];
+            // One pass: the value is decoded where it stands, and its end found.
+            match decode_one::<Option<T>>(value) {
+                Some((t, len)) if closes_one_object(&value[len..]) => Some(t),
+                _ => None,
+            }
+        }
     }
+}
+
+enum Loc {
+    Absent,
+    Unsure,
+    /// Offset of the value of the last `"key":`.
+    At(usize),
+}
+
+fn locate(body: &[u8], key: &str) -> Loc {
+    let key = key.as_bytes();
+    let mut end = body.len();
+    let mut seen = false;
+    let mut tries = 0;
+    // Quotes from the end: the usage is near it, so few are looked at. Up to
+    // four string values equal to the key ("type": "usage") are passed over.
+    while let Some(q) = memchr::memrchr(b'"', &body[..end]) {
+        end = q;
+        let Some(open) = q.checked_sub(key.len() + 1) else {
+            break;
+        };
+        if body[open] != b'"' || &body[open + 1..q] != key || escaped(body, open) {
+            continue;
+        }
+        seen = true;
+        let rest = skip_ws(&body[q + 1..]);
+        if let Some(value) = rest.strip_prefix(b":") {
+            return Loc::At(body.len() - skip_ws(value).len());
+        }
+        tries += 1;
+        if tries == 4 {
+            return Loc::Unsure;
+        }
+        end = open;
+    }
+    if seen { Loc::Unsure } else { Loc::Absent }
+}
+
+/// Whether the quote at `at` is escaped (an odd run of backslashes before
+/// it): then it is inside a string (`"x\"usage": 1` has no key `usage`).
+fn escaped(body: &[u8], at: usize) -> bool {
+    body[..at].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1
 }
 
 fn skip_ws(b: &[u8]) -> &[u8] {
@@ -74,11 +106,11 @@ fn skip_ws(b: &[u8]) -> &[u8] {
     &b[n..]
 }
 
-/// Length of the one JSON value at the start of `b` (validated by serde_json).
-fn value_len(b: &[u8]) -> Option<usize> {
-    let mut de = serde_json::Deserializer::from_slice(b).into_iter::<&RawValue>();
+/// The one JSON value at the start of `b`, decoded, and its length.
+fn decode_one<'a, T: serde::Deserialize<'a>>(b: &'a [u8]) -> Option<(T, usize)> {
+    let mut de = serde_json::Deserializer::from_slice(b).into_iter::<T>();
     match de.next() {
-        Some(Ok(_)) => Some(de.byte_offset()),
+        Some(Ok(t)) => Some((t, de.byte_offset())),
         _ => None,
     }
 }
@@ -158,6 +190,12 @@ mod tests {
             value(r#"{"usage":{"a":1},"c":"x\"usage\":{\"a\":2}"}"#),
             v(r#"{"a":1}"#)
         );
+        // A key that ends in the name after an escaped quote is another key.
+        assert_eq!(
+            value(r#"{"usage":{"a":1},"x\"usage":{"a":2}}"#),
+            v(r#"{"a":1}"#)
+        );
+        assert_eq!(value(r#"{"usage":{"a":1},"x\\":"usage"}"#), v(r#"{"a":1}"#));
         // Only in a string: the key itself is absent.
         assert_eq!(value(r#"{"c":"\"usage\": 1"}"#), Found::Absent);
     }
@@ -182,15 +220,24 @@ mod tests {
                 _ => {
                     let mut m = Map::new();
                     for i in 0..r.random_range(0..4) {
-                        let k = if r.random_bool(0.3) {
-                            "usage".to_string()
-                        } else {
-                            format!("k{i}")
+                        let k = match r.random_range(0..10) {
+                            0..3 => "usage".to_string(),
+                            3 => "x\"usage".to_string(),
+                            4 => "x\\\"usage".to_string(),
+                            5 => "x\\".to_string(),
+                            _ => format!("k{i}"),
                         };
                         m.insert(k, random_value(r, depth + 1));
                     }
                     Value::Object(m)
                 }
+            }
+        }
+        fn has_key(v: &Value, key: &str) -> bool {
+            match v {
+                Value::Object(m) => m.iter().any(|(k, v)| k == key || has_key(v, key)),
+                Value::Array(a) => a.iter().any(|v| has_key(v, key)),
+                _ => false,
             }
         }
         let mut r = StdRng::seed_from_u64(7);
@@ -211,7 +258,7 @@ mod tests {
                     let got: Value = serde_json::from_slice(v).unwrap();
                     assert_eq!(Some(&got), top.get("usage"), "{text}");
                 }
-                Found::Absent => assert!(!text.contains("\"usage\""), "{text}"),
+                Found::Absent => assert!(!has_key(&Value::Object(top), "usage"), "{text}"),
                 Found::Unsure => {}
             }
         }
