@@ -9,7 +9,7 @@
 //! converted body for every target.
 
 use super::ctx::RequestCtx;
-use super::headers::{UpstreamRequest, client_response, upstream_request};
+use super::headers::{UpstreamRequest, client_response, upstream_request_head};
 use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
@@ -641,14 +641,14 @@ async fn attempt(
         same_format: same,
         stream,
     };
-    let req = Box::new(upstream_request(s.req_header(), &spec)?);
+    let head = upstream_request_head(s.req_header(), &spec)?;
     let peer = build_peer(p, addr);
     ctx.attempts += 1;
 
     // A request once written is never written again on this attempt: the
     // upstream may have acted on it (a replayed POST is a second, billed
     // call). A failure here is a failed attempt, and the retry policy decides.
-    let mut up = match timed(&mut ctx.upstream_wait, connector.session(&peer)).await {
+    let up = match timed(&mut ctx.upstream_wait, connector.session(&peer)).await {
         Ok(x) => x,
         Err(e) => {
             if e.etype() == &ErrorType::TLSHandshakeFailure {
@@ -658,15 +658,14 @@ async fn attempt(
             return Ok(Attempt::Failed(classify(&e, "connect")));
         }
     };
-    up.set_write_timeout(Some(p.timeouts.connect.max(Duration::from_secs(10))));
-    up.set_read_timeout(Some(p.timeouts.first_byte));
+    let write_timeout = p.timeouts.connect.max(Duration::from_secs(10));
     let t = Instant::now();
     let sent = {
         let exchange = async {
-            up.write_request_header(req).await?;
-            up.write_request_body(body.clone(), true).await?;
-            up.finish_request_body().await?;
-            up.read_response_header().await
+            let mut up = Connector::send(up, &peer, head, &body, write_timeout).await?;
+            up.set_read_timeout(Some(p.timeouts.first_byte));
+            up.read_response_header().await?;
+            Ok::<_, Box<pingora_core::Error>>(up)
         };
         tokio::pin!(exchange);
         // A client that leaves while the upstream thinks ends the attempt.
@@ -679,22 +678,22 @@ async fn attempt(
         }
     };
     ctx.upstream_wait += t.elapsed();
-    match sent {
-        Some(Ok(())) => {}
+    let mut up = match sent {
+        Some(Ok(up)) => up,
         Some(Err(e)) => return Ok(Attempt::Failed(classify(&e, "upstream"))),
         None => {
+            // The upstream connection was dropped (closed) with the exchange.
             ctx.error = Some("client disconnected".into());
             crate::metrics::METRICS
                 .client_disconnects
                 .with_label_values(&[ask.ingress.as_str()])
                 .inc();
-            up.shutdown().await;
             return pingora_core::Error::e_explain(
                 ErrorType::ConnectionClosed,
                 "client disconnected before the answer",
             );
         }
-    }
+    };
 
     let header = up.response_header().cloned().expect("read above");
     let status = header.status.as_u16();

@@ -45,39 +45,100 @@ pub struct UpstreamRequest<'a> {
     pub stream: bool,
 }
 
-/// The request header sent upstream.
-pub fn upstream_request(
+/// The request head sent upstream, as the bytes that go on the wire
+/// (request line, headers, blank line). Written by hand rather than through
+/// pingora's `RequestHeader`: building that header map and serialising it
+/// cost more than the rest of a passthrough's own work, and this way the
+/// head and a small body leave in one write (`upstream::send`).
+///
+/// Client headers pass unless never forwarded (or provider-specific across
+/// formats); the gateway's own headers replace any the client sent.
+pub fn upstream_request_head(
     client: &RequestHeader,
     u: &UpstreamRequest,
-) -> pingora_core::Result<RequestHeader> {
-    let mut h = RequestHeader::build("POST", u.path.as_bytes(), Some(client.headers.len() + 6))?;
+) -> pingora_core::Result<Vec<u8>> {
+    let auth = u.credential.map(|key| auth_header(u.provider.kind, key));
+    let ours = |n: &str| {
+        matches!(
+            n,
+            "host" | "content-type" | "content-length" | "accept-encoding" | "x-request-id"
+        ) || (u.stream && n == "accept")
+            || auth
+                .as_ref()
+                .is_some_and(|(a, _)| a.eq_ignore_ascii_case(n))
+            || u.provider.headers.iter().any(|(k, _)| k.as_str() == n)
+    };
+    if !u.path.starts_with('/') || !u.path.bytes().all(|b| b.is_ascii_graphic()) {
+        return bad_head("request path");
+    }
+    let mut w = Vec::with_capacity(512 + u.path.len());
+    w.extend_from_slice(b"POST ");
+    w.extend_from_slice(u.path.as_bytes());
+    w.extend_from_slice(b" HTTP/1.1\r\n");
+    put(&mut w, "host", u.provider.endpoint.authority.as_bytes())?;
+    let mut has_version = false;
     for (name, value) in client.headers.iter() {
         let n = name.as_str();
-        if never_forward(n) || (!u.same_format && provider_specific(n)) {
+        if never_forward(n) || (!u.same_format && provider_specific(n)) || ours(n) {
             continue;
         }
-        h.append_header(name.clone(), value.clone())?;
+        has_version |= n == "anthropic-version";
+        put(&mut w, n, value.as_bytes())?;
     }
-    h.insert_header("host", &u.provider.endpoint.authority)?;
-    h.insert_header("content-type", "application/json")?;
-    h.insert_header("content-length", u.body_len.to_string())?;
+    put(&mut w, "content-type", b"application/json")?;
+    put(&mut w, "content-length", u.body_len.to_string().as_bytes())?;
     // The gateway reads answers to convert and account them: no compression.
-    h.insert_header("accept-encoding", "identity")?;
+    put(&mut w, "accept-encoding", b"identity")?;
     if u.stream {
-        h.insert_header("accept", "text/event-stream")?;
+        put(&mut w, "accept", b"text/event-stream")?;
     }
-    h.insert_header("x-request-id", u.request_id)?;
-    if let Some(key) = u.credential {
-        let (name, value) = auth_header(u.provider.kind, key);
-        h.insert_header(name, value)?;
+    put(&mut w, "x-request-id", u.request_id.as_bytes())?;
+    if let Some((name, value)) = &auth {
+        put(&mut w, name, value.as_bytes())?;
     }
-    if u.provider.kind == ProviderKind::Anthropic && h.headers.get("anthropic-version").is_none() {
-        h.insert_header("anthropic-version", "2023-06-01")?;
+    if u.provider.kind == ProviderKind::Anthropic
+        && !has_version
+        && !u
+            .provider
+            .headers
+            .iter()
+            .any(|(k, _)| k == "anthropic-version")
+    {
+        put(&mut w, "anthropic-version", b"2023-06-01")?;
     }
     for (k, v) in &u.provider.headers {
-        h.insert_header(k.clone(), v.clone())?;
+        put(&mut w, k.as_str(), v.as_bytes())?;
     }
-    Ok(h)
+    w.extend_from_slice(b"\r\n");
+    Ok(w)
+}
+
+/// One `name: value` line. Names and values that come from the config or the
+/// client are checked as `http` would (a token; no CR, LF or NUL), so nothing
+/// can end the head early.
+fn put(w: &mut Vec<u8>, name: &str, value: &[u8]) -> pingora_core::Result<()> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return bad_head("header name");
+    }
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    {
+        return bad_head("header value");
+    }
+    w.extend_from_slice(name.as_bytes());
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value);
+    w.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+fn bad_head<T>(what: &str) -> pingora_core::Result<T> {
+    pingora_core::Error::e_explain(
+        pingora_core::ErrorType::InvalidHTTPHeader,
+        format!("invalid {what} for the upstream request"),
+    )
 }
 
 fn hop_by_hop(name: &str) -> bool {
@@ -116,4 +177,152 @@ pub fn client_response(
         h.insert_header("content-type", ct)?;
     }
     Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::parse;
+
+    fn provider(kind: &str, extra: &str) -> crate::config::Snapshot {
+        let yaml = format!(
+            "keys: [{{id: a, key: ka}}]\nproviders:\n  - {{name: p, kind: {kind}, base_url: \"http://127.0.0.1:9/v1\", credentials: [{{key: up-key}}]{extra}}}\n"
+        );
+        let l = parse(&yaml, &|_| None).unwrap_or_else(|p| panic!("{p:?}"));
+        crate::config::Snapshot::compile(&l).unwrap()
+    }
+
+    /// Header lines of a head, lower-cased names, in order.
+    fn lines(head: &[u8]) -> (String, Vec<(String, String)>) {
+        let text = std::str::from_utf8(head).unwrap();
+        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+        let mut it = text[..text.len() - 4].split("\r\n");
+        let first = it.next().unwrap().to_string();
+        let hs = it
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (n.to_string(), v.to_string())
+            })
+            .collect();
+        (first, hs)
+    }
+
+    fn client(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut h = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+        for (n, v) in headers {
+            h.append_header(n.to_string(), *v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn head_replaces_the_gateway_key_and_framing_and_keeps_the_rest() {
+        let snap = provider("anthropic", "");
+        let p = &snap.providers[0];
+        let c = client(&[
+            ("Host", "gw"),
+            ("x-api-key", "gateway-key"),
+            ("content-length", "999"),
+            ("x-aigate-debug", "1"),
+            ("x-custom", "a"),
+            ("x-custom", "b"),
+            ("anthropic-beta", "tools"),
+            ("x-request-id", "client-id"),
+            ("accept", "*/*"),
+        ]);
+        let u = UpstreamRequest {
+            provider: p,
+            credential: Some("up-key"),
+            path: "/v1/messages",
+            body_len: 12,
+            request_id: "rid",
+            same_format: true,
+            stream: true,
+        };
+        let (first, hs) = lines(&upstream_request_head(&c, &u).unwrap());
+        assert_eq!(first, "POST /v1/messages HTTP/1.1");
+        let get = |n: &str| -> Vec<&str> {
+            hs.iter()
+                .filter(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(get("host"), ["127.0.0.1:9"]);
+        assert_eq!(get("x-api-key"), ["up-key"]);
+        assert_eq!(get("content-length"), ["12"]);
+        assert_eq!(get("x-request-id"), ["rid"]);
+        assert_eq!(get("accept"), ["text/event-stream"]);
+        assert_eq!(get("x-custom"), ["a", "b"]);
+        assert_eq!(get("anthropic-beta"), ["tools"]);
+        assert_eq!(get("anthropic-version"), ["2023-06-01"]);
+        assert_eq!(get("accept-encoding"), ["identity"]);
+        assert!(get("x-aigate-debug").is_empty());
+        assert!(
+            !String::from_utf8_lossy(&upstream_request_head(&c, &u).unwrap())
+                .contains("gateway-key")
+        );
+
+        // Across formats provider-specific headers stay behind, and a
+        // client's own anthropic-version is kept when it reaches Anthropic.
+        let c = client(&[("anthropic-version", "2024-01-01"), ("openai-beta", "x")]);
+        let u = UpstreamRequest {
+            same_format: false,
+            stream: false,
+            ..u
+        };
+        let (_, hs) = lines(&upstream_request_head(&c, &u).unwrap());
+        assert!(!hs.iter().any(|(k, _)| k == "openai-beta" || k == "accept"));
+        assert!(
+            hs.iter()
+                .any(|(k, v)| k == "anthropic-version" && v == "2023-06-01")
+        );
+        let u = UpstreamRequest {
+            same_format: true,
+            ..u
+        };
+        let (_, hs) = lines(&upstream_request_head(&c, &u).unwrap());
+        let versions: Vec<_> = hs
+            .iter()
+            .filter(|(k, _)| k == "anthropic-version")
+            .collect();
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].1, "2024-01-01");
+    }
+
+    #[test]
+    fn configured_headers_win_and_nothing_can_end_the_head_early() {
+        let snap = provider("openai", ", headers: {x-org: acme, x-custom: ours}");
+        let p = &snap.providers[0];
+        let c = client(&[("x-custom", "theirs")]);
+        let u = UpstreamRequest {
+            provider: p,
+            credential: Some("up-key"),
+            path: "/v1/chat/completions",
+            body_len: 0,
+            request_id: "rid",
+            same_format: true,
+            stream: false,
+        };
+        let (_, hs) = lines(&upstream_request_head(&c, &u).unwrap());
+        let custom: Vec<_> = hs.iter().filter(|(k, _)| k == "x-custom").collect();
+        assert_eq!(custom.len(), 1);
+        assert_eq!(custom[0].1, "ours");
+        assert!(
+            hs.iter()
+                .any(|(k, v)| k == "authorization" && v == "Bearer up-key")
+        );
+        assert!(hs.iter().any(|(k, v)| k == "x-org" && v == "acme"));
+
+        // A model name (part of Gemini paths) with a space or CR/LF, a
+        // credential with a line break: refused, never written.
+        for path in ["/v1/models/a b:generate", "/v1/x\r\nEvil: 1", "v1/no-slash"] {
+            let u = UpstreamRequest { path, ..u };
+            assert!(upstream_request_head(&c, &u).is_err(), "{path:?}");
+        }
+        let u = UpstreamRequest {
+            credential: Some("k\r\nEvil: 1"),
+            ..u
+        };
+        assert!(upstream_request_head(&c, &u).is_err());
+    }
 }
