@@ -9,13 +9,13 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY conf ./conf
 COPY benches ./benches
-RUN cargo build --release --bin aigate
+RUN cargo build --profile dist --bin aigate
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home aigate
-COPY --from=build /src/target/release/aigate /usr/local/bin/aigate
+COPY --from=build /src/target/dist/aigate /usr/local/bin/aigate
 COPY conf /etc/aigate
 USER aigate
 ENV AIGATE_LISTEN=0.0.0.0:8080 AIGATE_ADMIN_LISTEN=0.0.0.0:9091 RUST_LOG=info

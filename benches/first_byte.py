@@ -48,7 +48,7 @@ Python 3 stdlib only; everything on 127.0.0.1; bounded in requests
 config and stopped (SIGTERM, SIGKILL after 5 s) on exit, error or Ctrl-C.
 
 Usage:
-  AIGATE_BIN=target/release/aigate python3 benches/first_byte.py
+  AIGATE_BIN=target/dist/aigate python3 benches/first_byte.py
   benches/first_byte.py --requests 300 --rust-log warn,info --json out.json
 """
 
@@ -701,7 +701,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (config, aigate log)")
     args = ap.parse_args()
 
-    binary = os.environ.get("AIGATE_BIN", "target/release/aigate")
+    binary = os.environ.get("AIGATE_BIN", "target/dist/aigate")
     if not os.access(binary, os.X_OK):
         sys.exit("first_byte.py: no aigate binary at %s (set AIGATE_BIN)" % binary)
     with open(binary, "rb") as f:

@@ -6,7 +6,8 @@
 #   benches/load.sh [--route R[,R...]|all] [--quick] [--json FILE] [options]
 #
 # Needs wrk, nginx, python3, curl (Debian: apt-get install wrk nginx-light curl).
-# Builds aigate with `cargo build --release` unless AIGATE_BIN names a binary.
+# Builds aigate with `cargo build --profile dist` (the shipped build) unless
+# AIGATE_BIN names a binary.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -161,9 +162,9 @@ if [ -n "${AIGATE_BIN:-}" ]; then
     [ -x "$AIGATE_BIN" ] || { echo "load.sh: AIGATE_BIN=$AIGATE_BIN is not executable" >&2; exit 2; }
     SRC_BIN="$AIGATE_BIN"
 else
-    log "building aigate (cargo build --release)"
-    (cd "$ROOT" && cargo build --release --bin aigate)
-    SRC_BIN="$ROOT/target/release/aigate"
+    log "building aigate (cargo build --profile dist: the shipped build, LTO)"
+    (cd "$ROOT" && cargo build --profile dist --bin aigate)
+    SRC_BIN="$ROOT/target/dist/aigate"
 fi
 # Copy it, and make sure the copy is whole: the binary may be being rebuilt
 # while this starts (a copy taken mid-write runs, does nothing and exits 0).
