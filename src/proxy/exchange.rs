@@ -807,7 +807,7 @@ async fn next_chunk(
     let limit = p.timeouts.idle.min(left);
     up.set_read_timeout(None);
     let t = Instant::now();
-    let r = tokio::time::timeout(limit, up.read_response_body()).await;
+    let r = pingora_timeout::timeout(limit, up.read_response_body()).await;
     ctx.upstream_wait += t.elapsed();
     match r {
         Err(_) => Err(Failure::Timeout("waiting for the upstream body".into())),
@@ -888,7 +888,7 @@ async fn wait_chunk(
             },
             _ = async {
                 match keepalive {
-                    Some(k) => tokio::time::sleep(k).await,
+                    Some(k) => pingora_timeout::sleep(k).await,
                     None => std::future::pending().await,
                 }
             } => Wait::Tick,

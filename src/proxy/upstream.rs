@@ -76,7 +76,7 @@ impl Upstream {
             }
             stream.flush().await
         };
-        match tokio::time::timeout(timeout, write).await {
+        match pingora_timeout::timeout(timeout, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 return Err(Error::because(
