@@ -858,6 +858,22 @@ async fn write_body(
     r
 }
 
+/// Gathering stops past this many bytes for the client (the client-side
+/// write buffer is 16 KiB; a larger write goes out directly).
+const GATHER_LIMIT: usize = 64 * 1024;
+
+/// The output of `f` if it is ready at its first poll, else `None` (and `f`
+/// is dropped). Used on pingora's body reads, which keep their progress in
+/// the session, not the future: pingora's own proxy loop selects over them.
+fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// What the client connection did while we waited on the upstream.
 enum Wait {
     Chunk(Result<Option<Bytes>, Failure>),
@@ -960,8 +976,12 @@ async fn stream_answer(
     let keepalive = if sse { ctx.snap.stream_keepalive } else { None };
     let mut header = Some(h);
     let mut pending: Vec<u8> = Vec::with_capacity(4096);
+    // An end or failure met while gathering chunks, handled next round.
+    let mut carry: Option<Result<Option<Bytes>, Failure>> = None;
     loop {
-        let w = {
+        let w = if let Some(c) = carry.take() {
+            Wait::Chunk(c)
+        } else {
             let fut = next_chunk(&mut up, ctx, p);
             tokio::pin!(fut);
             loop {
@@ -998,7 +1018,33 @@ async fn stream_answer(
                 );
             }
             Wait::Chunk(Ok(Some(chunk))) => {
-                let untouched = pipe.feed(&chunk, &mut pending);
+                // Providers send each event as its own HTTP chunk, several
+                // per read: the chunks already received go out in one write
+                // (one syscall and one client wake-up, not one per event).
+                // Only what is there now: nothing waits for more.
+                let mut lone = pipe.feed(&chunk, &mut pending).then_some(chunk);
+                while pending.len() < GATHER_LIMIT {
+                    // A read that is ready needs no deadline; read_response_body
+                    // was last armed without one (next_chunk).
+                    let Some(r) = ready_now(up.read_response_body()) else {
+                        break;
+                    };
+                    let r = r.map_err(|e| classify(&e, "reading upstream body"));
+                    match r {
+                        Ok(Some(more)) => {
+                            if let Some(c) = lone.take() {
+                                pending.extend_from_slice(&c);
+                            }
+                            if pipe.feed(&more, &mut pending) {
+                                pending.extend_from_slice(&more);
+                            }
+                        }
+                        other => {
+                            carry = Some(other);
+                            break;
+                        }
+                    }
+                }
                 if header.is_some() && sse {
                     if let Some((status, msg)) = pipe.upstream_error()
                         && !pipe.content_started()
@@ -1018,10 +1064,19 @@ async fn stream_answer(
                         continue;
                     }
                 }
+                if matches!(carry, Some(Ok(None))) {
+                    // The end is already here: it goes out with this data.
+                    if let Some(c) = lone {
+                        pending.extend_from_slice(&c);
+                    }
+                    continue;
+                }
+                // The head and the first content in one packet (cork.rs).
+                let corked = header.is_some() && super::cork::set(s, true);
                 if let Some(h) = header.take() {
                     write_header(s, ctx, h).await?;
                 }
-                let data = if untouched {
+                let data = if let Some(chunk) = lone {
                     Some(chunk)
                 } else if !pending.is_empty() {
                     Some(Bytes::from(std::mem::replace(
@@ -1043,15 +1098,22 @@ async fn stream_answer(
                     up.shutdown().await;
                     return Err(e);
                 }
+                if corked {
+                    super::cork::set(s, false);
+                }
             }
             Wait::Chunk(Ok(None)) => {
                 pipe.finish(&mut pending);
                 stream_usage(ctx, &pipe, ask);
+                let corked = header.is_some() && super::cork::set(s, true);
                 if let Some(h) = header.take() {
                     write_header(s, ctx, h).await?;
                 }
                 count_outcome(p, "ok");
                 write_body(s, ctx, Bytes::from(pending), true).await?;
+                if corked {
+                    super::cork::set(s, false);
+                }
                 connector.release(up, peer, Some(POOL_IDLE)).await;
                 return Ok(Attempt::Done);
             }
