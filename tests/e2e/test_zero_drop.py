@@ -420,10 +420,14 @@ def test_upgrade_by_sigquit_and_upgrade_flag_drops_nothing(start_gateway: StartG
     new = None
     try:
         time.sleep(1.0)
+        # A long stream first, then the successor: pingora's `--upgrade`
+        # waits only ~5 s for the sockets, and a fresh stream can take longer
+        # to begin than that. Both sides retry for seconds, so SIGQUIT may
+        # follow the successor's start at once (as an operator's script does).
+        loop.wait_fresh_stream()
         with open(gw.log_path, "ab") as log:
             log.write(b"===== test: starting the successor with --upgrade\n")
             new = subprocess.Popen([aigate_bin(), "-c", str(gw.config_path), "--upgrade"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=gw.workdir)
-        loop.wait_fresh_stream()
         signal_at = time.monotonic()
         old.send_signal(signal.SIGQUIT)
         report_counts("SIGQUIT + --upgrade: " + _upgrade_outcome(gw, old, new.pid, loop, signal_at, pid_file))
