@@ -129,10 +129,13 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
     }
     let upgrade = Arc::new(tokio::sync::Notify::new());
 
-    let mut svc = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(shared.clone(), limiter.clone(), false),
-        "aigate",
+    // Our own endpoints skip Pingora's proxy layer (`proxy::front`); routes
+    // and HTTP/2 go through it.
+    let gateway = Gateway::new(shared.clone(), limiter.clone(), false);
+    let proxy = pingora_proxy::http_proxy(&server.configuration, gateway.clone());
+    let mut svc = pingora_core::services::listening::Service::new(
+        "aigate".to_string(),
+        crate::proxy::front::Front::new(gateway, proxy),
     );
     for l in &listen {
         let mut endpoint = ListenerConfig::tcp(l.as_str()).l4_buffer(client_buffers());

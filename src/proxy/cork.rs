@@ -10,11 +10,11 @@
 //! content is written and the cork is pulled. Two setsockopt calls per
 //! stream, none per event.
 
-use pingora_proxy::Session;
+use pingora_core::protocols::http::ServerSession;
 
 /// Cork (`on`) or uncork the client socket of `s`. True when it was set.
 /// HTTP/1 only (h2 frames are written by the h2 layer).
-pub fn set(s: &Session, on: bool) -> bool {
+pub fn set(s: &ServerSession, on: bool) -> bool {
     imp::set(s, on)
 }
 
@@ -22,11 +22,10 @@ pub fn set(s: &Session, on: bool) -> bool {
 #[allow(unsafe_code)]
 mod imp {
     use pingora_core::protocols::http::ServerSession;
-    use pingora_proxy::Session;
     use std::os::fd::BorrowedFd;
 
-    pub fn set(s: &Session, on: bool) -> bool {
-        let ServerSession::H1(h1) = &*s.downstream_session else {
+    pub fn set(s: &ServerSession, on: bool) -> bool {
+        let ServerSession::H1(h1) = s else {
             return false;
         };
         // The id of a listener's TCP stream (and of TLS over it) is its fd.
@@ -44,7 +43,7 @@ mod imp {
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-    pub fn set(_: &pingora_proxy::Session, _: bool) -> bool {
+    pub fn set(_: &pingora_core::protocols::http::ServerSession, _: bool) -> bool {
         false
     }
 }

@@ -10,7 +10,7 @@
 //! for that request (`linger_for_next_request`), which Pingora then serves
 //! here with `Connection: close`.
 
-use pingora_proxy::Session;
+use pingora_core::protocols::http::ServerSession as Session;
 use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
@@ -30,12 +30,12 @@ pub fn close_if_draining(s: &mut Session) {
 /// After an answer is complete and logged: when this process no longer
 /// accepts but the answer promised keep-alive, wait until the client sends
 /// its next request (its first byte is kept for the next session on this
-/// connection), closes, or `LINGER` passes.
-pub async fn linger_for_next_request(s: &mut Session) {
-    if !s.is_process_shutting_down() || s.response_written().is_none() {
+/// connection), closes, or `LINGER` passes. `shutting_down`: the service
+/// has stopped accepting.
+pub async fn linger_for_next_request(down: &mut Session, shutting_down: bool) {
+    if !shutting_down || down.response_written().is_none() {
         return;
     }
-    let down = s.as_downstream_mut();
     if !down.as_http1().is_some_and(|h| h.will_keepalive()) || !down.is_body_done() {
         return;
     }

@@ -22,10 +22,10 @@ use crate::sse;
 use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator};
 use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
+use pingora_core::protocols::http::ServerSession as Session;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::ResponseHeader;
-use pingora_proxy::Session;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -671,7 +671,7 @@ async fn attempt(
         // A client that leaves while the upstream thinks ends the attempt.
         tokio::select! {
             r = &mut exchange => Some(r),
-            r = s.downstream_session.read_body_or_idle(true) => match r {
+            r = s.read_body_or_idle(true) => match r {
                 Ok(Some(_)) => exchange.await.into(),
                 _ => None,
             },
@@ -838,7 +838,7 @@ async fn write_header(
     ctx.status = h.status.as_u16();
     super::drain::close_if_draining(s);
     let t = Instant::now();
-    let r = s.write_response_header(Box::new(h), false).await;
+    let r = s.write_response_header(Box::new(h)).await;
     ctx.client_wait += t.elapsed();
     r
 }
@@ -853,7 +853,7 @@ async fn write_body(
         ctx.first_byte = Some(Instant::now());
     }
     let t = Instant::now();
-    let r = s.write_response_body(Some(data), end).await;
+    let r = s.write_response_body(data, end).await;
     ctx.client_wait += t.elapsed();
     r
 }
@@ -897,7 +897,7 @@ async fn wait_chunk(
     }
     let idle = async {
         tokio::select! {
-            r = s.downstream_session.read_body_or_idle(true) => match r {
+            r = s.read_body_or_idle(true) => match r {
                 // Data from a client that sent its whole body is not a disconnect.
                 Ok(Some(_)) => std::future::pending().await,
                 _ => Wait::ClientGone,
@@ -992,11 +992,11 @@ async fn stream_answer(
                         // intermediaries from cutting the connection.
                         if let Some(h) = header.take() {
                             super::drain::close_if_draining(s);
-                            s.write_response_header(Box::new(h), false).await?;
+                            s.write_response_header(Box::new(h)).await?;
                         }
                         let mut c = std::mem::take(&mut pending);
                         sse::write_comment(&mut c, "keepalive");
-                        s.write_response_body(Some(Bytes::from(c)), false).await?;
+                        s.write_response_body(Bytes::from(c), false).await?;
                     }
                     other => break other,
                 }

@@ -4,6 +4,7 @@ pub mod cork;
 pub mod ctx;
 pub mod drain;
 pub mod exchange;
+pub mod front;
 pub mod headers;
 pub mod intake;
 pub mod pass;
@@ -23,14 +24,18 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use ctx::RequestCtx;
 use exchange::Ask;
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_proxy::{ProxyHttp, Session};
 use serde_json::json;
 use std::sync::Arc;
 
+/// Cheap to clone: the front door and Pingora's proxy share one (one
+/// upstream pool).
+#[derive(Clone)]
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
-    pub connector: upstream::Upstream,
+    pub connector: Arc<upstream::Upstream>,
     pub limiter: Arc<Limiter>,
     /// The admin listener serves only health and metrics.
     pub admin: bool,
@@ -42,14 +47,14 @@ impl Gateway {
     pub fn new(config: Arc<ArcSwap<Snapshot>>, limiter: Arc<Limiter>, admin: bool) -> Self {
         Gateway {
             config,
-            connector: upstream::Upstream::default(),
+            connector: Arc::new(upstream::Upstream::default()),
             limiter,
             admin,
         }
     }
 }
 
-fn request_id(s: &Session) -> String {
+fn request_id(s: &ServerSession) -> String {
     s.req_header()
         .headers
         .get("x-request-id")
@@ -77,7 +82,7 @@ impl ProxyHttp for Gateway {
     ) -> pingora_core::Result<bool> {
         // Boxed: the whole exchange is a large future; inlined into Pingora's
         // per-connection future it would be copied around on every poll.
-        Box::pin(self.serve(s, ctx)).await?;
+        Box::pin(self.serve(s.as_downstream_mut(), ctx)).await?;
         Ok(ctx.pass.is_none())
     }
 
@@ -139,7 +144,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<pingora_core::Error> {
-        pass::proxy_error(peer, s, e, ctx, client_reused)
+        pass::proxy_error(peer, s.as_downstream(), e, ctx, client_reused)
     }
 
     async fn fail_to_proxy(
@@ -148,19 +153,35 @@ impl ProxyHttp for Gateway {
         e: &pingora_core::Error,
         ctx: &mut RequestCtx,
     ) -> pingora_proxy::FailToProxy {
+        let down = s.as_downstream_mut();
         if ctx.pass.is_some() {
-            pass::fail(s, e, ctx).await
+            pass::fail(down, e, ctx).await
         } else {
-            pass::default_fail(s, e).await
+            pass::default_fail(down, e).await
         }
     }
 
-    /// Access log and request metrics; runs once per request, however it ended.
     async fn logging(
         &self,
         s: &mut Session,
         e: Option<&pingora_core::Error>,
         ctx: &mut RequestCtx,
+    ) {
+        let shutting_down = s.is_process_shutting_down();
+        self.finish_request(s.as_downstream_mut(), e, ctx, shutting_down)
+            .await;
+    }
+}
+
+impl Gateway {
+    /// Access log, request metrics and limit reconciliation; runs once per
+    /// request, however it ended (Pingora's `logging`, or `front`).
+    pub(crate) async fn finish_request(
+        &self,
+        s: &mut ServerSession,
+        e: Option<&pingora_core::Error>,
+        ctx: &mut RequestCtx,
+        shutting_down: bool,
     ) {
         pass::finish(ctx);
         if ctx.status == 0 {
@@ -190,7 +211,7 @@ impl ProxyHttp for Gateway {
                 .await;
         }
         record(ctx);
-        drain::linger_for_next_request(s).await;
+        drain::linger_for_next_request(s, shutting_down).await;
     }
 }
 
@@ -319,7 +340,7 @@ impl RequestCtx {
 }
 
 impl Gateway {
-    async fn serve(&self, s: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+    async fn serve(&self, s: &mut ServerSession, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
         ctx.request_id = request_id(s);
         ctx.debug = s
             .req_header()

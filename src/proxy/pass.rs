@@ -17,10 +17,11 @@ use crate::routes::{self, Action, CompiledRoute, Lookup, ProxyRoute, headers};
 use crate::routing::Route;
 use crate::translate::Format;
 use bytes::Bytes;
+use pingora_core::protocols::http::ServerSession as Session;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, Session};
+use pingora_proxy::FailToProxy;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -163,10 +164,9 @@ async fn static_answer(
     }
     ctx.status = a.status;
     let t = Instant::now();
-    s.write_response_header(Box::new(h), a.body.is_empty())
-        .await?;
+    s.write_response_header(Box::new(h)).await?;
     if !a.body.is_empty() {
-        s.write_response_body(Some(a.body.clone()), true).await?;
+        s.write_response_body(a.body.clone(), true).await?;
     }
     ctx.client_wait += t.elapsed();
     Ok(())
@@ -384,14 +384,14 @@ pub fn connect_failed(ctx: &RequestCtx, mut e: Box<Error>) -> Box<Error> {
 /// default (a stale reused connection is retried).
 pub fn proxy_error(
     peer: &HttpPeer,
-    s: &mut Session,
+    s: &Session,
     e: Box<Error>,
     ctx: &RequestCtx,
     client_reused: bool,
 ) -> Box<Error> {
     let mut e = e.more_context(format!("Peer: {peer}"));
     let idempotent = s.req_header().method.is_idempotent();
-    let truncated = s.as_ref().retry_buffer_truncated();
+    let truncated = s.retry_buffer_truncated();
     if let Some((_, _, p)) = route_of(ctx) {
         if let Some(pr) = p.provider.map(|i| &ctx.snap.providers[i]) {
             let o = match e.etype() {

@@ -4,8 +4,8 @@
 use super::ctx::RequestCtx;
 use crate::translate::{Format, error_body_param};
 use bytes::Bytes;
+use pingora_core::protocols::http::ServerSession as Session;
 use pingora_http::ResponseHeader;
-use pingora_proxy::Session;
 use std::time::Instant;
 
 /// Write a whole response with a body and a Content-Length.
@@ -33,8 +33,8 @@ pub async fn send(
     ctx.status = status;
     super::drain::close_if_draining(s);
     let t = Instant::now();
-    s.write_response_header(Box::new(h), false).await?;
-    s.write_response_body(Some(Bytes::from(body)), true).await?;
+    s.write_response_header(Box::new(h)).await?;
+    s.write_response_body(Bytes::from(body), true).await?;
     ctx.client_wait += t.elapsed();
     Ok(())
 }

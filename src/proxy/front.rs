@@ -1,0 +1,288 @@
+//! The main listener's front door. HTTP/1 requests for aigate's own
+//! endpoints (the AI routes, models, health, metrics) are served here on
+//! pingora-core's session, without Pingora's proxy layer. Everything else
+//! goes to Pingora's `HttpProxy`, unchanged: configured routes and provider
+//! passthrough, HTTP/2, and anything unusual.
+//!
+//! Why: per request the proxy layer built and boxed a ~15 KB future, then a
+//! proxy `Session` (cache state, module contexts), and our ~10 KB request
+//! future was boxed again inside `request_filter`. The two copies alone were
+//! ~25k of the ~131k instructions of a passthrough request (callgrind). Here a
+//! connection is one future: its keep-alive loop and its requests run inline,
+//! and nothing is boxed per request.
+//!
+//! How a request is routed without consuming it: the request line is read
+//! here and classified (`classify`), and the bytes read so far become the
+//! next session's pipelined prefix (pingora-core's `set_pipelined_prefix`).
+//! Either side then parses the request from its first byte, with no extra
+//! syscall. A request is served here only when its method and path are
+//! plain and name a built-in endpoint that no configured route takes;
+//! anything else Pingora's path handles, as it handled every request before.
+
+use super::Gateway;
+use super::ctx::RequestCtx;
+use crate::routing::{Route, route};
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::{ALPN, Stream};
+use pingora_core::server::ShutdownWatch;
+use pingora_core::{Error, ErrorType};
+use pingora_proxy::HttpProxy;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Notify;
+
+/// Pingora's keep-alive for a client connection (set on every new one).
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// A request line longer than this goes to Pingora, which answers it.
+const MAX_LINE: usize = 8 * 1024;
+
+/// The first read's buffer; it becomes Pingora's header buffer (same size).
+const READ_BUF: usize = 4096;
+
+pub struct Front {
+    gw: Gateway,
+    proxy: Arc<HttpProxy<Gateway>>,
+    /// Set (and `stop` notified) when the service stops accepting.
+    stopping: AtomicBool,
+    stop: Notify,
+}
+
+/// What the connection carries into its next request.
+struct Carry {
+    stream: Stream,
+    settings: Option<HttpPersistentSettings>,
+    /// Bytes already read of the next request.
+    prefix: BytesMut,
+    /// The last request went to Pingora, whose settings may hold bytes of
+    /// the next request we cannot see (only while draining, see `serve_h1`).
+    delegated: bool,
+}
+
+impl Front {
+    pub fn new(gw: Gateway, proxy: HttpProxy<Gateway>) -> Self {
+        Front {
+            gw,
+            proxy: Arc::new(proxy),
+            stopping: AtomicBool::new(false),
+            stop: Notify::new(),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Serve an HTTP/1 connection: one request after another while it is
+    /// kept alive.
+    async fn serve_h1(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut c = Carry {
+            stream,
+            settings: None,
+            prefix: BytesMut::new(),
+            delegated: false,
+        };
+        loop {
+            // After Pingora's linger on a draining connection (`drain`), its
+            // settings carry the next request's first bytes, invisibly: that
+            // last request is Pingora's too.
+            let fast = if c.delegated && self.stopping() {
+                false
+            } else {
+                match self.read_request_line(&mut c.stream, &mut c.prefix).await {
+                    Some(fast) => fast,
+                    None => return,
+                }
+            };
+            let mut session = ServerSession::new_http1(c.stream);
+            match c.settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => session.set_keepalive(if *shutdown.borrow() {
+                    None
+                } else {
+                    Some(KEEPALIVE.as_secs())
+                }),
+            }
+            if !c.prefix.is_empty() {
+                session.set_pipelined_prefix(std::mem::take(&mut c.prefix));
+            }
+            let next = if fast {
+                self.serve_one(session, shutdown).await
+            } else {
+                self.proxy
+                    .process_new_http(session, shutdown)
+                    .await
+                    .map(|r| {
+                        let (stream, settings) = r.consume();
+                        Carry {
+                            stream,
+                            settings,
+                            prefix: BytesMut::new(),
+                            delegated: true,
+                        }
+                    })
+            };
+            match next {
+                Some(n) => c = n,
+                None => return,
+            }
+        }
+    }
+
+    /// Read until `buf` holds the request line; `Some(true)` when this
+    /// module serves it. `None`: the client closed or stayed idle past the
+    /// keep-alive, or the service stops while no request has begun.
+    async fn read_request_line(&self, stream: &mut Stream, buf: &mut BytesMut) -> Option<bool> {
+        loop {
+            if let Some(end) = memchr::memchr(b'\n', buf) {
+                return Some(self.classify(&buf[..end]));
+            }
+            if buf.len() >= MAX_LINE {
+                return Some(false);
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_BUF);
+            }
+            // Registered on creation: a stop between the check and the read
+            // still wakes it.
+            let stop = self.stop.notified();
+            let idle = buf.is_empty();
+            if idle && self.stopping() {
+                return None;
+            }
+            let read = pingora_timeout::timeout(KEEPALIVE, stream.read_buf(buf));
+            let r = tokio::select! {
+                biased;
+                r = read => r,
+                _ = stop, if idle => return None,
+            };
+            match r {
+                Ok(Ok(n)) if n > 0 => {}
+                // Closed, failed or timed out: as Pingora, quietly.
+                _ => return None,
+            }
+        }
+    }
+
+    /// Whether a request line names one of our own endpoints, plainly enough
+    /// that Pingora's parse gives the same method and path.
+    fn classify(&self, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut parts = line.split(|&b| b == b' ');
+        let (Some(method), Some(target), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+        if !version.starts_with(b"HTTP/1.")
+            || !path.starts_with(b"/")
+            || !path.iter().all(|&b| plain(b))
+        {
+            return false;
+        }
+        let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path))
+        else {
+            return false;
+        };
+        if !matches!(
+            route(method, path),
+            Route::Chat { .. }
+                | Route::Embeddings
+                | Route::Models
+                | Route::Health
+                | Route::Ready
+                | Route::Metrics
+        ) {
+            return false;
+        }
+        let snap = self.gw.config.load();
+        snap.routes.is_empty() || snap.routes.lookup(method, path, true).is_none()
+    }
+
+    /// One request on this module's path: Pingora's `process_request` for a
+    /// `request_filter` that answers, without the proxy session.
+    async fn serve_one(&self, mut s: ServerSession, shutdown: &ShutdownWatch) -> Option<Carry> {
+        match s.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = s.respond_error(400).await;
+                }
+                s.shutdown().await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            s.set_keepalive(None);
+        }
+        let mut ctx = RequestCtx::new(self.gw.config.load_full());
+        let mut r = self.gw.serve(&mut s, &mut ctx).await;
+        if r.is_ok() && ctx.pass.is_some() {
+            // `classify` let a configured route through: cannot happen with
+            // the same snapshot; a reload in between is the only way.
+            r = Error::e_explain(
+                ErrorType::InternalError,
+                "the configuration changed while the request was routed",
+            );
+        }
+        if let Err(e) = &r {
+            if e.esource() != &pingora_core::ErrorSource::Downstream {
+                log::error!("Fail to serve request: {e}");
+            }
+            super::pass::default_fail(&mut s, e).await;
+        }
+        self.gw
+            .finish_request(
+                &mut s,
+                r.as_ref().err().map(|e| &**e),
+                &mut ctx,
+                self.stopping(),
+            )
+            .await;
+        if r.is_err() {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&s);
+        let (stream, prefix) = s.finish().await.ok().flatten()?.into_parts();
+        Some(Carry {
+            stream,
+            settings: Some(settings),
+            prefix: prefix.unwrap_or_default(),
+            delegated: false,
+        })
+    }
+}
+
+/// Path bytes that every HTTP parser on the way leaves as they are.
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~/:%@!$&'()*+,;=".contains(&b)
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if !matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1)) {
+            // HTTP/2 over TLS (or a custom protocol): Pingora's own loop.
+            return self.proxy.process_new(stream, shutdown).await;
+        }
+        self.serve_h1(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+        self.proxy.http_cleanup().await;
+    }
+}
