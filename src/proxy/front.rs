@@ -12,7 +12,7 @@
 //! and nothing is boxed per request.
 //!
 //! How a request is routed without consuming it: the request line is read
-//! here and classified (`classify`), and the bytes read so far become the
+//! here and classified (`serves_here`), and the bytes read so far become the
 //! next session's pipelined prefix (pingora-core's `set_pipelined_prefix`).
 //! Either side then parses the request from its first byte, with no extra
 //! syscall. A request is served here only when its method and path are
@@ -21,6 +21,7 @@
 
 use super::Gateway;
 use super::ctx::RequestCtx;
+use crate::config::Snapshot;
 use crate::routing::{Route, route};
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -140,7 +141,7 @@ impl Front {
     async fn read_request_line(&self, stream: &mut Stream, buf: &mut BytesMut) -> Option<bool> {
         loop {
             if let Some(end) = memchr::memchr(b'\n', buf) {
-                return Some(self.classify(&buf[..end]));
+                return Some(serves_here(&buf[..end], &self.gw.config.load()));
             }
             if buf.len() >= MAX_LINE {
                 return Some(false);
@@ -169,42 +170,6 @@ impl Front {
         }
     }
 
-    /// Whether a request line names one of our own endpoints, plainly enough
-    /// that Pingora's parse gives the same method and path.
-    fn classify(&self, line: &[u8]) -> bool {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut parts = line.split(|&b| b == b' ');
-        let (Some(method), Some(target), Some(version), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return false;
-        };
-        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-        if !version.starts_with(b"HTTP/1.")
-            || !path.starts_with(b"/")
-            || !path.iter().all(|&b| plain(b))
-        {
-            return false;
-        }
-        let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path))
-        else {
-            return false;
-        };
-        if !matches!(
-            route(method, path),
-            Route::Chat { .. }
-                | Route::Embeddings
-                | Route::Models
-                | Route::Health
-                | Route::Ready
-                | Route::Metrics
-        ) {
-            return false;
-        }
-        let snap = self.gw.config.load();
-        snap.routes.is_empty() || snap.routes.lookup(method, path, true).is_none()
-    }
-
     /// One request on this module's path: Pingora's `process_request` for a
     /// `request_filter` that answers, without the proxy session.
     async fn serve_one(&self, mut s: ServerSession, shutdown: &ShutdownWatch) -> Option<Carry> {
@@ -225,7 +190,7 @@ impl Front {
         let mut ctx = RequestCtx::new(self.gw.config.load_full());
         let mut r = self.gw.serve(&mut s, &mut ctx).await;
         if r.is_ok() && ctx.pass.is_some() {
-            // `classify` let a configured route through: cannot happen with
+            // `serves_here` let a configured route through: cannot happen with
             // the same snapshot; a reload in between is the only way.
             r = Error::e_explain(
                 ErrorType::InternalError,
@@ -260,6 +225,38 @@ impl Front {
     }
 }
 
+/// Whether a request line names one of our own endpoints, plainly enough
+/// that Pingora's parse gives the same method and path, and no configured
+/// route of `snap` takes it (only Pingora's path can proxy a route).
+fn serves_here(line: &[u8], snap: &Snapshot) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    if !version.starts_with(b"HTTP/1.")
+        || !path.starts_with(b"/")
+        || !path.iter().all(|&b| plain(b))
+    {
+        return false;
+    }
+    let (Ok(method), Ok(path)) = (std::str::from_utf8(method), std::str::from_utf8(path)) else {
+        return false;
+    };
+    matches!(
+        route(method, path),
+        Route::Chat { .. }
+            | Route::Embeddings
+            | Route::Models
+            | Route::Health
+            | Route::Ready
+            | Route::Metrics
+    ) && (snap.routes.is_empty() || snap.routes.lookup(method, path, true).is_none())
+}
+
 /// Path bytes that every HTTP parser on the way leaves as they are.
 fn plain(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~/:%@!$&'()*+,;=".contains(&b)
@@ -284,5 +281,81 @@ impl ServerApp for Front {
         self.stopping.store(true, Ordering::Release);
         self.stop.notify_waiters();
         self.proxy.http_cleanup().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(extra: &str) -> Snapshot {
+        let yaml = format!(
+            "providers:\n  - {{name: oa, kind: openai, base_url: \"http://127.0.0.1:9/v1\", credentials: [{{key: x}}]}}\nmodels: [{{name: m, targets: [{{provider: oa}}]}}]\n{extra}"
+        );
+        let l =
+            crate::config::load::parse(&yaml, &|_: &str| None).unwrap_or_else(|p| panic!("{p:?}"));
+        Snapshot::compile(&l).unwrap()
+    }
+
+    #[test]
+    fn built_in_endpoints_with_plain_lines_are_served_here() {
+        let s = snap("");
+        for line in [
+            "POST /v1/chat/completions HTTP/1.1\r",
+            "POST /chat/completions HTTP/1.0",
+            "POST /v1/responses HTTP/1.1\r",
+            "POST /v1/messages?beta=true HTTP/1.1\r",
+            "POST /v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=k HTTP/1.1\r",
+            "POST /v1/embeddings HTTP/1.1\r",
+            "GET /v1/models HTTP/1.1\r",
+            "HEAD /health HTTP/1.1\r",
+            "GET /health/ready HTTP/1.1\r",
+            "GET /metrics HTTP/1.1\r",
+        ] {
+            assert!(serves_here(line.as_bytes(), &s), "{line}");
+        }
+    }
+
+    #[test]
+    fn anything_else_goes_to_pingora() {
+        let s = snap("");
+        for line in [
+            // not a built-in endpoint, or not its method (Pingora's path answers)
+            "GET /v1/chat/completions HTTP/1.1\r",
+            "OPTIONS /v1/chat/completions HTTP/1.1\r",
+            "post /v1/chat/completions HTTP/1.1\r",
+            "POST /v1/other HTTP/1.1\r",
+            "CONNECT /v1/messages HTTP/1.1\r",
+            // not plain: Pingora's parser would rewrite or refuse it
+            "POST http://gw/v1/chat/completions HTTP/1.1\r",
+            "POST /v1/chat/completions\"x HTTP/1.1\r",
+            "POST /v1/chat/completions{} HTTP/1.1\r",
+            "POST /v1/chat/compl\u{e9}tions HTTP/1.1\r",
+            "POST  /v1/chat/completions HTTP/1.1\r",
+            "POST /v1/chat/completions HTTP/1.1 extra\r",
+            "POST /v1/chat/completions HTTP/2.0\r",
+            "POST /v1/chat/completions\r",
+            "",
+            "\r",
+        ] {
+            assert!(!serves_here(line.as_bytes(), &s), "{line}");
+        }
+        assert!(!serves_here(
+            b"POST /v1/chat/completions\x00 HTTP/1.1\r",
+            &s
+        ));
+    }
+
+    #[test]
+    fn a_configured_route_on_a_built_in_path_goes_to_pingora() {
+        let s = snap(
+            "routes:\n  - {path: /v1/models, methods: [GET], provider: oa}\n  - {path: /v1/embeddings, methods: [GET], static: {body: {}}}\n  - {path: /v1/*, target: \"http://127.0.0.1:9/x\"}\n",
+        );
+        assert!(!serves_here(b"GET /v1/models HTTP/1.1\r", &s));
+        // An exact route for other methods: Pingora's path answers, as
+        // `serve` decides (the built-in endpoint wins for its own method).
+        assert!(!serves_here(b"POST /v1/embeddings HTTP/1.1\r", &s));
+        // Prefix routes never take a built-in path.
+        assert!(serves_here(b"POST /v1/chat/completions HTTP/1.1\r", &s));
     }
 }
