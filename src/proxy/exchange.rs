@@ -904,7 +904,8 @@ async fn wait_chunk(
             },
             _ = async {
                 match keepalive {
-                    Some(k) => pingora_timeout::sleep(k).await,
+                    // tokio's: pingora's fast sleep would start its clock thread.
+                    Some(k) => tokio::time::sleep(k).await,
                     None => std::future::pending().await,
                 }
             } => Wait::Tick,

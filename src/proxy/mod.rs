@@ -61,7 +61,30 @@ fn request_id(s: &ServerSession) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+        .unwrap_or_else(|| hex32(rand::random::<u128>()))
+}
+
+/// `format!("{:032x}", n)` without the formatting machinery (per request).
+fn hex32(n: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let bytes: Vec<u8> = (0..32)
+        .map(|i| DIGITS[((n >> (124 - 4 * i)) & 0xf) as usize])
+        .collect();
+    String::from_utf8(bytes).expect("ascii")
+}
+
+#[cfg(test)]
+#[test]
+fn hex32_is_zero_padded_lower_hex() {
+    for n in [
+        0u128,
+        1,
+        0xabc,
+        u128::MAX,
+        0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+    ] {
+        assert_eq!(hex32(n), format!("{n:032x}"));
+    }
 }
 
 #[async_trait]
