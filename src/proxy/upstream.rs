@@ -1,5 +1,6 @@
-//! Upstream connections for the AI routes: pingora-core's pooled HTTP/1.1
-//! connector, asked for a pooled connection before it is asked to connect.
+//! Upstream connections for the AI routes: pingora-core's transport connector
+//! and its pool (under its HTTP/1 connector), asked for a pooled connection
+//! before it is asked to connect.
 //!
 //! Why not `connectors::http::Connector::get_http_session`: that one future
 //! holds every state of a new connection (TCP, TLS handshake, h2 set-up),
@@ -8,12 +9,14 @@
 //! ~200-byte future; the connecting one is built only when the pool is empty.
 //!
 //! Every provider peer is HTTP/1.1 (no ALPN is offered upstream), so the
-//! HTTP/1 connector and its pool are the whole story.
+//! pooled streams and pingora's HTTP/1 client session (which reads and frames
+//! the answer) are the whole story.
 
-use pingora_core::connectors::http::v1::Connector;
+use pingora_core::connectors::TransportConnector;
+use pingora_core::protocols::Stream;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::http::v1::client::HttpSession as H1;
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::upstreams::peer::{HttpPeer, Peer};
 use pingora_core::{Error, ErrorType, Result};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -22,13 +25,15 @@ use tokio::io::AsyncWriteExt;
 const ONE_WRITE: usize = 64 * 1024;
 
 pub struct Upstream {
-    h1: Connector,
+    /// Pingora's connector and pool under its HTTP/1 one: that one wraps a
+    /// pooled stream in a session only for `send` to unwrap it again.
+    transport: TransportConnector,
 }
 
 impl Default for Upstream {
     fn default() -> Self {
         Upstream {
-            h1: Connector::new(None),
+            transport: TransportConnector::new(None),
         }
     }
 }
@@ -36,14 +41,13 @@ impl Default for Upstream {
 impl Upstream {
     /// A pooled connection to `peer` when one is idle, else a new one
     /// (connect and TLS timeouts from the peer's options).
-    pub async fn session(&self, peer: &HttpPeer) -> Result<HttpSession> {
-        if let Some(h1) = self.h1.reused_http_session(peer).await {
-            return Ok(HttpSession::H1(h1));
+    pub async fn session(&self, peer: &HttpPeer) -> Result<Stream> {
+        if let Some(stream) = self.transport.reused_stream(peer).await {
+            return Ok(stream);
         }
         // Boxed: inline, this rarely taken path would make every enclosing
         // future as large as the connect states.
-        let (h1, _) = Box::pin(self.h1.get_http_session(peer)).await?;
-        Ok(HttpSession::H1(h1))
+        Box::pin(self.transport.new_stream(peer)).await
     }
 
     /// Write a whole request on `session`'s connection: `head` (from
@@ -56,16 +60,12 @@ impl Upstream {
     /// for HEAD, upgrades and `Connection: close` requests, none of which the
     /// AI routes send.
     pub async fn send(
-        session: HttpSession,
+        mut stream: Stream,
         peer: &HttpPeer,
         mut head: Vec<u8>,
         body: &[u8],
         timeout: Duration,
     ) -> Result<HttpSession> {
-        let HttpSession::H1(h1) = session else {
-            return Error::e_explain(ErrorType::InternalError, "upstream session is not HTTP/1");
-        };
-        let mut stream = h1.into_inner();
         let write = async {
             if body.len() <= ONE_WRITE {
                 head.extend_from_slice(body);
@@ -95,8 +95,15 @@ impl Upstream {
     /// Back to the pool when the exchange left the connection reusable
     /// (whole answer read, keep-alive), else closed.
     pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Option<Duration>) {
+        // As pingora's `Connector::release_http_session`.
         match session {
-            HttpSession::H1(h1) => self.h1.release_http_session(h1, peer, idle).await,
+            HttpSession::H1(mut h1) => {
+                h1.respect_keepalive();
+                if let Some(stream) = h1.reuse().await {
+                    self.transport
+                        .release_stream(stream, peer.reuse_hash(), idle);
+                }
+            }
             mut other => other.shutdown().await,
         }
     }
