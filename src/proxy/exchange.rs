@@ -695,9 +695,9 @@ async fn attempt(
         }
     };
 
-    let header = up.response_header().cloned().expect("read above");
-    let status = header.status.as_u16();
+    let status = up.response_header().expect("read above").status.as_u16();
     if status >= 400 {
+        let header = up.response_header().cloned().expect("read above");
         let body = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
@@ -740,6 +740,17 @@ async fn attempt(
     if stream {
         return Box::pin(stream_answer(connector, s, ctx, up, &peer, p, ask, to)).await;
     } else {
+        // The client's head, from the upstream's before the session goes.
+        let head = if same {
+            let header = up.response_header().expect("read above");
+            let mut h = client_response(header, status, false, None)?;
+            if let Some(ct) = header.headers.get("content-type") {
+                h.insert_header("content-type", ct.clone())?;
+            }
+            Some(h)
+        } else {
+            None
+        };
         // A whole answer is read before anything is sent, so one cut short
         // fails over like any other failed attempt.
         let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
@@ -748,11 +759,7 @@ async fn attempt(
         };
         connector.release(up, &peer, Some(POOL_IDLE)).await;
         ctx.usage = translate::response_usage(to, &body);
-        if same {
-            let mut h = client_response(&header, status, false, None)?;
-            if let Some(ct) = header.headers.get("content-type") {
-                h.insert_header("content-type", ct.clone())?;
-            }
+        if let Some(mut h) = head {
             h.insert_header("content-length", body.len().to_string())?;
             count_outcome(p, "ok");
             write_header(s, ctx, h).await?;
@@ -781,18 +788,29 @@ async fn read_all(
     p: &Provider,
     cap: usize,
 ) -> Result<Bytes, Failure> {
+    // Most answers come in one read: that chunk is the body, uncopied.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
         match next_chunk(up, ctx, p).await? {
             Some(chunk) => {
-                if buf.len() + chunk.len() > cap {
+                let held = first.as_ref().map_or(0, Bytes::len);
+                if held + buf.len() + chunk.len() > cap {
                     return Err(Failure::Io(format!(
                         "upstream body larger than {cap} bytes"
                     )));
                 }
-                buf.extend_from_slice(&chunk);
+                match first.take() {
+                    None if buf.is_empty() => first = Some(chunk),
+                    held => {
+                        if let Some(h) = held {
+                            buf.extend_from_slice(&h);
+                        }
+                        buf.extend_from_slice(&chunk);
+                    }
+                }
             }
-            None => return Ok(buf.freeze()),
+            None => return Ok(first.unwrap_or_else(|| buf.freeze())),
         }
     }
 }
