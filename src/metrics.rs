@@ -2,9 +2,11 @@
 //! low-cardinality labels (key ids, never keys; model names as configured).
 
 use once_cell::sync::Lazy;
+use once_cell::unsync::OnceCell;
+use prometheus::core::{AtomicF64, AtomicU64, GenericCounter};
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -207,19 +209,135 @@ pub fn render() -> Vec<u8> {
     buf
 }
 
-/// Token counts of one answer, added to `aigate_tokens_total`.
-pub fn add_tokens(provider: &str, model: &str, u: &crate::translate::Usage) {
-    for (kind, n) in [
-        ("input", u.input),
-        ("output", u.output),
-        ("cached", u.cached),
-        ("reasoning", u.reasoning),
-    ] {
-        METRICS
-            .tokens
-            .with_label_values(&[provider, model, kind])
-            .inc_by(n);
+/// The series one AI request updates, for one (ingress, provider, model,
+/// status, key id). Prometheus hashes the label values and takes a lock on
+/// every `with_label_values`, nine per request; these handles are looked up
+/// once per thread and label set (`request_series`). A series is created in
+/// the registry when first used, as before: none appears before its first value.
+pub struct RequestSeries {
+    labels: [String; 5],
+    requests: OnceCell<GenericCounter<AtomicU64>>,
+    duration: OnceCell<Histogram>,
+    ttfb: OnceCell<Histogram>,
+    overhead: OnceCell<Histogram>,
+    tokens: OnceCell<[GenericCounter<AtomicU64>; 4]>,
+    cost: OnceCell<GenericCounter<AtomicF64>>,
+}
+
+impl RequestSeries {
+    fn l(&self, i: usize) -> &str {
+        &self.labels[i]
     }
+
+    pub fn count(&self) {
+        let [ingress, provider, model, status, _] = &self.labels;
+        self.requests
+            .get_or_init(|| {
+                METRICS
+                    .requests
+                    .with_label_values(&[ingress, provider, model, status])
+            })
+            .inc();
+    }
+
+    pub fn duration(&self, secs: f64) {
+        self.duration
+            .get_or_init(|| {
+                METRICS
+                    .duration
+                    .with_label_values(&[self.l(0), self.l(1), self.l(2)])
+            })
+            .observe(secs);
+    }
+
+    pub fn ttfb(&self, secs: f64) {
+        self.ttfb
+            .get_or_init(|| METRICS.ttfb.with_label_values(&[self.l(1), self.l(2)]))
+            .observe(secs);
+    }
+
+    pub fn overhead(&self, secs: f64) {
+        self.overhead
+            .get_or_init(|| METRICS.overhead.with_label_values(&[self.l(0), self.l(1)]))
+            .observe(secs);
+    }
+
+    /// Token counts of one answer, added to `aigate_tokens_total`.
+    pub fn tokens(&self, u: &crate::translate::Usage) {
+        let c = self.tokens.get_or_init(|| {
+            ["input", "output", "cached", "reasoning"].map(|kind| {
+                METRICS
+                    .tokens
+                    .with_label_values(&[self.l(1), self.l(2), kind])
+            })
+        });
+        for (c, n) in c.iter().zip([u.input, u.output, u.cached, u.reasoning]) {
+            c.inc_by(n);
+        }
+    }
+
+    pub fn cost(&self, usd: f64) {
+        self.cost
+            .get_or_init(|| {
+                METRICS
+                    .cost
+                    .with_label_values(&[self.l(4), self.l(1), self.l(2)])
+            })
+            .inc_by(usd);
+    }
+}
+
+/// The reusable key buffer and the series by key.
+type SeriesCache = (
+    Vec<u8>,
+    std::collections::HashMap<Box<[u8]>, std::rc::Rc<RequestSeries>>,
+);
+
+thread_local! {
+    /// Key: the label values, each length-prefixed (so no two label sets
+    /// share one); the buffer is reused to build it.
+    static SERIES: std::cell::RefCell<SeriesCache> =
+        Default::default();
+}
+
+/// The series of one AI request's labels (see `RequestSeries`). As many
+/// entries per thread as the registry has label sets, which the labels bound
+/// (key ids and configured models only).
+pub fn request_series(
+    ingress: &str,
+    provider: &str,
+    model: &str,
+    status: u16,
+    key: &str,
+) -> std::rc::Rc<RequestSeries> {
+    SERIES.with_borrow_mut(|(buf, map)| {
+        buf.clear();
+        for part in [ingress, provider, model, key] {
+            buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            buf.extend_from_slice(part.as_bytes());
+        }
+        buf.extend_from_slice(&status.to_le_bytes());
+        if let Some(s) = map.get(buf.as_slice()) {
+            return s.clone();
+        }
+        let s = std::rc::Rc::new(RequestSeries {
+            labels: [
+                ingress.to_string(),
+                provider.to_string(),
+                model.to_string(),
+                status.to_string(),
+                key.to_string(),
+            ],
+            requests: OnceCell::new(),
+            duration: OnceCell::new(),
+            ttfb: OnceCell::new(),
+            overhead: OnceCell::new(),
+            tokens: OnceCell::new(),
+            cost: OnceCell::new(),
+        });
+        map.insert(buf.as_slice().into(), s.clone());
+        s
+    })
 }
 
 /// Decrements the in-flight gauge when the request ends, however it ends.
@@ -241,5 +359,59 @@ impl Default for InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         METRICS.inflight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(ingress: &str, provider: &str, model: &str, status: &str) -> u64 {
+        METRICS
+            .requests
+            .with_label_values(&[ingress, provider, model, status])
+            .get()
+    }
+
+    #[test]
+    fn request_series_are_per_label_set_and_unambiguous() {
+        let a = request_series("test-ingress", "p", "m\0x", 200, "k");
+        let b = request_series("test-ingress", "p", "m", 200, "\0x");
+        assert!(
+            !std::rc::Rc::ptr_eq(&a, &b),
+            "length-prefixed labels never collide"
+        );
+        assert!(std::rc::Rc::ptr_eq(
+            &a,
+            &request_series("test-ingress", "p", "m\0x", 200, "k")
+        ));
+        let c = request_series("test-ingress", "p", "m\0x", 404, "k");
+        a.count();
+        a.count();
+        c.count();
+        assert_eq!(count("test-ingress", "p", "m\0x", "200"), 2);
+        assert_eq!(count("test-ingress", "p", "m\0x", "404"), 1);
+        assert_eq!(count("test-ingress", "p", "m", "200"), 0);
+        // Series appear only when used: no token series before a usage.
+        let fresh = request_series("test-ingress", "p", "fresh-model", 200, "k");
+        fresh.count();
+        let lines = |name: &str| {
+            String::from_utf8(render())
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with(name) && l.contains("model=\"fresh-model\""))
+                .count()
+        };
+        assert_eq!(lines("aigate_requests_total{"), 1);
+        assert_eq!(lines("aigate_tokens_total{"), 0);
+        fresh.tokens(&crate::translate::Usage::default());
+        assert_eq!(lines("aigate_tokens_total{"), 4);
+        a.tokens(&crate::translate::Usage {
+            input: 3,
+            output: 4,
+            ..Default::default()
+        });
+        let t = |kind: &str| METRICS.tokens.with_label_values(&["p", "m\0x", kind]).get();
+        assert_eq!((t("input"), t("output"), t("cached")), (3, 4, 0));
     }
 }

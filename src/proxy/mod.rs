@@ -246,36 +246,21 @@ fn record(ctx: &RequestCtx) {
         Route::Chat { .. } | Route::Embeddings | Route::Pass(_)
     );
     if is_ai {
-        let status = ctx.status.to_string();
         let (provider, model) = (ctx.provider.as_str(), ctx.model_label());
-        METRICS
-            .requests
-            .with_label_values(&[ingress, provider, model, &status])
-            .inc();
-        METRICS
-            .duration
-            .with_label_values(&[ingress, provider, model])
-            .observe(total.as_secs_f64());
+        let key = ctx.key_id.as_deref().unwrap_or("");
+        let series = metrics::request_series(ingress, provider, model, ctx.status, key);
+        series.count();
+        series.duration(total.as_secs_f64());
         if let Some(fb) = ctx.first_byte {
-            METRICS
-                .ttfb
-                .with_label_values(&[provider, model])
-                .observe((fb - ctx.start).as_secs_f64());
+            series.ttfb((fb - ctx.start).as_secs_f64());
         }
         let own = total.saturating_sub(ctx.upstream_wait + ctx.client_wait);
-        METRICS
-            .overhead
-            .with_label_values(&[ingress, provider])
-            .observe(own.as_secs_f64());
+        series.overhead(own.as_secs_f64());
         if let Some(u) = &ctx.usage {
-            metrics::add_tokens(provider, model, u);
+            series.tokens(u);
         }
         if let Some(c) = ctx.cost_usd {
-            let key = ctx.key_id.as_deref().unwrap_or("");
-            METRICS
-                .cost
-                .with_label_values(&[key, provider, model])
-                .inc_by(c);
+            series.cost(c);
         }
         // Whole nano-dollars: no float noise in the log.
         let cost = ctx.cost_usd.map(|c| (c * 1e9).round() / 1e9);
