@@ -33,6 +33,15 @@ pub fn enabled() -> bool {
 /// Write one access line. `bare`: the message is a whole JSON object and is
 /// written alone (`log_format: json`).
 pub fn write(bare: bool, msg: Arguments<'_>) {
+    // Writing into a Vec cannot fail.
+    write_with(bare, |buf| {
+        let _ = buf.write_fmt(msg);
+    });
+}
+
+/// `write`, with the message appended by `fill` (the text line of every
+/// request: pushing its fields costs a fraction of `format_args!`).
+pub fn write_with(bare: bool, fill: impl FnOnce(&mut Vec<u8>)) {
     LINE.with_borrow_mut(|l| {
         l.buf.clear();
         if !bare {
@@ -47,8 +56,7 @@ pub fn write(bare: bool, msg: Arguments<'_>) {
             l.buf.extend_from_slice(l.stamp.as_bytes());
             l.buf.extend_from_slice(b" INFO access] ");
         }
-        // Writing into a Vec cannot fail.
-        let _ = l.buf.write_fmt(msg);
+        fill(&mut l.buf);
         l.buf.push(b'\n');
         // A failed log write must not fail the request (env_logger's rule too).
         let _ = std::io::stderr().lock().write_all(&l.buf);
@@ -57,6 +65,50 @@ pub fn write(bare: bool, msg: Arguments<'_>) {
             l.buf = Vec::new();
         }
     });
+}
+
+/// `n` in decimal.
+pub fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Milliseconds with one decimal, as `{:.1}` of `d` in ms.
+pub fn push_ms(buf: &mut Vec<u8>, d: std::time::Duration) {
+    let tenths = (d.as_nanos() + 50_000) / 100_000;
+    push_u64(buf, (tenths / 10) as u64);
+    buf.push(b'.');
+    buf.push(b'0' + (tenths % 10) as u8);
+}
+
+/// Dollars to the nano-dollar, trailing zeros (and a bare point) dropped:
+/// `0.0001325`, `2`.
+pub fn push_usd(buf: &mut Vec<u8>, usd: f64) {
+    let nanos = (usd.max(0.0) * 1e9).round() as u64;
+    push_u64(buf, nanos / 1_000_000_000);
+    let mut frac = nanos % 1_000_000_000;
+    if frac == 0 {
+        return;
+    }
+    let mut width = 9;
+    while frac.is_multiple_of(10) {
+        frac /= 10;
+        width -= 1;
+    }
+    buf.push(b'.');
+    let mut digits = Vec::with_capacity(9);
+    push_u64(&mut digits, frac);
+    buf.resize(buf.len() + width - digits.len(), b'0');
+    buf.extend_from_slice(&digits);
 }
 
 /// RFC 3339 UTC to the second, as env_logger prints it.
@@ -69,7 +121,48 @@ fn stamp(unix: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::stamp;
+    use super::*;
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut b = Vec::new();
+        f(&mut b);
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn numbers_as_the_format_strings_printed_them() {
+        for n in [0, 7, 10, 200, 4_294_967_296, u64::MAX] {
+            assert_eq!(text(|b| push_u64(b, n)), n.to_string());
+        }
+        for us in [0u64, 49, 51, 640, 1_234, 99_949, 99_951, 12_345_678] {
+            let d = std::time::Duration::from_micros(us);
+            assert_eq!(
+                text(|b| push_ms(b, d)),
+                format!("{:.1}", d.as_secs_f64() * 1000.0),
+                "{us}"
+            );
+        }
+        let old = |c: f64| {
+            let c = (c * 1e9).round() / 1e9;
+            format!("{c:.9}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        };
+        for c in [
+            0.0,
+            0.0001325,
+            1.0,
+            2.5,
+            0.000000001,
+            0.123456789,
+            12.000000004,
+            3.1e-10,
+            1234.5,
+        ] {
+            assert_eq!(text(|b| push_usd(b, c)), old(c), "{c}");
+        }
+    }
 
     #[test]
     fn stamps_like_env_logger() {

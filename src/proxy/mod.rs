@@ -289,47 +289,43 @@ fn record(ctx: &RequestCtx) {
         if !crate::access_log::enabled() {
             return;
         }
-        crate::access_log::write(
-            false,
-            format_args!(
-                "request_id={} key={} ingress={} provider={} model={} upstream_model={} status={} attempts={} duration_ms={:.1} tokens_in={} tokens_out={}{} cost_usd={}{}",
-                ctx.request_id,
-                ctx.key_id.as_deref().unwrap_or("-"),
-                ingress,
-                if provider.is_empty() { "-" } else { provider },
-                if ctx.model.is_empty() {
-                    "-"
-                } else {
-                    &ctx.model
-                },
-                if ctx.upstream_model.is_empty() {
-                    "-"
-                } else {
-                    &ctx.upstream_model
-                },
-                ctx.status,
-                ctx.attempts,
-                total.as_secs_f64() * 1000.0,
-                ctx.usage.map_or(0, |u| u.input),
-                ctx.usage.map_or(0, |u| u.output),
-                if ctx.tokens_estimated {
-                    " tokens_estimated=true"
-                } else {
-                    ""
-                },
-                cost.map_or_else(
-                    || "-".to_string(),
-                    |c| format!("{c:.9}")
-                        .trim_end_matches('0')
-                        .trim_end_matches('.')
-                        .to_string()
-                ),
-                ctx.error
-                    .as_deref()
-                    .map(|e| format!(" error=\"{}\"", e.replace('"', "'")))
-                    .unwrap_or_default(),
-            ),
-        );
+        crate::access_log::write_with(false, |b| {
+            use crate::access_log::{push_ms, push_u64, push_usd};
+            for (name, v) in [
+                ("request_id=", ctx.request_id.as_str()),
+                (" key=", ctx.key_id.as_deref().unwrap_or("")),
+                (" ingress=", ingress),
+                (" provider=", provider),
+                (" model=", ctx.model.as_str()),
+                (" upstream_model=", ctx.upstream_model.as_str()),
+            ] {
+                b.extend_from_slice(name.as_bytes());
+                b.extend_from_slice(if v.is_empty() { b"-" } else { v.as_bytes() });
+            }
+            b.extend_from_slice(b" status=");
+            push_u64(b, ctx.status.into());
+            b.extend_from_slice(b" attempts=");
+            push_u64(b, ctx.attempts.into());
+            b.extend_from_slice(b" duration_ms=");
+            push_ms(b, total);
+            b.extend_from_slice(b" tokens_in=");
+            push_u64(b, ctx.usage.map_or(0, |u| u.input));
+            b.extend_from_slice(b" tokens_out=");
+            push_u64(b, ctx.usage.map_or(0, |u| u.output));
+            if ctx.tokens_estimated {
+                b.extend_from_slice(b" tokens_estimated=true");
+            }
+            b.extend_from_slice(b" cost_usd=");
+            match ctx.cost_usd {
+                Some(c) => push_usd(b, c),
+                None => b.push(b'-'),
+            }
+            if let Some(e) = &ctx.error {
+                b.extend_from_slice(b" error=\"");
+                b.extend_from_slice(e.replace('"', "'").as_bytes());
+                b.push(b'"');
+            }
+        });
     } else {
         log::debug!(target: "access", "request_id={} ingress={} status={}", ctx.request_id, ingress, ctx.status);
     }
