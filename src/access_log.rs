@@ -8,6 +8,7 @@
 //! is reused for the whole second. `RUST_LOG` still decides: the line is
 //! written only when the `access` target is enabled at `info`.
 
+use crate::translate::json::push_uint;
 use std::cell::RefCell;
 use std::fmt::Arguments;
 use std::io::Write;
@@ -67,25 +68,10 @@ pub fn write_with(bare: bool, fill: impl FnOnce(&mut Vec<u8>)) {
     });
 }
 
-/// `n` in decimal.
-pub fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
-}
-
 /// Milliseconds with one decimal, as `{:.1}` of `d` in ms.
 pub fn push_ms(buf: &mut Vec<u8>, d: std::time::Duration) {
     let tenths = (d.as_nanos() + 50_000) / 100_000;
-    push_u64(buf, (tenths / 10) as u64);
+    push_uint(buf, (tenths / 10) as u64);
     buf.push(b'.');
     buf.push(b'0' + (tenths % 10) as u8);
 }
@@ -94,7 +80,7 @@ pub fn push_ms(buf: &mut Vec<u8>, d: std::time::Duration) {
 /// `0.0001325`, `2`.
 pub fn push_usd(buf: &mut Vec<u8>, usd: f64) {
     let nanos = (usd.max(0.0) * 1e9).round() as u64;
-    push_u64(buf, nanos / 1_000_000_000);
+    push_uint(buf, nanos / 1_000_000_000);
     let mut frac = nanos % 1_000_000_000;
     if frac == 0 {
         return;
@@ -106,7 +92,7 @@ pub fn push_usd(buf: &mut Vec<u8>, usd: f64) {
     }
     buf.push(b'.');
     let mut digits = Vec::with_capacity(9);
-    push_u64(&mut digits, frac);
+    push_uint(&mut digits, frac);
     buf.resize(buf.len() + width - digits.len(), b'0');
     buf.extend_from_slice(&digits);
 }
@@ -132,7 +118,7 @@ mod tests {
     #[test]
     fn numbers_as_the_format_strings_printed_them() {
         for n in [0, 7, 10, 200, 4_294_967_296, u64::MAX] {
-            assert_eq!(text(|b| push_u64(b, n)), n.to_string());
+            assert_eq!(text(|b| push_uint(b, n)), n.to_string());
         }
         for us in [0u64, 49, 51, 640, 1_234, 99_949, 99_951, 12_345_678] {
             let d = std::time::Duration::from_micros(us);

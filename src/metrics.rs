@@ -3,10 +3,9 @@
 
 use once_cell::sync::Lazy;
 use once_cell::unsync::OnceCell;
-use prometheus::core::{AtomicF64, AtomicU64, GenericCounter};
 use prometheus::{
-    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -216,12 +215,12 @@ pub fn render() -> Vec<u8> {
 /// the registry when first used, as before: none appears before its first value.
 pub struct RequestSeries {
     labels: [String; 5],
-    requests: OnceCell<GenericCounter<AtomicU64>>,
+    requests: OnceCell<IntCounter>,
     duration: OnceCell<Histogram>,
     ttfb: OnceCell<Histogram>,
     overhead: OnceCell<Histogram>,
-    tokens: OnceCell<[GenericCounter<AtomicU64>; 4]>,
-    cost: OnceCell<GenericCounter<AtomicF64>>,
+    tokens: OnceCell<[IntCounter; 4]>,
+    cost: OnceCell<Counter>,
 }
 
 impl RequestSeries {

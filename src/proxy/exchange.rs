@@ -648,7 +648,7 @@ async fn attempt(
     // A request once written is never written again on this attempt: the
     // upstream may have acted on it (a replayed POST is a second, billed
     // call). A failure here is a failed attempt, and the retry policy decides.
-    let up = match timed(&mut ctx.upstream_wait, connector.session(&peer)).await {
+    let up = match timed(&mut ctx.upstream_wait, connector.stream(&peer)).await {
         Ok(x) => x,
         Err(e) => {
             if e.etype() == &ErrorType::TLSHandshakeFailure {

@@ -92,11 +92,11 @@ impl Front {
             // After Pingora's linger on a draining connection (`drain`), its
             // settings carry the next request's first bytes, invisibly: that
             // last request is Pingora's too.
-            let fast = if c.delegated && self.stopping() {
-                false
+            let here = if c.delegated && self.stopping() {
+                None
             } else {
                 match self.read_request_line(&mut c.stream, &mut c.prefix).await {
-                    Some(fast) => fast,
+                    Some(here) => here,
                     None => return,
                 }
             };
@@ -112,8 +112,8 @@ impl Front {
             if !c.prefix.is_empty() {
                 session.set_pipelined_prefix(std::mem::take(&mut c.prefix));
             }
-            let next = if fast {
-                self.serve_one(session, shutdown).await
+            let next = if let Some(snap) = here {
+                self.serve_one(session, snap, shutdown).await
             } else {
                 self.proxy
                     .process_new_http(session, shutdown)
@@ -135,16 +135,23 @@ impl Front {
         }
     }
 
-    /// Read until `buf` holds the request line; `Some(true)` when this
-    /// module serves it. `None`: the client closed or stayed idle past the
-    /// keep-alive, or the service stops while no request has begun.
-    async fn read_request_line(&self, stream: &mut Stream, buf: &mut BytesMut) -> Option<bool> {
+    /// Read until `buf` holds the request line; `Some(Some(snapshot))` when
+    /// this module serves it, on the snapshot it was classified with, and
+    /// `Some(None)` when Pingora does. `None`: the client closed or stayed
+    /// idle past the keep-alive, or the service stops while no request has
+    /// begun.
+    async fn read_request_line(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+    ) -> Option<Option<Arc<Snapshot>>> {
         loop {
             if let Some(end) = memchr::memchr(b'\n', buf) {
-                return Some(serves_here(&buf[..end], &self.gw.config.load()));
+                let snap = self.gw.config.load_full();
+                return Some(serves_here(&buf[..end], &snap).then_some(snap));
             }
             if buf.len() >= MAX_LINE {
-                return Some(false);
+                return Some(None);
             }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(READ_BUF);
@@ -172,7 +179,12 @@ impl Front {
 
     /// One request on this module's path: Pingora's `process_request` for a
     /// `request_filter` that answers, without the proxy session.
-    async fn serve_one(&self, mut s: ServerSession, shutdown: &ShutdownWatch) -> Option<Carry> {
+    async fn serve_one(
+        &self,
+        mut s: ServerSession,
+        snap: Arc<Snapshot>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Carry> {
         match s.read_request().await {
             Ok(true) => {}
             Ok(false) => return None,
@@ -187,14 +199,14 @@ impl Front {
         if *shutdown.borrow() {
             s.set_keepalive(None);
         }
-        let mut ctx = RequestCtx::new(self.gw.config.load_full());
+        let mut ctx = RequestCtx::new(snap);
         let mut r = self.gw.serve(&mut s, &mut ctx).await;
         if r.is_ok() && ctx.pass.is_some() {
-            // `serves_here` let a configured route through: cannot happen with
-            // the same snapshot; a reload in between is the only way.
+            // `serves_here` let a configured route through: it checked this
+            // snapshot's routes, so this is a bug, answered as one.
             r = Error::e_explain(
                 ErrorType::InternalError,
-                "the configuration changed while the request was routed",
+                "a configured route reached the front door",
             );
         }
         if let Err(e) = &r {

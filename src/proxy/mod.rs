@@ -262,9 +262,9 @@ fn record(ctx: &RequestCtx) {
         if let Some(c) = ctx.cost_usd {
             series.cost(c);
         }
-        // Whole nano-dollars: no float noise in the log.
-        let cost = ctx.cost_usd.map(|c| (c * 1e9).round() / 1e9);
         if ctx.snap.log_json {
+            // Whole nano-dollars: no float noise in the log.
+            let cost = ctx.cost_usd.map(|c| (c * 1e9).round() / 1e9);
             let line = json!({
                 "request_id": ctx.request_id,
                 "key": ctx.key_id,
@@ -290,7 +290,8 @@ fn record(ctx: &RequestCtx) {
             return;
         }
         crate::access_log::write_with(false, |b| {
-            use crate::access_log::{push_ms, push_u64, push_usd};
+            use crate::access_log::{push_ms, push_usd};
+            use crate::translate::json::push_uint;
             for (name, v) in [
                 ("request_id=", ctx.request_id.as_str()),
                 (" key=", ctx.key_id.as_deref().unwrap_or("")),
@@ -303,15 +304,15 @@ fn record(ctx: &RequestCtx) {
                 b.extend_from_slice(if v.is_empty() { b"-" } else { v.as_bytes() });
             }
             b.extend_from_slice(b" status=");
-            push_u64(b, ctx.status.into());
+            push_uint(b, ctx.status.into());
             b.extend_from_slice(b" attempts=");
-            push_u64(b, ctx.attempts.into());
+            push_uint(b, ctx.attempts.into());
             b.extend_from_slice(b" duration_ms=");
             push_ms(b, total);
             b.extend_from_slice(b" tokens_in=");
-            push_u64(b, ctx.usage.map_or(0, |u| u.input));
+            push_uint(b, ctx.usage.map_or(0, |u| u.input));
             b.extend_from_slice(b" tokens_out=");
-            push_u64(b, ctx.usage.map_or(0, |u| u.output));
+            push_uint(b, ctx.usage.map_or(0, |u| u.output));
             if ctx.tokens_estimated {
                 b.extend_from_slice(b" tokens_estimated=true");
             }

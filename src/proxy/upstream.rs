@@ -41,7 +41,7 @@ impl Default for Upstream {
 impl Upstream {
     /// A pooled connection to `peer` when one is idle, else a new one
     /// (connect and TLS timeouts from the peer's options).
-    pub async fn session(&self, peer: &HttpPeer) -> Result<Stream> {
+    pub async fn stream(&self, peer: &HttpPeer) -> Result<Stream> {
         if let Some(stream) = self.transport.reused_stream(peer).await {
             return Ok(stream);
         }
@@ -50,7 +50,7 @@ impl Upstream {
         Box::pin(self.transport.new_stream(peer)).await
     }
 
-    /// Write a whole request on `session`'s connection: `head` (from
+    /// Write a whole request on `stream`: `head` (from
     /// `headers::upstream_request_head`) and `body`, in one write when the
     /// body is small. Pingora's client flushes the head by itself, so the
     /// upstream got two packets per request, and the gateway and the

@@ -36,7 +36,7 @@
 //!   non-streaming answers (streams pass the fragments through as they come).
 
 use super::gemini::{unwrap_signature, wrap_signature};
-use super::json::{self, CowStr, bad, field, idx, inexpressible, join};
+use super::json::{self, CowStr, bad, field, idx, inexpressible, join, push_uint};
 use super::{
     Format, RESPONSE_FORMAT_TOOL, RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder,
     TranslateError,
@@ -1251,21 +1251,6 @@ struct WireBlock<'a> {
     input: Option<&'a RawValue>,
 }
 
-/// Decimal digits of `n` without allocating (per-delta hot path).
-fn push_uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
 fn malformed(e: impl std::fmt::Display) -> StreamEvent<'static> {
     StreamEvent::Error(ir::StreamError {
         status: 502,
@@ -1825,15 +1810,6 @@ mod tests {
         assert!(decode_response(b"[]").is_err());
         assert!(decode_response(b"{}").is_err());
         assert!(decode_response(br#"{"type":"message","content":[]}"#).is_ok());
-    }
-
-    #[test]
-    fn push_uint_writes_decimal() {
-        for n in [0u64, 7, 10, 99, 1234567890, u64::MAX] {
-            let mut out = Vec::new();
-            push_uint(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
-        }
     }
 
     #[test]

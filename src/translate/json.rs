@@ -1,6 +1,7 @@
 //! Small JSON helpers shared by the format modules: walking a client body with
 //! errors that name the offending field (SPEC: "400, message names the field"),
-//! and a string type that borrows from the input when it can.
+//! a string type that borrows from the input when it can, and decimal digits
+//! written without `fmt` (stream events, the access line).
 
 use super::TranslateError;
 use serde::de::{Deserialize, Deserializer, Visitor};
@@ -245,10 +246,34 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Decimal digits of `n` without allocating (per-delta and per-request hot paths).
+pub fn push_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn push_uint_writes_decimal() {
+        for n in [0u64, 7, 10, 99, 1234567890, u64::MAX] {
+            let mut out = Vec::new();
+            push_uint(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
 
     #[test]
     fn cow_str_borrows_unless_escaped() {
