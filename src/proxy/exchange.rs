@@ -8,6 +8,7 @@
 //! listeners, graceful upgrade and connection pooling, and gives retries the
 //! converted body for every target.
 
+use super::answer::{Answer, Head};
 use super::ctx::RequestCtx;
 use super::headers::{UpstreamRequest, client_response, upstream_request_head};
 use super::intake::{Peeked, splice_model};
@@ -23,7 +24,6 @@ use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator
 use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
 use pingora_core::protocols::http::ServerSession as Session;
-use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::ResponseHeader;
 use serde_json::Value;
@@ -176,7 +176,7 @@ pub enum Failure {
     Timeout(String),
     Io(String),
     /// A retryable status from the upstream; body kept to relay if it is the last.
-    Status(u16, Box<ResponseHeader>, Bytes, Format),
+    Status(u16, Box<Head>, Bytes, Format),
     /// The request cannot be expressed in this target's format.
     Convert(translate::TranslateError),
     /// The target is at one of its own limits (skipped, not tried).
@@ -386,9 +386,7 @@ pub async fn run(
                     Failure::Status(st @ (429 | 401 | 403), h, ..) => {
                         if let Some((i, _)) = &cred {
                             let rest = if *st == 429 {
-                                h.headers
-                                    .get("retry-after")
-                                    .and_then(|v| v.to_str().ok())
+                                h.get_str("retry-after")
                                     .and_then(resilience::parse_retry_after)
                                     .unwrap_or(snap.cooldown.rate_limited)
                             } else {
@@ -544,17 +542,13 @@ async fn relay_error(
     ingress: Format,
     from: Format,
     status: u16,
-    header: &ResponseHeader,
+    header: &Head,
     body: &[u8],
 ) -> pingora_core::Result<()> {
     ctx.error = Some(format!("upstream status {status}"));
     let converted = translate::convert_error(from, ingress, status, body);
     let mut extra = vec![];
-    if let Some(ra) = header
-        .headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(ra) = header.get_str("retry-after") {
         extra.push(("retry-after", ra.to_string()));
     }
     respond::send(s, ctx, status, "application/json", converted, &extra).await
@@ -662,10 +656,8 @@ async fn attempt(
     let t = Instant::now();
     let sent = {
         let exchange = async {
-            let mut up = Connector::send(up, &peer, head, &body, write_timeout).await?;
-            up.set_read_timeout(Some(p.timeouts.first_byte));
-            up.read_response_header().await?;
-            Ok::<_, Box<pingora_core::Error>>(up)
+            let up = Connector::send(up, head, &body, write_timeout).await?;
+            Answer::read(up, p.timeouts.first_byte).await
         };
         tokio::pin!(exchange);
         // A client that leaves while the upstream thinks ends the attempt.
@@ -695,9 +687,9 @@ async fn attempt(
         }
     };
 
-    let status = up.response_header().expect("read above").status.as_u16();
+    let status = up.status();
     if status >= 400 {
-        let header = up.response_header().cloned().expect("read above");
+        let header = up.head().clone();
         let body = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
@@ -742,10 +734,10 @@ async fn attempt(
     } else {
         // The client's head, from the upstream's before the session goes.
         let head = if same {
-            let header = up.response_header().expect("read above");
+            let header = up.head();
             let mut h = client_response(header, status, false, None)?;
-            if let Some(ct) = header.headers.get("content-type") {
-                h.insert_header("content-type", ct.clone())?;
+            if let Some(ct) = header.get("content-type") {
+                h.insert_header("content-type", ct)?;
             }
             Some(h)
         } else {
@@ -783,7 +775,7 @@ async fn attempt(
 
 /// Read a whole upstream body (bounded), with the idle and total timeouts.
 async fn read_all(
-    up: &mut HttpSession,
+    up: &mut Answer,
     ctx: &mut RequestCtx,
     p: &Provider,
     cap: usize,
@@ -817,15 +809,14 @@ async fn read_all(
 
 /// The next upstream body chunk, bounded by the idle timeout and the total deadline.
 async fn next_chunk(
-    up: &mut HttpSession,
+    up: &mut Answer,
     ctx: &mut RequestCtx,
     p: &Provider,
 ) -> Result<Option<Bytes>, Failure> {
     let left = p.timeouts.total.saturating_sub(ctx.start.elapsed());
     let limit = p.timeouts.idle.min(left);
-    up.set_read_timeout(None);
     let t = Instant::now();
-    let r = pingora_timeout::timeout(limit, up.read_response_body()).await;
+    let r = pingora_timeout::timeout(limit, up.body()).await;
     ctx.upstream_wait += t.elapsed();
     match r {
         Err(_) => Err(Failure::Timeout("waiting for the upstream body".into())),
@@ -948,22 +939,17 @@ async fn stream_answer(
     connector: &Connector,
     s: &mut Session,
     ctx: &mut RequestCtx,
-    mut up: HttpSession,
+    mut up: Answer,
     peer: &HttpPeer,
     p: &Provider,
     ask: &Ask,
     from: Format,
 ) -> pingora_core::Result<Attempt> {
-    let upstream_header = up.response_header().cloned().expect("read");
+    let upstream_header = up.head().clone();
     let same = from == ask.ingress;
     let sse = ask.stream() && (ask.ingress != Format::Gemini || ask.resp_opts.gemini_sse);
     let mut h = if same {
-        let mut h = client_response(
-            &upstream_header,
-            upstream_header.status.as_u16(),
-            true,
-            None,
-        )?;
+        let mut h = client_response(&upstream_header, upstream_header.status, true, None)?;
         // Streamed bodies are re-framed (chunked), and may change length.
         h.remove_header("content-length");
         h
@@ -1043,9 +1029,8 @@ async fn stream_answer(
                 // Only what is there now: nothing waits for more.
                 let mut lone = pipe.feed(&chunk, &mut pending).then_some(chunk);
                 while pending.len() < GATHER_LIMIT {
-                    // A read that is ready needs no deadline; read_response_body
-                    // was last armed without one (next_chunk).
-                    let Some(r) = ready_now(up.read_response_body()) else {
+                    // A read that is ready needs no deadline.
+                    let Some(r) = ready_now(up.body()) else {
                         break;
                     };
                     let r = r.map_err(|e| classify(&e, "reading upstream body"));

@@ -1,8 +1,11 @@
 //! Header rules between client and upstream, as plain functions.
 
+use super::answer::Head;
 use crate::config::file::ProviderKind;
 use crate::config::runtime::Provider;
 use crate::providers::auth_header;
+use http::{HeaderName, HeaderValue};
+use pingora_core::OrErr;
 use pingora_http::{RequestHeader, ResponseHeader};
 
 /// Client headers never forwarded upstream: hop-by-hop headers, framing the
@@ -156,14 +159,27 @@ fn hop_by_hop(name: &str) -> bool {
 
 /// The client's response header for an upstream answer. `keep_length`: the
 /// body passes unchanged, so the upstream's Content-Length still holds.
+///
+/// Built without pingora's case map: names go out in their usual spelling
+/// (`Content-Type`; unknown ones lower-case), and the head costs one map.
+/// A header `http` refuses (a folded value, say) is left out.
 pub fn client_response(
-    upstream: &ResponseHeader,
+    upstream: &Head,
     status: u16,
     keep_length: bool,
     content_type: Option<&str>,
 ) -> pingora_core::Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(status, Some(upstream.headers.len() + 4))?;
-    for (name, value) in upstream.headers.iter() {
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = http::StatusCode::from_u16(status).or_err(
+        pingora_core::ErrorType::InvalidHTTPHeader,
+        "invalid upstream status",
+    )?;
+    parts.headers.reserve(upstream.len() + 4);
+    for (name, value) in upstream.iter() {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        else {
+            continue;
+        };
         let n = name.as_str();
         if hop_by_hop(n)
             || (!keep_length
@@ -171,8 +187,9 @@ pub fn client_response(
         {
             continue;
         }
-        h.append_header(name.clone(), value.clone())?;
+        parts.headers.append(name, value);
     }
+    let mut h = ResponseHeader::from(parts);
     if let Some(ct) = content_type {
         h.insert_header("content-type", ct)?;
     }

@@ -1,5 +1,6 @@
 //! The Pingora service: thin phases calling plain modules.
 
+pub mod answer;
 pub mod cork;
 pub mod ctx;
 pub mod drain;

@@ -8,14 +8,13 @@
 //! when the pool has a connection ready. Looking in the pool first is a
 //! ~200-byte future; the connecting one is built only when the pool is empty.
 //!
-//! Every provider peer is HTTP/1.1 (no ALPN is offered upstream), so the
-//! pooled streams and pingora's HTTP/1 client session (which reads and frames
-//! the answer) are the whole story.
+//! Every provider peer is HTTP/1.1 (no ALPN is offered upstream): the pooled
+//! streams carry a request head written by `headers.rs` and an answer read by
+//! `answer.rs`.
 
+use super::answer::Answer;
 use pingora_core::connectors::TransportConnector;
 use pingora_core::protocols::Stream;
-use pingora_core::protocols::http::client::HttpSession;
-use pingora_core::protocols::http::v1::client::HttpSession as H1;
 use pingora_core::upstreams::peer::{HttpPeer, Peer};
 use pingora_core::{Error, ErrorType, Result};
 use std::time::Duration;
@@ -52,20 +51,14 @@ impl Upstream {
 
     /// Write a whole request on `stream`: `head` (from
     /// `headers::upstream_request_head`) and `body`, in one write when the
-    /// body is small. Pingora's client flushes the head by itself, so the
-    /// upstream got two packets per request, and the gateway and the
-    /// upstream each paid for both. Returns a session that reads the answer.
-    ///
-    /// The returned session has no record of the request; that only matters
-    /// for HEAD, upgrades and `Connection: close` requests, none of which the
-    /// AI routes send.
+    /// body is small (one packet, not a head and then a body). The answer is
+    /// read with `answer::Answer::read`.
     pub async fn send(
         mut stream: Stream,
-        peer: &HttpPeer,
         mut head: Vec<u8>,
         body: &[u8],
         timeout: Duration,
-    ) -> Result<HttpSession> {
+    ) -> Result<Stream> {
         let write = async {
             if body.len() <= ONE_WRITE {
                 head.extend_from_slice(body);
@@ -77,34 +70,22 @@ impl Upstream {
             stream.flush().await
         };
         match pingora_timeout::timeout(timeout, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(Error::because(
-                    ErrorType::WriteError,
-                    "while writing the request",
-                    e,
-                ));
-            }
-            Err(_) => {
-                return Error::e_explain(ErrorType::WriteTimedout, "while writing the request");
-            }
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(e)) => Err(Error::because(
+                ErrorType::WriteError,
+                "while writing the request",
+                e,
+            )),
+            Err(_) => Error::e_explain(ErrorType::WriteTimedout, "while writing the request"),
         }
-        Ok(HttpSession::H1(H1::new_with_options(stream, peer)))
     }
 
     /// Back to the pool when the exchange left the connection reusable
     /// (whole answer read, keep-alive), else closed.
-    pub async fn release(&self, session: HttpSession, peer: &HttpPeer, idle: Option<Duration>) {
-        // As pingora's `Connector::release_http_session`.
-        match session {
-            HttpSession::H1(mut h1) => {
-                h1.respect_keepalive();
-                if let Some(stream) = h1.reuse().await {
-                    self.transport
-                        .release_stream(stream, peer.reuse_hash(), idle);
-                }
-            }
-            mut other => other.shutdown().await,
+    pub async fn release(&self, answer: Answer, peer: &HttpPeer, idle: Option<Duration>) {
+        if let Some(stream) = answer.into_reusable().await {
+            self.transport
+                .release_stream(stream, peer.reuse_hash(), idle);
         }
     }
 }
