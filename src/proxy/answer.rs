@@ -47,6 +47,16 @@ impl Head {
         })
     }
 
+    /// Every header, the value as a shared slice of the head (no copy).
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&[u8], Bytes)> {
+        self.fields.iter().map(|(n, v)| {
+            (
+                &self.raw[n.start as usize..n.end as usize],
+                self.raw.slice(v.start as usize..v.end as usize),
+            )
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.fields.len()
     }
@@ -75,6 +85,11 @@ impl Head {
             .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty())
     }
+}
+
+/// Give a head parsed by `parse_head` the bytes it was parsed from.
+pub fn attach(head: &mut Head, raw: Bytes) {
+    head.raw = raw;
 }
 
 /// Parse one answer head at the start of `buf`: the head and its length, or
@@ -393,7 +408,7 @@ impl Answer {
             if !buf.is_empty()
                 && let Some((mut head, len)) = parse_head(&buf)?
             {
-                head.raw = buf.split_to(len).freeze();
+                attach(&mut head, buf.split_to(len).freeze());
                 if (100..200).contains(&head.status) {
                     if head.status == 101 {
                         return Error::e_explain(
@@ -475,7 +490,7 @@ mod tests {
     fn head(text: &str) -> Head {
         let (mut h, len) = parse_head(text.as_bytes()).unwrap().unwrap();
         assert_eq!(len, text.len());
-        h.raw = Bytes::copy_from_slice(text.as_bytes());
+        attach(&mut h, Bytes::copy_from_slice(text.as_bytes()));
         h
     }
 

@@ -175,9 +175,11 @@ pub fn client_response(
         "invalid upstream status",
     )?;
     parts.headers.reserve(upstream.len() + 4);
-    for (name, value) in upstream.iter() {
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        else {
+    for (name, value) in upstream.iter_shared() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_maybe_shared(value),
+        ) else {
             continue;
         };
         let n = name.as_str();
@@ -341,5 +343,48 @@ mod tests {
             ..u
         };
         assert!(upstream_request_head(&c, &u).is_err());
+    }
+
+    fn answer_head(text: &str) -> Head {
+        let mut buf = bytes::BytesMut::from(text.as_bytes());
+        let (mut h, len) = crate::proxy::answer::parse_head(&buf).unwrap().unwrap();
+        crate::proxy::answer::attach(&mut h, buf.split_to(len).freeze());
+        h
+    }
+
+    #[test]
+    fn client_head_drops_hop_by_hop_and_framing_it_cannot_keep() {
+        let up = answer_head(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Req: a\r\nx-req: b\r\nx-folded: a\r\n b\r\nOpenAI-Processing-Ms: 7\r\n\r\n",
+        );
+        let h = client_response(&up, 200, true, None).unwrap();
+        let got: Vec<(String, String)> = h
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let want = [
+            ("content-type", "application/json"),
+            ("content-length", "12"),
+            ("x-req", "a"),
+            ("x-req", "b"),
+            ("openai-processing-ms", "7"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        let h = client_response(&up, 201, false, Some("text/event-stream")).unwrap();
+        assert_eq!(h.status.as_u16(), 201);
+        assert!(h.headers.get("content-length").is_none());
+        assert_eq!(h.headers["content-type"], "text/event-stream");
+        let mut wire = vec![];
+        h.header_to_h1_wire(&mut wire);
+        assert!(
+            String::from_utf8(wire)
+                .unwrap()
+                .contains("Content-Type: text/event-stream\r\n")
+        );
     }
 }
