@@ -42,6 +42,9 @@ pub struct RequestCtx {
     pub holds: Holds,
     /// Set when a configured route goes through Pingora's proxy phases.
     pub pass: Option<super::pass::PassState>,
+    /// The client connection's kept upstream connection (front door only;
+    /// `None` on Pingora's path, whose connections go to the pool).
+    pub kept: Option<super::upstream::Kept>,
     _inflight: InflightGuard,
 }
 
@@ -69,6 +72,7 @@ impl RequestCtx {
             extra_headers: Vec::new(),
             holds: Holds::default(),
             pass: None,
+            kept: None,
             _inflight: InflightGuard::new(),
         }
     }

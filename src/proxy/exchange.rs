@@ -14,7 +14,7 @@ use super::headers::{UpstreamRequest, client_response, upstream_request_head};
 use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
-use super::upstream::Upstream as Connector;
+use super::upstream::{POOL_IDLE, Upstream as Connector};
 use crate::config::runtime::{Provider, Resolved};
 use crate::limits::Limiter;
 use crate::providers::{Op, upstream_path};
@@ -35,8 +35,6 @@ use std::time::{Duration, Instant};
 /// Upstream error bodies and non-streaming answers are read whole; cap them.
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 const MAX_ANSWER_BODY: usize = 64 * 1024 * 1024;
-/// How long a pooled upstream connection may sit idle.
-const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// What a client asked for, parsed once and shared by every attempt.
 pub struct Ask {
@@ -642,7 +640,12 @@ async fn attempt(
     // A request once written is never written again on this attempt: the
     // upstream may have acted on it (a replayed POST is a second, billed
     // call). A failure here is a failed attempt, and the retry policy decides.
-    let up = match timed(&mut ctx.upstream_wait, connector.stream(&peer)).await {
+    let up = match timed(
+        &mut ctx.upstream_wait,
+        connector.stream(&peer, ctx.kept.as_mut()),
+    )
+    .await
+    {
         Ok(x) => x,
         Err(e) => {
             if e.etype() == &ErrorType::TLSHandshakeFailure {
@@ -694,7 +697,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector.release(up, &peer, Some(POOL_IDLE)).await;
+        connector.release(up, &peer, ctx.kept.as_mut()).await;
         return Ok(Attempt::Failed(Failure::Status(
             status,
             Box::new(header),
@@ -707,7 +710,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector.release(up, &peer, Some(POOL_IDLE)).await;
+        connector.release(up, &peer, ctx.kept.as_mut()).await;
         match translate::embeddings::gemini_to_openai_response(&body, info) {
             Ok(a) => {
                 ctx.usage = Some(translate::Usage {
@@ -749,7 +752,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector.release(up, &peer, Some(POOL_IDLE)).await;
+        connector.release(up, &peer, ctx.kept.as_mut()).await;
         ctx.usage = translate::response_usage(to, &body);
         if let Some(mut h) = head {
             h.insert_header("content-length", body.len().to_string())?;
@@ -1118,7 +1121,7 @@ async fn stream_answer(
                 if corked {
                     super::cork::set(s, false);
                 }
-                connector.release(up, peer, Some(POOL_IDLE)).await;
+                connector.release(up, peer, ctx.kept.as_mut()).await;
                 return Ok(Attempt::Done);
             }
             Wait::Chunk(Err(f)) => {

@@ -21,6 +21,7 @@
 
 use super::Gateway;
 use super::ctx::RequestCtx;
+use super::upstream::Kept;
 use crate::config::Snapshot;
 use crate::routing::{Route, route};
 use async_trait::async_trait;
@@ -45,6 +46,10 @@ const MAX_LINE: usize = 8 * 1024;
 
 /// The first read's buffer; it becomes Pingora's header buffer (same size).
 const READ_BUF: usize = 4096;
+
+/// A kept upstream connection (`upstream::Kept`) goes to the pool when the
+/// client sends nothing for this long.
+const KEPT_IDLE: Duration = Duration::from_secs(1);
 
 pub struct Front {
     gw: Gateway,
@@ -82,6 +87,13 @@ impl Front {
     /// Serve an HTTP/1 connection: one request after another while it is
     /// kept alive.
     async fn serve_h1(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut kept = Kept::default();
+        self.serve_h1_with(stream, shutdown, &mut kept).await;
+        // The upstream connection outlives this client's.
+        self.gw.connector.pool(&mut kept);
+    }
+
+    async fn serve_h1_with(&self, stream: Stream, shutdown: &ShutdownWatch, kept: &mut Kept) {
         let mut c = Carry {
             stream,
             settings: None,
@@ -95,7 +107,10 @@ impl Front {
             let here = if c.delegated && self.stopping() {
                 None
             } else {
-                match self.read_request_line(&mut c.stream, &mut c.prefix).await {
+                match self
+                    .read_request_line(&mut c.stream, &mut c.prefix, kept)
+                    .await
+                {
                     Some(here) => here,
                     None => return,
                 }
@@ -113,8 +128,9 @@ impl Front {
                 session.set_pipelined_prefix(std::mem::take(&mut c.prefix));
             }
             let next = if let Some(snap) = here {
-                self.serve_one(session, snap, shutdown).await
+                self.serve_one(session, snap, shutdown, kept).await
             } else {
+                self.gw.connector.pool(kept);
                 self.proxy
                     .process_new_http(session, shutdown)
                     .await
@@ -144,6 +160,7 @@ impl Front {
         &self,
         stream: &mut Stream,
         buf: &mut BytesMut,
+        kept: &mut Kept,
     ) -> Option<Option<Arc<Snapshot>>> {
         loop {
             if let Some(end) = memchr::memchr(b'\n', buf) {
@@ -163,7 +180,11 @@ impl Front {
             if idle && self.stopping() {
                 return None;
             }
-            let read = pingora_timeout::timeout(KEEPALIVE, stream.read_buf(buf));
+            // While an upstream connection is kept, a short wait first; the
+            // keep-alive wait then starts afresh (it may run KEPT_IDLE longer).
+            let keep = idle && kept.is_some();
+            let wait = if keep { KEPT_IDLE } else { KEEPALIVE };
+            let read = pingora_timeout::timeout(wait, stream.read_buf(buf));
             let r = tokio::select! {
                 biased;
                 r = read => r,
@@ -171,6 +192,7 @@ impl Front {
             };
             match r {
                 Ok(Ok(n)) if n > 0 => {}
+                Err(_) if keep => self.gw.connector.pool(kept),
                 // Closed, failed or timed out: as Pingora, quietly.
                 _ => return None,
             }
@@ -184,6 +206,7 @@ impl Front {
         mut s: ServerSession,
         snap: Arc<Snapshot>,
         shutdown: &ShutdownWatch,
+        kept: &mut Kept,
     ) -> Option<Carry> {
         match s.read_request().await {
             Ok(true) => {}
@@ -200,7 +223,9 @@ impl Front {
             s.set_keepalive(None);
         }
         let mut ctx = RequestCtx::new(snap);
+        ctx.kept = Some(std::mem::take(kept));
         let mut r = self.gw.serve(&mut s, &mut ctx).await;
+        *kept = ctx.kept.take().unwrap_or_default();
         if r.is_ok() && ctx.pass.is_some() {
             // `serves_here` let a configured route through: it checked this
             // snapshot's routes, so this is a bug, answered as one.

@@ -22,6 +22,51 @@ use tokio::io::AsyncWriteExt;
 
 /// Bodies up to this size leave in the same write as the head.
 const ONE_WRITE: usize = 64 * 1024;
+/// How long a pooled upstream connection may sit idle.
+pub const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// The upstream connection a client connection keeps for its next request
+/// (the front door's keep-alive loop; `front.rs`).
+///
+/// Why: a connection released to pingora's pool gets an idle-watch task
+/// spawned, and taking it back wakes that task and waits for it to let go:
+/// ~4k instructions and two task switches per request. A client sending
+/// request after request on one connection to one provider reuses the same
+/// upstream connection here instead. It is checked before use (an upstream
+/// that closed it is noticed, as the pool does), and the front door hands it
+/// to the pool once the client is idle for a moment, so no connection sits
+/// unwatched for long or away from the other clients.
+#[derive(Default)]
+pub struct Kept(Option<(u64, Stream)>);
+
+impl Kept {
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The kept connection if it goes to the peer with `hash` and is still
+    /// usable (no end and no stray bytes from the upstream since).
+    fn take_for(&mut self, hash: u64) -> Option<Stream> {
+        match &self.0 {
+            Some((h, _)) if *h == hash => {}
+            _ => return None,
+        }
+        let (_, mut stream) = self.0.take()?;
+        idle_and_open(&mut stream).then_some(stream)
+    }
+}
+
+/// Whether nothing (no data, no end) has arrived on an idle connection: a
+/// read that is not ready now, as pingora's pool checks its connections.
+fn idle_and_open(stream: &mut Stream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    // Unconstrained: tokio's budget could make a ready read look pending.
+    let read = tokio::task::unconstrained(stream.read(&mut byte));
+    let mut read = std::pin::pin!(read);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    read.as_mut().poll(&mut cx).is_pending()
+}
 
 pub struct Upstream {
     /// Pingora's connector and pool under its HTTP/1 one: that one wraps a
@@ -38,9 +83,13 @@ impl Default for Upstream {
 }
 
 impl Upstream {
-    /// A pooled connection to `peer` when one is idle, else a new one
-    /// (connect and TLS timeouts from the peer's options).
-    pub async fn stream(&self, peer: &HttpPeer) -> Result<Stream> {
+    /// The client connection's kept connection to `peer`, else a pooled one
+    /// when one is idle, else a new one (connect and TLS timeouts from the
+    /// peer's options).
+    pub async fn stream(&self, peer: &HttpPeer, kept: Option<&mut Kept>) -> Result<Stream> {
+        if let Some(stream) = kept.and_then(|k| k.take_for(peer.reuse_hash())) {
+            return Ok(stream);
+        }
         if let Some(stream) = self.transport.reused_stream(peer).await {
             return Ok(stream);
         }
@@ -80,12 +129,25 @@ impl Upstream {
         }
     }
 
-    /// Back to the pool when the exchange left the connection reusable
-    /// (whole answer read, keep-alive), else closed.
-    pub async fn release(&self, answer: Answer, peer: &HttpPeer, idle: Option<Duration>) {
-        if let Some(stream) = answer.into_reusable().await {
-            self.transport
-                .release_stream(stream, peer.reuse_hash(), idle);
+    /// When the exchange left the connection reusable (whole answer read,
+    /// keep-alive): kept for the client connection's next request if it has
+    /// room, else back to the pool. Else closed.
+    pub async fn release(&self, answer: Answer, peer: &HttpPeer, kept: Option<&mut Kept>) {
+        let Some(stream) = answer.into_reusable().await else {
+            return;
+        };
+        match kept {
+            Some(k) if !k.is_some() => k.0 = Some((peer.reuse_hash(), stream)),
+            _ => self
+                .transport
+                .release_stream(stream, peer.reuse_hash(), Some(POOL_IDLE)),
+        }
+    }
+
+    /// A kept connection goes to the pool (the client went idle, or away).
+    pub fn pool(&self, kept: &mut Kept) {
+        if let Some((hash, stream)) = kept.0.take() {
+            self.transport.release_stream(stream, hash, Some(POOL_IDLE));
         }
     }
 }
