@@ -87,14 +87,19 @@ impl Head {
     }
 }
 
-/// Give a head parsed by `parse_head` the bytes it was parsed from.
-pub fn attach(head: &mut Head, raw: Bytes) {
-    head.raw = raw;
+/// Parse one answer head at the start of `buf`: when it is complete, the
+/// head, split off `buf`; `None` when more bytes are needed.
+pub fn take_head(buf: &mut BytesMut) -> Result<Option<Head>> {
+    let Some((mut head, len)) = parse_head(buf)? else {
+        return Ok(None);
+    };
+    // The ranges are offsets from the start of `buf`, which is where the
+    // split-off bytes start.
+    head.raw = buf.split_to(len).freeze();
+    Ok(Some(head))
 }
 
-/// Parse one answer head at the start of `buf`: the head and its length, or
-/// `None` when more bytes are needed.
-pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>> {
+fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>> {
     let mut few = [httparse::EMPTY_HEADER; FEW_HEADERS];
     match parse_into(buf, &mut few) {
         Err(httparse::Error::TooManyHeaders) => {
@@ -138,7 +143,7 @@ fn parse_into<'b>(
     let head = Head {
         status: resp.code.unwrap_or(0),
         http11: resp.version == Some(1),
-        // Filled in by the caller, which owns the bytes.
+        // Filled in by `take_head`, which owns the bytes.
         raw: Bytes::new(),
         fields,
     };
@@ -406,9 +411,8 @@ impl Answer {
         let mut buf = BytesMut::with_capacity(READ_SIZE);
         loop {
             if !buf.is_empty()
-                && let Some((mut head, len)) = parse_head(&buf)?
+                && let Some(head) = take_head(&mut buf)?
             {
-                attach(&mut head, buf.split_to(len).freeze());
                 if (100..200).contains(&head.status) {
                     if head.status == 101 {
                         return Error::e_explain(
@@ -488,9 +492,9 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Head {
-        let (mut h, len) = parse_head(text.as_bytes()).unwrap().unwrap();
-        assert_eq!(len, text.len());
-        attach(&mut h, Bytes::copy_from_slice(text.as_bytes()));
+        let mut buf = BytesMut::from(text.as_bytes());
+        let h = take_head(&mut buf).unwrap().unwrap();
+        assert!(buf.is_empty());
         h
     }
 
@@ -506,12 +510,16 @@ mod tests {
         let names: Vec<_> = h.iter().map(|(n, _)| n.to_vec()).collect();
         assert_eq!(names[0], b"Content-Type");
         assert_eq!(names.len(), 4);
-        assert!(
-            parse_head(b"HTTP/1.1 200 OK\r\nA: b\r\n")
-                .unwrap()
-                .is_none()
+        let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nA: b\r\n"[..]);
+        assert!(take_head(&mut partial).unwrap().is_none());
+        assert_eq!(partial.len(), 23, "a partial head stays in the buffer");
+        let mut more = BytesMut::from(&b"HTTP/1.1 204 No\r\nA: b\r\n\r\nrest"[..]);
+        assert_eq!(
+            take_head(&mut more).unwrap().unwrap().get_str("a"),
+            Some("b")
         );
-        assert!(parse_head(b"HTTP/1.1 2x0 OK\r\n\r\n").is_err());
+        assert_eq!(&more[..], b"rest");
+        assert!(take_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..])).is_err());
     }
 
     #[test]
@@ -525,7 +533,7 @@ mod tests {
         assert_eq!(h.iter().count(), 200);
         assert_eq!(h.get_str("x-h199"), Some("199"));
         text.insert_str(17, &"y: 1\r\n".repeat(MAX_HEADERS));
-        assert!(parse_head(text.as_bytes()).is_err());
+        assert!(take_head(&mut BytesMut::from(text.as_bytes())).is_err());
     }
 
     #[test]

@@ -347,9 +347,7 @@ mod tests {
 
     fn answer_head(text: &str) -> Head {
         let mut buf = bytes::BytesMut::from(text.as_bytes());
-        let (mut h, len) = crate::proxy::answer::parse_head(&buf).unwrap().unwrap();
-        crate::proxy::answer::attach(&mut h, buf.split_to(len).freeze());
-        h
+        crate::proxy::answer::take_head(&mut buf).unwrap().unwrap()
     }
 
     #[test]
