@@ -413,6 +413,12 @@ impl Answer {
             if !buf.is_empty()
                 && let Some(head) = take_head(&mut buf)?
             {
+                if head.raw.len() > MAX_HEAD {
+                    return Error::e_explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "upstream answer head too large",
+                    );
+                }
                 if (100..200).contains(&head.status) {
                     if head.status == 101 {
                         return Error::e_explain(

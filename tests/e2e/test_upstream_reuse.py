@@ -17,88 +17,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import threading
 import time
 from typing import Callable, Iterator
 
 import pytest
 
 from harness import GW_KEY_A, Gateway, provider, route, small_config
+from raw_upstream import ConnUpstream
 
 StartGateway = Callable[..., Gateway]
-
-
-class ConnUpstream:
-    """An OpenAI Chat upstream answering JSON on keep-alive connections."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
-        self.ports: list[int] = []  # the gateway's source port, per request
-        self.accepted = 0
-        self.close_after: float | None = None  # close a connection this long after an answer
-        self.stopped = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _accept(self) -> None:
-        while not self.stopped:
-            try:
-                conn, peer = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.accepted += 1
-            threading.Thread(target=self._serve, args=(conn, peer[1]), daemon=True).start()
-
-    def _serve(self, conn: socket.socket, port: int) -> None:
-        buf = b""
-        conn.settimeout(30)
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value.strip())
-                while len(buf) < length:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                body, buf = buf[:length], buf[length:]
-                req = json.loads(body)
-                text = req["messages"][-1]["content"]
-                with self.lock:
-                    self.ports.append(port)
-                answer = json.dumps({
-                    "id": "chatcmpl-reuse", "object": "chat.completion", "created": 1, "model": req["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo: {text}"}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-                }).encode()
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
-                if self.close_after is not None:
-                    time.sleep(self.close_after)
-                    return  # closes (FIN) the idle connection, as an upstream's keep-alive timeout does
-        except (OSError, ValueError):
-            return
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self.stopped = True
-        self.listener.close()
 
 
 @pytest.fixture
