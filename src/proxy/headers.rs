@@ -120,14 +120,14 @@ pub fn upstream_request_head(
 /// client are checked as `http` would (a token; no CR, LF or NUL), so nothing
 /// can end the head early.
 fn put(w: &mut Vec<u8>, name: &str, value: &[u8]) -> pingora_core::Result<()> {
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
+    if name.is_empty() || !name.bytes().all(|b| TOKEN[b as usize]) {
         return bad_head("header name");
     }
-    if !value
-        .iter()
-        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-    {
+    // A fold without early exit: the compiler checks many bytes at a time.
+    let clean = value.iter().fold(true, |ok, &b| {
+        ok & ((b >= 0x20 && b != 0x7f) | (b == b'\t'))
+    });
+    if !clean {
         return bad_head("header value");
     }
     w.extend_from_slice(name.as_bytes());
@@ -136,6 +136,35 @@ fn put(w: &mut Vec<u8>, name: &str, value: &[u8]) -> pingora_core::Result<()> {
     w.extend_from_slice(b"\r\n");
     Ok(())
 }
+
+/// RFC 9110 token characters (header names).
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
 
 fn bad_head<T>(what: &str) -> pingora_core::Result<T> {
     pingora_core::Error::e_explain(
@@ -384,5 +413,34 @@ mod tests {
                 .unwrap()
                 .contains("Content-Type: text/event-stream\r\n")
         );
+    }
+
+    #[test]
+    fn put_accepts_exactly_token_names_and_clean_values() {
+        for b in 0..=255u8 {
+            let token = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            let name = [b'x', b];
+            let name_ok =
+                std::str::from_utf8(&name).is_ok_and(|n| put(&mut vec![], n, b"v").is_ok());
+            assert_eq!(name_ok, token, "name byte {b:#x}");
+            let clean = b == b'\t' || (b >= 0x20 && b != 0x7f);
+            // The byte alone and amid a long clean value (the vectorised path).
+            let mut long = vec![b'a'; 70];
+            long[41] = b;
+            assert_eq!(
+                put(&mut vec![], "x", &[b]).is_ok(),
+                clean,
+                "value byte {b:#x}"
+            );
+            assert_eq!(
+                put(&mut vec![], "x", &long).is_ok(),
+                clean,
+                "value byte {b:#x} in a long value"
+            );
+        }
+        assert!(put(&mut vec![], "", b"v").is_err());
+        let mut w = vec![];
+        put(&mut w, "x-a", b"v 1").unwrap();
+        assert_eq!(w, b"x-a: v 1\r\n");
     }
 }
