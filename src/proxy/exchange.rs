@@ -1013,6 +1013,21 @@ async fn stream_answer(
         match w {
             Wait::Tick => unreachable!("handled above"),
             Wait::ClientGone => {
+                // SDKs hang up as soon as they read the final event, which
+                // can be before the upstream's own end is in. If that end is
+                // all that was still to come, the answer was complete.
+                if header.is_none() && pending.is_empty() && upstream_ends(&mut up).await {
+                    let mut tail = Vec::new();
+                    pipe.finish(&mut tail);
+                    if tail.is_empty() {
+                        stream_usage(ctx, &pipe, ask);
+                        count_outcome(p, "ok");
+                        // A client that only half-closed still gets a proper end.
+                        let _ = write_body(s, ctx, Bytes::new(), true).await;
+                        connector.release(up, peer, ctx.kept.as_mut()).await;
+                        return Ok(Attempt::Done);
+                    }
+                }
                 ctx.error = Some("client disconnected".into());
                 crate::metrics::METRICS
                     .client_disconnects
@@ -1152,6 +1167,18 @@ async fn stream_answer(
             }
         }
     }
+}
+
+/// How long a stream's upstream may take to end after its client left, for
+/// the answer to count as complete (`stream_answer`).
+const END_GRACE: Duration = Duration::from_millis(50);
+
+/// Whether the upstream's end, and nothing else, arrives within `END_GRACE`.
+async fn upstream_ends(up: &mut Answer) -> bool {
+    matches!(
+        tokio::time::timeout(END_GRACE, up.body()).await,
+        Ok(Ok(None))
+    )
 }
 
 /// A stream's usage for accounting: what it reported, with what it did not
