@@ -91,10 +91,10 @@ pub fn push_usd(buf: &mut Vec<u8>, usd: f64) {
         width -= 1;
     }
     buf.push(b'.');
-    let mut digits = Vec::with_capacity(9);
-    push_uint(&mut digits, frac);
-    buf.resize(buf.len() + width - digits.len(), b'0');
-    buf.extend_from_slice(&digits);
+    // Leading zeros of the fraction, then its significant digits.
+    let digits = frac.ilog10() as usize + 1;
+    buf.resize(buf.len() + width - digits, b'0');
+    push_uint(buf, frac);
 }
 
 /// RFC 3339 UTC to the second, as env_logger prints it.

@@ -36,25 +36,23 @@ pub struct Head {
     fields: Vec<(Range<u32>, Range<u32>)>,
 }
 
+fn span(r: &Range<u32>) -> Range<usize> {
+    r.start as usize..r.end as usize
+}
+
 impl Head {
     /// Every header, in order: name (as sent) and value.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields.iter().map(|(n, v)| {
-            (
-                &self.raw[n.start as usize..n.end as usize],
-                &self.raw[v.start as usize..v.end as usize],
-            )
-        })
+        self.fields
+            .iter()
+            .map(|(n, v)| (&self.raw[span(n)], &self.raw[span(v)]))
     }
 
     /// Every header, the value as a shared slice of the head (no copy).
     pub fn iter_shared(&self) -> impl Iterator<Item = (&[u8], Bytes)> {
-        self.fields.iter().map(|(n, v)| {
-            (
-                &self.raw[n.start as usize..n.end as usize],
-                self.raw.slice(v.start as usize..v.end as usize),
-            )
-        })
+        self.fields
+            .iter()
+            .map(|(n, v)| (&self.raw[span(n)], self.raw.slice(span(v))))
     }
 
     pub fn len(&self) -> usize {
@@ -88,9 +86,17 @@ impl Head {
 }
 
 /// Parse one answer head at the start of `buf`: when it is complete, the
-/// head, split off `buf`; `None` when more bytes are needed.
+/// head, split off `buf`; `None` when more bytes are needed. A head over
+/// `MAX_HEAD`, complete or not, is refused.
 pub fn take_head(buf: &mut BytesMut) -> Result<Option<Head>> {
-    let Some((mut head, len)) = parse_head(buf)? else {
+    let parsed = parse_head(buf)?;
+    if parsed.as_ref().map_or(buf.len(), |(_, len)| *len) > MAX_HEAD {
+        return Error::e_explain(
+            ErrorType::InvalidHTTPHeader,
+            "upstream answer head too large",
+        );
+    }
+    let Some((mut head, len)) = parsed else {
         return Ok(None);
     };
     // The ranges are offsets from the start of `buf`, which is where the
@@ -280,29 +286,18 @@ impl Unframe {
                     }
                     return Ok(Step::Data(buf.split().freeze()));
                 }
-                Body::Length(left) => {
+                Body::Length(left) | Body::ChunkData(left) => {
                     if buf.is_empty() {
                         return Ok(Step::More);
                     }
                     let n = left.min(buf.len() as u64);
                     let data = buf.split_to(n as usize).freeze();
-                    self.state = if n == left {
-                        Body::Done
-                    } else {
-                        Body::Length(left - n)
-                    };
-                    return Ok(Step::Data(data));
-                }
-                Body::ChunkData(left) => {
-                    if buf.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    let n = left.min(buf.len() as u64);
-                    let data = buf.split_to(n as usize).freeze();
-                    self.state = if n == left {
-                        Body::ChunkEnd
-                    } else {
-                        Body::ChunkData(left - n)
+                    let chunked = matches!(self.state, Body::ChunkData(_));
+                    self.state = match (chunked, left - n) {
+                        (false, 0) => Body::Done,
+                        (false, rest) => Body::Length(rest),
+                        (true, 0) => Body::ChunkEnd,
+                        (true, rest) => Body::ChunkData(rest),
                     };
                     return Ok(Step::Data(data));
                 }
@@ -413,12 +408,6 @@ impl Answer {
             if !buf.is_empty()
                 && let Some(head) = take_head(&mut buf)?
             {
-                if head.raw.len() > MAX_HEAD {
-                    return Error::e_explain(
-                        ErrorType::InvalidHTTPHeader,
-                        "upstream answer head too large",
-                    );
-                }
                 if (100..200).contains(&head.status) {
                     if head.status == 101 {
                         return Error::e_explain(
@@ -437,12 +426,6 @@ impl Answer {
                     body,
                     keepalive,
                 });
-            }
-            if buf.len() > MAX_HEAD {
-                return Error::e_explain(
-                    ErrorType::InvalidHTTPHeader,
-                    "upstream answer head too large",
-                );
             }
             if read_some(&mut stream, &mut buf).await? == 0 {
                 return Error::e_explain(

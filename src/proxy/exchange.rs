@@ -14,7 +14,7 @@ use super::headers::{UpstreamRequest, client_response, upstream_request_head};
 use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
-use super::upstream::{POOL_IDLE, Upstream as Connector};
+use super::upstream::{POOL_IDLE, Upstream as Connector, ready_now};
 use crate::config::runtime::{Provider, Resolved};
 use crate::limits::Limiter;
 use crate::providers::{Op, upstream_path};
@@ -874,18 +874,6 @@ async fn write_body(
 /// write buffer is 16 KiB; a larger write goes out directly).
 const GATHER_LIMIT: usize = 64 * 1024;
 
-/// The output of `f` if it is ready at its first poll, else `None` (and `f`
-/// is dropped). Used on pingora's body reads, which keep their progress in
-/// the session, not the future: pingora's own proxy loop selects over them.
-fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
-    }
-}
-
 /// What the client connection did while we waited on the upstream.
 enum Wait {
     Chunk(Result<Option<Bytes>, Failure>),
@@ -948,11 +936,10 @@ async fn stream_answer(
     ask: &Ask,
     from: Format,
 ) -> pingora_core::Result<Attempt> {
-    let upstream_header = up.head().clone();
     let same = from == ask.ingress;
     let sse = ask.stream() && (ask.ingress != Format::Gemini || ask.resp_opts.gemini_sse);
     let mut h = if same {
-        let mut h = client_response(&upstream_header, upstream_header.status, true, None)?;
+        let mut h = client_response(up.head(), up.status(), true, None)?;
         // Streamed bodies are re-framed (chunked), and may change length.
         h.remove_header("content-length");
         h
@@ -962,7 +949,7 @@ async fn stream_answer(
         } else {
             "application/json"
         };
-        let mut h = client_response(&upstream_header, 200, false, Some(ct))?;
+        let mut h = client_response(up.head(), 200, false, Some(ct))?;
         h.insert_header("cache-control", "no-cache")?;
         h
     };
@@ -1077,7 +1064,7 @@ async fn stream_answer(
                         let body = Bytes::from(translate::error_body(from, status, &msg));
                         return Ok(Attempt::Failed(Failure::Status(
                             status,
-                            Box::new(upstream_header),
+                            Box::new(up.head().clone()),
                             body,
                             from,
                         )));

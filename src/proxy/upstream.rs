@@ -62,10 +62,19 @@ fn idle_and_open(stream: &mut Stream) -> bool {
     use tokio::io::AsyncReadExt;
     let mut byte = [0u8; 1];
     // Unconstrained: tokio's budget could make a ready read look pending.
-    let read = tokio::task::unconstrained(stream.read(&mut byte));
-    let mut read = std::pin::pin!(read);
+    ready_now(tokio::task::unconstrained(stream.read(&mut byte))).is_none()
+}
+
+/// The output of `f` if it is ready at its first poll, else `None` (and `f`
+/// is dropped). For reads that keep their progress outside the future
+/// (`Answer::body`, a socket read): nothing is lost when one is dropped.
+pub fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    read.as_mut().poll(&mut cx).is_pending()
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 pub struct Upstream {
