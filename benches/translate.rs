@@ -1,5 +1,5 @@
 //! Conversion cost (criterion). Run:
-//!   CARGO_TARGET_DIR=/work/main/target cargo bench --bench translate
+//!   cargo bench --bench translate
 //! - whole answers of ~20 KB, each way;
 //! - a 200-event stream through `StreamTranslator`, each way, next to the same
 //!   bytes through `UsageTap` (what a same-format passthrough does), so the
@@ -232,7 +232,7 @@ criterion_group!(benches, bench, bench_gemini_responses);
 
 fn corpus_file(format: &str, case: &str, file: &str) -> Vec<u8> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus")
+        .join("tests/corpus")
         .join(format)
         .join(case)
         .join(file);

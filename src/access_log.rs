@@ -68,6 +68,41 @@ pub fn write_with(bare: bool, fill: impl FnOnce(&mut Vec<u8>)) {
     });
 }
 
+/// A client-influenced value, escaped so it stays one field on one line: `\`
+/// and `"` are backslashed, controls, non-ASCII bytes and (unless `quoted`, when
+/// the field is in quotes) spaces become `\xNN` (`\n`, `\r`, `\t`), and a value
+/// over `max` bytes is cut and marked with `...`. Printable ASCII (every
+/// well-formed id and model name) is copied as it is.
+pub fn push_text(buf: &mut Vec<u8>, v: &str, max: usize, quoted: bool) {
+    let (v, cut) = match v.as_bytes().get(..max) {
+        Some(head) if v.len() > max => (head, true),
+        _ => (v.as_bytes(), false),
+    };
+    for &b in v {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            0x21..=0x7e => buf.push(b),
+            b' ' if quoted => buf.push(b),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                buf.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
+            }
+        }
+    }
+    if cut {
+        buf.extend_from_slice(b"...");
+    }
+}
+
 /// Milliseconds with one decimal, as `{:.1}` of `d` in ms.
 pub fn push_ms(buf: &mut Vec<u8>, d: std::time::Duration) {
     let tenths = (d.as_nanos() + 50_000) / 100_000;
@@ -147,6 +182,33 @@ mod tests {
             1234.5,
         ] {
             assert_eq!(text(|b| push_usd(b, c)), old(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn text_fields_stay_on_one_line() {
+        assert_eq!(text(|b| push_text(b, "gpt-4o", 64, false)), "gpt-4o");
+        assert_eq!(
+            text(|b| push_text(b, "gpt-4o\r\nX-Evil: 1", 64, false)),
+            "gpt-4o\\r\\nX-Evil:\\x201"
+        );
+        assert_eq!(
+            text(|b| push_text(b, "a\0b\"c\\", 64, false)),
+            "a\\x00b\\\"c\\\\"
+        );
+        assert_eq!(text(|b| push_text(b, "é", 64, false)), "\\xc3\\xa9");
+        assert_eq!(text(|b| push_text(b, "abcdef", 3, false)), "abc...");
+        assert_eq!(
+            text(|b| push_text(b, "upstream said \"no\"\n", 64, true)),
+            "upstream said \\\"no\\\"\\n"
+        );
+        // Cutting inside a multi-byte character still writes only ASCII.
+        let t = text(|b| push_text(b, "aé", 2, false));
+        assert_eq!(t, "a\\xc3...");
+        for v in ["x\ny", "\r", "\u{2028}", &"z".repeat(5000)] {
+            let t = text(|b| push_text(b, v, 256, false));
+            assert!(t.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{t:?}");
+            assert!(t.len() <= 256 * 4 + 3);
         }
     }
 

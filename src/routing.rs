@@ -86,6 +86,37 @@ pub fn route(method: &str, path: &str) -> Route {
     }
 }
 
+/// The longest model name accepted (provider names run to ~100 characters).
+pub const MAX_MODEL_NAME: usize = 256;
+
+/// Whether `name` can be a model name: the characters providers use in them
+/// (`gpt-4o`, `llama3.1:8b`, `meta-llama/Llama-3-8B`, `@cf/meta/x`,
+/// `anthropic/claude-3.5-sonnet:beta`), no `.`/`..` or empty segment, at most
+/// [`MAX_MODEL_NAME`] bytes. Anything else (whitespace, controls, `?`, `#`,
+/// `%`, quotes) is refused before it can reach a URL, a header or a log line.
+pub fn check_model_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("`model` must not be empty".into());
+    }
+    if name.len() > MAX_MODEL_NAME {
+        return Err(format!("`model` is longer than {MAX_MODEL_NAME} bytes"));
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._:/@+=~".contains(&b);
+    if let Some(c) = name.chars().find(|c| !c.is_ascii() || !allowed(*c as u8)) {
+        return Err(format!(
+            "`model` contains {c:?}, which no provider uses in model names \
+             (letters, digits and - . _ : / @ + = ~ are allowed)"
+        ));
+    }
+    if name
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("`model` must not contain empty, '.' or '..' path segments".into());
+    }
+    Ok(())
+}
+
 fn gemini(path: &str) -> Option<Route> {
     let rest = path
         .strip_prefix("/v1beta/models/")
@@ -111,6 +142,42 @@ fn gemini(path: &str) -> Option<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_names() {
+        for ok in [
+            "gpt-4o",
+            "claude-3-5-sonnet-20241022",
+            "llama3.1:8b",
+            "meta-llama/Llama-3-8B-Instruct",
+            "@cf/meta/llama-3-8b",
+            "anthropic/claude-3.5-sonnet:beta",
+            "deepseek/deepseek-chat",
+            "gemini-2.5-flash",
+        ] {
+            assert_eq!(check_model_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "gem-x/../../../v1/evil",
+            "gemini/x/../../../upload/v1beta/files?alt=json&",
+            "gpt-4o\r\nX-Evil: 1",
+            "a\0b",
+            "a b",
+            "a#b",
+            "a%2Fb",
+            "a?b",
+            "/abs",
+            "a//b",
+            "./a",
+            "\"quoted\"",
+            "modèle",
+        ] {
+            assert!(check_model_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_model_name(&"a".repeat(MAX_MODEL_NAME)).is_ok());
+        assert!(check_model_name(&"a".repeat(MAX_MODEL_NAME + 1)).is_err());
+    }
 
     #[test]
     fn routes() {

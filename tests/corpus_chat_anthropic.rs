@@ -1,4 +1,4 @@
-//! Every recorded OpenAI Chat and Anthropic Messages case in `../shared/corpus`
+//! Every recorded OpenAI Chat and Anthropic Messages case in `tests/corpus`
 //! through the converters: requests, whole answers and streams, each checked
 //! field by field against the recording, streams checked against each
 //! format's event grammar by checkers written here (not the library's own
@@ -25,7 +25,7 @@ struct Case {
 }
 
 fn corpus_dir() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     assert!(
         p.join("openai-chat").is_dir() && p.join("anthropic-messages").is_dir(),
         "recorded corpus missing at {} — these tests need it",

@@ -1,4 +1,4 @@
-//! Every recorded Gemini and OpenAI Responses case of `../shared/corpus`
+//! Every recorded Gemini and OpenAI Responses case of `tests/corpus`
 //! through the converters, field by field: answers into the other formats
 //! (text, tool calls, finish reasons, usage with SPEC arithmetic), requests
 //! into the other formats, and every recorded stream fed whole, cut at every
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 fn corpus_dir(format: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus")
+        .join("tests/corpus")
         .join(format);
     assert!(
         dir.is_dir(),

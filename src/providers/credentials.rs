@@ -47,6 +47,33 @@ impl Credentials {
         self.keys.is_empty()
     }
 
+    /// `body` with every one of these credentials replaced by `[REDACTED]`, or
+    /// None when none appears (the common case: no copy). Upstreams echo the
+    /// key they were sent in auth errors (`Incorrect API key provided: sk-…`);
+    /// such a body must not reach the client. Keys under 6 bytes are not
+    /// searched: they would match ordinary text and are no secret anyway.
+    pub fn redact(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let keys = self.keys.iter().filter(|k| k.len() >= 6);
+        let mut out: Option<Vec<u8>> = None;
+        for k in keys {
+            let k = k.as_bytes();
+            let cur = out.as_deref().unwrap_or(body);
+            if memchr::memmem::find(cur, k).is_none() {
+                continue;
+            }
+            let mut next = Vec::with_capacity(cur.len());
+            let mut rest = cur;
+            while let Some(i) = memchr::memmem::find(rest, k) {
+                next.extend_from_slice(&rest[..i]);
+                next.extend_from_slice(b"[REDACTED]");
+                rest = &rest[i + k.len()..];
+            }
+            next.extend_from_slice(rest);
+            out = Some(next);
+        }
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -82,6 +109,22 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_every_credential_in_a_body() {
+        let c = Credentials::new(&[
+            ("sk-live-0123456789".to_string(), 1),
+            ("other-key-abc".to_string(), 1),
+            ("short".to_string(), 1),
+        ]);
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-live-0123456789. Also other-key-abc and sk-live-0123456789; short"}}"#;
+        let out = String::from_utf8(c.redact(body).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"error":{"message":"Incorrect API key provided: [REDACTED]. Also [REDACTED] and [REDACTED]; short"}}"#
+        );
+        assert_eq!(c.redact(br#"{"error":"bad request"}"#), None);
+    }
 
     #[test]
     fn weighted_and_smooth() {

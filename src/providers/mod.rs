@@ -91,6 +91,9 @@ pub fn upstream_path(
     gemini_query: Option<&str>,
 ) -> String {
     let p = &ep.prefix;
+    // The model is one path segment for Gemini: a name from a body, a config or
+    // a glob never adds segments, a query or a fragment to the upstream URL.
+    let model = &path_segment(model.strip_prefix("models/").unwrap_or(model));
     match (format, op) {
         (Format::OpenAiChat, Op::Chat { .. }) => format!("{p}/chat/completions"),
         (Format::OpenAiResponses, Op::Chat { .. }) => format!("{p}/responses"),
@@ -108,6 +111,26 @@ pub fn upstream_path(
         },
         (Format::Gemini, Op::Embeddings) => format!("{p}/v1beta/models/{model}:batchEmbedContents"),
     }
+}
+
+/// `s` percent-encoded as one URL path segment: every byte outside RFC 3986's
+/// unreserved set is escaped (`/`, `?`, `#`, `%`, `:`, space, controls), and a
+/// `.` or `..` segment has its dots escaped so no resolver treats it as one.
+pub fn path_segment(s: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    let dots = s == "." || s == "..";
+    if !dots && s.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if plain(b) && !(dots && b == b'.') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Headers carrying the provider credential, per kind (SPEC "Config").
@@ -142,6 +165,53 @@ mod tests {
         assert_eq!((e.host.as_str(), e.prefix.as_str()), ("::1", ""));
         assert!(Endpoint::parse("ftp://x").is_err());
         assert!(Endpoint::parse("api.openai.com").is_err());
+    }
+
+    #[test]
+    fn gemini_models_stay_one_segment() {
+        let g = Endpoint::parse("https://generativelanguage.googleapis.com").unwrap();
+        let chat = Op::Chat { stream: false };
+        for (model, want) in [
+            (
+                "gem-x/../../../v1/evil",
+                "/v1beta/models/gem-x%2F..%2F..%2F..%2Fv1%2Fevil:generateContent",
+            ),
+            (
+                "x/../../../upload/v1beta/files?alt=json&",
+                "/v1beta/models/x%2F..%2F..%2F..%2Fupload%2Fv1beta%2Ffiles%3Falt%3Djson%26:generateContent",
+            ),
+            ("..", "/v1beta/models/%2E%2E:generateContent"),
+            (
+                "a#b %c\r\n",
+                "/v1beta/models/a%23b%20%25c%0D%0A:generateContent",
+            ),
+            (
+                "m:streamGenerateContent",
+                "/v1beta/models/m%3AstreamGenerateContent:generateContent",
+            ),
+            (
+                "models/gemini-2.5-pro",
+                "/v1beta/models/gemini-2.5-pro:generateContent",
+            ),
+            (
+                "gemini-2.5-flash",
+                "/v1beta/models/gemini-2.5-flash:generateContent",
+            ),
+        ] {
+            let path = upstream_path(&g, Format::Gemini, chat, model, None);
+            assert_eq!(path, want, "model {model:?}");
+            // Whatever the name, the URL parses with exactly that path and no query.
+            let uri: http::Uri = path.parse().unwrap();
+            assert_eq!(uri.path(), want);
+            assert_eq!(uri.query(), None);
+            assert_eq!(
+                uri.path().matches('/').count(),
+                3,
+                "{model:?} added a segment"
+            );
+        }
+        let e = upstream_path(&g, Format::Gemini, Op::Embeddings, "a/b", None);
+        assert_eq!(e, "/v1beta/models/a%2Fb:batchEmbedContents");
     }
 
     #[test]

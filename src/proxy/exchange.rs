@@ -187,6 +187,14 @@ enum Attempt {
     Failed(Failure),
 }
 
+/// An upstream error answer as a failure, with any credential of the provider
+/// that the upstream echoed in it (auth errors do) redacted: this body may be
+/// relayed to the client.
+fn status_failure(p: &Provider, status: u16, head: Head, body: Bytes, from: Format) -> Failure {
+    let body = p.credentials.redact(&body).map_or(body, Bytes::from);
+    Failure::Status(status, Box::new(head), body, from)
+}
+
 fn outcome_label(f: &Failure) -> &'static str {
     match f {
         Failure::Unusable(_) => "unusable",
@@ -698,12 +706,7 @@ async fn attempt(
             Err(f) => return Ok(Attempt::Failed(f)),
         };
         connector.release(up, &peer, ctx.kept.as_mut()).await;
-        return Ok(Attempt::Failed(Failure::Status(
-            status,
-            Box::new(header),
-            body,
-            to,
-        )));
+        return Ok(Attempt::Failed(status_failure(p, status, header, body, to)));
     }
     if let (Op::Embeddings, Format::Gemini, Some(info)) = (ask.op, to, &ask.embeddings) {
         let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
@@ -1062,12 +1065,8 @@ async fn stream_answer(
                         // inside a 200 stream): fail over like a status.
                         up.shutdown().await;
                         let body = Bytes::from(translate::error_body(from, status, &msg));
-                        return Ok(Attempt::Failed(Failure::Status(
-                            status,
-                            Box::new(up.head().clone()),
-                            body,
-                            from,
-                        )));
+                        let head = up.head().clone();
+                        return Ok(Attempt::Failed(status_failure(p, status, head, body, from)));
                     }
                     if !pipe.content_started() {
                         continue;

@@ -19,7 +19,7 @@ use crate::limits::{self, Limiter};
 use crate::metrics::{self, METRICS};
 use crate::providers::Op;
 use crate::routes;
-use crate::routing::{Route, route};
+use crate::routing::{self, Route, route};
 use crate::translate::Format;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -291,7 +291,7 @@ fn record(ctx: &RequestCtx) {
             return;
         }
         crate::access_log::write_with(false, |b| {
-            use crate::access_log::{push_ms, push_usd};
+            use crate::access_log::{push_ms, push_text, push_usd};
             use crate::translate::json::push_uint;
             for (name, v) in [
                 ("request_id=", ctx.request_id.as_str()),
@@ -302,7 +302,10 @@ fn record(ctx: &RequestCtx) {
                 (" upstream_model=", ctx.upstream_model.as_str()),
             ] {
                 b.extend_from_slice(name.as_bytes());
-                b.extend_from_slice(if v.is_empty() { b"-" } else { v.as_bytes() });
+                match v {
+                    "" => b.push(b'-'),
+                    v => push_text(b, v, 256, false),
+                }
             }
             b.extend_from_slice(b" status=");
             push_uint(b, ctx.status.into());
@@ -324,7 +327,7 @@ fn record(ctx: &RequestCtx) {
             }
             if let Some(e) = &ctx.error {
                 b.extend_from_slice(b" error=\"");
-                b.extend_from_slice(e.replace('"', "'").as_bytes());
+                push_text(b, e, 1024, true);
                 b.push(b'"');
             }
         });
@@ -549,6 +552,12 @@ impl Gateway {
                 }
             },
         };
+        if let Some(msg) = models
+            .iter()
+            .find_map(|m| routing::check_model_name(m).err())
+        {
+            return respond::error(s, ctx, efmt, 400, &msg, Some("model")).await;
+        }
         ctx.model.clone_from(&models[0]);
         let mut targets = vec![];
         for model in &models {

@@ -2663,7 +2663,7 @@ mod tests {
     /// panic any decoder; they give a value or an error.
     #[test]
     fn decoders_survive_mutated_corpus_inputs() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
         assert!(dir.is_dir(), "corpus required");
         let mut n = 0;
         for fmt in ["gemini", "openai-responses"] {

@@ -36,7 +36,7 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        spaces: with slow-MS a long stream (e.g. pieces-30-slow-100)
   stall-MS             one pause of MS ms after the first stream event (before a
                        non-stream body): a quiet stream, e.g. long reasoning
-  corpus:<fmt>/<case>  replay ../shared/corpus/<fmt>/<case> byte for byte (status and
+  corpus:<fmt>/<case>  replay tests/corpus/<fmt>/<case> byte for byte (status and
                        content type from meta.json); `corpus.<fmt>.<case>` also works
                        (URL-friendly, for Gemini's model-in-path)
   fail-<status>[-retry-<s>]  the provider's own error body for that status
@@ -117,10 +117,10 @@ FORMATS = ("openai-chat", "openai-responses", "anthropic-messages", "gemini")
 
 
 def corpus_dir() -> Path:
-    """Where the recorded corpus lives: $AIGATE_CORPUS_DIR, tests/corpus, ../shared/corpus."""
+    """Where the recorded corpus lives: $AIGATE_CORPUS_DIR, else the repo's tests/corpus."""
     env = os.environ.get("AIGATE_CORPUS_DIR")
     candidates = [Path(env)] if env else []
-    candidates += [REPO / "tests" / "corpus", REPO.parent / "shared" / "corpus", Path("/work/shared/corpus")]
+    candidates += [REPO / "tests" / "corpus"]
     for c in candidates:
         if (c / "openai-chat").is_dir():
             return c
