@@ -41,6 +41,8 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        (URL-friendly, for Gemini's model-in-path)
   fail-<status>[-retry-<s>]  the provider's own error body for that status
                        (429, 500, 503, 529, ...), with `Retry-After: s` when given
+  echokey              with fail-<status>: the error message quotes the credential the
+                       request carried, whole (as some OpenAI-compatible servers do)
   reset                the connection is reset (RST) before any response byte
   accept-close         the request is read, then the connection closed (FIN), no response
   hang[-MS]            no response for MS ms (default 60000), then close
@@ -151,6 +153,7 @@ class Scenario:
     stall_ms: int = 0
     no_usage: bool = False
     pieces: int = 4
+    echo_key: bool = False
 
     def merged(self, other: "Scenario") -> "Scenario":
         """`other`'s non-default fields win."""
@@ -200,6 +203,8 @@ def parse_scenario(model: str | None) -> Scenario:
         s.stall_ms = int(mm.group(1))
     if "nousage" in low:
         s.no_usage = True
+    if "echokey" in low:
+        s.echo_key = True
     if mm := re.search(r"(?:^|[^a-z])pieces-(\d+)", low):
         s.pieces = max(1, int(mm.group(1)))
     if mm := re.search(r"flaky-(\d+)(?:-(\d{3}))?", low):
@@ -254,6 +259,7 @@ class Recorded:
     response_bytes: bytearray = dataclasses.field(default_factory=bytearray)  # body sent (de-chunked)
     done: bool = False
     disconnected_at: float | None = None  # monotonic: the peer closed the connection before the answer ended
+    raw_path: str = ""  # the path as it came on the request line (`path` is percent-decoded)
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -1197,6 +1203,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             rec = owner._record(self.command, path, query, list(self.headers.items()), body, framing)
+            rec.raw_path = split.path
         except BaseException:
             owner._end(self.connection)
             raise
@@ -1334,7 +1341,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self._auth(rec, fmt, query):
             return
         if sc.fail_status:
-            status, err = error_response(fmt, sc.fail_status, rec.seq)
+            echoed = f"Incorrect API key provided: {rec.credential}." if sc.echo_key else None
+            status, err = error_response(fmt, sc.fail_status, rec.seq, echoed)
             hdrs = {"Retry-After": sc.retry_after} if sc.retry_after else {}
             ct = "application/json; charset=UTF-8" if fmt.startswith("gemini") else "application/json"
             return self._send_json(rec, status, err, headers=hdrs, content_type=ct, pretty=fmt.startswith("gemini"))
