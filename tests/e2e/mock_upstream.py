@@ -54,6 +54,13 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        object), then ends cleanly
   nousage              streams carry no usage (OpenAI chat ignores include_usage, as
                        some OpenAI-compatible servers do; Responses ends with usage null)
+  agent                a scripted agent turn (tests/e2e/test_agents.py): when the
+                       request declares a file-reading tool (Claude Code `Read`,
+                       Gemini CLI `read_file`, Codex `shell` / `exec_command`) and
+                       the last user text names an absolute `*.txt` path, one call
+                       of that tool reading the file; when the last turn holds tool
+                       results, "The code word is <w>." with <w> taken from a
+                       `code word: <w>` line in those results; otherwise as default
   flaky-<pct>[-<status>]  each request fails with the provider's error for <status>
                        (default 500) with probability pct%, else answers normally
                        (seeded: `MockUpstream(seed=...)`)
@@ -154,6 +161,7 @@ class Scenario:
     no_usage: bool = False
     pieces: int = 4
     echo_key: bool = False
+    agent: bool = False
 
     def merged(self, other: "Scenario") -> "Scenario":
         """`other`'s non-default fields win."""
@@ -205,6 +213,8 @@ def parse_scenario(model: str | None) -> Scenario:
         s.no_usage = True
     if "echokey" in low:
         s.echo_key = True
+    if re.search(r"(^|[^a-z])agent($|[^a-z])", low):
+        s.agent = True
     if mm := re.search(r"(?:^|[^a-z])pieces-(\d+)", low):
         s.pieces = max(1, int(mm.group(1)))
     if mm := re.search(r"flaky-(\d+)(?:-(\d{3}))?", low):
@@ -496,7 +506,43 @@ def thinking_for(prompt: Prompt) -> str:
     return f"The user said: {prompt.last_user_text}. I will answer briefly."
 
 
+# Each agent CLI's own file-reading tool, in order of preference.
+AGENT_READ_TOOLS = ("Read", "read_file", "shell", "shell_command", "exec_command")
+_AGENT_PATH_RE = re.compile(r"(/[\w./-]+\.txt)\b")
+_AGENT_WORD_RE = re.compile(r"code word: ([\w-]+)")
+
+
+def agent_read_args(schema: dict, path: str) -> dict:
+    """Arguments that make a file-reading (or shell) tool read `path`, from its schema."""
+    props = (schema or {}).get("properties") or {}
+    for key in ("file_path", "absolute_path", "path"):
+        if key in props:
+            return {key: path}
+    for key in ("command", "cmd"):
+        if key in props:
+            as_list = (props[key] or {}).get("type") == "array"
+            return {key: ["cat", path] if as_list else f"cat {path}"}
+    raise ValueError(f"mock upstream: no path or command argument in the read tool's schema {props}")
+
+
+def agent_reply(prompt: Prompt, usage: dict) -> Reply | None:
+    """The scripted agent turn (`agent` token); None when the request is not part of it."""
+    if prompt.last_is_tool_result:
+        joined = "\n".join(prompt.tool_results)
+        m = _AGENT_WORD_RE.search(joined)
+        text = f"The code word is {m.group(1)}." if m else f"No code word in the tool result: {joined[:200]}"
+        return Reply(text, [], None, usage)
+    tools = dict(prompt.tools)
+    name = next((t for t in AGENT_READ_TOOLS if t in tools), None)
+    path = _AGENT_PATH_RE.search(prompt.last_user_text)
+    if name is None or path is None:
+        return None
+    return Reply("", [(name, agent_read_args(tools[name], path.group(1)))], None, dict(USAGE_TOOLS))
+
+
 def make_reply(sc: Scenario, prompt: Prompt) -> Reply:
+    if sc.agent and (scripted := agent_reply(prompt, dict(USAGE))):
+        return scripted
     thinking = thinking_for(prompt) if sc.think else None
     usage = dict(USAGE_THINK if sc.think else USAGE)
     if sc.tools and prompt.tools and not prompt.last_is_tool_result and not prompt.no_tools:
