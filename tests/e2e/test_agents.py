@@ -3,8 +3,8 @@ headless against aigate, with aigate's upstream the mock playing a scripted agen
 
 The CLIs are the real npm packages, pinned in tests/e2e/agents/ and installed by
 tests/e2e/setup_agents.sh into target/e2e-agents (a no-op once installed). Each runs
-twice: against a target of its own provider kind (passthrough) and against one of
-another kind (converted). The mock's `agent` scenario answers the first request with a
+against a target of its own provider kind (passthrough) and against one of another
+kind (converted; Gemini CLI against two). The mock's `agent` scenario answers the first request with a
 call of the CLI's own file-reading tool (Claude Code `Read`, Codex `exec_command`,
 Gemini CLI `read_file`) for a file in the run's temp dir, and the request carrying the
 tool result with "The code word is <w>." where <w> is read from that result: the CLI
@@ -59,26 +59,31 @@ class Agent:
     ingress: str  # the client format aigate logs for it
     tool: str  # its file-reading tool the mock calls
     own: str  # target kind of its own provider
-    other: str  # the converted run's target kind
+    others: tuple[str, ...]  # the converted runs' target kinds
 
 
 AGENTS = [
-    Agent("claude-code", "anthropic", "Read", own="anthropic", other="openai-chat"),
-    Agent("codex", "openai-responses", "exec_command", own="openai-responses", other="anthropic"),
-    Agent("gemini-cli", "gemini", "read_file", own="gemini", other="openai-chat"),
+    Agent("claude-code", "anthropic", "Read", own="anthropic", others=("openai-chat",)),
+    Agent("codex", "openai-responses", "exec_command", own="openai-responses", others=("anthropic",)),
+    # Gemini CLI on Anthropic too: a converted run aigate carries today.
+    Agent("gemini-cli", "gemini", "read_file", own="gemini", others=("openai-chat", "anthropic")),
 ]
-RUNS = [(a, t) for a in AGENTS for t in (a.own, a.other)]
+RUNS = [(a, t) for a in AGENTS for t in (a.own, *a.others)]
 
 # Converted runs aigate refused when this module was written: (agent, target) -> the
 # field its 400 names. Another change makes aigate drop hints that do not change the
 # answer; once a run passes, its entry goes.
+# The comments name what the same requests, replayed with each refused field removed,
+# were refused for next.
 KNOWN_REFUSALS = {
     # Claude Code sends a mid-conversation system message (messages[1].role "system",
-    # beta mid-conversation-system-2026-04-07), which the Anthropic intake rejects.
+    # beta mid-conversation-system-2026-04-07), which the Anthropic intake rejects;
+    # next: output_config ({"effort": "high"}).
     ("claude-code", "openai-chat"): "messages[1].role",
-    # Codex's Responses `client_metadata` (turn/session ids) has no Anthropic field.
+    # Codex's Responses `client_metadata` (turn/session ids) has no Anthropic field;
+    # next: tools[4] of type "namespace" (multi_agent_v1), tools[7] of type "web_search".
     ("codex", "anthropic"): "client_metadata",
-    # Gemini CLI's generationConfig.topK has no OpenAI Chat field.
+    # Gemini CLI's generationConfig.topK has no OpenAI Chat field; nothing after it.
     ("gemini-cli", "openai-chat"): "top_k",
 }
 
@@ -366,6 +371,7 @@ def test_agent_cli(agent: Agent, target: str, agent_bin_dir: Path, agent_gateway
     assert_no_gateway_key_upstream(reqs)
     views = [upstream_view(r) for r in reqs]
     assert all(v.stream for v in views), "every agent request is a stream"
+    assert all(v.system for v in views), "the CLI's system prompt reaches the upstream in its own field"
     assert_scripted_turn(agent, ws, views)
 
     assert len(lines) == len(reqs), f"{len(lines)} gateway requests for {len(reqs)} upstream ones: {lines}"
