@@ -71,20 +71,19 @@ AGENTS = [
 RUNS = [(a, t) for a in AGENTS for t in (a.own, *a.others)]
 
 # Converted runs aigate refused when this module was written: (agent, target) -> the
-# field its 400 names. Another change makes aigate drop hints that do not change the
-# answer; once a run passes, its entry goes.
-# The comments name what the same requests, replayed with each refused field removed,
-# were refused for next.
+# fields its 400s name, in the order met (found by replaying the CLI's requests with
+# each refused field removed). Another change makes aigate drop hints that do not
+# change the answer; once a run passes, its entry goes.
 KNOWN_REFUSALS = {
     # Claude Code sends a mid-conversation system message (messages[1].role "system",
     # beta mid-conversation-system-2026-04-07), which the Anthropic intake rejects;
-    # next: output_config ({"effort": "high"}).
-    ("claude-code", "openai-chat"): "messages[1].role",
-    # Codex's Responses `client_metadata` (turn/session ids) has no Anthropic field;
-    # next: tools[4] of type "namespace" (multi_agent_v1), tools[7] of type "web_search".
-    ("codex", "anthropic"): "client_metadata",
-    # Gemini CLI's generationConfig.topK has no OpenAI Chat field; nothing after it.
-    ("gemini-cli", "openai-chat"): "top_k",
+    # then output_config ({"effort": "high"}).
+    ("claude-code", "openai-chat"): ("messages[1].role", "output_config"),
+    # Codex's Responses `client_metadata` (turn/session ids); then its tools of type
+    # "namespace" (multi_agent_v1) and "web_search" (a built-in tool).
+    ("codex", "anthropic"): ("client_metadata", "tools[4]", "tools[7]"),
+    # Gemini CLI's generationConfig.topK; nothing after it.
+    ("gemini-cli", "openai-chat"): ("top_k",),
 }
 
 
@@ -294,10 +293,11 @@ def access_lines(log: str) -> list[dict]:
 
 def known_refusal(agent: Agent, target: str, lines: list[dict]) -> str | None:
     """The gateway's 400 for a field this converted run is known to be refused for."""
-    field = KNOWN_REFUSALS.get((agent.name, target))
+    fields = KNOWN_REFUSALS.get((agent.name, target), ())
     for a in lines:
-        if field and a.get("status") == "400" and a.get("error", "").startswith(field + ":"):
-            return a["error"]
+        error = a.get("error", "")
+        if a.get("status") == "400" and any(error.startswith((f + ":", f"'{f}'")) for f in fields):
+            return error
     return None
 
 
