@@ -291,6 +291,17 @@ def access_lines(log: str) -> list[dict]:
     return out
 
 
+def wait_access_lines(gw: Gateway, mark: int, at_least: int, timeout: float = 3.0) -> list[dict]:
+    """The access lines written since `mark`, once there are `at_least` of them (a
+    line is written after its answer ends) or `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = access_lines(gw.log_text(mark))
+        if len(lines) >= max(at_least, 1) or time.monotonic() >= deadline:
+            return lines
+        time.sleep(0.05)
+
+
 def known_refusal(agent: Agent, target: str, lines: list[dict]) -> str | None:
     """The gateway's 400 for a field this converted run is known to be refused for."""
     fields = KNOWN_REFUSALS.get((agent.name, target), ())
@@ -351,9 +362,8 @@ def test_agent_cli(agent: Agent, target: str, agent_bin_dir: Path, agent_gateway
 
     run = run_agent(argv, ws.project, env)
 
-    time.sleep(0.2)  # the access line of the last request is written after its answer
-    lines = access_lines(agent_gateway.log_text(mark))
     reqs = [upstream.wait_done(r) for r in upstream.requests]
+    lines = wait_access_lines(agent_gateway, mark, len(reqs))
     report_counts(f"exit {run.returncode} in {run.seconds:.1f}s, {len(lines)} gateway requests, {len(reqs)} upstream")
     assert run.returncode is not None, f"{agent.name} did not finish within {RUN_TIMEOUT}s: {run.describe()}"
     assert not trap.seen, f"{agent.name} tried to reach the network: {trap.seen}"
