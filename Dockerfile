@@ -1,6 +1,9 @@
 # Multi-stage build of the release binary; runs as a non-root user.
 #   docker build -t aigate .
-#   docker run -p 8080:8080 -e OPENAI_API_KEY -e AIGATE_LISTEN=0.0.0.0:8080 aigate
+#   docker run -p 8080:8080 -e OPENAI_API_KEY -e AIGATE_KEY=<a key clients will send> aigate
+# It listens on 0.0.0.0 in the container, so it refuses to start without a gateway
+# key (AIGATE_KEY, or `keys:` in a mounted config): the provider keys are not lent
+# to whoever reaches the port.
 # Config lives at /etc/aigate/aigate.yaml (the repo's conf/ is copied to /etc/aigate).
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*

@@ -75,6 +75,12 @@ pub struct Settings {
     pub model_prices: Option<PriceTable>,
     /// Reload when the config file changes, as on SIGHUP (see `watch.rs`).
     pub watch_config: Option<bool>,
+    /// Serve a non-loopback `listen` address without gateway keys (refused
+    /// otherwise: anyone reaching the port would spend the provider keys).
+    pub allow_unauthenticated: Option<bool>,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-For` / `Forwarded` names the
+    /// client in the access line; from anyone else the socket's address is logged.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// Listener TLS: PEM files, re-read on every SIGHUP.
@@ -232,6 +238,10 @@ pub struct KeyConf {
     /// Spend limits in USD per UTC calendar day / month.
     pub budget_usd_daily: Option<f64>,
     pub budget_usd_monthly: Option<f64>,
+    /// An empty `key` (its variable unset) drops this entry with a warning
+    /// instead of being an error (the embedded default's `AIGATE_KEY`).
+    #[serde(default)]
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -107,7 +107,8 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
     }
     let settings: Settings = de(Value::Mapping(map), "", &mut problems).unwrap_or_default();
     let mut it = sections.into_iter();
-    let keys: Vec<KeyConf> = de_list(it.next().flatten(), "keys", &mut problems);
+    let mut keys: Vec<KeyConf> = de_list(it.next().flatten(), "keys", &mut problems);
+    let dropped = drop_unset_optional_keys(&mut keys);
     let providers: Vec<ProviderConf> = de_list(it.next().flatten(), "providers", &mut problems);
     let models: Vec<ModelConf> = de_list(it.next().flatten(), "models", &mut problems);
     let routes: Vec<RouteConf> = de_list(it.next().flatten(), "routes", &mut problems);
@@ -125,12 +126,76 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
         .into_iter()
         .map(|v| format!("environment variable {v} is not set"))
         .collect();
+    warnings.extend(dropped);
     validate(&file, &mut problems, &mut warnings);
     if problems.is_empty() {
         Ok(Loaded { file, warnings })
     } else {
         Err(problems)
     }
+}
+
+/// `optional: true` keys whose key is empty (an unset variable) are left
+/// out; returns a warning for each.
+fn drop_unset_optional_keys(keys: &mut Vec<KeyConf>) -> Vec<String> {
+    let mut warnings = vec![];
+    keys.retain(|k| {
+        let unset = k.optional && k.key.as_deref() == Some("") && k.sha256.is_none();
+        if unset {
+            warnings.push(format!(
+                "gateway key '{}' is optional and empty (its variable unset): left out",
+                k.id
+            ));
+        }
+        !unset
+    });
+    warnings
+}
+
+/// No gateway keys on an address beyond this machine lends the provider keys
+/// to anyone who reaches it: refused unless `allow_unauthenticated: true`.
+fn check_exposure(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<String>) {
+    if !f.keys.is_empty() {
+        return;
+    }
+    let listen = f
+        .settings
+        .listen
+        .as_ref()
+        .map_or_else(|| vec![DEFAULT_LISTEN.to_string()], OneOrMany::to_vec);
+    let exposed: Vec<&String> = listen
+        .iter()
+        .filter(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| !a.ip().is_loopback())
+        })
+        .collect();
+    if exposed.is_empty() {
+        warnings.push(
+            "no gateway keys configured: the gateway is open to anyone who can reach its loopback address".into(),
+        );
+    } else if f.settings.allow_unauthenticated == Some(true) {
+        warnings.push(format!(
+            "no gateway keys configured and allow_unauthenticated: true: the gateway is open to anyone who can reach {}",
+            join(&exposed)
+        ));
+    } else {
+        problems.push(problem(
+            "keys",
+            format!(
+                "none configured, but listen has {} (not loopback): anyone who reaches it would spend the provider keys. Add gateway keys under `keys:` (with the embedded default or conf/aigate.yaml, set AIGATE_KEY), or set `allow_unauthenticated: true` to serve it open",
+                join(&exposed)
+            ),
+        ));
+    }
+}
+
+fn join(addrs: &[&String]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_addr(s: &str, path: &str, problems: &mut Vec<Problem>) {
@@ -495,10 +560,11 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
     }
     crate::routes::validate(f, problems);
     crate::payload::validate(f, problems);
-    if f.keys.is_empty() {
-        warnings.push(
-            "no gateway keys configured: the gateway is open to anyone who can reach it".into(),
-        );
+    check_exposure(f, problems, warnings);
+    for (i, p) in s.trusted_proxies.iter().flatten().enumerate() {
+        if let Err(e) = p.parse::<crate::client_addr::Cidr>() {
+            problems.push(problem(format!("trusted_proxies[{i}]"), e));
+        }
     }
 }
 
@@ -508,6 +574,47 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn no_keys_beyond_loopback_is_refused_unless_allowed() {
+        let p = parse("listen: [\"127.0.0.1:1\", \"0.0.0.0:2\"]\n", &no_env).unwrap_err();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "keys");
+        assert!(p[0].message.contains("0.0.0.0:2") && !p[0].message.contains("127.0.0.1:1"));
+        assert!(parse("listen: \"[::]:2\"\n", &no_env).is_err());
+        let open = parse(
+            "listen: \"0.0.0.0:2\"\nallow_unauthenticated: true\n",
+            &no_env,
+        )
+        .unwrap();
+        assert!(
+            open.warnings
+                .iter()
+                .any(|w| w.contains("allow_unauthenticated"))
+        );
+        let local = parse("listen: [\"127.0.0.1:1\", \"[::1]:2\"]\n", &no_env).unwrap();
+        assert!(local.warnings.iter().any(|w| w.contains("no gateway keys")));
+        assert!(parse("listen: \"0.0.0.0:2\"\nkeys: [{id: a, key: k}]\n", &no_env).is_ok());
+    }
+
+    #[test]
+    fn an_optional_key_with_an_unset_variable_is_left_out() {
+        let text = "keys: [{id: d, key: \"${K}\", optional: true}]\n";
+        let l = parse(text, &no_env).unwrap();
+        assert!(l.file.keys.is_empty());
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("'d'") && w.contains("left out"))
+        );
+        let set = |_: &str| Some("sk".to_string());
+        assert_eq!(parse(text, &set).unwrap().file.keys.len(), 1);
+        // Not optional: still an error.
+        assert!(parse("keys: [{id: d, key: \"${K}\"}]\n", &no_env).is_err());
+        // Unset and public: refused, naming AIGATE_KEY's way out.
+        let p = parse(&format!("listen: \"0.0.0.0:1\"\n{text}"), &no_env).unwrap_err();
+        assert!(p[0].message.contains("AIGATE_KEY"), "{p:?}");
     }
 
     #[test]

@@ -212,6 +212,8 @@ pub struct Snapshot {
     /// Configured routes and provider passthrough (`crate::routes`).
     pub routes: crate::routes::RouteTable,
     pub watch_config: bool,
+    /// Peers whose forwarding headers name the client (`client_addr`).
+    pub trusted_proxies: Vec<crate::client_addr::Cidr>,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
 }
@@ -483,6 +485,12 @@ impl Snapshot {
             log_json: s.log_format == Some(LogFormat::Json),
             routes,
             watch_config: s.watch_config.unwrap_or(false),
+            trusted_proxies: s
+                .trusted_proxies
+                .iter()
+                .flatten()
+                .map(|c| c.parse())
+                .collect::<Result<_, String>>()?,
             exact,
             globs,
         })

@@ -234,12 +234,17 @@ impl Gateway {
                 .reconcile(&mut ctx.holds, used, cost, failed)
                 .await;
         }
-        record(ctx);
+        let peer = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let client =
+            crate::client_addr::client(peer, &ctx.snap.trusted_proxies, &s.req_header().headers);
+        record(ctx, client);
         drain::linger_for_next_request(s, shutting_down).await;
     }
 }
 
-fn record(ctx: &RequestCtx) {
+/// Metrics and the access line of one finished request; `client`: the
+/// client's address (`client_addr`).
+fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
     let total = ctx.start.elapsed();
     let ingress = ctx.route.ingress();
     let is_ai = matches!(
@@ -268,6 +273,7 @@ fn record(ctx: &RequestCtx) {
             let cost = ctx.cost_usd.map(|c| (c * 1e9).round() / 1e9);
             let line = json!({
                 "request_id": ctx.request_id,
+                "client": client,
                 "key": ctx.key_id,
                 "ingress": ingress,
                 "provider": (!provider.is_empty()).then_some(provider),
@@ -293,8 +299,21 @@ fn record(ctx: &RequestCtx) {
         crate::access_log::write_with(false, |b| {
             use crate::access_log::{push_ms, push_text, push_usd};
             use crate::translate::json::push_uint;
+            b.extend_from_slice(b"request_id=");
+            match ctx.request_id.as_str() {
+                "" => b.push(b'-'),
+                id => push_text(b, id, 256, false),
+            }
+            b.extend_from_slice(b" client=");
+            match client {
+                // An address has no bytes that need escaping.
+                Some(ip) => {
+                    use std::io::Write;
+                    let _ = write!(b, "{ip}");
+                }
+                None => b.push(b'-'),
+            }
             for (name, v) in [
-                ("request_id=", ctx.request_id.as_str()),
                 (" key=", ctx.key_id.as_deref().unwrap_or("")),
                 (" ingress=", ingress),
                 (" provider=", provider),
