@@ -71,6 +71,13 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
     let inflight =
         IntGauge::new("aigate_inflight_requests", "Requests being served now").expect("metric");
     r.register(Box::new(inflight.clone())).expect("register");
+    // process_* (CPU, resident memory, fds, start time): read from /proc at
+    // each scrape, nothing per request.
+    #[cfg(target_os = "linux")]
+    r.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))
+    .expect("register");
     Metrics {
         requests: counter(
             &r,

@@ -6,6 +6,7 @@ use crate::config::{self, Loaded, Snapshot};
 use crate::limits::Limiter;
 use crate::metrics::METRICS;
 use crate::proxy::Gateway;
+use crate::shutdown::Tracked;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
@@ -63,6 +64,10 @@ fn client_buffers() -> L4BufferSettings {
 }
 
 pub fn main(cli: Cli) -> i32 {
+    if let Some(cmd) = &cli.command {
+        return crate::control::run(cmd, cli.config.as_deref());
+    }
+    crate::process::mark_start();
     // Stamped before reading, so a change made meanwhile is still noticed.
     let stamp = cli
         .config
@@ -144,7 +149,7 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
     let proxy = pingora_proxy::http_proxy(&server.configuration, gateway.clone());
     let mut svc = pingora_core::services::listening::Service::new(
         "aigate".to_string(),
-        crate::proxy::front::Front::new(gateway, proxy),
+        Tracked::new(crate::proxy::front::Front::new(gateway, proxy)),
     );
     for l in &listen {
         let mut endpoint = ListenerConfig::tcp(l.as_str()).l4_buffer(client_buffers());
@@ -155,10 +160,13 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
     }
     server.add_service(svc);
     if let Some(a) = &admin_listen {
-        let mut admin = pingora_proxy::http_proxy_service_with_name(
+        let proxy = pingora_proxy::http_proxy(
             &server.configuration,
             Gateway::new(shared.clone(), limiter.clone(), true),
-            "aigate-admin",
+        );
+        let mut admin = pingora_core::services::listening::Service::new(
+            "aigate-admin".to_string(),
+            Tracked::new(proxy),
         );
         admin.add_tcp(a);
         server.add_service(admin);
@@ -194,9 +202,14 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
             None => "",
         }
     );
+    server.add_service(background_service(
+        "drain watch",
+        crate::shutdown::DrainWatch::new(server.watch_execution_phase(), pid_file.clone()),
+    ));
     server.run(pingora_core::server::RunArgs {
         shutdown_signal: Box::new(crate::upgrade::Signals { upgrade }),
     });
+    crate::shutdown::remove_pid_file(&pid_file);
     0
 }
 

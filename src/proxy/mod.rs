@@ -426,7 +426,10 @@ impl Gateway {
 
         match (&ctx.route, self.admin) {
             (Route::Health, _) => {
-                return respond::json(s, ctx, 200, &json!({"status": "ok"})).await;
+                let body = json!({"status": "ok",
+                    "uptime_seconds": crate::process::uptime().as_secs(),
+                    "resident_memory_bytes": crate::process::resident_bytes()});
+                return respond::json(s, ctx, 200, &body).await;
             }
             (Route::Ready, _) => {
                 // With `on_error: closed` a node that cannot reach the shared
