@@ -145,7 +145,7 @@ def test_one_connection_alternates_between_both_paths(gw: Gateway, upstream: Moc
             # A built-in endpoint served here.
             c.send(get_request("/health", auth=False))
             status, headers, body = c.response()
-            assert (status, json.loads(body)) == (200, {"status": "ok"})
+            assert (status, json.loads(body)["status"]) == (200, "ok")
             # A passthrough route: Pingora proxies it to the upstream, body and all.
             body = json.dumps({"model": "gpt-4o-upstream", "messages": [{"role": "user", "content": f"routed {n}"}]}).encode()
             head = f"POST /upstream/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {GW_KEY_A}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -186,7 +186,7 @@ def test_unusual_request_lines_get_the_same_answers(gw: Gateway, upstream: MockU
         # A query on a plain path, and a path with escaped bytes.
         c.send(get_request("/health?probe=1&x=%20", auth=False))
         status, _, body = c.response()
-        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        assert (status, json.loads(body)["status"]) == (200, "ok")
         c.send(get_request("/v1/chat/%63ompletions"))
         status, _, body = c.response()
         assert status == 404 and "no route" in json.loads(body)["error"]["message"]
