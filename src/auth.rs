@@ -6,7 +6,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The key a client presented: `Authorization: Bearer`, `x-api-key`,
-/// `x-goog-api-key`, or `?key=` in the query — the places each SDK uses.
+/// `x-goog-api-key`, `api-key` (Azure OpenAI's header, which OpenAI-style
+/// tools send), or `?key=` in the query — the places each SDK uses.
 pub fn presented_key<'a>(
     header: &dyn Fn(&str) -> Option<&'a str>,
     query: Option<&'a str>,
@@ -22,7 +23,7 @@ pub fn presented_key<'a>(
             return Some(token);
         }
     }
-    for h in ["x-api-key", "x-goog-api-key"] {
+    for h in ["x-api-key", "x-goog-api-key", "api-key"] {
         if let Some(v) = header(h).map(str::trim).filter(|v| !v.is_empty()) {
             return Some(v);
         }
@@ -86,6 +87,8 @@ mod tests {
         assert_eq!(presented_key(&h, None), Some("sk-a"));
         let h = |n: &str| (n == "x-goog-api-key").then_some("g");
         assert_eq!(presented_key(&h, Some("alt=sse")), Some("g"));
+        let h = |n: &str| (n == "api-key").then_some(" az ");
+        assert_eq!(presented_key(&h, None), Some("az"));
         let none = |_: &str| None;
         assert_eq!(presented_key(&none, Some("alt=sse&key=q1")), Some("q1"));
         assert_eq!(presented_key(&none, Some("key=")), None);

@@ -17,7 +17,7 @@ fn day() -> u64 {
     86400
 }
 
-const DEFAULT_HEADERS: &str = "authorization, content-type, x-api-key, x-goog-api-key, anthropic-version, anthropic-beta, \
+const DEFAULT_HEADERS: &str = "authorization, content-type, x-api-key, x-goog-api-key, api-key, anthropic-version, anthropic-beta, \
 openai-organization, openai-project, x-request-id, x-aigate-debug, x-stainless-arch, x-stainless-lang, \
 x-stainless-os, x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime, \
 x-stainless-runtime-version, x-stainless-timeout, anthropic-dangerous-direct-browser-access";
@@ -25,7 +25,7 @@ x-stainless-runtime-version, x-stainless-timeout, anthropic-dangerous-direct-bro
 /// Response headers a browser script may read.
 const EXPOSED: &str = "x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, \
 x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, \
-x-aigate-provider, x-aigate-model, x-aigate-attempts";
+x-aigate-provider, x-aigate-model, x-aigate-attempts, x-aigate-estimated";
 
 impl CorsConf {
     /// The `Access-Control-Allow-Origin` value for `origin`, if it is allowed.

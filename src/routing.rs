@@ -10,7 +10,22 @@ pub enum Route {
         gemini: Option<GeminiPath>,
     },
     Embeddings,
+    /// Token counting: Anthropic `/v1/messages/count_tokens` or Gemini
+    /// `:countTokens` (model in `gemini`, never streaming).
+    CountTokens {
+        format: Format,
+        gemini: Option<GeminiPath>,
+    },
+    /// Legacy OpenAI `/v1/completions`: passed to OpenAI-kind targets only.
+    Completions,
+    /// `GET /v1/models`: OpenAI's list, or Anthropic's with `anthropic-version`.
     Models,
+    /// `GET /v1/models/{id}` (the id as it came in the path, still escaped).
+    Model(String),
+    /// `GET /v1beta/models`: Gemini's list.
+    GeminiModels,
+    /// `GET /v1beta/models/{model}`.
+    GeminiModel(String),
     Health,
     Ready,
     Metrics,
@@ -33,7 +48,11 @@ impl Route {
         match self {
             Route::Chat { format, .. } => format.as_str(),
             Route::Embeddings => "embeddings",
-            Route::Models => "models",
+            Route::CountTokens { .. } => "count_tokens",
+            Route::Completions => "completions",
+            Route::Models | Route::Model(_) | Route::GeminiModels | Route::GeminiModel(_) => {
+                "models"
+            }
             Route::Health | Route::Ready => "health",
             Route::Metrics => "metrics",
             Route::Pass(k) => k.as_str(),
@@ -44,7 +63,7 @@ impl Route {
     /// The format errors are written in: the client's own, else OpenAI's.
     pub fn error_format(&self, path: &str) -> Format {
         match self {
-            Route::Chat { format, .. } => *format,
+            Route::Chat { format, .. } | Route::CountTokens { format, .. } => *format,
             _ if path.starts_with("/v1beta/") => Format::Gemini,
             _ => Format::OpenAiChat,
         }
@@ -77,12 +96,44 @@ pub fn route(method: &str, path: &str) -> Route {
                 gemini: None,
             },
         ),
+        "/v1/messages/count_tokens" => pick(
+            post,
+            Route::CountTokens {
+                format: Format::Anthropic,
+                gemini: None,
+            },
+        ),
+        "/v1/completions" | "/completions" => pick(post, Route::Completions),
         "/v1/embeddings" | "/embeddings" => pick(post, Route::Embeddings),
         "/v1/models" | "/models" => pick(get, Route::Models),
+        "/v1beta/models" => pick(get, Route::GeminiModels),
         "/health" | "/health/live" => pick(get, Route::Health),
         "/health/ready" => pick(get, Route::Ready),
         "/metrics" => pick(get, Route::Metrics),
-        _ => gemini(path).map_or(Route::NotFound, |g| pick(post, g)),
+        _ => model_path(path, post, get),
+    }
+}
+
+/// `/v1beta/models/{rest}` and `/v1/models/{rest}`: a Gemini operation when
+/// `rest` ends in one (POST), else one model's details (GET). Model names may
+/// hold `:` (`llama3.1:8b`), so only a known operation makes an operation.
+fn model_path(path: &str, post: bool, get: bool) -> Route {
+    let (rest, beta) = match path.strip_prefix("/v1beta/models/") {
+        Some(r) => (r, true),
+        None => match path.strip_prefix("/v1/models/") {
+            Some(r) => (r, false),
+            None => return Route::NotFound,
+        },
+    };
+    if let Some(op) = gemini(rest) {
+        return if post { op } else { Route::MethodNotAllowed };
+    }
+    match (rest.is_empty(), get, beta) {
+        (true, ..) => Route::NotFound,
+        (false, true, true) => Route::GeminiModel(rest.to_string()),
+        (false, true, false) => Route::Model(rest.to_string()),
+        (false, false, _) if post => Route::NotFound,
+        (false, false, _) => Route::MethodNotAllowed,
     }
 }
 
@@ -117,26 +168,60 @@ pub fn check_model_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn gemini(path: &str) -> Option<Route> {
-    let rest = path
-        .strip_prefix("/v1beta/models/")
-        .or_else(|| path.strip_prefix("/v1/models/"))?;
+/// `{model}:{operation}` for the operations aigate serves.
+fn gemini(rest: &str) -> Option<Route> {
     let (model, op) = rest.rsplit_once(':')?;
-    let stream = match op {
-        "generateContent" => false,
-        "streamGenerateContent" => true,
-        _ => return None,
-    };
     if model.is_empty() {
         return None;
     }
-    Some(Route::Chat {
-        format: Format::Gemini,
-        gemini: Some(GeminiPath {
+    let path = |stream| {
+        Some(GeminiPath {
             model: model.to_string(),
             stream,
+        })
+    };
+    let format = Format::Gemini;
+    match op {
+        "generateContent" => Some(Route::Chat {
+            format,
+            gemini: path(false),
         }),
-    })
+        "streamGenerateContent" => Some(Route::Chat {
+            format,
+            gemini: path(true),
+        }),
+        "countTokens" => Some(Route::CountTokens {
+            format,
+            gemini: path(false),
+        }),
+        _ => None,
+    }
+}
+
+/// A path segment with its `%XX` escapes decoded (SDKs escape `/` in model
+/// ids); `None` when an escape is malformed or decodes to invalid UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    if !s.contains('%') {
+        return Some(s.to_string());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -180,6 +265,16 @@ mod tests {
     }
 
     #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(percent_decode("a%zz"), None);
+        assert_eq!(percent_decode("a%+1"), None);
+        assert_eq!(percent_decode("%FF"), None);
+    }
+
+    #[test]
     fn routes() {
         assert_eq!(route("POST", "/v1/messages").ingress(), "anthropic");
         assert_eq!(route("GET", "/v1/messages"), Route::MethodNotAllowed);
@@ -200,9 +295,41 @@ mod tests {
             r => panic!("{r:?}"),
         }
         assert_eq!(
-            route("POST", "/v1beta/models/x:countTokens"),
+            route("POST", "/v1beta/models/x:embedContent"),
             Route::NotFound
         );
+        assert_eq!(
+            route("POST", "/v1beta/models/g:countTokens"),
+            Route::CountTokens {
+                format: Format::Gemini,
+                gemini: Some(GeminiPath {
+                    model: "g".into(),
+                    stream: false
+                })
+            }
+        );
+        assert_eq!(
+            route("POST", "/v1/messages/count_tokens").error_format("/v1/messages/count_tokens"),
+            Format::Anthropic
+        );
+        assert_eq!(route("POST", "/v1/completions"), Route::Completions);
+        assert_eq!(route("GET", "/v1/completions"), Route::MethodNotAllowed);
+        assert_eq!(
+            route("GET", "/v1/models/llama3.1:8b"),
+            Route::Model("llama3.1:8b".into())
+        );
+        assert_eq!(
+            route("GET", "/v1beta/models/gemini-2.5-flash"),
+            Route::GeminiModel("gemini-2.5-flash".into())
+        );
+        assert_eq!(route("GET", "/v1beta/models"), Route::GeminiModels);
+        assert_eq!(route("POST", "/v1beta/models"), Route::MethodNotAllowed);
+        assert_eq!(
+            route("GET", "/v1beta/models/g:generateContent"),
+            Route::MethodNotAllowed
+        );
+        assert_eq!(route("DELETE", "/v1/models/x"), Route::MethodNotAllowed);
+        assert_eq!(route("GET", "/v1/models/"), Route::NotFound);
         assert_eq!(
             route("POST", "/v1beta/x").error_format("/v1beta/x"),
             Format::Gemini

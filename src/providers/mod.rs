@@ -77,8 +77,16 @@ pub fn chat_format(kind: ProviderKind, api: OpenAiApi) -> Format {
 /// What the request asks the provider to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    Chat { stream: bool },
+    Chat {
+        stream: bool,
+    },
     Embeddings,
+    /// Token counting (Anthropic and Gemini have an endpoint for it).
+    CountTokens,
+    /// Legacy OpenAI completions (OpenAI kinds only).
+    Completions {
+        stream: bool,
+    },
 }
 
 /// Upstream path and query for an operation. `client_query` is the Gemini
@@ -95,6 +103,15 @@ pub fn upstream_path(
     // a glob never adds segments, a query or a fragment to the upstream URL.
     let model = &path_segment(model.strip_prefix("models/").unwrap_or(model));
     match (format, op) {
+        // Only OpenAI kinds are sent these (the request passes as it came).
+        (_, Op::Completions { .. }) => format!("{p}/completions"),
+        (Format::Anthropic, Op::CountTokens) => format!("{p}/v1/messages/count_tokens"),
+        (Format::Gemini, Op::CountTokens) => format!("{p}/v1beta/models/{model}:countTokens"),
+        // OpenAI has no counting endpoint: such counts are estimated and
+        // never sent (exchange.rs); the arm only completes the match.
+        (Format::OpenAiChat | Format::OpenAiResponses, Op::CountTokens) => {
+            format!("{p}/chat/completions")
+        }
         (Format::OpenAiChat, Op::Chat { .. }) => format!("{p}/chat/completions"),
         (Format::OpenAiResponses, Op::Chat { .. }) => format!("{p}/responses"),
         (Format::OpenAiChat | Format::OpenAiResponses, Op::Embeddings) => format!("{p}/embeddings"),
@@ -250,6 +267,24 @@ mod tests {
         assert_eq!(
             upstream_path(&a, Format::Anthropic, Op::Chat { stream: false }, "c", None),
             "/v1/messages"
+        );
+        assert_eq!(
+            upstream_path(&a, Format::Anthropic, Op::CountTokens, "c", None),
+            "/v1/messages/count_tokens"
+        );
+        assert_eq!(
+            upstream_path(&g, Format::Gemini, Op::CountTokens, "a/b", None),
+            "/v1beta/models/a%2Fb:countTokens"
+        );
+        assert_eq!(
+            upstream_path(
+                &o,
+                Format::OpenAiChat,
+                Op::Completions { stream: true },
+                "m",
+                None
+            ),
+            "/v1/completions"
         );
     }
 }

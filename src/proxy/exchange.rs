@@ -15,6 +15,7 @@ use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
 use super::upstream::{POOL_IDLE, Upstream as Connector, ready_now};
+use crate::config::file::ProviderKind;
 use crate::config::runtime::{Provider, Resolved};
 use crate::limits::Limiter;
 use crate::providers::{Op, upstream_path};
@@ -79,7 +80,51 @@ impl Ask {
     }
 
     fn stream(&self) -> bool {
-        matches!(self.op, Op::Chat { stream: true })
+        matches!(
+            self.op,
+            Op::Chat { stream: true } | Op::Completions { stream: true }
+        )
+    }
+
+    /// A counting body for a target speaking `to`, for upstream model
+    /// `model`: the client's own (model mapped) when the formats match, else
+    /// converted like a chat body and shaped for `to`'s counting endpoint.
+    /// For a target without one (OpenAI) it is the body the estimate reads.
+    fn count_body_for(
+        &mut self,
+        to: Format,
+        model: &str,
+        compatible: bool,
+    ) -> Result<Bytes, translate::TranslateError> {
+        if to == self.ingress {
+            return match to {
+                Format::Gemini => Ok(translate::count::gemini_same_format(&self.body, model)?
+                    .map_or_else(|| self.body.clone(), Bytes::from)),
+                _ => self.body_for(to, model, compatible),
+            };
+        }
+        if self.tree.is_none() {
+            let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
+                translate::TranslateError::bad_request(
+                    format!("request body is not valid JSON: {e}"),
+                    None,
+                )
+            })?;
+            self.tree = Some(translate::count::chat_request(self.ingress, v)?);
+        }
+        let tree = self.tree.as_ref().expect("parsed above");
+        let opts = RequestOpts {
+            model: model.to_string(),
+            stream: false,
+        };
+        let chat = if compatible {
+            translate::convert_request_compatible(self.ingress, to, tree, &opts)?
+        } else {
+            translate::convert_request(self.ingress, to, tree, &opts)?
+        };
+        let chat: Value = serde_json::from_slice(&chat).unwrap_or_default();
+        let body = translate::count::request_for(to, chat, model);
+        Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
     }
 
     /// The body for a target speaking `to`, for upstream model `model`.
@@ -255,6 +300,9 @@ pub async fn run(
     let mut prev: Option<usize> = None;
     // What a target's tpm reserves per attempt, like a key's.
     let estimate = crate::limits::estimate_tokens(ask.body.len(), ask.peeked.max_output);
+    // Counting is free at the providers and limited apart from generation:
+    // it takes nothing from a target's limits (README "Limits").
+    let counting = ask.op == Op::CountTokens;
     loop {
         let mut progressed = false;
         for (ti, t) in targets.iter().enumerate() {
@@ -262,6 +310,9 @@ pub async fn run(
                 continue;
             }
             let p = &snap.providers[t.provider];
+            if counting && !translate::count::has_endpoint(p.format) {
+                return estimate_count(s, ctx, ask, p, t).await;
+            }
             let mut tried: Vec<usize> = vec![];
             loop {
                 if ctx.attempts >= budget || on_provider[t.provider] >= p.retry.max_attempts {
@@ -289,6 +340,7 @@ pub async fn run(
                 // the breaker, whose half-open probe must not be wasted on it.
                 let mut hold = match &t.limits {
                     None => None,
+                    Some(_) if counting => None,
                     Some(tl) => match limiter.admit_target(tl, estimate).await {
                         Ok(h) => Some(h),
                         Err(r) => {
@@ -613,10 +665,33 @@ async fn attempt(
             Format::Gemini => Format::Gemini,
             _ => Format::OpenAiChat,
         },
-        Op::Chat { .. } => p.format,
+        Op::Chat { .. } | Op::CountTokens => p.format,
+        // Legacy completions pass as they came, to OpenAI kinds only.
+        Op::Completions { .. } => match p.kind {
+            ProviderKind::Openai | ProviderKind::OpenaiCompatible => ask.ingress,
+            other => {
+                return Ok(Attempt::Failed(Failure::Convert(
+                    translate::TranslateError::bad_request(
+                        format!(
+                            "/v1/completions is served only by providers of kind openai or \
+                             openai-compatible; model '{}' goes to provider '{}' of kind {}",
+                            ask.peeked.model.as_deref().unwrap_or(model),
+                            p.name,
+                            other.as_str()
+                        ),
+                        Some("model"),
+                    ),
+                )));
+            }
+        },
     };
-    let compatible = p.kind == crate::config::file::ProviderKind::OpenaiCompatible;
-    let body = match ask.body_for(to, model, compatible) {
+    let compatible = p.kind == ProviderKind::OpenaiCompatible;
+    let body = if ask.op == Op::CountTokens {
+        ask.count_body_for(to, model, compatible)
+    } else {
+        ask.body_for(to, model, compatible)
+    };
+    let body = match body {
         // Payload rules edit the converted body; without rules it is untouched.
         Ok(b) => match &t.payload {
             Some(rules) => rules.apply_bytes(b),
@@ -735,6 +810,9 @@ async fn attempt(
         }
         return Ok(Attempt::Done);
     }
+    if ask.op == Op::CountTokens {
+        return count_answer(connector, s, ctx, up, &peer, p, ask, to).await;
+    }
     if stream {
         return Box::pin(stream_answer(connector, s, ctx, up, &peer, p, ask, to)).await;
     } else {
@@ -777,6 +855,87 @@ async fn attempt(
         }
     }
     Ok(Attempt::Done)
+}
+
+/// A counting answer (status < 400) to the client: as it came when the
+/// formats match, else its count in the client's shape. Counting uses no
+/// tokens, so none are recorded.
+#[allow(clippy::too_many_arguments)]
+async fn count_answer(
+    connector: &Connector,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut up: Answer,
+    peer: &HttpPeer,
+    p: &Provider,
+    ask: &Ask,
+    from: Format,
+) -> pingora_core::Result<Attempt> {
+    let status = up.status();
+    let head = if from == ask.ingress {
+        let mut h = client_response(up.head(), status, false, None)?;
+        h.insert_header("content-type", "application/json")?;
+        Some(h)
+    } else {
+        None
+    };
+    let body = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
+        Ok(b) => b,
+        Err(f) => return Ok(Attempt::Failed(f)),
+    };
+    connector.release(up, peer, ctx.kept.as_mut()).await;
+    count_outcome(p, "ok");
+    if let Some(mut h) = head {
+        h.insert_header("content-length", body.len().to_string())?;
+        write_header(s, ctx, h).await?;
+        write_body(s, ctx, body, true).await?;
+        return Ok(Attempt::Done);
+    }
+    match translate::count::answer_count(from, &body) {
+        Some(n) => {
+            let out = translate::count::answer_body(ask.ingress, n);
+            respond::send(s, ctx, status, "application/json", out, &[]).await?;
+        }
+        None => {
+            let msg = "could not read the token count in the upstream answer";
+            respond::error(s, ctx, ask.ingress, 502, msg, None).await?;
+        }
+    }
+    Ok(Attempt::Done)
+}
+
+/// A count for a target whose API cannot count (OpenAI): estimated from the
+/// request converted for it, and marked `x-aigate-estimated: true`. Nothing
+/// is sent upstream, so no attempt is made or counted.
+async fn estimate_count(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    ask: &mut Ask,
+    p: &Provider,
+    t: &Resolved,
+) -> pingora_core::Result<()> {
+    let compatible = p.kind == ProviderKind::OpenaiCompatible;
+    let body = match ask.count_body_for(p.format, &t.model, compatible) {
+        Ok(b) => b,
+        Err(e) => {
+            return respond::error(
+                s,
+                ctx,
+                ask.ingress,
+                e.status,
+                &e.message,
+                e.param.as_deref(),
+            )
+            .await;
+        }
+    };
+    let tree: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let n = translate::count::estimate(&tree);
+    ctx.provider.clone_from(&p.name);
+    ctx.upstream_model.clone_from(&t.model);
+    let out = translate::count::answer_body(ask.ingress, n);
+    let mark = [("x-aigate-estimated", "true".to_string())];
+    respond::send(s, ctx, 200, "application/json", out, &mark).await
 }
 
 /// Read a whole upstream body (bounded), with the idle and total timeouts.
@@ -960,10 +1119,13 @@ async fn stream_answer(
     let mut pipe = if same {
         let strip =
             ask.ingress == Format::OpenAiChat && ask.stream() && !ask.resp_opts.include_usage;
-        stream::Pipe::Pass(
-            stream::Observer::new(ask.ingress),
-            strip.then(sse::Parser::default),
-        )
+        // Legacy completions chunks carry no deltas the chat decoder knows:
+        // they go out from the first event (usage is still read).
+        let observer = match ask.op {
+            Op::Completions { .. } => stream::Observer::committed(ask.ingress),
+            _ => stream::Observer::new(ask.ingress),
+        };
+        stream::Pipe::Pass(observer, strip.then(sse::Parser::default))
     } else {
         stream::Pipe::Convert(StreamTranslator::new(
             from,

@@ -27,6 +27,7 @@ fn never_forward(name: &str) -> bool {
             | "authorization"
             | "x-api-key"
             | "x-goog-api-key"
+            | "api-key"
             | "accept-encoding"
             | "cookie"
     ) || name.starts_with("x-aigate-")
@@ -270,6 +271,7 @@ mod tests {
         let c = client(&[
             ("Host", "gw"),
             ("x-api-key", "gateway-key"),
+            ("API-Key", "gateway-key-2"),
             ("content-length", "999"),
             ("x-aigate-debug", "1"),
             ("x-custom", "a"),
@@ -297,6 +299,7 @@ mod tests {
         };
         assert_eq!(get("host"), ["127.0.0.1:9"]);
         assert_eq!(get("x-api-key"), ["up-key"]);
+        assert!(get("api-key").is_empty(), "a gateway key went upstream");
         assert_eq!(get("content-length"), ["12"]);
         assert_eq!(get("x-request-id"), ["rid"]);
         assert_eq!(get("accept"), ["text/event-stream"]);

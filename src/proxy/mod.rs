@@ -8,6 +8,7 @@ pub mod exchange;
 pub mod front;
 pub mod headers;
 pub mod intake;
+pub mod models;
 pub mod pass;
 pub mod respond;
 pub mod stream;
@@ -249,7 +250,11 @@ fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
     let ingress = ctx.route.ingress();
     let is_ai = matches!(
         ctx.route,
-        Route::Chat { .. } | Route::Embeddings | Route::Pass(_)
+        Route::Chat { .. }
+            | Route::Embeddings
+            | Route::Pass(_)
+            | Route::CountTokens { .. }
+            | Route::Completions
     );
     if is_ai {
         let (provider, model) = (ctx.provider.as_str(), ctx.model_label());
@@ -421,7 +426,11 @@ impl Gateway {
                 None => {}
             }
         }
-        let efmt = ctx.route.error_format(&path);
+        let models_shape = models::Shape::of(
+            &ctx.route,
+            s.req_header().headers.contains_key("anthropic-version"),
+        );
+        let efmt = models_shape.map_or_else(|| ctx.route.error_format(&path), |m| m.error_format());
         let snap = ctx.snap.clone();
 
         match (&ctx.route, self.admin) {
@@ -510,18 +519,14 @@ impl Gateway {
         };
         ctx.key_id = key.map(|k| k.id.clone());
 
-        if ctx.route == Route::Models {
-            let data: Vec<_> = snap
-                .models
-                .iter()
-                .filter(|m| !m.is_glob && key.is_none_or(|k| k.allows(&m.name)))
-                .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": "aigate"}))
-                .collect();
-            return respond::json(s, ctx, 200, &json!({"object": "list", "data": data})).await;
+        if let Some(shape) = models_shape {
+            return models::answer(s, ctx, key, shape).await;
         }
 
         let (ingress, gemini) = match &ctx.route {
-            Route::Chat { format, gemini } => (*format, gemini.clone()),
+            Route::Chat { format, gemini } | Route::CountTokens { format, gemini } => {
+                (*format, gemini.clone())
+            }
             _ => (Format::OpenAiChat, None),
         };
         let Some(body) = exchange::read_body(s, ctx, snap.max_body_bytes).await? else {
@@ -602,13 +607,26 @@ impl Gateway {
                 }
             }
         }
+        let op = match ctx.route {
+            Route::Embeddings => Op::Embeddings,
+            Route::CountTokens { .. } => Op::CountTokens,
+            Route::Completions => Op::Completions { stream },
+            _ => Op::Chat { stream },
+        };
         if let Some(k) = key {
             let kl = k.limits();
+            // A count is a request (rpm, concurrency) that generates and
+            // bills nothing: it reserves no tokens and no cost.
+            let counting = op == Op::CountTokens;
             let mut estimate = limits::Estimate {
-                tokens: limits::estimate_tokens(body.len(), peeked.max_output),
+                tokens: if counting {
+                    0
+                } else {
+                    limits::estimate_tokens(body.len(), peeked.max_output)
+                },
                 cost_micro_usd: 0,
             };
-            if kl.has_budget() {
+            if kl.has_budget() && !counting {
                 // Priced as the first target; reconciled with the real cost.
                 let price = targets.first().and_then(|t| snap.prices.lookup(&t.model));
                 estimate.cost_micro_usd = price.map_or(0, |p| {
@@ -633,11 +651,6 @@ impl Gateway {
         if let Err(refusal) = self.limiter.admit_global(global, &mut ctx.holds).await {
             return respond::refusal(s, ctx, efmt, refusal).await;
         }
-        let op = if ctx.route == Route::Embeddings {
-            Op::Embeddings
-        } else {
-            Op::Chat { stream }
-        };
         let gemini_query = gemini
             .as_ref()
             .map(|_| auth::strip_key_param(query.as_deref().unwrap_or("")));

@@ -80,6 +80,15 @@ impl Observer {
         }
     }
 
+    /// An observer that holds nothing back (content counts as started):
+    /// for streams whose content events the decoder does not know, which
+    /// must still flow as they come; usage and errors are still read.
+    pub fn committed(format: Format) -> Self {
+        let mut o = Observer::new(format);
+        o.seen.content = true;
+        o
+    }
+
     /// Count the generated text in `chunk`, until the upstream shows it
     /// reports usage (then its count is used).
     fn count(&mut self, chunk: &[u8]) {

@@ -34,7 +34,10 @@ impl NameList {
 
 /// Where clients put their key (SPEC "Client-facing endpoints").
 pub fn is_credential(name: &str) -> bool {
-    matches!(name, "authorization" | "x-api-key" | "x-goog-api-key")
+    matches!(
+        name,
+        "authorization" | "x-api-key" | "x-goog-api-key" | "api-key"
+    )
 }
 
 fn hop_by_hop(name: &str) -> bool {
@@ -98,6 +101,7 @@ mod tests {
             "authorization",
             "x-api-key",
             "x-goog-api-key",
+            "api-key",
             "host",
             "connection",
             "te",

@@ -94,6 +94,7 @@ pub struct Usage {
 }
 
 pub mod anthropic;
+pub mod count;
 pub mod embeddings;
 pub mod errors;
 pub mod gemini;

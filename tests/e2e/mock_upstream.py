@@ -1289,6 +1289,10 @@ class Handler(BaseHTTPRequestHandler):
         """(format, model-from-path, gemini method)."""
         if path.endswith("/chat/completions"):
             return "openai-chat", None, None
+        if path.endswith("/completions"):
+            return "openai-completions", None, None
+        if path.endswith("/messages/count_tokens"):
+            return "anthropic-count", None, None
         if path.endswith("/responses"):
             return "openai-responses", None, None
         if path.endswith("/embeddings"):
@@ -1300,7 +1304,7 @@ class Handler(BaseHTTPRequestHandler):
         m = _GEMINI_RE.match(path)
         if m:
             method = m.group("method")
-            fmt = "gemini-embeddings" if method in ("embedContent", "batchEmbedContents") else "gemini"
+            fmt = "gemini-embeddings" if method in ("embedContent", "batchEmbedContents") else "gemini-count" if method == "countTokens" else "gemini"
             return fmt, m.group("model"), method
         return None, None, None
 
@@ -1393,6 +1397,12 @@ class Handler(BaseHTTPRequestHandler):
             ct = "application/json; charset=UTF-8" if fmt.startswith("gemini") else "application/json"
             return self._send_json(rec, status, err, headers=hdrs, content_type=ct, pretty=fmt.startswith("gemini"))
 
+        if fmt == "anthropic-count":
+            return self._count_anthropic(rec, req)
+        if fmt == "gemini-count":
+            return self._count_gemini(rec, req)
+        if fmt == "openai-completions":
+            return self._completions(rec, req, sc)
         if fmt == "openai-models":
             return self._send_json(rec, 200, {"object": "list", "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": "mock"} for m in ("gpt-4o", "gpt-4o-mini")]})
         if fmt == "openai-embeddings":
@@ -1472,6 +1482,58 @@ class Handler(BaseHTTPRequestHandler):
             return self._stream(rec, status, "application/json; charset=UTF-8", _json_array_pieces(chunks), sc, {}, fmt)
         return self._stream(rec, status, ct, events, sc, {}, fmt)
 
+    def _count_anthropic(self, rec: Recorded, req: dict) -> None:
+        # The real endpoint refuses what it does not count (max_tokens, stream, ...).
+        extra = sorted(set(req) - ANTHROPIC_COUNT_FIELDS)
+        if extra or not isinstance(req.get("messages"), list) or not req.get("model"):
+            msg = f"{extra[0]}: Extra inputs are not permitted" if extra else "messages and model: Field required"
+            _, err = error_response("anthropic-count", 400, rec.seq, msg)
+            return self._send_json(rec, 400, err)
+        n = count_words({k: req.get(k) for k in ("system", "messages", "tools")})
+        self._send_json(rec, 200, {"input_tokens": n}, headers={"request-id": _req_id(rec.seq)})
+
+    def _count_gemini(self, rec: Recorded, req: dict) -> None:
+        # Either contents or a whole generateContentRequest (which needs its model), not both.
+        gcr = req.get("generateContentRequest")
+        bad = None
+        if ("contents" in req) == (gcr is not None):
+            bad = "Exactly one of contents or generateContentRequest must be set."
+        elif gcr is not None and not str(gcr.get("model", "")).startswith("models/"):
+            bad = "generateContentRequest.model is required (models/{model})."
+        elif set(req) - {"contents", "generateContentRequest"}:
+            bad = f"Invalid JSON payload received. Unknown name \"{sorted(set(req) - {'contents', 'generateContentRequest'})[0]}\": Cannot find field."
+        if bad:
+            _, err = error_response("gemini", 400, rec.seq, bad)
+            return self._send_json(rec, 400, err, content_type="application/json; charset=UTF-8", pretty=True)
+        src = gcr if gcr is not None else req
+        n = count_words({k: src.get(k) for k in ("systemInstruction", "contents", "tools")})
+        self._send_json(rec, 200, {"totalTokens": n, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": n}]}, content_type="application/json; charset=UTF-8", pretty=True)
+
+    def _completions(self, rec: Recorded, req: dict, sc: Scenario) -> None:
+        prompt = req.get("prompt")
+        text = prompt if isinstance(prompt, str) else " ".join(p for p in prompt or [] if isinstance(p, str))
+        r = make_reply(sc, Prompt(last_user_text=text))
+        seq, model = rec.seq, rec.model or "unknown"
+        cid, created = "cmpl-" + _hid(seq, 77, 29), int(time.time())
+        finish = "length" if r.length else "stop"
+        usage = {"prompt_tokens": r.usage["input"], "completion_tokens": r.usage["output"], "total_tokens": r.usage["input"] + r.usage["output"]}
+        if not rec.stream:
+            body = {"id": cid, "object": "text_completion", "created": created, "model": model,
+                    "choices": [{"text": r.text, "index": 0, "logprobs": None, "finish_reason": finish}], "usage": usage}
+            return self._send_json_faulty(rec, sc, body, self._oa_headers(seq))
+
+        def chunk(text: str, fin: str | None) -> bytes:
+            c = {"id": cid, "object": "text_completion", "created": created, "model": model,
+                 "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": fin}]}
+            return b"data: " + _dumps(c).encode() + b"\n\n"
+
+        events = [chunk(piece, None) for piece in split_text(r.text, r.pieces)] + [chunk("", finish)]
+        if (req.get("stream_options") or {}).get("include_usage") and not sc.no_usage:
+            u = {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage}
+            events.append(b"data: " + _dumps(u).encode() + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        self._stream(rec, 200, "text/event-stream; charset=utf-8", events, sc, self._oa_headers(seq), "openai-chat")
+
     def _embeddings_openai(self, rec: Recorded, req: dict) -> None:
         inp = req.get("input")
         texts = [inp] if isinstance(inp, str) else list(inp or [])
@@ -1494,6 +1556,21 @@ class Handler(BaseHTTPRequestHandler):
             text = "".join(p.get("text", "") for p in (r.get("content") or {}).get("parts") or [])
             embs.append({"values": embedding_for(text)})
         self._send_json(rec, 200, {"embeddings": embs}, content_type="application/json; charset=UTF-8", pretty=True)
+
+
+ANTHROPIC_COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+
+
+def count_words(v: Any) -> int:
+    """The mock's token count: the words of every string value (not keys) plus 3,
+    so a count says whether the system prompt and every turn arrived, in any format."""
+    if isinstance(v, str):
+        return len(v.split())
+    if isinstance(v, list):
+        return sum(count_words(x) for x in v)
+    if isinstance(v, dict):
+        return sum(count_words(x) for k, x in v.items() if k not in ("role", "type")) + (3 if "messages" in v or "contents" in v else 0)
+    return 0
 
 
 def _anthropic_cred(rec: Recorded) -> str | None:
