@@ -5,12 +5,18 @@ One threaded HTTP/1.1 server (keep-alive; Content-Length or chunked framing;
 every SSE event written and flushed on its own) serves the four provider wire
 formats on their real paths:
 
-  OpenAI      POST .../v1/chat/completions, .../v1/responses, .../v1/embeddings,
-              GET .../v1/models                      auth: Authorization: Bearer <k>
-  Anthropic   POST .../v1/messages                   auth: x-api-key + anthropic-version
+  OpenAI      POST .../v1/chat/completions, .../v1/completions (legacy), .../v1/responses,
+              .../v1/embeddings, GET .../v1/models   auth: Authorization: Bearer <k>
+  Anthropic   POST .../v1/messages, .../v1/messages/count_tokens
+                                                     auth: x-api-key + anthropic-version
   Gemini      POST .../v1beta/models/{m}:generateContent, :streamGenerateContent
               (SSE with ?alt=sse, CRLF event ends; JSON array without), :embedContent,
-              :batchEmbedContents                    auth: x-goog-api-key or ?key=
+              :batchEmbedContents, :countTokens      auth: x-goog-api-key or ?key=
+
+The counting endpoints answer `count_words` of the prompt (the words of every string
+value, plus 3) and refuse what the real ones refuse (Anthropic: fields other than
+model/messages/system/tools/tool_choice/thinking/mcp_servers; Gemini: both or neither
+of `contents` and `generateContentRequest`, or the latter without its `models/...`).
 
 Paths are matched by suffix, so a provider `base_url` with a path prefix
 (`http://127.0.0.1:N/openai/v1`) works; the recorded request keeps the full path.
