@@ -128,12 +128,12 @@ fn model_path(path: &str, post: bool, get: bool) -> Route {
     if let Some(op) = gemini(rest) {
         return if post { op } else { Route::MethodNotAllowed };
     }
+    // Other methods (OpenAI's DELETE of a fine-tuned model) stay unrouted, so
+    // a configured prefix route can still take them.
     match (rest.is_empty(), get, beta) {
-        (true, ..) => Route::NotFound,
         (false, true, true) => Route::GeminiModel(rest.to_string()),
         (false, true, false) => Route::Model(rest.to_string()),
-        (false, false, _) if post => Route::NotFound,
-        (false, false, _) => Route::MethodNotAllowed,
+        _ => Route::NotFound,
     }
 }
 
@@ -328,7 +328,7 @@ mod tests {
             route("GET", "/v1beta/models/g:generateContent"),
             Route::MethodNotAllowed
         );
-        assert_eq!(route("DELETE", "/v1/models/x"), Route::MethodNotAllowed);
+        assert_eq!(route("DELETE", "/v1/models/x"), Route::NotFound);
         assert_eq!(route("GET", "/v1/models/"), Route::NotFound);
         assert_eq!(
             route("POST", "/v1beta/x").error_format("/v1beta/x"),
