@@ -894,6 +894,7 @@ async fn count_answer(
     match translate::count::answer_count(from, &body) {
         Some(n) => {
             let out = translate::count::answer_body(ask.ingress, n);
+            ctx.first_byte = Some(Instant::now());
             respond::send(s, ctx, status, "application/json", out, &[]).await?;
         }
         None => {
@@ -934,6 +935,7 @@ async fn estimate_count(
     ctx.provider.clone_from(&p.name);
     ctx.upstream_model.clone_from(&t.model);
     let out = translate::count::answer_body(ask.ingress, n);
+    ctx.first_byte = Some(Instant::now());
     let mark = [("x-aigate-estimated", "true".to_string())];
     respond::send(s, ctx, 200, "application/json", out, &mark).await
 }

@@ -426,10 +426,9 @@ impl Gateway {
                 None => {}
             }
         }
-        let models_shape = models::Shape::of(
-            &ctx.route,
-            s.req_header().headers.contains_key("anthropic-version"),
-        );
+        let models_shape = models::Shape::of(&ctx.route, || {
+            s.req_header().headers.contains_key("anthropic-version")
+        });
         let efmt = models_shape.map_or_else(|| ctx.route.error_format(&path), |m| m.error_format());
         let snap = ctx.snap.clone();
 

@@ -20,10 +20,11 @@ pub enum Shape {
 
 impl Shape {
     /// The shape for a models route; `None` for other routes. Anthropic's
-    /// SDK shares `/v1/models` with OpenAI's and says so by its version header.
-    pub fn of(route: &Route, anthropic_version: bool) -> Option<Shape> {
+    /// SDK shares `/v1/models` with OpenAI's and says so by its version header
+    /// (looked up only on those routes, not per chat request).
+    pub fn of(route: &Route, anthropic_version: impl Fn() -> bool) -> Option<Shape> {
         match route {
-            Route::Models | Route::Model(_) if anthropic_version => Some(Shape::Anthropic),
+            Route::Models | Route::Model(_) if anthropic_version() => Some(Shape::Anthropic),
             Route::Models | Route::Model(_) => Some(Shape::OpenAi),
             Route::GeminiModels | Route::GeminiModel(_) => Some(Shape::Gemini),
             _ => None,
@@ -132,10 +133,17 @@ mod tests {
         let o = model_json(Shape::OpenAi, "m");
         assert_eq!(o["object"], "model");
         assert_eq!(
-            Shape::of(&Route::Model("x".into()), true),
+            Shape::of(&Route::Model("x".into()), || true),
             Some(Shape::Anthropic)
         );
-        assert_eq!(Shape::of(&Route::GeminiModels, true), Some(Shape::Gemini));
-        assert_eq!(Shape::of(&Route::Completions, false), None);
+        assert_eq!(Shape::of(&Route::Models, || false), Some(Shape::OpenAi));
+        assert_eq!(
+            Shape::of(&Route::GeminiModels, || true),
+            Some(Shape::Gemini)
+        );
+        assert_eq!(
+            Shape::of(&Route::Completions, || panic!("header read")),
+            None
+        );
     }
 }
