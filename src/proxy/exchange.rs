@@ -693,9 +693,11 @@ async fn attempt(
     };
     let body = match body {
         // Payload rules edit the converted body; without rules it is untouched.
+        // Not a count's: rules set generation fields (`max_tokens`) that the
+        // counting endpoints refuse.
         Ok(b) => match &t.payload {
-            Some(rules) => rules.apply_bytes(b),
-            None => b,
+            Some(rules) if ask.op != Op::CountTokens => rules.apply_bytes(b),
+            _ => b,
         },
         Err(e) => return Ok(Attempt::Failed(Failure::Convert(e))),
     };

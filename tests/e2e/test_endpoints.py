@@ -173,10 +173,12 @@ def test_count_tokens_errors_in_the_clients_format(gateway: Gateway, upstream: M
 
 def test_count_tokens_limits(start_gateway, upstream: MockUpstream):
     """A count is a request (key rpm) that reserves no tokens, and it takes nothing
-    from a target's own limits (those model the provider's generation quota)."""
+    from a target's own limits (those model the provider's generation quota);
+    payload rules (generation fields) are not applied to it."""
+    # The README's payload example (max_tokens default) must not reach a count.
     cfg = small_config(
         [provider("anthropic", "anthropic", upstream.url)],
-        [{"name": "claude-lim", "targets": [{"provider": "anthropic", "model": "claude-up", "rpm": 1}]}],
+        [{"name": "claude-lim", "payload": {"defaults": {"max_tokens": 8192}}, "targets": [{"provider": "anthropic", "model": "claude-up", "rpm": 1}]}],
         keys=[{"id": "tok", "key": "sk-tok", "tpm": 100000}, {"id": "two", "key": "sk-two", "rpm": 2}],
     )
     gw = start_gateway(cfg)
