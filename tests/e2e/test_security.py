@@ -15,6 +15,7 @@ One gateway serves the whole module, as users run it.
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 
 import httpx
@@ -110,7 +111,13 @@ def test_access_lines_cannot_be_forged(gw: Gateway, fmt: str) -> None:
     assert resp.status_code in (400, 404)
     resp = _send(gw, fmt, "gpt-4o")
     assert resp.status_code == 200, resp.text[:300]
-    log = gw.log_text(mark)
+    # The access line is written after the answer went out: wait (bounded) for both.
+    deadline = time.monotonic() + 5
+    while True:
+        log = gw.log_text(mark)
+        if log.count(" INFO access] ") >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     lines = log.splitlines()
     assert not [l for l in lines if l.startswith("X-Evil") or "request_id=forged" in l and not l.startswith("[")], log
     access = [l for l in lines if " INFO access] " in l]
