@@ -414,7 +414,6 @@ pub struct HealthChecks {
 impl BackgroundService for HealthChecks {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         use pingora_load_balancing::health_check::{HealthCheck, TcpHealthCheck};
-        use std::sync::atomic::Ordering;
         let mut next: std::collections::HashMap<String, std::time::Instant> = Default::default();
         loop {
             let snap = self.shared.load_full();
@@ -450,7 +449,7 @@ impl BackgroundService for HealthChecks {
                         break;
                     }
                 }
-                if p.healthy.swap(ok, Ordering::Relaxed) != ok {
+                if p.health.set(ok, crate::resilience::now_ms()) {
                     log::warn!(
                         "provider '{}' health check: {}",
                         p.name,

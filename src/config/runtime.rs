@@ -7,7 +7,9 @@ use super::load::Loaded;
 use crate::limits::TargetLimits;
 use crate::providers::credentials::Credentials;
 use crate::providers::{Endpoint, chat_format, default_base_url};
-use crate::resilience::{Breaker, BreakerPolicy, CooldownPolicy, CredentialRest, RetryPolicy};
+use crate::resilience::{
+    Breaker, BreakerPolicy, CooldownPolicy, CredentialRest, Health, RetryPolicy,
+};
 use crate::translate::Format;
 use arc_swap::ArcSwap;
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
@@ -91,8 +93,8 @@ pub struct Provider {
     pub inflight: AtomicU64,
     /// Active health checks: (interval, connect timeout), when configured.
     pub health_check: Option<(Duration, Duration)>,
-    /// Last active health check result (true when checks are off).
-    pub healthy: std::sync::atomic::AtomicBool,
+    /// Last active health check result (up when checks are off).
+    pub health: Health,
     /// `ca_file`: the roots this https upstream must chain to (else the system's).
     pub upstream_ca: Option<crate::tls::UpstreamCa>,
     /// False only with `tls_verify: false`.
@@ -105,7 +107,7 @@ impl Provider {
     pub fn usable(&self) -> bool {
         let now = crate::resilience::now_ms();
         !self.disabled
-            && self.healthy.load(Ordering::Relaxed)
+            && self.health.up()
             && !self.addrs.load().is_empty()
             && !self.breaker.is_open(now)
             && !self.rest.all_resting(now)
@@ -379,7 +381,7 @@ impl Snapshot {
                         Duration::from_millis(h.timeout_ms),
                     )
                 }),
-                healthy: std::sync::atomic::AtomicBool::new(true),
+                health: Health::default(),
                 upstream_ca,
                 tls_verify: p.tls_verify.unwrap_or(true),
             });

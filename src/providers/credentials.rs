@@ -74,6 +74,11 @@ impl Credentials {
         out
     }
 
+    /// Credential `i`'s key.
+    pub fn key(&self, i: usize) -> Option<&str> {
+        self.keys.get(i).map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

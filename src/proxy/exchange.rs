@@ -17,9 +17,10 @@ use super::stream;
 use super::upstream::{POOL_IDLE, Upstream as Connector, ready_now};
 use crate::config::file::ProviderKind;
 use crate::config::runtime::{Provider, Resolved};
+use crate::limits::Holds;
 use crate::limits::Limiter;
 use crate::providers::{Op, upstream_path};
-use crate::resilience;
+use crate::resilience::{self, Ended, Fallback, Gate, Skip, Verdict};
 use crate::sse;
 use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator};
 use bytes::{Bytes, BytesMut};
@@ -277,12 +278,40 @@ fn classify(e: &pingora_core::Error, during: &str) -> Failure {
     }
 }
 
+/// Per-request state of the attempt loop, shared by its steps.
+struct Tries {
+    last: Option<Failure>,
+    /// Per target: it cannot serve this request at all (conversion
+    /// impossible), and why it was passed over without an attempt (for
+    /// `resilience::fallback`). One vector: one allocation per request.
+    per_target: Vec<(bool, Option<Skip>)>,
+    on_provider: Vec<u32>,
+    prev: Option<usize>,
+    /// (provider, credential) refused or rate limited during this request:
+    /// not tried again by it, resting or not.
+    refused: Vec<(usize, usize)>,
+    /// What a target's tpm reserves per attempt, like a key's.
+    estimate: u64,
+    /// A token count: target limits are not taken (README "Limits").
+    counting: bool,
+}
+
+/// How one target's turn ended.
+enum Turn {
+    /// The client has its answer.
+    Answered,
+    Tried,
+    Skipped,
+}
+
 /// Run attempts over `targets` until one answers, per the retry policy:
 /// a credential-specific failure (429, 401, 403) moves to the provider's next
 /// credential, a provider failure (connect, timeout, 5xx, 529) to the next
 /// target; rounds repeat over the targets (with backoff on the same provider)
 /// until `retry.max_attempts`. Resting credentials and open circuits are
-/// skipped, not waited for. On total failure the client gets the last error.
+/// skipped, not waited for; when that leaves the request without any attempt,
+/// the candidate out longest is tried anyway (`resilience::fallback`). On
+/// total failure the client gets the last error.
 pub async fn run(
     connector: &Connector,
     limiter: &Arc<Limiter>,
@@ -291,218 +320,361 @@ pub async fn run(
     ask: &mut Ask,
     targets: Vec<Resolved>,
 ) -> pingora_core::Result<()> {
-    let snap = ctx.snap.clone();
-    let budget = snap.retry.max_attempts;
-    let mut last: Option<Failure> = None;
-    // Targets that cannot serve this request at all (conversion impossible).
-    let mut dead = vec![false; targets.len()];
-    let mut on_provider: Vec<u32> = vec![0; snap.providers.len()];
-    let mut prev: Option<usize> = None;
-    // What a target's tpm reserves per attempt, like a key's.
-    let estimate = crate::limits::estimate_tokens(ask.body.len(), ask.peeked.max_output);
-    // Counting is free at the providers and limited apart from generation:
-    // it takes nothing from a target's limits (README "Limits").
-    let counting = ask.op == Op::CountTokens;
+    let budget = ctx.snap.retry.max_attempts;
+    let mut tries = Tries {
+        last: None,
+        per_target: vec![(false, None); targets.len()],
+        on_provider: vec![0; ctx.snap.providers.len()],
+        prev: None,
+        refused: Vec::new(),
+        estimate: crate::limits::estimate_tokens(ask.body.len(), ask.peeked.max_output),
+        // Counting is free at the providers and limited apart from generation:
+        // it takes nothing from a target's limits (README "Limits").
+        counting: ask.op == Op::CountTokens,
+    };
     loop {
         let mut progressed = false;
         for (ti, t) in targets.iter().enumerate() {
-            if dead[ti] {
+            if tries.per_target[ti].0 {
                 continue;
             }
-            let p = &snap.providers[t.provider];
-            if counting && !translate::count::has_endpoint(p.format) {
-                return estimate_count(s, ctx, ask, p, t).await;
+            let p = &ctx.snap.providers[t.provider];
+            if tries.counting && !translate::count::has_endpoint(p.format) {
+                let snap = ctx.snap.clone();
+                return estimate_count(s, ctx, ask, &snap.providers[t.provider], t).await;
             }
-            let mut tried: Vec<usize> = vec![];
-            loop {
-                if ctx.attempts >= budget || on_provider[t.provider] >= p.retry.max_attempts {
-                    break;
-                }
-                let now = resilience::now_ms();
-                if p.disabled {
-                    set_unusable(
-                        &mut last,
-                        Failure::Unusable(format!(
-                            "provider '{}' is disabled: no credential key is set",
-                            p.name
-                        )),
-                    );
-                    break;
-                }
-                if !p.healthy.load(Ordering::Relaxed) {
-                    set_unusable(
-                        &mut last,
-                        Failure::Unusable(format!("provider '{}' failed its health check", p.name)),
-                    );
-                    break;
-                }
-                // A target at its own limit is skipped, not hit; taken before
-                // the breaker, whose half-open probe must not be wasted on it.
-                let mut hold = match &t.limits {
-                    None => None,
-                    Some(_) if counting => None,
-                    Some(tl) => match limiter.admit_target(tl, estimate).await {
-                        Ok(h) => Some(h),
-                        Err(r) => {
-                            set_unusable(&mut last, Failure::Limited(r));
-                            break;
-                        }
-                    },
-                };
-                if p.breaker.admit(now) == resilience::Admit::Open {
-                    if let Some(h) = &mut hold {
-                        limiter.give_back(h).await;
-                    }
-                    set_unusable(
-                        &mut last,
-                        Failure::Unusable(format!(
-                            "provider '{}' is failing (circuit open)",
-                            p.name
-                        )),
-                    );
-                    break;
-                }
-                let cred = if p.credentials.is_empty() {
-                    None
-                } else {
-                    match p.credentials.pick_where(p.fill_first, |i| {
-                        !p.rest.resting(i, now) && !tried.contains(&i)
-                    }) {
-                        Some((i, k)) => Some((i, k.to_string())),
-                        None => {
-                            if let Some(h) = &mut hold {
-                                limiter.give_back(h).await;
-                            }
-                            if tried.is_empty() {
-                                set_unusable(
-                                    &mut last,
-                                    Failure::Unusable(format!(
-                                        "every credential of provider '{}' is resting after rate limits or auth failures",
-                                        p.name
-                                    )),
-                                );
-                            }
-                            break;
-                        }
-                    }
-                };
-                if prev == Some(t.provider) {
-                    let n = on_provider[t.provider];
-                    tokio::time::sleep(p.retry.backoff(n, rand::random::<f64>())).await;
-                }
-                prev = Some(t.provider);
-                progressed = true;
-                on_provider[t.provider] += 1;
-                ctx.provider.clone_from(&p.name);
-                ctx.upstream_model.clone_from(&t.model);
-                p.inflight.fetch_add(1, Ordering::Relaxed);
-                let r = attempt(
-                    connector,
-                    s,
-                    ctx,
-                    ask,
-                    p,
-                    t,
-                    cred.as_ref().map(|(_, k)| k.as_str()),
-                )
-                .await;
-                p.inflight.fetch_sub(1, Ordering::Relaxed);
-                if let Some(mut h) = hold {
-                    match &r {
-                        // A failed attempt used no tokens; one never sent took
-                        // no request from the upstream's quota either.
-                        Ok(Attempt::Failed(f)) if sent(f) => {
-                            limiter.reconcile(&mut h, None, None, true).await
-                        }
-                        Ok(Attempt::Failed(_)) => limiter.give_back(&mut h).await,
-                        // Settled with the reported usage when the request ends.
-                        _ => ctx.holds.absorb(h),
-                    }
-                }
-                let failure = match r? {
-                    Attempt::Done => {
-                        p.breaker.success();
-                        if let Some((i, _)) = &cred {
-                            p.rest.ok(*i);
-                        }
-                        return Ok(());
-                    }
-                    Attempt::Failed(f) => f,
-                };
-                crate::metrics::METRICS
-                    .attempts
-                    .with_label_values(&[&p.name, outcome_label(&failure)])
-                    .inc();
-                log::debug!(
-                    "request {} attempt on {} failed: {}",
-                    ctx.request_id,
-                    p.name,
-                    failure_text(&failure)
-                );
-                let now = resilience::now_ms();
-                let next_credential = match &failure {
-                    Failure::Status(st @ (429 | 401 | 403), h, ..) => {
-                        if let Some((i, _)) = &cred {
-                            let rest = if *st == 429 {
-                                h.get_str("retry-after")
-                                    .and_then(resilience::parse_retry_after)
-                                    .unwrap_or(snap.cooldown.rate_limited)
-                            } else {
-                                snap.cooldown.auth_failed
-                            };
-                            if p.rest.rest(*i, rest, now) && *st != 429 {
-                                log::warn!(
-                                    "provider '{}' credential #{} rejected with {st}: resting it for {}s",
-                                    p.name,
-                                    i + 1,
-                                    rest.as_secs()
-                                );
-                            }
-                            tried.push(*i);
-                        }
-                        cred.is_some()
-                    }
-                    // A 4xx says nothing about the provider's health.
-                    Failure::Status(st, ..) if *st < 500 => false,
-                    Failure::Status(..)
-                    | Failure::Connect(_)
-                    | Failure::Timeout(_)
-                    | Failure::Io(_) => {
-                        if p.breaker.failure(&snap.breaker, now) {
-                            log::warn!(
-                                "provider '{}' circuit opened after repeated failures",
-                                p.name
-                            );
-                        }
-                        false
-                    }
-                    Failure::Convert(_) | Failure::Unusable(_) => {
-                        dead[ti] = true;
-                        false
-                    }
-                    // Not an attempt outcome: limits are checked before one.
-                    Failure::Limited(_) => false,
-                };
-                // A non-retryable answer (a 400 about the request, say) goes
-                // straight back: another target would refuse it too.
-                if let Failure::Status(st, ..) = &failure
-                    && !p.retry.retries_status(*st)
-                    && !(next_credential && matches!(st, 401 | 403))
-                {
-                    let f = failure;
-                    return fail(s, ctx, ask.ingress, Some(f)).await;
-                }
-                last = Some(failure);
-                if !next_credential {
-                    break;
-                }
+            match turn(connector, limiter, s, ctx, ask, t, ti, &mut tries, None).await? {
+                Turn::Answered => return Ok(()),
+                Turn::Tried => progressed = true,
+                Turn::Skipped => {}
             }
         }
         if !progressed || ctx.attempts >= budget {
             break;
         }
     }
-    fail(s, ctx, ask.ingress, last).await
+    if ctx.attempts == 0 {
+        match resilience::fallback(tries.per_target.iter().map(|t| t.1)) {
+            Fallback::Try(ti) => {
+                let force = tries.per_target[ti].1;
+                let t = &targets[ti];
+                if let Turn::Answered =
+                    turn(connector, limiter, s, ctx, ask, t, ti, &mut tries, force).await?
+                {
+                    return Ok(());
+                }
+            }
+            Fallback::Wait(until) => {
+                let snap = ctx.snap.clone();
+                let name = waiting_provider(&snap, &targets, &tries.per_target, until);
+                return upstream_wait(s, ctx, ask.ingress, name, until).await;
+            }
+            Fallback::Nothing => {}
+        }
+    }
+    fail(s, ctx, ask.ingress, tries.last).await
+}
+
+/// One target's turn: attempts on its provider's credentials until one
+/// answers or the failure says to move on. `force`: the no-alternative
+/// attempt, made once despite a rest or an open circuit.
+#[allow(clippy::too_many_arguments)]
+async fn turn(
+    connector: &Connector,
+    limiter: &Arc<Limiter>,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    ask: &mut Ask,
+    t: &Resolved,
+    ti: usize,
+    tries: &mut Tries,
+    force: Option<Skip>,
+) -> pingora_core::Result<Turn> {
+    let snap = ctx.snap.clone();
+    let p = &snap.providers[t.provider];
+    let mut tried: Vec<usize> = tries
+        .refused
+        .iter()
+        .filter(|(pi, _)| *pi == t.provider)
+        .map(|(_, c)| *c)
+        .collect();
+    let mut turn = Turn::Skipped;
+    while ctx.attempts < snap.retry.max_attempts
+        && tries.on_provider[t.provider] < p.retry.max_attempts
+    {
+        let now = resilience::now_ms();
+        let Some((hold, cred, probe)) = admit(limiter, p, t, ti, tries, &tried, force, now).await
+        else {
+            break;
+        };
+        if tries.prev == Some(t.provider) {
+            let n = tries.on_provider[t.provider];
+            tokio::time::sleep(p.retry.backoff(n, rand::random::<f64>())).await;
+        }
+        tries.prev = Some(t.provider);
+        turn = Turn::Tried;
+        tries.on_provider[t.provider] += 1;
+        ctx.provider.clone_from(&p.name);
+        ctx.upstream_model.clone_from(&t.model);
+        p.inflight.fetch_add(1, Ordering::Relaxed);
+        let key = cred.and_then(|i| p.credentials.key(i));
+        let r = attempt(connector, s, ctx, ask, p, t, key).await;
+        p.inflight.fetch_sub(1, Ordering::Relaxed);
+        settle_hold(limiter, ctx, hold, &r).await;
+        let failure = match r {
+            Ok(Attempt::Done) => {
+                answered(p, cred, force.is_some());
+                return Ok(Turn::Answered);
+            }
+            Ok(Attempt::Failed(f)) => f,
+            Err(e) => {
+                if probe {
+                    p.breaker.release_probe();
+                }
+                return Err(e);
+            }
+        };
+        crate::metrics::METRICS
+            .attempts
+            .with_label_values(&[&p.name, outcome_label(&failure)])
+            .inc();
+        log::debug!(
+            "request {} attempt on {} failed: {}",
+            ctx.request_id,
+            p.name,
+            failure_text(&failure)
+        );
+        let next_credential = judge(p, &snap, &failure, cred, probe, &mut tried);
+        if let (true, Some(i)) = (next_credential, cred) {
+            tries.refused.push((t.provider, i));
+        }
+        if matches!(failure, Failure::Convert(_) | Failure::Unusable(_)) {
+            tries.per_target[ti].0 = true;
+        }
+        // A non-retryable answer (a 400 about the request, say) goes
+        // straight back: another target would refuse it too.
+        if let Failure::Status(st, ..) = &failure
+            && !p.retry.retries_status(*st)
+            && !(next_credential && matches!(st, 401 | 403))
+        {
+            fail(s, ctx, ask.ingress, Some(failure)).await?;
+            return Ok(Turn::Answered);
+        }
+        tries.last = Some(failure);
+        if !next_credential || force.is_some() {
+            break;
+        }
+    }
+    Ok(turn)
+}
+
+/// Take the target's own limit and pass its provider's gate: the limit hold,
+/// the credential, and whether this attempt is the circuit's half-open probe.
+/// None: passed over, and why is recorded in `tries`.
+#[allow(clippy::too_many_arguments)]
+async fn admit(
+    limiter: &Arc<Limiter>,
+    p: &Provider,
+    t: &Resolved,
+    ti: usize,
+    tries: &mut Tries,
+    tried: &[usize],
+    force: Option<Skip>,
+    now: u64,
+) -> Option<(Option<Holds>, Option<usize>, bool)> {
+    if p.disabled {
+        set_unusable(
+            &mut tries.last,
+            Failure::Unusable(format!(
+                "provider '{}' is disabled: no credential key is set",
+                p.name
+            )),
+        );
+        return None;
+    }
+    // A target at its own limit is skipped, not hit; taken before the gate,
+    // whose half-open probe must not be wasted on it.
+    let mut hold = match &t.limits {
+        None => None,
+        Some(_) if tries.counting => None,
+        Some(tl) => match limiter.admit_target(tl, tries.estimate).await {
+            Ok(h) => Some(h),
+            Err(r) => {
+                set_unusable(&mut tries.last, Failure::Limited(r));
+                return None;
+            }
+        },
+    };
+    let needs = !p.credentials.is_empty();
+    let picked = || {
+        p.credentials
+            .pick_where(p.fill_first, |i| {
+                !p.rest.resting(i, now) && !tried.contains(&i)
+            })
+            .map(|(i, _)| i)
+    };
+    let gate = match force {
+        // No alternative is left: tried despite its rest or open circuit,
+        // whose probe this attempt then is (a success closes it).
+        Some(f) => Gate::Go {
+            cred: f.cred.or_else(picked).or(needs.then_some(0)),
+            probe: false,
+        },
+        None => resilience::gate(&p.health, &p.breaker, &p.rest, needs, picked(), tried, now),
+    };
+    match gate {
+        Gate::Go { cred, probe } => Some((hold, cred, probe)),
+        Gate::Out(skip) => {
+            if let Some(h) = &mut hold {
+                limiter.give_back(h).await;
+            }
+            if tried.is_empty() {
+                log::debug!("provider '{}' passed over: {skip:?}", p.name);
+                tries.per_target[ti].1 = Some(skip);
+            }
+            None
+        }
+        Gate::Spent => {
+            if let Some(h) = &mut hold {
+                limiter.give_back(h).await;
+            }
+            None
+        }
+    }
+}
+
+/// Settle a target's limit hold after an attempt.
+async fn settle_hold(
+    limiter: &Arc<Limiter>,
+    ctx: &mut RequestCtx,
+    hold: Option<Holds>,
+    r: &pingora_core::Result<Attempt>,
+) {
+    let Some(mut h) = hold else {
+        return;
+    };
+    match r {
+        // A failed attempt used no tokens; one never sent took no request
+        // from the upstream's quota either.
+        Ok(Attempt::Failed(f)) if sent(f) => limiter.reconcile(&mut h, None, None, true).await,
+        Ok(Attempt::Failed(_)) => limiter.give_back(&mut h).await,
+        // Settled with the reported usage when the request ends.
+        _ => ctx.holds.absorb(h),
+    }
+}
+
+/// The provider answered: its circuit closes, and a forced attempt's
+/// credential ends its rest.
+fn answered(p: &Provider, cred: Option<usize>, forced: bool) {
+    p.breaker.success();
+    if let Some(i) = cred {
+        p.rest.ok(i);
+        if forced {
+            p.rest.lift(i);
+        }
+    }
+}
+
+/// Apply what a failed attempt says about its credential (rest) and its
+/// provider (circuit), per `resilience::verdict`. Returns whether the
+/// provider's next credential may answer instead.
+fn judge(
+    p: &Provider,
+    snap: &crate::config::runtime::Snapshot,
+    f: &Failure,
+    cred: Option<usize>,
+    probe: bool,
+    tried: &mut Vec<usize>,
+) -> bool {
+    let now = resilience::now_ms();
+    let ended = match f {
+        Failure::Status(st, h, ..) => Ended::Status(
+            *st,
+            (*st == 429)
+                .then(|| resilience::reset_hint(|n| h.get_str(n)))
+                .flatten(),
+        ),
+        Failure::Connect(_) | Failure::Timeout(_) | Failure::Io(_) => Ended::Transport,
+        Failure::Convert(_) | Failure::Unusable(_) | Failure::Limited(_) => Ended::Local,
+    };
+    let other = cred.is_some_and(|i| p.rest.other_usable(i, now));
+    let v = resilience::verdict(ended, cred.is_some(), other, &snap.cooldown);
+    match (v, cred) {
+        (Verdict::Rest { rest, hinted }, Some(i)) => {
+            p.rest.rest(i, rest, hinted, now);
+            if let Failure::Status(st @ (401 | 403), ..) = f
+                && p.rest.news(i)
+            {
+                log::warn!(
+                    "provider '{}' credential #{} rejected with {st}: resting it for {}s",
+                    p.name,
+                    i + 1,
+                    rest.as_secs()
+                );
+            }
+        }
+        (Verdict::Refused, Some(i)) => {
+            if let Failure::Status(st, ..) = f
+                && p.rest.news(i)
+            {
+                log::warn!(
+                    "provider '{}' credential #{} rejected with {st}: not resting it, it is the provider's last usable one (logged once until it works)",
+                    p.name,
+                    i + 1
+                );
+            }
+        }
+        (Verdict::Fault, _) => {
+            if p.breaker.failure(&snap.breaker, now) {
+                log::warn!(
+                    "provider '{}' circuit opened after repeated failures",
+                    p.name
+                );
+            }
+        }
+        _ => {
+            if probe {
+                p.breaker.release_probe();
+            }
+        }
+    }
+    match (v, cred) {
+        (Verdict::Rest { .. } | Verdict::Refused, Some(i)) => {
+            tried.push(i);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The provider whose named wait ends at `until`, for the 429's message.
+fn waiting_provider<'a>(
+    snap: &'a crate::config::runtime::Snapshot,
+    targets: &[Resolved],
+    per_target: &[(bool, Option<Skip>)],
+    until: u64,
+) -> &'a str {
+    per_target
+        .iter()
+        .position(|(_, s)| s.is_some_and(|s| s.wait_until == Some(until)))
+        .map_or("", |ti| snap.providers[targets[ti].provider].name.as_str())
+}
+
+/// Every candidate rests under the upstream's own reset time: the client
+/// gets 429 with the remaining `Retry-After`, since the upstream said when.
+async fn upstream_wait(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    ingress: Format,
+    provider: &str,
+    until: u64,
+) -> pingora_core::Result<()> {
+    let left = Duration::from_millis(until.saturating_sub(resilience::now_ms()));
+    let secs = left.as_secs_f64().ceil().max(1.0);
+    ctx.extra_headers.push(("retry-after", secs.to_string()));
+    let msg =
+        format!("provider '{provider}' is rate limited: the upstream asked to retry after {secs}s");
+    respond::error(s, ctx, ingress, 429, &msg, None).await
 }
 
 /// Record that a target could not be tried, unless a real upstream failure

@@ -215,16 +215,21 @@ pub fn peer(ctx: &mut RequestCtx) -> pingora_core::Result<Box<HttpPeer>> {
     let credential = match provider {
         Some(pr) if !pr.credentials.is_empty() => {
             let now = crate::resilience::now_ms();
-            match pr
+            let picked = pr
                 .credentials
                 .pick_where(pr.fill_first, |i| !pr.rest.resting(i, now))
-            {
-                Some((i, k)) => Some((i, k.to_string())),
-                None => {
+                .map(|(i, _)| i);
+            // Every credential resting: the one out longest is tried anyway,
+            // unless the upstream itself said when to come back.
+            match pr.rest.choose(picked, now) {
+                Ok(i) => i.and_then(|i| Some((i, pr.credentials.key(i)?.to_string()))),
+                Err(until) => {
+                    let secs = until.saturating_sub(now).div_ceil(1000).max(1);
+                    ctx.extra_headers.push(("retry-after", secs.to_string()));
                     return Error::e_explain(
-                        ErrorType::HTTPStatus(503),
+                        ErrorType::HTTPStatus(429),
                         format!(
-                            "every credential of provider '{}' is resting after rate limits or auth failures",
+                            "provider '{}' is rate limited: the upstream asked to retry after {secs}s",
                             pr.name
                         ),
                     );
@@ -317,28 +322,7 @@ pub fn response(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora_core
     if let Some(pr) = p.provider.map(|i| &ctx.snap.providers[i]) {
         if let Some((i, _)) = &st.credential {
             let now = crate::resilience::now_ms();
-            match status {
-                429 => {
-                    let rest = resp
-                        .headers
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(crate::resilience::parse_retry_after)
-                        .unwrap_or(ctx.snap.cooldown.rate_limited);
-                    pr.rest.rest(*i, rest, now);
-                }
-                401 | 403 => {
-                    if pr.rest.rest(*i, ctx.snap.cooldown.auth_failed, now) {
-                        log::warn!(
-                            "provider '{}' credential #{} rejected with {status}: resting it for {}s",
-                            pr.name,
-                            i + 1,
-                            ctx.snap.cooldown.auth_failed.as_secs()
-                        );
-                    }
-                }
-                _ => pr.rest.ok(*i),
-            }
+            judge_status(pr, &ctx.snap.cooldown, *i, status, resp, now);
         }
         METRICS
             .attempts
@@ -360,6 +344,49 @@ pub fn response(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora_core
         resp.insert_header(*k, v)?;
     }
     Ok(())
+}
+
+/// A passthrough answer's status applied to its credential, by the same
+/// rule as AI routes (`resilience::verdict`); routes have no circuit.
+fn judge_status(
+    pr: &Provider,
+    cooldown: &crate::resilience::CooldownPolicy,
+    i: usize,
+    status: u16,
+    resp: &ResponseHeader,
+    now: u64,
+) {
+    use crate::resilience::{Ended, Verdict, reset_hint, verdict};
+    let hint = (status == 429)
+        .then(|| reset_hint(|n| resp.headers.get(n).and_then(|v| v.to_str().ok())))
+        .flatten();
+    let other = pr.rest.other_usable(i, now);
+    match verdict(Ended::Status(status, hint), true, other, cooldown) {
+        Verdict::Rest { rest, hinted } => {
+            pr.rest.rest(i, rest, hinted, now);
+            if status != 429 && pr.rest.news(i) {
+                log::warn!(
+                    "provider '{}' credential #{} rejected with {status}: resting it for {}s",
+                    pr.name,
+                    i + 1,
+                    rest.as_secs()
+                );
+            }
+        }
+        Verdict::Refused if pr.rest.news(i) => {
+            log::warn!(
+                "provider '{}' credential #{} rejected with {status}: not resting it, it is the provider's last usable one (logged once until it works)",
+                pr.name,
+                i + 1
+            );
+        }
+        // The credential works: a rest it was forced through is over.
+        _ if status < 400 => {
+            pr.rest.ok(i);
+            pr.rest.lift(i);
+        }
+        _ => {}
+    }
 }
 
 /// `fail_to_connect`: nothing was sent, so a retry is always safe.

@@ -5,7 +5,10 @@ needs, 1-5 ms backoffs, 1 s cooldowns) in front of the mock upstream, injects on
 by model name or by a mock rule, and checks the outcome the retry rules promise:
 
 - credential failures (429 with/without Retry-After, 401, 403) move to the provider's
-  next credential, which then rests for Retry-After / the configured cooldown;
+  next credential, which then rests for Retry-After / the configured cooldown (a
+  401/403 only while another credential is usable); with no alternative left the
+  one out longest is still tried (test_no_black_hole.py covers that rule on the
+  default settings);
 - provider failures (500, 503, 529, reset, accept-then-close, hang past the first-byte
   timeout, connection refused) move to the next target, never to a sibling credential;
 - streams: a failure or an in-stream error event before content fails over without
@@ -217,8 +220,10 @@ def test_429_moves_to_next_credential_which_rests_then_returns(start_gateway: St
 def test_429_on_every_credential_relays_429_then_provider_is_skipped_and_not_ready(start_gateway: StartGateway, upstream: MockUpstream):
     """Both credentials 429 (Retry-After 1): the client gets 429 in its own format
     with Retry-After after 2 attempts (not max_attempts: resting credentials are not
-    retried). While both rest, the next request is not sent upstream at all: 503, and
-    /health/ready says the provider is not usable; after the rest it serves again."""
+    retried). While both rest under the upstream's own Retry-After, the next request
+    is not sent upstream: 429 with the remaining Retry-After (SPEC "Errors": the one
+    answer without an attempt for a resting credential), and /health/ready says the
+    provider is not usable; after the rest it serves again."""
     gw = start_gateway(small_config([oa(upstream, "p", keys=("sk-up-1", "sk-up-2"))], [model("m", ("p", "gpt-x"))], cooldown={"rate_limited_seconds": 30, "auth_failed_seconds": 300}))
     upstream.add_rule("fail-429-retry-1", times=2)
     r = ask(gw, "m", fmt="anthropic")
@@ -231,8 +236,9 @@ def test_429_on_every_credential_relays_429_then_provider_is_skipped_and_not_rea
     assert (st, usable) == (503, {"p": False}), "every credential resting: the provider is not usable"
     assert (gauge(gw, "aigate_resting_credentials", "p"), gauge(gw, "aigate_provider_usable", "p")) == (2, 0)
     r2 = ask(gw, "m", fmt="openai-chat")
-    assert_error_shape("openai-chat", r2, 503)
-    assert len(upstream.requests) == 2, "a request was sent on a resting credential"
+    assert_error_shape("openai-chat", r2, 429)
+    assert r2.headers.get("retry-after") == "1", dict(r2.headers)
+    assert len(upstream.requests) == 2, "a request was sent before the upstream's Retry-After"
     time.sleep(max(0.0, upstream.requests[-1].received_at + 1.3 - time.monotonic()))
     assert ready(gw) == (200, {"p": True})
     assert (gauge(gw, "aigate_resting_credentials", "p"), gauge(gw, "aigate_provider_usable", "p")) == (0, 1)
@@ -666,12 +672,16 @@ def test_circuit_opens_on_connection_refused_and_ready_reports_it(start_gateway:
 
 
 def test_ready_is_503_while_the_only_provider_is_open(start_gateway: StartGateway, upstream: MockUpstream):
+    """/health/ready reports the open circuit; a request still gets an attempt on
+    the only provider (no alternative), so the client sees the real 502."""
     gw = start_gateway(small_config([dead("only")], [model("m", ("only", "x"))], circuit_breaker={"failure_threshold": 2, "open_seconds": 30}, retry={"max_attempts": 2, "base_delay_ms": 1, "max_delay_ms": 2}))
     assert_error_shape("openai-chat", ask(gw, "m"), 502)
     st, usable = ready(gw)
     assert (st, usable) == (503, {"only": False})
     r = ask(gw, "m", fmt="anthropic")
-    assert_error_shape("anthropic", r, 503)  # every target skipped
+    assert_error_shape("anthropic", r, 502)  # every target passed over: the one out longest is tried
+    assert attempts(r) == 1 and "circuit" not in r.text
+    assert provider_attempts(gw, "only") == {"connect_error": 3}
 
 
 # ============================================================================ request-level fallback: "models": [...]
