@@ -1038,6 +1038,16 @@ struct OutUsage {
     cache_creation_input_tokens: u64,
     cache_read_input_tokens: u64,
     output_tokens: u64,
+    /// Only when some output was reasoning: the field is new, and an answer
+    /// without thinking reads as it always did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_tokens_details: Option<OutDetails>,
+}
+
+/// `usage.output_tokens_details`: the thinking share of `output_tokens`.
+#[derive(Serialize)]
+struct OutDetails {
+    thinking_tokens: u64,
 }
 
 impl From<&ir::Usage> for OutUsage {
@@ -1047,6 +1057,9 @@ impl From<&ir::Usage> for OutUsage {
             cache_creation_input_tokens: u.cache_write,
             cache_read_input_tokens: u.cache_read,
             output_tokens: u.output,
+            output_tokens_details: (u.reasoning > 0).then_some(OutDetails {
+                thinking_tokens: u.reasoning,
+            }),
         }
     }
 }
@@ -1556,7 +1569,9 @@ impl StreamEncode {
         };
         let id = if id.is_empty() { "msg_aigate" } else { id };
         let mut u = OutUsage::from(usage);
+        // Output (thinking included) is told once, in message_delta.
         u.output_tokens = 0;
+        u.output_tokens_details = None;
         let ev = Start {
             kind: "message_start",
             message: Msg {
@@ -1833,6 +1848,16 @@ mod tests {
                 out.output_tokens
             ),
             (20, 100, 5, 9)
+        );
+        assert_eq!(
+            serde_json::to_value(&out).unwrap()["output_tokens_details"],
+            json!({"thinking_tokens": 4}),
+            "thinking tokens reach Anthropic clients"
+        );
+        let plain = serde_json::to_value(OutUsage::from(&ir::Usage::default())).unwrap();
+        assert!(
+            plain.get("output_tokens_details").is_none(),
+            "no details without thinking: {plain}"
         );
         // A message_delta with output only leaves the input known from message_start.
         let d: WireUsage = serde_json::from_str(r#"{"output_tokens": 30}"#).unwrap();

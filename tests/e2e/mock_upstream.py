@@ -27,7 +27,9 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        "tool results: r1; r2" summarising the latest tool results
   think                reasoning first (Anthropic signed thinking block, OpenAI-chat
                        `reasoning_content`, Responses reasoning item, Gemini thought
-                       part + thoughtSignature), then the answer (USAGE_THINK)
+                       part + thoughtSignature), then the answer (USAGE_THINK; the
+                       reasoning count in each format's field, Anthropic
+                       `output_tokens_details.thinking_tokens` included)
   length               the answer is cut by the token limit (length / max_tokens /
                        incomplete / MAX_TOKENS)
   slow[-MS]            MS ms (default 300) between stream events (and before a
@@ -823,7 +825,7 @@ def openai_responses_events(seq: int, model: str, r: Reply, req: dict, with_usag
 
 
 def an_usage(u: dict, output: int | None = None) -> dict:
-    return {
+    out: dict[str, Any] = {
         "input_tokens": u["input"] - u["cached"],
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": u["cached"],
@@ -831,6 +833,17 @@ def an_usage(u: dict, output: int | None = None) -> dict:
         "output_tokens": u["output"] if output is None else output,
         "service_tier": "standard",
     }
+    if u["reasoning"] and output is None:
+        # As the API reports thinking now (message_start, sent before any output, has none).
+        out["output_tokens_details"] = {"thinking_tokens": u["reasoning"]}
+    return out
+
+
+def _an_delta_usage(u: dict) -> dict:
+    out: dict[str, Any] = {"output_tokens": u["output"]}
+    if u["reasoning"]:
+        out["output_tokens_details"] = {"thinking_tokens": u["reasoning"]}
+    return out
 
 
 def _an_stop(r: Reply) -> str:
@@ -895,7 +908,7 @@ def anthropic_events(seq: int, model: str, r: Reply) -> list[bytes]:
             for piece in split_json(_dumps(b["input"])):
                 ev("content_block_delta", {"type": "content_block_delta", "index": idx, "delta": {"type": "input_json_delta", "partial_json": piece}})
         ev("content_block_stop", {"type": "content_block_stop", "index": idx})
-    ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": _an_stop(r), "stop_sequence": None}, "usage": {"output_tokens": r.usage["output"]}})
+    ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": _an_stop(r), "stop_sequence": None}, "usage": _an_delta_usage(r.usage)})
     ev("message_stop", {"type": "message_stop"})
     return out
 
