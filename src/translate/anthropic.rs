@@ -1526,6 +1526,9 @@ pub struct StreamEncode {
     /// in a thinking block right after the `tool_use` block.
     call_id: String,
     call_sig: Option<String>,
+    /// The upstream's id of the open thinking block (Responses reasoning
+    /// item), wrapped into its signature as in a whole answer.
+    thinking_id: Option<String>,
 }
 
 impl StreamEncode {
@@ -1539,6 +1542,7 @@ impl StreamEncode {
             origin: None,
             call_id: String::new(),
             call_sig: None,
+            thinking_id: None,
         }
     }
 
@@ -1678,6 +1682,7 @@ impl StreamEncoder for StreamEncode {
             }
             StreamEvent::BlockStart { index, block } => {
                 self.close(out);
+                self.thinking_id = None;
                 let (out_index, kind) = match block {
                     BlockStart::Text => (
                         self.block_start(
@@ -1755,11 +1760,14 @@ impl StreamEncoder for StreamEncode {
                         // An OpenAI-format upstream relays other providers'
                         // signatures (OpenRouter): their origin is unknown here.
                         let origin = self.origin.filter(|o| *o != Format::OpenAiChat);
-                        let s = client_signature(origin, Some(s), None);
+                        let s = client_signature(origin, Some(s), self.thinking_id.as_deref());
                         Self::delta(out, *out_index, "signature_delta", "signature", &s)
                     }
                     (OutKind::Tool, Delta::Signature(s)) if !s.is_empty() => {
                         self.call_sig = Some(s.to_string());
+                    }
+                    (OutKind::Thinking { .. }, Delta::ThinkingId(id)) => {
+                        self.thinking_id = Some(id.to_string());
                     }
                     (OutKind::Tool, Delta::ToolArgs(s)) if !s.is_empty() => {
                         Self::delta(out, *out_index, "input_json_delta", "partial_json", s)

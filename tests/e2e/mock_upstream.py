@@ -715,10 +715,14 @@ def resp_usage(u: dict) -> dict:
     }
 
 
-def _resp_items(seq: int, r: Reply) -> list[dict]:
+def _resp_items(seq: int, r: Reply, req: dict) -> list[dict]:
     items: list[dict] = []
     if r.thinking is not None:
-        items.append({"id": "rs_" + _hid(seq, 50, 48), "type": "reasoning", "summary": [{"type": "summary_text", "text": r.thinking}]})
+        item = {"id": "rs_" + _hid(seq, 50, 48), "type": "reasoning", "summary": [{"type": "summary_text", "text": r.thinking}]}
+        if "reasoning.encrypted_content" in (req.get("include") or []):
+            # Asked for (stateless callers): opaque reasoning state, as the API sends it.
+            item["encrypted_content"] = "gAAAAA" + signature_for(r.thinking)
+        items.append(item)
     if r.text:
         items.append(
             {
@@ -757,7 +761,7 @@ def openai_responses_json(seq: int, model: str, r: Reply, req: dict, status: str
         "max_output_tokens": req.get("max_output_tokens"),
         "max_tool_calls": None,
         "model": model,
-        "output": _resp_items(seq, r) if output is None else output,
+        "output": _resp_items(seq, r, req) if output is None else output,
         "parallel_tool_calls": True,
         "previous_response_id": req.get("previous_response_id"),
         "prompt_cache_key": None,
@@ -790,9 +794,10 @@ def openai_responses_events(seq: int, model: str, r: Reply, req: dict, with_usag
     pending = openai_responses_json(seq, model, r, req, status="in_progress", output=[], with_usage=False)
     ev("response.created", response=pending)
     ev("response.in_progress", response=pending)
-    for oi, item in enumerate(_resp_items(seq, r)):
+    for oi, item in enumerate(_resp_items(seq, r, req)):
         if item["type"] == "reasoning":
-            ev("response.output_item.added", output_index=oi, item={**item, "summary": []})
+            added = {k: v for k, v in item.items() if k != "encrypted_content"}
+            ev("response.output_item.added", output_index=oi, item={**added, "summary": []})
             text = item["summary"][0]["text"]
             ev("response.reasoning_summary_part.added", item_id=item["id"], output_index=oi, summary_index=0, part={"type": "summary_text", "text": ""})
             for piece in split_text(text):
