@@ -458,6 +458,10 @@ pub enum Delta<'a> {
     Thinking(Cow<'a, str>),
     /// Signature of the open block (thinking, or Gemini's per-part signature).
     Signature(Cow<'a, str>),
+    /// The upstream's id of the open thinking block (a Responses reasoning
+    /// item), before its signature: a client gives it back with the signature,
+    /// as it does from a whole answer (`Thinking::id`).
+    ThinkingId(Cow<'a, str>),
     /// A fragment of a tool call's JSON arguments.
     ToolArgs(Cow<'a, str>),
 }

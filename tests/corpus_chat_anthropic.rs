@@ -573,6 +573,12 @@ fn openai_streams_convert_to_anthropic() {
             c.name
         );
         assert_eq!(
+            u(&du["output_tokens_details"]["thinking_tokens"]),
+            u(&wu["completion_tokens_details"]["reasoning_tokens"]),
+            "{}: reasoning_tokens become thinking_tokens",
+            c.name
+        );
+        assert_eq!(
             usage.input,
             u(&wu["prompt_tokens"]),
             "{}: metered input",
@@ -975,6 +981,12 @@ fn openai_answers_convert_to_anthropic() {
             u(&out["usage"]["output_tokens"]),
             u(&su["completion_tokens"]),
             "{}",
+            c.name
+        );
+        assert_eq!(
+            u(&out["usage"]["output_tokens_details"]["thinking_tokens"]),
+            u(&su["completion_tokens_details"]["reasoning_tokens"]),
+            "{}: reasoning_tokens become thinking_tokens",
             c.name
         );
         let mu = response_usage(Format::OpenAiChat, body).expect("usage");
@@ -1788,4 +1800,86 @@ fn anthropic_requests_convert_to_openai() {
             c.name
         );
     }
+}
+
+/// The usage object in a converted answer or stream of format `to` (the last one seen).
+fn client_usage(to: Format, v: &Value) -> Option<Value> {
+    let usage = match to {
+        Format::OpenAiChat | Format::Anthropic => &v["usage"],
+        // A whole answer has it at the top, a stream in its final response.
+        Format::OpenAiResponses if v["usage"].is_object() => &v["usage"],
+        Format::OpenAiResponses => &v["response"]["usage"],
+        Format::Gemini => &v["usageMetadata"],
+    };
+    usage.is_object().then(|| usage.clone())
+}
+
+/// The reasoning count a client of format `to` reads from its usage object.
+fn client_reasoning(to: Format, usage: &Value) -> u64 {
+    match to {
+        Format::OpenAiChat => u(&usage["completion_tokens_details"]["reasoning_tokens"]),
+        Format::OpenAiResponses => u(&usage["output_tokens_details"]["reasoning_tokens"]),
+        Format::Gemini => u(&usage["thoughtsTokenCount"]),
+        Format::Anthropic => u(&usage["output_tokens_details"]["thinking_tokens"]),
+    }
+}
+
+/// Anthropic's `usage.output_tokens_details.thinking_tokens` reaches the reasoning
+/// count of every other format (answers and streams) and the metered usage (also
+/// for same-format passthrough). The recorded stream `stream-thinking-tool-use`
+/// carries it (53 in its `message_delta`); no recorded whole answer does, so the
+/// recorded `thinking` answer gets the field added here.
+#[test]
+fn anthropic_thinking_tokens_reach_every_format() {
+    let dir = corpus_dir().join("anthropic-messages");
+    let sse_body = std::fs::read(dir.join("stream-thinking-tool-use/response.sse")).unwrap();
+    let stream_thinking = events(&sse_body)
+        .iter()
+        .filter(|(e, _)| e == "message_delta")
+        .map(|(_, d)| u(&parse(d)["usage"]["output_tokens_details"]["thinking_tokens"]))
+        .next_back()
+        .expect("a message_delta");
+    assert_eq!(stream_thinking, 53, "the recording's thinking_tokens");
+    let mut answer = parse(&std::fs::read_to_string(dir.join("thinking/response.json")).unwrap());
+    let output = u(&answer["usage"]["output_tokens"]);
+    assert!(output > 1, "the recorded answer has output tokens");
+    let thinking = output - 1; // added: the recording predates the field
+    answer["usage"]["output_tokens_details"] = json!({"thinking_tokens": thinking});
+    let body = serde_json::to_vec(&answer).unwrap();
+
+    for to in [Format::OpenAiChat, Format::OpenAiResponses, Format::Gemini] {
+        let o = ResponseOpts {
+            gemini_sse: true,
+            ..opts(true)
+        };
+        let v = parse(
+            &String::from_utf8(convert_response(Format::Anthropic, to, &body, &o).unwrap())
+                .unwrap(),
+        );
+        let cu = client_usage(to, &v).unwrap_or_else(|| panic!("{to:?}: usage in {v}"));
+        assert_eq!(client_reasoning(to, &cu), thinking, "{to:?} answer: {cu}");
+
+        let (bytes, metered) = translate(Format::Anthropic, to, o, &[&sse_body]);
+        let last = events(&bytes)
+            .iter()
+            .filter(|(_, d)| d.starts_with('{'))
+            .filter_map(|(_, d)| client_usage(to, &parse(d)))
+            .next_back()
+            .unwrap_or_else(|| panic!("{to:?}: usage in the converted stream"));
+        assert_eq!(
+            client_reasoning(to, &last),
+            stream_thinking,
+            "{to:?} stream: {last}"
+        );
+        assert_eq!(
+            metered.reasoning, stream_thinking,
+            "{to:?}: metered reasoning"
+        );
+    }
+    // Same-format passthrough metering (aigate_tokens_total{kind="reasoning"}).
+    let metered = response_usage(Format::Anthropic, &body).expect("usage");
+    assert_eq!((metered.output, metered.reasoning), (output, thinking));
+    let mut tap = aigate::translate::UsageTap::new(Format::Anthropic, true);
+    tap.feed(&sse_body);
+    assert_eq!(tap.usage().expect("usage").reasoning, stream_thinking);
 }

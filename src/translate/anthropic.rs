@@ -1038,6 +1038,16 @@ struct OutUsage {
     cache_creation_input_tokens: u64,
     cache_read_input_tokens: u64,
     output_tokens: u64,
+    /// Only when some output was reasoning: the field is new, and an answer
+    /// without thinking reads as it always did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_tokens_details: Option<OutDetails>,
+}
+
+/// `usage.output_tokens_details`: the thinking share of `output_tokens`.
+#[derive(Serialize)]
+struct OutDetails {
+    thinking_tokens: u64,
 }
 
 impl From<&ir::Usage> for OutUsage {
@@ -1047,6 +1057,9 @@ impl From<&ir::Usage> for OutUsage {
             cache_creation_input_tokens: u.cache_write,
             cache_read_input_tokens: u.cache_read,
             output_tokens: u.output,
+            output_tokens_details: (u.reasoning > 0).then_some(OutDetails {
+                thinking_tokens: u.reasoning,
+            }),
         }
     }
 }
@@ -1513,6 +1526,9 @@ pub struct StreamEncode {
     /// in a thinking block right after the `tool_use` block.
     call_id: String,
     call_sig: Option<String>,
+    /// The upstream's id of the open thinking block (Responses reasoning
+    /// item), wrapped into its signature as in a whole answer.
+    thinking_id: Option<String>,
 }
 
 impl StreamEncode {
@@ -1526,6 +1542,7 @@ impl StreamEncode {
             origin: None,
             call_id: String::new(),
             call_sig: None,
+            thinking_id: None,
         }
     }
 
@@ -1556,7 +1573,9 @@ impl StreamEncode {
         };
         let id = if id.is_empty() { "msg_aigate" } else { id };
         let mut u = OutUsage::from(usage);
+        // Output (thinking included) is told once, in message_delta.
         u.output_tokens = 0;
+        u.output_tokens_details = None;
         let ev = Start {
             kind: "message_start",
             message: Msg {
@@ -1663,6 +1682,7 @@ impl StreamEncoder for StreamEncode {
             }
             StreamEvent::BlockStart { index, block } => {
                 self.close(out);
+                self.thinking_id = None;
                 let (out_index, kind) = match block {
                     BlockStart::Text => (
                         self.block_start(
@@ -1740,11 +1760,14 @@ impl StreamEncoder for StreamEncode {
                         // An OpenAI-format upstream relays other providers'
                         // signatures (OpenRouter): their origin is unknown here.
                         let origin = self.origin.filter(|o| *o != Format::OpenAiChat);
-                        let s = client_signature(origin, Some(s), None);
+                        let s = client_signature(origin, Some(s), self.thinking_id.as_deref());
                         Self::delta(out, *out_index, "signature_delta", "signature", &s)
                     }
                     (OutKind::Tool, Delta::Signature(s)) if !s.is_empty() => {
                         self.call_sig = Some(s.to_string());
+                    }
+                    (OutKind::Thinking { .. }, Delta::ThinkingId(id)) => {
+                        self.thinking_id = Some(id.to_string());
                     }
                     (OutKind::Tool, Delta::ToolArgs(s)) if !s.is_empty() => {
                         Self::delta(out, *out_index, "input_json_delta", "partial_json", s)
@@ -1833,6 +1856,16 @@ mod tests {
                 out.output_tokens
             ),
             (20, 100, 5, 9)
+        );
+        assert_eq!(
+            serde_json::to_value(&out).unwrap()["output_tokens_details"],
+            json!({"thinking_tokens": 4}),
+            "thinking tokens reach Anthropic clients"
+        );
+        let plain = serde_json::to_value(OutUsage::from(&ir::Usage::default())).unwrap();
+        assert!(
+            plain.get("output_tokens_details").is_none(),
+            "no details without thinking: {plain}"
         );
         // A message_delta with output only leaves the input known from message_start.
         let d: WireUsage = serde_json::from_str(r#"{"output_tokens": 30}"#).unwrap();

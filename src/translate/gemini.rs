@@ -1725,17 +1725,19 @@ impl StreamDecoder for StreamDecode {
                             name: Cow::Borrowed(name),
                         },
                     });
-                    let args = json_args_text(fc.get("args").filter(|a| !a.is_null()));
-                    sink(StreamEvent::Delta {
-                        index,
-                        delta: ir::Delta::ToolArgs(Cow::Owned(args)),
-                    });
+                    // The signature first: an OpenAI Chat client gets it on
+                    // the call's first delta, next to the name.
                     if let Some(s) = sig {
                         sink(StreamEvent::Delta {
                             index,
                             delta: ir::Delta::Signature(s),
                         });
                     }
+                    let args = json_args_text(fc.get("args").filter(|a| !a.is_null()));
+                    sink(StreamEvent::Delta {
+                        index,
+                        delta: ir::Delta::ToolArgs(Cow::Owned(args)),
+                    });
                     sink(StreamEvent::BlockStop { index });
                 } else if !po.is_empty() {
                     self.close(sink);
@@ -1854,6 +1856,8 @@ enum EncBlock {
     Text,
     Thinking {
         sig: Option<String>,
+        /// The upstream's reasoning item id, wrapped into the signature.
+        id: Option<String>,
     },
     Tool {
         id: String,
@@ -1956,7 +1960,10 @@ impl StreamEncoder for StreamEncode {
             StreamEvent::BlockStart { block, .. } => {
                 self.open = Some(match block {
                     ir::BlockStart::Text => EncBlock::Text,
-                    ir::BlockStart::Thinking => EncBlock::Thinking { sig: None },
+                    ir::BlockStart::Thinking => EncBlock::Thinking {
+                        sig: None,
+                        id: None,
+                    },
                     ir::BlockStart::ToolCall { id, name } => EncBlock::Tool {
                         id: id.to_string(),
                         name: name.to_string(),
@@ -1995,15 +2002,18 @@ impl StreamEncoder for StreamEncode {
                     // Per-part signatures on text only come from Gemini.
                     self.chunk(vec![json!({"text": "", "thoughtSignature": s})], None, out)
                 }
-                (ir::Delta::Signature(s), Some(EncBlock::Thinking { sig })) => {
+                (ir::Delta::Signature(s), Some(EncBlock::Thinking { sig, .. })) => {
                     // Whole before wrapping: it may come in pieces.
                     sig.get_or_insert_with(String::new).push_str(s)
+                }
+                (ir::Delta::ThinkingId(s), Some(EncBlock::Thinking { id, .. })) => {
+                    *id = Some(s.to_string())
                 }
                 _ => {}
             },
             StreamEvent::BlockStop { .. } => {
-                if let Some(EncBlock::Thinking { sig: Some(sig) }) = &self.open {
-                    let sig = foreign_sig(self.upstream, sig, None, "thinking");
+                if let Some(EncBlock::Thinking { sig: Some(sig), id }) = &self.open {
+                    let sig = foreign_sig(self.upstream, sig, id.as_deref(), "thinking");
                     self.open = None;
                     self.chunk(
                         vec![json!({"text": "", "thought": true, "thoughtSignature": sig})],

@@ -391,6 +391,7 @@ impl Relay {
                         !s.is_empty()
                     }
                     Delta::Signature(s) => !s.is_empty(),
+                    Delta::ThinkingId(_) => false,
                 };
                 self.content_started |= non_empty;
                 StreamEvent::Delta { index, delta }

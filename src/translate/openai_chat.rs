@@ -1784,12 +1784,17 @@ pub fn stream_event_usage(ev: sse::Event<'_>, usage: &mut ir::Usage) {
 enum OutOpen {
     None,
     Text(usize),
-    /// Thinking text is also kept for its `reasoning_details` entry.
-    Thinking(usize, String),
+    /// Thinking text is also kept for its `reasoning_details` entry, with
+    /// the upstream's id of the block (Responses reasoning item) when known.
+    Thinking(usize, String, Option<String>),
+    /// `announced`: its first delta (id, name) went out. That delta waits for
+    /// the call's first IR delta so a Gemini signature can ride on it: the
+    /// OpenAI SDK's stream helper wants `function` on every tool-call delta.
     Tool {
         ir: usize,
         pos: usize,
         args: bool,
+        announced: bool,
     },
     /// A block with no Chat Completions form; its events are dropped.
     Skip(usize),
@@ -1811,6 +1816,10 @@ pub struct StreamEncode {
     open: OutOpen,
     tools: usize,
     details: usize,
+    /// Id and name of the open tool call until its first delta is written
+    /// (buffers reused from call to call).
+    call_id: String,
+    call_name: String,
 }
 
 impl StreamEncode {
@@ -1831,6 +1840,8 @@ impl StreamEncode {
             open: OutOpen::None,
             tools: 0,
             details: 0,
+            call_id: String::new(),
+            call_name: String::new(),
         }
     }
 
@@ -1892,26 +1903,120 @@ impl StreamEncode {
         out.extend_from_slice(b"}]}\n\n");
     }
 
+    /// The first delta of tool call `pos`: id, type, name, and the call's
+    /// signature when it has one.
+    fn announce(&self, pos: usize, sig: Option<&str>, out: &mut Vec<u8>) {
+        let d = ToolDelta {
+            tool_calls: [ToolDeltaItem {
+                index: pos,
+                id: Some(&self.call_id),
+                kind: Some("function"),
+                function: Some(ToolDeltaFunction {
+                    name: Some(&self.call_name),
+                    arguments: "",
+                }),
+                extra_content: extra_content(sig),
+            }],
+        };
+        self.chunk(out, &d, None);
+    }
+
+    /// One IR delta of the open tool call.
+    fn tool_delta(&mut self, delta: &Delta<'_>, out: &mut Vec<u8>) {
+        let OutOpen::Tool {
+            pos,
+            args,
+            announced,
+            ..
+        } = &mut self.open
+        else {
+            return;
+        };
+        let (pos, was_announced) = (*pos, *announced);
+        *announced = true;
+        match delta {
+            Delta::Signature(sig) if !sig.is_empty() => {
+                if was_announced {
+                    // Late signature: still with `function`, as the helper wants.
+                    let mut d = ToolDelta::args(pos, "");
+                    d.tool_calls[0].extra_content = extra_content(Some(sig));
+                    self.chunk(out, &d, None);
+                } else {
+                    self.announce(pos, Some(sig), out);
+                }
+            }
+            Delta::ToolArgs(a) => {
+                if !a.is_empty() {
+                    *args = true;
+                }
+                if !was_announced {
+                    self.announce(pos, None, out);
+                }
+                if !a.is_empty() {
+                    self.chunk(out, &ToolDelta::args(pos, a), None);
+                }
+            }
+            _ => {
+                if !was_announced {
+                    self.announce(pos, None, out);
+                }
+            }
+        }
+    }
+
     fn close(&mut self, out: &mut Vec<u8>) {
         match std::mem::replace(&mut self.open, OutOpen::None) {
             OutOpen::Tool {
-                pos, args: false, ..
+                pos,
+                args,
+                announced,
+                ..
             } => {
-                // A call without arguments still needs valid JSON for the client.
-                self.chunk(out, &ToolDelta::args(pos, "{}"), None);
+                if !announced {
+                    self.announce(pos, None, out);
+                }
+                if !args {
+                    // A call without arguments still needs valid JSON for the client.
+                    self.chunk(out, &ToolDelta::args(pos, "{}"), None);
+                }
             }
-            OutOpen::Thinking(_, _)
-            | OutOpen::Tool { .. }
-            | OutOpen::Text(_)
-            | OutOpen::Skip(_)
-            | OutOpen::None => {}
+            // An unsigned block the upstream named: its id still goes to the
+            // client (as from a whole answer), to be given back.
+            OutOpen::Thinking(_, text, Some(id)) => {
+                self.thinking_detail(&text, None, Some(&id), out)
+            }
+            OutOpen::Thinking(_, _, None) | OutOpen::Text(_) | OutOpen::Skip(_) | OutOpen::None => {
+            }
         }
+    }
+
+    /// The `reasoning_details` entry of a thinking block.
+    fn thinking_detail(
+        &mut self,
+        text: &str,
+        sig: Option<&str>,
+        id: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let d = DetailsDelta {
+            reasoning_details: [OutDetail {
+                kind: "reasoning.text",
+                text: Some(text),
+                signature: sig,
+                data: None,
+                id,
+                format: details_format(self.origin),
+                index: self.details,
+            }],
+        };
+        self.details += 1;
+        self.chunk(out, &d, None);
     }
 
     fn open_index(&self) -> Option<usize> {
         match &self.open {
             OutOpen::None => None,
-            OutOpen::Text(i) | OutOpen::Thinking(i, _) | OutOpen::Skip(i) => Some(*i),
+            OutOpen::Text(i) | OutOpen::Thinking(i, _, _) | OutOpen::Skip(i) => Some(*i),
             OutOpen::Tool { ir, .. } => Some(*ir),
         }
     }
@@ -2010,27 +2115,19 @@ impl StreamEncoder for StreamEncode {
                 self.close(out);
                 self.open = match block {
                     BlockStart::Text => OutOpen::Text(*index),
-                    BlockStart::Thinking => OutOpen::Thinking(*index, String::new()),
+                    BlockStart::Thinking => OutOpen::Thinking(*index, String::new(), None),
                     BlockStart::ToolCall { id, name } => {
                         let pos = self.tools;
                         self.tools += 1;
-                        let d = ToolDelta {
-                            tool_calls: [ToolDeltaItem {
-                                index: pos,
-                                id: Some(id),
-                                kind: Some("function"),
-                                function: Some(ToolDeltaFunction {
-                                    name: Some(name),
-                                    arguments: "",
-                                }),
-                                extra_content: None,
-                            }],
-                        };
-                        self.chunk(out, &d, None);
+                        self.call_id.clear();
+                        self.call_id.push_str(id);
+                        self.call_name.clear();
+                        self.call_name.push_str(name);
                         OutOpen::Tool {
                             ir: *index,
                             pos,
                             args: false,
+                            announced: false,
                         }
                     }
                     BlockStart::RedactedThinking { data } => {
@@ -2060,7 +2157,7 @@ impl StreamEncoder for StreamEncode {
                     (OutOpen::Text(_), Delta::Text(s)) if !s.is_empty() => {
                         self.chunk(out, &ContentDelta { content: s }, None);
                     }
-                    (OutOpen::Thinking(_, buf), Delta::Thinking(s)) if !s.is_empty() => {
+                    (OutOpen::Thinking(_, buf, _), Delta::Thinking(s)) if !s.is_empty() => {
                         buf.push_str(s);
                         self.chunk(
                             out,
@@ -2070,39 +2167,14 @@ impl StreamEncoder for StreamEncode {
                             None,
                         );
                     }
-                    (OutOpen::Thinking(_, buf), Delta::Signature(sig)) if !sig.is_empty() => {
-                        let text = std::mem::take(buf);
-                        let d = DetailsDelta {
-                            reasoning_details: [OutDetail {
-                                kind: "reasoning.text",
-                                text: Some(&text),
-                                signature: Some(sig),
-                                data: None,
-                                id: None,
-                                format: details_format(self.origin),
-                                index: self.details,
-                            }],
-                        };
-                        self.details += 1;
-                        self.chunk(out, &d, None);
+                    (OutOpen::Thinking(_, buf, id), Delta::Signature(sig)) if !sig.is_empty() => {
+                        let (text, id) = (std::mem::take(buf), id.take());
+                        self.thinking_detail(&text, Some(sig), id.as_deref(), out);
                     }
-                    (OutOpen::Tool { pos, args, .. }, Delta::ToolArgs(s)) if !s.is_empty() => {
-                        *args = true;
-                        let pos = *pos;
-                        self.chunk(out, &ToolDelta::args(pos, s), None);
+                    (OutOpen::Thinking(_, _, id), Delta::ThinkingId(s)) => {
+                        *id = Some(s.to_string());
                     }
-                    (OutOpen::Tool { pos, .. }, Delta::Signature(sig)) if !sig.is_empty() => {
-                        let d = ToolDelta {
-                            tool_calls: [ToolDeltaItem {
-                                index: *pos,
-                                id: None,
-                                kind: None,
-                                function: None,
-                                extra_content: extra_content(Some(sig)),
-                            }],
-                        };
-                        self.chunk(out, &d, None);
-                    }
+                    (OutOpen::Tool { .. }, d) => self.tool_delta(d, out),
                     _ => {}
                 }
             }
@@ -2282,8 +2354,15 @@ mod tests {
             reasoning.push_str(d["reasoning_content"].as_str().unwrap_or(""));
             for tc in d["tool_calls"].as_array().into_iter().flatten() {
                 let i = tc["index"].as_u64().unwrap() as usize;
+                // The openai SDK's stream helper asserts `function` on every delta.
+                assert!(tc["function"].is_object(), "function on every delta: {tc}");
                 if i == calls.len() {
                     assert!(tc["id"].is_string(), "the first delta has the id: {tc}");
+                    let sig = &tc["extra_content"]["google"]["thought_signature"];
+                    assert!(
+                        sig.is_string() || i == 1,
+                        "the signature rides on the call's first delta: {tc}"
+                    );
                     calls.push(json!({"id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}));
                 } else {
                     assert!(tc.get("id").is_none(), "one id per call: {tc}");

@@ -1906,6 +1906,16 @@ impl StreamDecoder for StreamDecode {
                                 sink,
                             ),
                         };
+                        if let Some(id) = item
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                        {
+                            sink(StreamEvent::Delta {
+                                index,
+                                delta: ir::Delta::ThinkingId(Cow::Borrowed(id)),
+                            });
+                        }
                         if let Some(enc) = item.get("encrypted_content").and_then(Value::as_str) {
                             sink(StreamEvent::Delta {
                                 index,
@@ -2086,6 +2096,9 @@ impl StreamEncoder for StreamEncode {
                 ir::Delta::Text(t) => self.enc.text_delta(t, out),
                 ir::Delta::Thinking(t) => self.enc.reasoning_delta(t, out),
                 ir::Delta::ToolArgs(a) => self.enc.tool_args_delta(a, out),
+                // Only a Responses upstream names its reasoning items, and a
+                // Responses client of one gets its bytes untouched.
+                ir::Delta::ThinkingId(_) => {}
                 ir::Delta::Signature(s) => {
                     if self.enc.reasoning_open() {
                         // Whole before wrapping: it may come in pieces.
@@ -2317,7 +2330,7 @@ mod tests {
         );
     }
 
-    use crate::translate::{StreamTranslator, convert_request};
+    use crate::translate::{StreamTranslator, convert_request, convert_response};
 
     fn ro() -> RequestOpts {
         RequestOpts {
@@ -2673,6 +2686,87 @@ mod tests {
             last["usageMetadata"],
             json!({"promptTokenCount": 9, "candidatesTokenCount": 2, "totalTokenCount": 12, "cachedContentTokenCount": 4, "thoughtsTokenCount": 1})
         );
+    }
+
+    /// Every data object of a client stream (SSE, or Gemini's JSON array).
+    fn data_objects(out: &[u8]) -> Vec<Value> {
+        if let Ok(Value::Array(a)) = serde_json::from_slice::<Value>(out) {
+            return a;
+        }
+        let mut got = Vec::new();
+        let mut p = sse::Parser::default();
+        let mut on = |e: sse::Event<'_>| {
+            if let Ok(v) = serde_json::from_slice::<Value>(e.data) {
+                got.push(v);
+            }
+        };
+        p.feed(out, &mut on).unwrap();
+        p.finish(&mut on).unwrap();
+        got
+    }
+
+    /// The reasoning item id a client of `to` would give back, wherever it sits.
+    fn reasoning_id_seen(to: Format, objects: &[Value]) -> Option<String> {
+        let unwrap_id = |s: &str| unwrap_signature(s).and_then(|w| w.id);
+        objects.iter().find_map(|v| match to {
+            Format::OpenAiChat => v["choices"][0]["message"]["reasoning_details"][0]["id"]
+                .as_str()
+                .or(v["choices"][0]["delta"]["reasoning_details"][0]["id"].as_str())
+                .map(str::to_string),
+            Format::Anthropic => v["content"][0]["signature"]
+                .as_str()
+                .or(v["delta"]["signature"].as_str())
+                .and_then(unwrap_id),
+            Format::Gemini => v["candidates"][0]["content"]["parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|p| p["thoughtSignature"].as_str().and_then(unwrap_id)),
+            Format::OpenAiResponses => None,
+        })
+    }
+
+    #[test]
+    fn streamed_reasoning_item_ids_reach_clients_as_from_a_whole_answer() {
+        // The id names the item when the client gives the reasoning back; a
+        // stream lost it (the whole answer kept it).
+        let item = json!({"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "plan"}], "encrypted_content": "gAAAenc"});
+        let message = json!({"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "text": "Hi"}]});
+        let whole = json!({"id": "resp_1", "object": "response", "model": "gpt", "status": "completed", "output": [item, message]});
+        let events = [
+            json!({"type": "response.created", "response": {"id": "resp_1", "model": "gpt", "status": "in_progress", "output": []}}),
+            json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "reasoning", "id": "rs_1", "summary": []}}),
+            json!({"type": "response.reasoning_summary_text.delta", "output_index": 0, "summary_index": 0, "delta": "plan"}),
+            json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+            json!({"type": "response.output_text.delta", "output_index": 1, "content_index": 0, "delta": "Hi"}),
+            json!({"type": "response.output_item.done", "output_index": 1, "item": message}),
+            json!({"type": "response.completed", "response": whole}),
+        ];
+        let body: String = events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect();
+        for to in [Format::OpenAiChat, Format::Anthropic, Format::Gemini] {
+            let answer = convert_response(
+                Format::OpenAiResponses,
+                to,
+                whole.to_string().as_bytes(),
+                &ResponseOpts::default(),
+            )
+            .unwrap();
+            let answer: Value = serde_json::from_slice(&answer).unwrap();
+            let streamed = data_objects(&feed(Format::OpenAiResponses, to, body.as_bytes()));
+            assert_eq!(
+                reasoning_id_seen(to, std::slice::from_ref(&answer)).as_deref(),
+                Some("rs_1"),
+                "{to:?} answer: {answer}"
+            );
+            assert_eq!(
+                reasoning_id_seen(to, &streamed).as_deref(),
+                Some("rs_1"),
+                "{to:?} stream: {streamed:?}"
+            );
+        }
     }
 
     #[test]

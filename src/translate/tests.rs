@@ -193,10 +193,12 @@ fn reasoning_content_becomes_a_signed_thinking_block_closed_before_text_and_tool
     );
     let md = &evs[14].1;
     assert_eq!(md["delta"]["stop_reason"], "tool_use");
-    // prompt 50 of which 30 cached: Anthropic input excludes cached tokens.
+    // prompt 50 of which 30 cached: Anthropic input excludes cached tokens;
+    // reasoning_tokens become output_tokens_details.thinking_tokens.
     assert_eq!(
         md["usage"],
-        json!({"input_tokens": 20, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 0, "output_tokens": 20})
+        json!({"input_tokens": 20, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 0, "output_tokens": 20,
+               "output_tokens_details": {"thinking_tokens": 5}})
     );
 }
 

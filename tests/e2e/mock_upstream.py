@@ -33,7 +33,9 @@ gateway route, can drive it). Tokens may be combined (`gpt-think-tools-slow`):
                        "tool results: r1; r2" summarising the latest tool results
   think                reasoning first (Anthropic signed thinking block, OpenAI-chat
                        `reasoning_content`, Responses reasoning item, Gemini thought
-                       part + thoughtSignature), then the answer (USAGE_THINK)
+                       part + thoughtSignature), then the answer (USAGE_THINK; the
+                       reasoning count in each format's field, Anthropic
+                       `output_tokens_details.thinking_tokens` included)
   length               the answer is cut by the token limit (length / max_tokens /
                        incomplete / MAX_TOKENS)
   slow[-MS]            MS ms (default 300) between stream events (and before a
@@ -719,10 +721,14 @@ def resp_usage(u: dict) -> dict:
     }
 
 
-def _resp_items(seq: int, r: Reply) -> list[dict]:
+def _resp_items(seq: int, r: Reply, req: dict) -> list[dict]:
     items: list[dict] = []
     if r.thinking is not None:
-        items.append({"id": "rs_" + _hid(seq, 50, 48), "type": "reasoning", "summary": [{"type": "summary_text", "text": r.thinking}]})
+        item = {"id": "rs_" + _hid(seq, 50, 48), "type": "reasoning", "summary": [{"type": "summary_text", "text": r.thinking}]}
+        if "reasoning.encrypted_content" in (req.get("include") or []):
+            # Asked for (stateless callers): opaque reasoning state, as the API sends it.
+            item["encrypted_content"] = "gAAAAA" + signature_for(r.thinking)
+        items.append(item)
     if r.text:
         items.append(
             {
@@ -761,7 +767,7 @@ def openai_responses_json(seq: int, model: str, r: Reply, req: dict, status: str
         "max_output_tokens": req.get("max_output_tokens"),
         "max_tool_calls": None,
         "model": model,
-        "output": _resp_items(seq, r) if output is None else output,
+        "output": _resp_items(seq, r, req) if output is None else output,
         "parallel_tool_calls": True,
         "previous_response_id": req.get("previous_response_id"),
         "prompt_cache_key": None,
@@ -794,9 +800,10 @@ def openai_responses_events(seq: int, model: str, r: Reply, req: dict, with_usag
     pending = openai_responses_json(seq, model, r, req, status="in_progress", output=[], with_usage=False)
     ev("response.created", response=pending)
     ev("response.in_progress", response=pending)
-    for oi, item in enumerate(_resp_items(seq, r)):
+    for oi, item in enumerate(_resp_items(seq, r, req)):
         if item["type"] == "reasoning":
-            ev("response.output_item.added", output_index=oi, item={**item, "summary": []})
+            added = {k: v for k, v in item.items() if k != "encrypted_content"}
+            ev("response.output_item.added", output_index=oi, item={**added, "summary": []})
             text = item["summary"][0]["text"]
             ev("response.reasoning_summary_part.added", item_id=item["id"], output_index=oi, summary_index=0, part={"type": "summary_text", "text": ""})
             for piece in split_text(text):
@@ -829,7 +836,7 @@ def openai_responses_events(seq: int, model: str, r: Reply, req: dict, with_usag
 
 
 def an_usage(u: dict, output: int | None = None) -> dict:
-    return {
+    out: dict[str, Any] = {
         "input_tokens": u["input"] - u["cached"],
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": u["cached"],
@@ -837,6 +844,17 @@ def an_usage(u: dict, output: int | None = None) -> dict:
         "output_tokens": u["output"] if output is None else output,
         "service_tier": "standard",
     }
+    if u["reasoning"] and output is None:
+        # As the API reports thinking now (message_start, sent before any output, has none).
+        out["output_tokens_details"] = {"thinking_tokens": u["reasoning"]}
+    return out
+
+
+def _an_delta_usage(u: dict) -> dict:
+    out: dict[str, Any] = {"output_tokens": u["output"]}
+    if u["reasoning"]:
+        out["output_tokens_details"] = {"thinking_tokens": u["reasoning"]}
+    return out
 
 
 def _an_stop(r: Reply) -> str:
@@ -901,7 +919,7 @@ def anthropic_events(seq: int, model: str, r: Reply) -> list[bytes]:
             for piece in split_json(_dumps(b["input"])):
                 ev("content_block_delta", {"type": "content_block_delta", "index": idx, "delta": {"type": "input_json_delta", "partial_json": piece}})
         ev("content_block_stop", {"type": "content_block_stop", "index": idx})
-    ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": _an_stop(r), "stop_sequence": None}, "usage": {"output_tokens": r.usage["output"]}})
+    ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": _an_stop(r), "stop_sequence": None}, "usage": _an_delta_usage(r.usage)})
     ev("message_stop", {"type": "message_stop"})
     return out
 

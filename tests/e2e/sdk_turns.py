@@ -47,9 +47,6 @@ SDKS = ("openai-chat", "openai-responses", "anthropic", "genai")
 PROVIDERS = ("openai-chat", "openai-responses", "anthropic", "gemini")
 # Recorded.format of each provider wire.
 PROVIDER_FORMAT = {"openai-chat": "openai-chat", "openai-responses": "openai-responses", "anthropic": "anthropic-messages", "gemini": "gemini"}
-# Client formats that can say how many output tokens were reasoning, and provider wires that report it.
-REASONING_EXPRESSIBLE_SDK = {"openai-chat", "openai-responses", "genai"}
-REASONING_REPORTED_BY = {"openai-chat", "openai-responses", "gemini"}
 
 
 @dataclasses.dataclass
@@ -379,6 +376,7 @@ def assert_usage(sdk: str, usage: dict, neutral: dict, reasoning: int | None = N
         assert (_num(usage, "cache_read_input_tokens") or 0) == cached, f"cache_read_input_tokens want {cached}; {where}"
         assert (_num(usage, "cache_creation_input_tokens") or 0) == 0, f"cache_creation_input_tokens want 0; {where}"
         assert _num(usage, "output_tokens") == out, f"output_tokens (thinking included) want {out}; {where}"
+        assert (_num(usage, "output_tokens_details", "thinking_tokens") or 0) == rsn, f"output_tokens_details.thinking_tokens want {rsn}; {where}"
     elif sdk == "genai":
         assert _num(usage, "prompt_token_count") == inp, f"promptTokenCount includes cached tokens: want {inp}; {where}"
         cand, thoughts = _num(usage, "candidates_token_count") or 0, _num(usage, "thoughts_token_count") or 0

@@ -126,12 +126,15 @@ CASES = [
     # (client format, model, provider label, expected reasoning tokens)
     ("openai-chat", "gpt-c-think", "oa", USAGE_THINK["reasoning"]),
     ("openai-responses", "resp-c-think", "resp", USAGE_THINK["reasoning"]),
-    ("anthropic", "claude-c-think", "an", 0),  # Anthropic reports no reasoning count
+    ("anthropic", "claude-c-think", "an", USAGE_THINK["reasoning"]),  # output_tokens_details.thinking_tokens
     ("gemini", "gemini-c-think", "ge", USAGE_THINK["reasoning"]),
     # converted: an OpenAI Chat client on each other provider format
     ("openai-chat", "resp-c-think", "resp", USAGE_THINK["reasoning"]),
-    ("openai-chat", "claude-c-think", "an", 0),
+    ("openai-chat", "claude-c-think", "an", USAGE_THINK["reasoning"]),
     ("openai-chat", "gemini-c-think", "ge", USAGE_THINK["reasoning"]),
+    # converted: an Anthropic client on an OpenAI Chat and a Gemini provider
+    ("anthropic", "gpt-c-think", "oa", USAGE_THINK["reasoning"]),
+    ("anthropic", "gemini-c-think", "ge", USAGE_THINK["reasoning"]),
 ]
 
 
