@@ -82,7 +82,14 @@ pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
         Err(Err(e)) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            return Err(if inner.is_syntax() || inner.is_eof() {
+            return Err(if let Some(key) = duplicate_key(&inner) {
+                // Which of two values a provider would read is anyone's
+                // guess: refuse rather than route by one and send both.
+                bad(
+                    format!("duplicate key `{key}` in the request body"),
+                    Some(&key),
+                )
+            } else if inner.is_syntax() || inner.is_eof() {
                 bad(format!("request body is not valid JSON: {inner}"), None)
             } else if path == "." {
                 bad("request body must be a JSON object", None)
@@ -113,6 +120,14 @@ pub fn peek(body: &[u8]) -> Result<Peeked, BadBody> {
             .or(p.generation_config.and_then(|g| g.max_output_tokens)),
         include_usage: p.stream_options.map(|o| o.include_usage.unwrap_or(false)),
     })
+}
+
+/// The key a "duplicate field" error names (serde's message is the only
+/// place that says which).
+fn duplicate_key(e: &serde_json::Error) -> Option<String> {
+    let msg = e.to_string();
+    let rest = msg.strip_prefix("duplicate field `")?;
+    Some(rest[..rest.find('`')?].to_string())
 }
 
 /// `body` (a JSON object) with `"stream_options":{"include_usage":true}` added
@@ -216,5 +231,20 @@ mod tests {
             peek(br#"{"models": "a"}"#).unwrap_err().param.as_deref(),
             Some("models")
         );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named() {
+        let e = peek(br#"{"model": "a", "messages": [], "model": "b"}"#).unwrap_err();
+        assert!(e.message.contains("duplicate key `model`"), "{}", e.message);
+        assert_eq!(e.param.as_deref(), Some("model"));
+        let e = peek(br#"{"model": "a", "stream": true, "stream": false}"#).unwrap_err();
+        assert!(
+            e.message.contains("duplicate key `stream`"),
+            "{}",
+            e.message
+        );
+        // Keys routing does not read may repeat (the provider decides).
+        assert!(peek(br#"{"model": "a", "x": 1, "x": 2}"#).is_ok());
     }
 }
