@@ -9,6 +9,7 @@ pub mod control;
 pub mod cors;
 pub mod ir;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod payload;
 pub mod pricing;

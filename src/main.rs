@@ -5,6 +5,8 @@ use std::io::Write;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Before anything else: this may replace the process (see memory.rs).
+    aigate::memory::tune_allocator();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format(|buf, record| {
             // `log_format: json` access lines are whole JSON objects: print them bare.
