@@ -21,6 +21,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub client_disconnects: IntCounterVec,
+    pub client_timeouts: IntCounterVec,
     pub resting_credentials: IntGaugeVec,
     pub provider_usable: IntGaugeVec,
     pub limits_backend_up: IntGaugeVec,
@@ -149,6 +150,12 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
             "Clients that went away before their answer was complete",
             &["ingress"],
         ),
+        client_timeouts: counter(
+            &r,
+            "aigate_client_timeouts_total",
+            "Client connections closed for sending a request head or body too slowly",
+            &["phase"],
+        ),
         resting_credentials: gauge(
             &r,
             "aigate_resting_credentials",
@@ -177,6 +184,11 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
     }
 });
 
+/// A slow client closed (`phase`: `header` or `body`).
+pub fn client_timeout(phase: &str) {
+    METRICS.client_timeouts.with_label_values(&[phase]).inc();
+}
+
 /// The Prometheus text exposition of every metric. Families with no samples
 /// yet still get their HELP/TYPE lines, so scrapers and dashboards see every
 /// SPEC metric from the first scrape.
@@ -185,7 +197,7 @@ pub fn render() -> Vec<u8> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let families = m.registry.gather();
     let _ = TextEncoder::new().encode(&families, &mut buf);
-    let descs: [(&dyn prometheus::core::Collector, &str); 12] = [
+    let descs: [(&dyn prometheus::core::Collector, &str); 13] = [
         (&m.requests, "counter"),
         (&m.duration, "histogram"),
         (&m.ttfb, "histogram"),
@@ -196,6 +208,7 @@ pub fn render() -> Vec<u8> {
         (&m.rate_limited, "counter"),
         (&m.config_reloads, "counter"),
         (&m.client_disconnects, "counter"),
+        (&m.client_timeouts, "counter"),
         (&m.limits_backend_up, "gauge"),
         (&m.limits_backend_errors, "counter"),
     ];

@@ -6,6 +6,12 @@ use std::collections::BTreeMap;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Whole upstream answers held in memory at once, over all requests.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
+/// A request head must arrive within this (nginx's `client_header_timeout`).
+pub const DEFAULT_CLIENT_HEADER_TIMEOUT_SECONDS: u64 = 20;
+/// The longest wait between two reads of a request body (nginx's `client_body_timeout`).
+pub const DEFAULT_CLIENT_BODY_TIMEOUT_SECONDS: u64 = 30;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum OneOrMany {
@@ -49,6 +55,11 @@ pub struct Settings {
     pub admin_listen: Option<String>,
     pub threads: Option<usize>,
     pub max_body_bytes: Option<u64>,
+    /// Bytes of whole upstream answers (non-streamed, error bodies) held at
+    /// once by all requests; past it a request gets 503.
+    pub max_buffered_bytes: Option<u64>,
+    pub client_header_timeout_seconds: Option<u64>,
+    pub client_body_timeout_seconds: Option<u64>,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
     pub grace_period_seconds: Option<u64>,

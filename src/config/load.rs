@@ -358,8 +358,18 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
     if s.threads == Some(0) {
         problems.push(problem("threads", "must be at least 1"));
     }
-    if s.max_body_bytes == Some(0) {
-        problems.push(problem("max_body_bytes", "must be greater than 0"));
+    for (name, v) in [
+        ("max_body_bytes", s.max_body_bytes),
+        ("max_buffered_bytes", s.max_buffered_bytes),
+        (
+            "client_header_timeout_seconds",
+            s.client_header_timeout_seconds,
+        ),
+        ("client_body_timeout_seconds", s.client_body_timeout_seconds),
+    ] {
+        if v == Some(0) {
+            problems.push(problem(name, "must be greater than 0"));
+        }
     }
     for (name, v) in [("pid_file", &s.pid_file), ("upgrade_sock", &s.upgrade_sock)] {
         if let Some(p) = v

@@ -193,6 +193,9 @@ pub struct Snapshot {
     pub admin_listen: Option<String>,
     pub threads: Option<usize>,
     pub max_body_bytes: u64,
+    pub max_buffered_bytes: u64,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
     pub grace_period_seconds: Option<u64>,
@@ -462,6 +465,17 @@ impl Snapshot {
             admin_listen: s.admin_listen.clone(),
             threads: s.threads,
             max_body_bytes: s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_buffered_bytes: s
+                .max_buffered_bytes
+                .unwrap_or(crate::config::file::DEFAULT_MAX_BUFFERED_BYTES),
+            client_header_timeout: Duration::from_secs(
+                s.client_header_timeout_seconds
+                    .unwrap_or(crate::config::file::DEFAULT_CLIENT_HEADER_TIMEOUT_SECONDS),
+            ),
+            client_body_timeout: Duration::from_secs(
+                s.client_body_timeout_seconds
+                    .unwrap_or(crate::config::file::DEFAULT_CLIENT_BODY_TIMEOUT_SECONDS),
+            ),
             pid_file: s.pid_file.clone(),
             upgrade_sock: s.upgrade_sock.clone(),
             grace_period_seconds: s.grace_period_seconds,

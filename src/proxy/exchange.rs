@@ -9,6 +9,7 @@
 //! converted body for every target.
 
 use super::answer::{Answer, Head};
+use super::budget::{BUFFERED, Held};
 use super::ctx::RequestCtx;
 use super::headers::{UpstreamRequest, client_response, upstream_request_head};
 use super::intake::{Peeked, splice_model};
@@ -225,6 +226,9 @@ pub enum Failure {
     Convert(translate::TranslateError),
     /// The target is at one of its own limits (skipped, not tried).
     Limited(crate::limits::Refusal),
+    /// The process's answer buffer budget is spent (`budget.rs`): 503, and
+    /// no other target is tried (it would need the same memory).
+    Busy(String),
 }
 
 enum Attempt {
@@ -252,6 +256,7 @@ fn outcome_label(f: &Failure) -> &'static str {
         Failure::Status(..) => "http_4xx",
         Failure::Convert(_) => "convert_error",
         Failure::Limited(_) => "limited",
+        Failure::Busy(_) => "buffer_full",
     }
 }
 
@@ -452,11 +457,11 @@ async fn turn(
             tries.per_target[ti].0 = true;
         }
         // A non-retryable answer (a 400 about the request, say) goes
-        // straight back: another target would refuse it too.
-        if let Failure::Status(st, ..) = &failure
-            && !p.retry.retries_status(*st)
-            && !(next_credential && matches!(st, 401 | 403))
-        {
+        // straight back: another target would refuse it too. So does a
+        // full answer budget: another target's answer needs the same room.
+        let final_status = matches!(&failure, Failure::Status(st, ..)
+            if !p.retry.retries_status(*st) && !(next_credential && matches!(st, 401 | 403)));
+        if final_status || matches!(failure, Failure::Busy(_)) {
             fail(s, ctx, ask.ingress, Some(failure)).await?;
             return Ok(Turn::Answered);
         }
@@ -595,7 +600,9 @@ fn judge(
                 .flatten(),
         ),
         Failure::Connect(_) | Failure::Timeout(_) | Failure::Io(_) => Ended::Transport,
-        Failure::Convert(_) | Failure::Unusable(_) | Failure::Limited(_) => Ended::Local,
+        Failure::Convert(_) | Failure::Unusable(_) | Failure::Limited(_) | Failure::Busy(_) => {
+            Ended::Local
+        }
     };
     let other = cred.is_some_and(|i| p.rest.other_usable(i, now));
     let v = resilience::verdict(ended, cred.is_some(), other, &snap.cooldown);
@@ -703,9 +710,11 @@ fn count_outcome(p: &Provider, outcome: &'static str) {
 
 fn failure_text(f: &Failure) -> String {
     match f {
-        Failure::Unusable(m) | Failure::Connect(m) | Failure::Timeout(m) | Failure::Io(m) => {
-            m.clone()
-        }
+        Failure::Unusable(m)
+        | Failure::Connect(m)
+        | Failure::Timeout(m)
+        | Failure::Io(m)
+        | Failure::Busy(m) => m.clone(),
         Failure::Status(s, ..) => format!("upstream status {s}"),
         Failure::Convert(e) => e.message.clone(),
         Failure::Limited(r) => r.message.clone(),
@@ -748,7 +757,9 @@ async fn fail(
             )
             .await
         }
-        Failure::Unusable(m) => respond::error(s, ctx, ingress, 503, &m, None).await,
+        Failure::Unusable(m) | Failure::Busy(m) => {
+            respond::error(s, ctx, ingress, 503, &m, None).await
+        }
         // Every target is at its limit: 429 with the shortest Retry-After.
         Failure::Limited(r) => respond::refusal(s, ctx, ingress, r).await,
         Failure::Connect(m) | Failure::Io(m) => {
@@ -950,7 +961,7 @@ async fn attempt(
     let status = up.status();
     if status >= 400 {
         let header = up.head().clone();
-        let body = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
+        let (body, _held) = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
@@ -958,7 +969,7 @@ async fn attempt(
         return Ok(Attempt::Failed(status_failure(p, status, header, body, to)));
     }
     if let (Op::Embeddings, Format::Gemini, Some(info)) = (ask.op, to, &ask.embeddings) {
-        let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
+        let (body, _held) = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
@@ -1003,7 +1014,7 @@ async fn attempt(
         };
         // A whole answer is read before anything is sent, so one cut short
         // fails over like any other failed attempt.
-        let body = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
+        let (body, _held) = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
@@ -1053,7 +1064,7 @@ async fn count_answer(
     } else {
         None
     };
-    let body = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
+    let (body, _held) = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
         Ok(b) => b,
         Err(f) => return Ok(Attempt::Failed(f)),
     };
@@ -1114,38 +1125,68 @@ async fn estimate_count(
     respond::send(s, ctx, 200, "application/json", out, &mark).await
 }
 
-/// Read a whole upstream body (bounded), with the idle and total timeouts.
+/// Read a whole upstream body (bounded by `cap`), with the idle and total
+/// timeouts, held in the process's buffer budget (`max_buffered_bytes`) until
+/// the returned hold is dropped.
 async fn read_all(
     up: &mut Answer,
     ctx: &mut RequestCtx,
     p: &Provider,
     cap: usize,
-) -> Result<Bytes, Failure> {
+) -> Result<(Bytes, Held), Failure> {
+    let limit = ctx.snap.max_buffered_bytes;
+    let mut held = BUFFERED.hold();
+    let too_large = || Failure::Io(format!("upstream body larger than {cap} bytes"));
+    // A declared length is taken from the budget (and allocated) at once: no
+    // regrowth copies, and a refusal before the body is read.
+    let declared = up
+        .head()
+        .get_str("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(n) = declared {
+        if n > cap as u64 {
+            return Err(too_large());
+        }
+        if !held.grow_to(n, limit) {
+            return Err(over_budget(limit));
+        }
+    }
     // Most answers come in one read: that chunk is the body, uncopied.
     let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     loop {
         match next_chunk(up, ctx, p).await? {
             Some(chunk) => {
-                let held = first.as_ref().map_or(0, Bytes::len);
-                if held + buf.len() + chunk.len() > cap {
-                    return Err(Failure::Io(format!(
-                        "upstream body larger than {cap} bytes"
-                    )));
+                let held_now = first.as_ref().map_or(0, Bytes::len);
+                let total = held_now + buf.len() + chunk.len();
+                if total > cap {
+                    return Err(too_large());
+                }
+                if !held.grow_to(total as u64, limit) {
+                    return Err(over_budget(limit));
                 }
                 match first.take() {
                     None if buf.is_empty() => first = Some(chunk),
-                    held => {
-                        if let Some(h) = held {
+                    held_chunk => {
+                        if buf.is_empty() {
+                            buf.reserve(declared.map_or(0, |n| n as usize).max(total));
+                        }
+                        if let Some(h) = held_chunk {
                             buf.extend_from_slice(&h);
                         }
                         buf.extend_from_slice(&chunk);
                     }
                 }
             }
-            None => return Ok(first.unwrap_or_else(|| buf.freeze())),
+            None => return Ok((first.unwrap_or_else(|| buf.freeze()), held)),
         }
     }
+}
+
+fn over_budget(limit: u64) -> Failure {
+    Failure::Busy(format!(
+        "the gateway is holding its limit of {limit} bytes of buffered answers; retry shortly"
+    ))
 }
 
 /// The next upstream body chunk, bounded by the idle timeout and the total deadline.
@@ -1449,6 +1490,15 @@ async fn stream_answer(
                 }
             }
             Wait::Chunk(Ok(None)) => {
+                if sse && header.is_some() && !pipe.saw_events() {
+                    // An empty 200 would read as an answer with no content:
+                    // nothing reached the client, so it fails over (and ends
+                    // as a 502 in the client's format).
+                    connector.release(up, peer, ctx.kept.as_mut()).await;
+                    return Ok(Attempt::Failed(Failure::Io(
+                        "upstream stream ended with no events".into(),
+                    )));
+                }
                 pipe.finish(&mut pending);
                 stream_usage(ctx, &pipe, ask);
                 let corked = header.is_some() && super::cork::set(s, true);
@@ -1513,12 +1563,35 @@ fn stream_usage(ctx: &mut RequestCtx, pipe: &stream::Pipe, ask: &Ask) {
     ctx.tokens_estimated = estimated;
 }
 
-/// Read the client's body, bounded by `limit`. `Ok(None)`: over the limit.
+/// What reading the client's body gave.
+pub enum ClientBody {
+    Whole(Bytes),
+    /// Over `max_body_bytes`.
+    TooLarge,
+    /// A body the client framed badly or sent too slowly: answered with this
+    /// status and message, and the connection closed (its framing is lost).
+    Refused(u16, String),
+}
+
+/// The answer to a failed client body read: a broken chunked framing is the
+/// client's error (400), a read that timed out is 408 (nginx's
+/// `client_body_timeout`); `None` for anything else (the client went away).
+pub fn body_read_refusal(e: &pingora_core::Error) -> Option<(u16, String)> {
+    match e.etype() {
+        ErrorType::ReadTimedout => Some((408, "request body timed out".into())),
+        ErrorType::Custom("InvalidChunk") => {
+            Some((400, "request body has malformed chunked encoding".into()))
+        }
+        _ => None,
+    }
+}
+
+/// Read the client's body, bounded by `limit`.
 pub async fn read_body(
     s: &mut Session,
     ctx: &mut RequestCtx,
     limit: u64,
-) -> pingora_core::Result<Option<Bytes>> {
+) -> pingora_core::Result<ClientBody> {
     if let Some(len) = s
         .req_header()
         .headers
@@ -1527,7 +1600,7 @@ pub async fn read_body(
         .and_then(|v| v.parse::<u64>().ok())
         && len > limit
     {
-        return Ok(None);
+        return Ok(ClientBody::TooLarge);
     }
     let expects_continue = s
         .req_header()
@@ -1550,5 +1623,39 @@ pub async fn read_body(
     }
     .await;
     ctx.client_wait += t.elapsed();
-    Ok(if r? { Some(buf.freeze()) } else { None })
+    match r {
+        Ok(true) => Ok(ClientBody::Whole(buf.freeze())),
+        Ok(false) => Ok(ClientBody::TooLarge),
+        Err(e) => match body_read_refusal(&e) {
+            Some((status, msg)) => {
+                if status == 408 {
+                    crate::metrics::client_timeout("body");
+                }
+                s.set_keepalive(None);
+                Ok(ClientBody::Refused(status, msg))
+            }
+            None => Err(e.into_down()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_core::Error;
+
+    #[test]
+    fn client_body_failures_are_answered_by_kind() {
+        let chunk = Error::explain(
+            ErrorType::Custom("InvalidChunk"),
+            "Invalid chunked encoding",
+        );
+        assert_eq!(body_read_refusal(&chunk).map(|r| r.0), Some(400));
+        let slow = Error::explain(ErrorType::ReadTimedout, "reading body, timeout: 1s");
+        assert_eq!(body_read_refusal(&slow).map(|r| r.0), Some(408));
+        // A client that went away gets no answer.
+        for gone in [ErrorType::ConnectionClosed, ErrorType::ReadError] {
+            assert_eq!(body_read_refusal(&Error::new(gone)).map(|r| r.0), None);
+        }
+    }
 }

@@ -34,7 +34,7 @@ use pingora_core::{Error, ErrorType};
 use pingora_proxy::HttpProxy;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
@@ -43,6 +43,10 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// A request line longer than this goes to Pingora, which answers it.
 const MAX_LINE: usize = 8 * 1024;
+
+/// A head is read to its end before either side parses it (so
+/// `client_header_timeout` bounds it), up to Pingora's own limit for a head.
+const MAX_HEAD: usize = 1024 * 1024;
 
 /// The first read's buffer; it becomes Pingora's header buffer (same size).
 const READ_BUF: usize = 4096;
@@ -100,29 +104,38 @@ impl Front {
             prefix: BytesMut::new(),
             delegated: false,
         };
+        let mut first = true;
         loop {
-            // After Pingora's linger on a draining connection (`drain`), its
-            // settings carry the next request's first bytes, invisibly: that
-            // last request is Pingora's too.
-            let here = if c.delegated && self.stopping() {
+            // After a request Pingora served, its settings may carry the next
+            // request's first bytes, invisibly (a pipelined request, or
+            // Pingora's linger on a draining connection, `drain`): the next
+            // request is Pingora's too, and so on for the connection.
+            let here = if c.delegated {
                 None
             } else {
                 match self
-                    .read_request_line(&mut c.stream, &mut c.prefix, kept)
+                    .read_head(&mut c.stream, &mut c.prefix, kept, first)
                     .await
                 {
                     Some(here) => here,
                     None => return,
                 }
             };
+            first = false;
             let mut session = ServerSession::new_http1(c.stream);
             match c.settings.take() {
                 Some(s) => s.apply_to_session(&mut session),
-                None => session.set_keepalive(if *shutdown.borrow() {
-                    None
-                } else {
-                    Some(KEEPALIVE.as_secs())
-                }),
+                None => {
+                    session.set_keepalive(if *shutdown.borrow() {
+                        None
+                    } else {
+                        Some(KEEPALIVE.as_secs())
+                    });
+                    // A request sent before the previous answer was read is
+                    // served after it (RFC 9112 9.3.2), not dropped with the
+                    // connection; the settings carry this to later sessions.
+                    session.set_pipelining_enabled(true);
+                }
             }
             if !c.prefix.is_empty() {
                 session.set_pipelined_prefix(std::mem::take(&mut c.prefix));
@@ -151,24 +164,27 @@ impl Front {
         }
     }
 
-    /// Read until `buf` holds the request line; `Some(Some(snapshot))` when
-    /// this module serves it, on the snapshot it was classified with, and
-    /// `Some(None)` when Pingora does. `None`: the client closed or stayed
-    /// idle past the keep-alive, or the service stops while no request has
-    /// begun.
-    async fn read_request_line(
+    /// Read until `buf` holds the whole request head; `Some(Some(snapshot))`
+    /// when this module serves it, on the snapshot it was classified with,
+    /// and `Some(None)` when Pingora does. `None`: the client closed, stayed
+    /// idle past the keep-alive, took longer than `client_header_timeout`
+    /// over the head (counted), or the service stops while no request has
+    /// begun. `first`: the connection's first request, whose clock starts at
+    /// accept (a client that connects and sends nothing is a slow head too).
+    async fn read_head(
         &self,
         stream: &mut Stream,
         buf: &mut BytesMut,
         kept: &mut Kept,
+        first: bool,
     ) -> Option<Option<Arc<Snapshot>>> {
+        let limit = self.gw.config.load().client_header_timeout;
+        let mut deadline = (first || !buf.is_empty()).then(|| Instant::now() + limit);
         loop {
-            if let Some(end) = memchr::memchr(b'\n', buf) {
+            if let Some(line_end) = head_complete(buf) {
                 let snap = self.gw.config.load_full();
-                return Some(serves_here(&buf[..end], &snap).then_some(snap));
-            }
-            if buf.len() >= MAX_LINE {
-                return Some(None);
+                let here = line_end <= MAX_LINE && serves_here(&buf[..line_end], &snap);
+                return Some(here.then_some(snap));
             }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(READ_BUF);
@@ -183,7 +199,11 @@ impl Front {
             // While an upstream connection is kept, a short wait first; the
             // keep-alive wait then starts afresh (it may run KEPT_IDLE longer).
             let keep = idle && kept.is_some();
-            let wait = if keep { KEPT_IDLE } else { KEEPALIVE };
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None if keep => KEPT_IDLE,
+                None => KEEPALIVE,
+            };
             let read = pingora_timeout::timeout(wait, stream.read_buf(buf));
             let r = tokio::select! {
                 biased;
@@ -191,7 +211,13 @@ impl Front {
                 _ = stop, if idle => return None,
             };
             match r {
-                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(n)) if n > 0 => {
+                    deadline.get_or_insert_with(|| Instant::now() + limit);
+                }
+                Err(_) if deadline.is_some() => {
+                    crate::metrics::client_timeout("header");
+                    return None;
+                }
                 Err(_) if keep => self.gw.connector.pool(kept),
                 // Closed, failed or timed out: as Pingora, quietly.
                 _ => return None,
@@ -260,6 +286,18 @@ impl Front {
             delegated: false,
         })
     }
+}
+
+/// Where the request line ends (its `\n`) once `buf` holds a whole request
+/// head (or more than Pingora would take for one, which Pingora then refuses).
+fn head_complete(buf: &[u8]) -> Option<usize> {
+    let line_end = memchr::memchr(b'\n', buf)?;
+    // An empty line ends the head; a bare-LF line counts, as for Pingora's parser.
+    let rest = &buf[line_end..];
+    let ended = memchr::memmem::find(rest, b"\n\r\n").is_some()
+        || memchr::memmem::find(rest, b"\n\n").is_some()
+        || buf.len() >= MAX_HEAD;
+    ended.then_some(line_end)
 }
 
 /// Whether a request line names one of our own endpoints, plainly enough
@@ -381,6 +419,36 @@ mod tests {
             b"POST /v1/chat/completions\x00 HTTP/1.1\r",
             &s
         ));
+    }
+
+    #[test]
+    fn a_head_is_complete_at_its_empty_line() {
+        let line = "POST /v1/chat/completions HTTP/1.1\r\n".len() - 1;
+        for (wire, want) in [
+            (
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n\r\n",
+                Some(line),
+            ),
+            (
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n\r\n{\"x\"",
+                Some(line),
+            ),
+            (
+                "POST /v1/chat/completions HTTP/1.1\nHost: gw\n\n",
+                Some(line - 1),
+            ),
+            ("GET / HTTP/1.1\r\n\r\n", Some(15)),
+            ("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n", None),
+            ("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n\r", None),
+            ("POST /v1/chat/completions HTTP/1.1", None),
+            ("", None),
+        ] {
+            assert_eq!(head_complete(wire.as_bytes()), want, "{wire:?}");
+        }
+        // Past Pingora's limit for a head, Pingora takes it (and refuses it).
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.resize(MAX_HEAD, b'a');
+        assert_eq!(head_complete(&big), Some(15));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The Pingora service: thin phases calling plain modules.
 
 pub mod answer;
+pub mod budget;
 pub mod cork;
 pub mod ctx;
 pub mod drain;
@@ -184,6 +185,13 @@ impl ProxyHttp for Gateway {
         } else {
             pass::default_fail(down, e).await
         }
+    }
+
+    /// A client's broken or slow body is the client's error: answered (400,
+    /// 408) and counted, not logged as the gateway's.
+    fn suppress_error_log(&self, _s: &Session, _ctx: &RequestCtx, e: &pingora_core::Error) -> bool {
+        e.esource() == &pingora_core::ErrorSource::Downstream
+            && exchange::body_read_refusal(e).is_some()
     }
 
     async fn logging(
@@ -374,6 +382,9 @@ impl RequestCtx {
 
 impl Gateway {
     async fn serve(&self, s: &mut ServerSession, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+        // Pingora's session read timeout is the wait between two body reads
+        // (nginx's `client_body_timeout`), on both paths (HTTP/1 only).
+        s.set_read_timeout(Some(ctx.snap.client_body_timeout));
         ctx.request_id = request_id(s);
         ctx.debug = s
             .req_header()
@@ -528,12 +539,18 @@ impl Gateway {
             }
             _ => (Format::OpenAiChat, None),
         };
-        let Some(body) = exchange::read_body(s, ctx, snap.max_body_bytes).await? else {
-            let msg = format!(
-                "request body is larger than the limit of {} bytes",
-                snap.max_body_bytes
-            );
-            return respond::error(s, ctx, efmt, 413, &msg, None).await;
+        let body = match exchange::read_body(s, ctx, snap.max_body_bytes).await? {
+            exchange::ClientBody::Whole(b) => b,
+            exchange::ClientBody::TooLarge => {
+                let msg = format!(
+                    "request body is larger than the limit of {} bytes",
+                    snap.max_body_bytes
+                );
+                return respond::error(s, ctx, efmt, 413, &msg, None).await;
+            }
+            exchange::ClientBody::Refused(status, msg) => {
+                return respond::error(s, ctx, efmt, status, &msg, None).await;
+            }
         };
         let peeked = match intake::peek(&body) {
             Ok(p) => p,

@@ -452,7 +452,14 @@ pub fn proxy_error(
 /// connection is closed, so the client sees it incomplete).
 pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
     let upstream = e.esource() == &ErrorSource::Upstream;
+    let refused = (e.esource() == &ErrorSource::Downstream)
+        .then(|| super::exchange::body_read_refusal(e))
+        .flatten();
+    if refused.as_ref().is_some_and(|(c, _)| *c == 408) {
+        crate::metrics::client_timeout("body");
+    }
     let code = match e.etype() {
+        _ if refused.is_some() => refused.as_ref().map_or(400, |r| r.0),
         ErrorType::HTTPStatus(c) => *c,
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
             if upstream =>
@@ -475,6 +482,7 @@ pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToPro
     if code > 0 && s.response_written().is_none() {
         let what = e.etype().as_str();
         let msg = match code {
+            _ if refused.is_some() => refused.map(|r| r.1).unwrap_or_default(),
             504 => format!("upstream timed out ({what})"),
             502 => format!("upstream unavailable ({what})"),
             _ => e

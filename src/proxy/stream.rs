@@ -26,11 +26,14 @@ struct Seen {
     usage: crate::ir::Usage,
     seen_usage: bool,
     content: bool,
+    /// Any event at all (an upstream stream with none is a failure).
+    any: bool,
     error: Option<(u16, String)>,
 }
 
 impl Seen {
     fn event(&mut self, dec: &mut dyn StreamDecoder, ev: sse::Event<'_>) {
+        self.any = true;
         // Once content flows, only usage and error events still matter:
         // skip decoding the rest (most of a passthrough stream's cost).
         if self.content && !may_matter(ev.data) {
@@ -374,6 +377,15 @@ impl Pipe {
         match self {
             Pipe::Pass(o, _) => o.seen.content,
             Pipe::Convert(t) => t.content_started(),
+        }
+    }
+
+    /// Whether a same-format stream carried any event (converted streams
+    /// answer an empty upstream stream themselves, in `finish`).
+    pub fn saw_events(&self) -> bool {
+        match self {
+            Pipe::Pass(o, _) => o.seen.any || o.decoder.is_none(),
+            Pipe::Convert(_) => true,
         }
     }
 
