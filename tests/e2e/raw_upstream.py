@@ -100,3 +100,10 @@ class ConnUpstream:
     def stop(self) -> None:
         self.stopped = True
         self.listener.close()
+        # close() does not wake the thread blocked in accept(), and until it
+        # returns the port still listens (and may answer a later test's
+        # connection): one connection wakes it, and it exits.
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        except OSError:
+            pass
