@@ -459,9 +459,15 @@ async fn turn(
         // A non-retryable answer (a 400 about the request, say) goes
         // straight back: another target would refuse it too. So does a
         // full answer budget: another target's answer needs the same room.
-        let final_status = matches!(&failure, Failure::Status(st, ..)
-            if !p.retry.retries_status(*st) && !(next_credential && matches!(st, 401 | 403)));
-        if final_status || matches!(failure, Failure::Busy(_)) {
+        let final_status = match &failure {
+            Failure::Status(st, ..) => {
+                // Final unless the policy retries it or another credential may answer.
+                !(p.retry.retries_status(*st) || (next_credential && matches!(st, 401 | 403)))
+            }
+            Failure::Busy(_) => true,
+            _ => false,
+        };
+        if final_status {
             fail(s, ctx, ask.ingress, Some(failure)).await?;
             return Ok(Turn::Answered);
         }
