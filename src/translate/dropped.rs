@@ -501,14 +501,15 @@ mod rule {
         assert_eq!(refused(AN, OA, &b).param.as_deref(), Some("container"));
     }
 
-    /// What Gemini CLI 0.61 sends (its default model config has `topK`).
+    /// What Gemini CLI 0.61 sends (its default model config has `topK`,
+    /// a float in google-genai's types).
     fn gemini_cli() -> Value {
         json!({
             "contents": [{"role": "user", "parts": [{"text": "hello"}]}],
             "systemInstruction": {"parts": [{"text": "You are Gemini CLI."}]},
             "tools": [{"functionDeclarations": [{"name": "read_file", "description": "read",
                         "parametersJsonSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]}],
-            "generationConfig": {"temperature": 0, "topP": 1, "topK": 64,
+            "generationConfig": {"temperature": 0, "topP": 1, "topK": 64.0,
                                   "thinkingConfig": {"includeThoughts": true, "thinkingBudget": 8192}}
         })
     }

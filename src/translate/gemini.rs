@@ -660,6 +660,7 @@ fn u64_field(
         Some(v) => v
             .as_u64()
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .or_else(|| whole(v.as_f64()?))
             .map(Some)
             .ok_or_else(|| {
                 bad(
@@ -668,6 +669,13 @@ fn u64_field(
                 )
             }),
     }
+}
+
+/// A whole non-negative float as an integer: google-genai types `top_k` (and
+/// other counts) as floats, so Gemini CLI sends `"topK": 64.0`, which Gemini
+/// accepts.
+fn whole(f: f64) -> Option<u64> {
+    (f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64).then_some(f as u64)
 }
 
 /// A Gemini client request body → IR. Model and stream come from the URL
