@@ -27,7 +27,7 @@
 //!   streaming, always `stream_options.include_usage: true`.
 //! - `cache_control` accepted on content parts, messages and tools (LiteLLM
 //!   style) is kept for Anthropic; OpenAI caches by itself, so it is not sent
-//!   to OpenAI-format upstreams. Tool `strict` is kept only between OpenAI formats.
+//!   to OpenAI-format upstreams (named in `x-aigate-dropped`, see `dropped.rs`). Tool `strict` is kept only between OpenAI formats.
 //! - Upstream message content that is only text is sent as one string (blocks
 //!   joined with a blank line): many OpenAI-compatible servers reject arrays.
 
