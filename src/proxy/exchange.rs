@@ -1087,6 +1087,7 @@ async fn count_answer(
     count_outcome(p, "ok");
     if let Some(mut h) = head {
         h.insert_header("content-length", body.len().to_string())?;
+        gateway_headers(ctx, &mut h)?;
         write_header(s, ctx, h).await?;
         write_body(s, ctx, body, true).await?;
         return Ok(Attempt::Done);
@@ -1117,7 +1118,11 @@ async fn estimate_count(
 ) -> pingora_core::Result<()> {
     let compatible = p.kind == ProviderKind::OpenaiCompatible;
     let body = match ask.count_body_for(p.format, &t.model, compatible) {
-        Ok(b) => b,
+        // The estimate is made from the converted body: named like an answer.
+        Ok((b, dropped)) => {
+            ctx.dropped = dropped;
+            b
+        }
         Err(e) => {
             return respond::error(
                 s,
