@@ -177,7 +177,7 @@ fn bench(c: &mut Criterion) {
         stream: true,
     };
     let areq: Value =
-        serde_json::from_slice(&convert_request(OA, AN, &req, &ropts).unwrap()).unwrap();
+        serde_json::from_slice(&convert_request(OA, AN, &req, &ropts).unwrap().body).unwrap();
     let mut g = c.benchmark_group("request");
     g.bench_function("openai_to_anthropic", |b| {
         b.iter(|| convert_request(OA, AN, black_box(&req), &ropts).unwrap())

@@ -59,8 +59,15 @@ pub struct Extra {
     /// Features: another format must refuse them (400 naming the field).
     pub fields: Map<String, Value>,
     /// Hints with no effect on the answer's content (`store`, `service_tier`,
-    /// ...): another format may drop them (each decoder documents its list).
+    /// ...): another format leaves them out and names them in the
+    /// `x-aigate-dropped` list (each decoder documents its list).
     pub hints: Map<String, Value>,
+    /// The client path [`Request::user`] came from (`user`,
+    /// `safety_identifier`, `metadata.user_id`), named when a target has no slot.
+    pub user_from: &'static str,
+    /// Client paths of `cache_control` markers (Anthropic, and OpenAI Chat in
+    /// LiteLLM's style): only an Anthropic target keeps them, others name them.
+    pub cache_paths: Vec<String>,
 }
 
 impl Default for Extra {
@@ -69,6 +76,8 @@ impl Default for Extra {
             format: Format::OpenAiChat,
             fields: Map::new(),
             hints: Map::new(),
+            user_from: "user",
+            cache_paths: Vec::new(),
         }
     }
 }
@@ -292,6 +301,10 @@ pub struct FunctionTool {
     pub parameters: Value,
     pub strict: Option<bool>,
     pub cache_control: Option<Value>,
+    /// Anthropic-only tool-loading hints kept verbatim (`defer_loading`,
+    /// `input_examples`, `eager_input_streaming`): an Anthropic target gets
+    /// them back, any other gets the tool without them and names them.
+    pub hints: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1312,7 +1312,8 @@ fn openai_requests_convert_to_anthropic() {
             continue;
         }
         let out: Value =
-            serde_json::from_slice(&res.unwrap_or_else(|e| panic!("{}: {e:?}", c.name))).unwrap();
+            serde_json::from_slice(&res.unwrap_or_else(|e| panic!("{}: {e:?}", c.name)).body)
+                .unwrap();
         assert_eq!(out["model"], "upstream-model");
         assert_eq!(
             out["stream"].as_bool().unwrap_or(false),
@@ -1498,7 +1499,8 @@ fn openai_requests_convert_to_anthropic() {
                 &out,
                 &req_opts(stream),
             )
-            .unwrap_or_else(|e| panic!("{}: {e:?}", c.name)),
+            .unwrap_or_else(|e| panic!("{}: {e:?}", c.name))
+            .body,
         )
         .unwrap();
         if stream {
@@ -1569,13 +1571,15 @@ fn anthropic_requests_convert_to_openai() {
                 continue;
             }
             "stream-server-tool-then-tool-use" => {
-                let e = res.expect_err("server tools only run on Anthropic");
-                assert_eq!(
-                    (e.status, e.param.as_deref()),
-                    (400, Some("tools[0]")),
-                    "{}",
-                    e.message
-                );
+                // Tool search only finds deferred tools; OpenAI gets the
+                // deferred tool in full, so both hints are left out, named.
+                let c = res.expect("tool-loading hints are dropped, not refused");
+                assert_eq!(c.dropped.paths(), ["tools[1].defer_loading", "tools[0]"]);
+                let out: Value = serde_json::from_slice(&c.body).unwrap();
+                let tools = out["tools"].as_array().unwrap();
+                assert_eq!(tools.len(), 1);
+                assert_eq!(tools[0]["function"]["name"], "get_weather");
+                assert!(tools[0].get("defer_loading").is_none());
                 continue;
             }
             "stream-stop-sequence-prefill" => {
@@ -1587,7 +1591,8 @@ fn anthropic_requests_convert_to_openai() {
             _ => {}
         }
         let out: Value =
-            serde_json::from_slice(&res.unwrap_or_else(|e| panic!("{}: {e:?}", c.name))).unwrap();
+            serde_json::from_slice(&res.unwrap_or_else(|e| panic!("{}: {e:?}", c.name)).body)
+                .unwrap();
         assert_eq!(out["model"], "upstream-model");
         assert_eq!(
             out["max_completion_tokens"], src["max_tokens"],
@@ -1734,7 +1739,8 @@ fn anthropic_requests_convert_to_openai() {
                 &out,
                 &req_opts(stream),
             )
-            .unwrap_or_else(|e| panic!("{}: {e:?}", c.name)),
+            .unwrap_or_else(|e| panic!("{}: {e:?}", c.name))
+            .body,
         )
         .unwrap();
         assert_eq!(back["max_tokens"], src["max_tokens"], "{}", c.name);

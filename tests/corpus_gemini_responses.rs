@@ -715,8 +715,13 @@ fn responses_answers_to_every_format() {
                 {"role": "user", "parts": [{"text": "again"}]}
             ]});
             let req = translate::decode_request(Format::Gemini, &back).unwrap();
-            let body =
-                translate::encode_request(Format::OpenAiResponses, &req, &qopts(false)).unwrap();
+            let body = translate::encode_request(
+                Format::OpenAiResponses,
+                &req,
+                &qopts(false),
+                &mut translate::Dropped::default(),
+            )
+            .unwrap();
             let v: Value = serde_json::from_slice(&body).unwrap();
             let item = v["input"]
                 .as_array()
@@ -875,7 +880,7 @@ fn gemini_requests_to_every_format() {
         // Gemini → IR → Gemini keeps everything it understood.
         let out = convert_request(Format::Gemini, Format::Gemini, req, &qopts(false))
             .unwrap_or_else(|e| panic!("{}: {e:?}", c.name));
-        let g: Value = serde_json::from_slice(&out).unwrap();
+        let g: Value = serde_json::from_slice(&out.body).unwrap();
         assert_eq!(
             gemini_texts(&g["contents"]),
             gemini_texts(&req["contents"]),
@@ -960,7 +965,7 @@ fn gemini_requests_to_every_format() {
         };
         assert_eq!(names(&g), names(req), "{}: tool names", c.name);
         assert!(
-            !String::from_utf8_lossy(&out).contains("additionalProperties"),
+            !String::from_utf8_lossy(&out.body).contains("additionalProperties"),
             "{}: schema sanitised",
             c.name
         );
@@ -985,7 +990,7 @@ fn gemini_requests_to_every_format() {
         // Gemini → Responses
         match convert_request(Format::Gemini, Format::OpenAiResponses, req, &qopts(true)) {
             Ok(out) => {
-                let r: Value = serde_json::from_slice(&out).unwrap();
+                let r: Value = serde_json::from_slice(&out.body).unwrap();
                 assert_eq!(r["model"], "target-model");
                 assert_eq!(r["stream"], true);
                 assert_eq!(r["store"], false);
@@ -1085,7 +1090,7 @@ fn responses_requests_to_every_format() {
         // → Gemini
         let out = convert_request(Format::OpenAiResponses, Format::Gemini, req, &qopts(false))
             .unwrap_or_else(|e| panic!("{}: {e:?}", c.name));
-        let g: Value = serde_json::from_slice(&out).unwrap();
+        let g: Value = serde_json::from_slice(&out.body).unwrap();
         assert!(
             g.get("model").is_none(),
             "{}: Gemini bodies carry no model",
@@ -1166,7 +1171,7 @@ fn responses_requests_to_every_format() {
             let decls = g["tools"][0]["functionDeclarations"].as_array().unwrap();
             assert_eq!(decls.len(), tools.len());
             assert!(
-                !String::from_utf8_lossy(&out).contains("additionalProperties"),
+                !String::from_utf8_lossy(&out.body).contains("additionalProperties"),
                 "{}: sanitised",
                 c.name
             );
@@ -1204,7 +1209,7 @@ fn responses_requests_to_every_format() {
             &qopts(false),
         )
         .unwrap();
-        let r: Value = serde_json::from_slice(&out).unwrap();
+        let r: Value = serde_json::from_slice(&out.body).unwrap();
         if let Value::Array(items) = &req["input"] {
             let kinds = |a: &[Value]| -> Vec<String> {
                 a.iter()
@@ -1237,7 +1242,6 @@ fn responses_features_other_upstreams_cannot_express_are_400s() {
             json!({"model": "m", "input": "hi", "previous_response_id": "resp_1"}),
             "previous_response_id",
         ),
-        (json!({"model": "m", "input": "hi", "store": true}), "store"),
         (
             json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}),
             "tools[0]",
@@ -1263,15 +1267,22 @@ fn responses_features_other_upstreams_cannot_express_are_400s() {
             }
         }
     }
-    // store: false (and other hints) are fine everywhere
+    // store (and other hints) are fine everywhere: left out and named, but
+    // for store: false, which every other upstream does anyway
     for to in [Format::Gemini, Format::OpenAiChat, Format::Anthropic] {
-        convert_request(
-            Format::OpenAiResponses,
-            to,
-            &json!({"model": "m", "input": "hi", "store": false, "metadata": {"k": "v"}, "prompt_cache_key": "x"}),
-            &qopts(false),
-        )
-        .unwrap_or_else(|e| panic!("{to:?}: {e:?}"));
+        for (store, named) in [
+            (false, &["metadata", "prompt_cache_key"][..]),
+            (true, &["metadata", "prompt_cache_key", "store"][..]),
+        ] {
+            let c = convert_request(
+                Format::OpenAiResponses,
+                to,
+                &json!({"model": "m", "input": "hi", "store": store, "metadata": {"k": "v"}, "prompt_cache_key": "x"}),
+                &qopts(false),
+            )
+            .unwrap_or_else(|e| panic!("{to:?}: {e:?}"));
+            assert_eq!(c.dropped.paths(), named, "{to:?}");
+        }
     }
     // bad input: 400 naming the field, never a panic
     for (body, param) in [
@@ -1930,7 +1941,7 @@ fn gemini_and_responses_requests_to_chat_and_anthropic() {
             for to in [Format::OpenAiChat, Format::Anthropic] {
                 match convert_request(from, to, &c.request, &qopts(false)) {
                     Ok(out) => {
-                        let v: Value = serde_json::from_slice(&out).unwrap();
+                        let v: Value = serde_json::from_slice(&out.body).unwrap();
                         assert_eq!(v["model"], "target-model", "{} {to:?}", c.name);
                         let got: Vec<String> = if to == Format::OpenAiChat {
                             chat_texts(&v)
@@ -1948,7 +1959,7 @@ fn gemini_and_responses_requests_to_chat_and_anthropic() {
                             .collect();
                         assert_eq!(got, texts, "{} {to:?}: message texts in order", c.name);
                         // every call answered by a result carrying its id
-                        let s = String::from_utf8_lossy(&out);
+                        let s = String::from_utf8_lossy(&out.body);
                         if to == Format::OpenAiChat {
                             let calls: Vec<String> = v["messages"]
                                 .as_array()

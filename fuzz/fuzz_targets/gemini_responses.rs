@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
                     stream: data.len() % 2 == 0,
                 };
                 match convert_request(from, to, &body, &opts) {
-                    Ok(out) => assert!(serde_json::from_slice::<serde_json::Value>(&out).expect("JSON").is_object()),
+                    Ok(out) => assert!(serde_json::from_slice::<serde_json::Value>(&out.body).expect("JSON").is_object()),
                     Err(e) => {
                         assert_eq!(e.status, 400);
                         assert!(!e.message.is_empty());

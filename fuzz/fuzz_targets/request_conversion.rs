@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
                 match compat {
                     Ok(out) => {
                         let v: serde_json::Value =
-                            serde_json::from_slice(&out).expect("converted body is JSON");
+                            serde_json::from_slice(&out.body).expect("converted body is JSON");
                         assert!(v.is_object());
                     }
                     Err(e) => {

@@ -4,7 +4,7 @@ use crate::config::Snapshot;
 use crate::limits::Holds;
 use crate::metrics::InflightGuard;
 use crate::routing::Route;
-use crate::translate::Usage;
+use crate::translate::{Dropped, Usage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,9 @@ pub struct RequestCtx {
     /// The client connection's kept upstream connection (front door only;
     /// `None` on Pingora's path, whose connections go to the pool).
     pub kept: Option<super::upstream::Kept>,
+    /// Client paths the last converted body left out (SPEC drop-and-name
+    /// rule): `x-aigate-dropped` on every answer, and the access line.
+    pub dropped: Dropped,
     _inflight: InflightGuard,
 }
 
@@ -73,6 +76,7 @@ impl RequestCtx {
             holds: Holds::default(),
             pass: None,
             kept: None,
+            dropped: Dropped::default(),
             _inflight: InflightGuard::new(),
         }
     }

@@ -23,7 +23,7 @@ use crate::limits::Limiter;
 use crate::providers::{Op, upstream_path};
 use crate::resilience::{self, Ended, Fallback, Gate, Skip, Verdict};
 use crate::sse;
-use crate::translate::{self, Format, RequestOpts, ResponseOpts, StreamTranslator};
+use crate::translate::{self, Dropped, Format, RequestOpts, ResponseOpts, StreamTranslator};
 use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
 use pingora_core::protocols::http::ServerSession as Session;
@@ -97,11 +97,14 @@ impl Ask {
         to: Format,
         model: &str,
         compatible: bool,
-    ) -> Result<Bytes, translate::TranslateError> {
+    ) -> Result<(Bytes, Dropped), translate::TranslateError> {
         if to == self.ingress {
             return match to {
-                Format::Gemini => Ok(translate::count::gemini_same_format(&self.body, model)?
-                    .map_or_else(|| self.body.clone(), Bytes::from)),
+                Format::Gemini => Ok((
+                    translate::count::gemini_same_format(&self.body, model)?
+                        .map_or_else(|| self.body.clone(), Bytes::from),
+                    Dropped::default(),
+                )),
                 _ => self.body_for(to, model, compatible),
             };
         }
@@ -124,19 +127,43 @@ impl Ask {
         } else {
             translate::convert_request(self.ingress, to, tree, &opts)?
         };
-        let chat: Value = serde_json::from_slice(&chat).unwrap_or_default();
+        let dropped = chat.dropped;
+        let chat: Value = serde_json::from_slice(&chat.body).unwrap_or_default();
         let body = translate::count::request_for(to, chat, model);
-        Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+        Ok((
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            dropped,
+        ))
     }
 
-    /// The body for a target speaking `to`, for upstream model `model`.
+    /// The body for a target speaking `to`, for upstream model `model`, with
+    /// the client paths its conversion left out (none on same-format routes).
     /// `compatible`: an openai-compatible server (`max_tokens`, not `max_completion_tokens`).
     fn body_for(
         &mut self,
         to: Format,
         model: &str,
         compatible: bool,
-    ) -> Result<Bytes, translate::TranslateError> {
+    ) -> Result<(Bytes, Dropped), translate::TranslateError> {
+        if to == self.ingress || self.op == Op::Embeddings {
+            return self.same_body(to, model).map(|b| (b, Dropped::default()));
+        }
+        let from = self.ingress;
+        let opts = RequestOpts {
+            model: model.to_string(),
+            stream: self.stream(),
+        };
+        let tree = self.tree()?;
+        let c = if compatible {
+            translate::convert_request_compatible(from, to, tree, &opts)
+        } else {
+            translate::convert_request(from, to, tree, &opts)
+        }?;
+        Ok((Bytes::from(c.body), c.dropped))
+    }
+
+    /// The body for a target of the client's own format (or embeddings).
+    fn same_body(&mut self, to: Format, model: &str) -> Result<Bytes, translate::TranslateError> {
         // aigate counts tokens of every answer: an OpenAI Chat stream is asked
         // for its usage chunk, which goes back only to clients that asked.
         let add_usage =
@@ -169,6 +196,19 @@ impl Ask {
                 body
             });
         }
+        let v = self.tree()?;
+        // Same format from a `models` list, or with `stream_options` to
+        // amend: the body needs its `model` and the usage request.
+        let mut v = v.clone();
+        v["model"] = Value::String(model.to_string());
+        if to == Format::OpenAiChat && self.stream() {
+            v["stream_options"]["include_usage"] = Value::Bool(true);
+        }
+        Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+    }
+
+    /// The client body parsed (once), without aigate's own `models` field.
+    fn tree(&mut self) -> Result<&Value, translate::TranslateError> {
         if self.tree.is_none() {
             let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
                 translate::TranslateError::bad_request(
@@ -189,26 +229,7 @@ impl Ask {
             }
             self.tree = Some(v);
         }
-        if to == self.ingress {
-            // Same format from a `models` list, or with `stream_options` to
-            // amend: the body needs its `model` and the usage request.
-            let mut v = self.tree.clone().expect("parsed above");
-            v["model"] = Value::String(model.to_string());
-            if to == Format::OpenAiChat && self.stream() {
-                v["stream_options"]["include_usage"] = Value::Bool(true);
-            }
-            return Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
-        }
-        let opts = RequestOpts {
-            model: model.to_string(),
-            stream: self.stream(),
-        };
-        let tree = self.tree.as_ref().expect("parsed above");
-        if compatible {
-            translate::convert_request_compatible(self.ingress, to, tree, &opts).map(Bytes::from)
-        } else {
-            translate::convert_request(self.ingress, to, tree, &opts).map(Bytes::from)
-        }
+        Ok(self.tree.as_ref().expect("parsed above"))
     }
 }
 
@@ -882,12 +903,16 @@ async fn attempt(
     };
     let body = match body {
         // Payload rules edit the converted body; without rules it is untouched.
-        // Not a count's: rules set generation fields (`max_tokens`) that the
-        // counting endpoints refuse.
-        Ok(b) => match &t.payload {
-            Some(rules) if ask.op != Op::CountTokens => rules.apply_bytes(b),
-            _ => b,
-        },
+        Ok((b, dropped)) => {
+            // Named on every answer to this attempt (x-aigate-dropped, access line).
+            ctx.dropped = dropped;
+            // Not a count's: rules set generation fields (`max_tokens`) that the
+            // counting endpoints refuse.
+            match &t.payload {
+                Some(rules) if ask.op != Op::CountTokens => rules.apply_bytes(b),
+                _ => b,
+            }
+        }
         Err(e) => return Ok(Attempt::Failed(Failure::Convert(e))),
     };
     let same = to == ask.ingress;
@@ -1029,6 +1054,7 @@ async fn attempt(
         if let Some(mut h) = head {
             h.insert_header("content-length", body.len().to_string())?;
             count_outcome(p, "ok");
+            gateway_headers(ctx, &mut h)?;
             write_header(s, ctx, h).await?;
             write_body(s, ctx, body, true).await?;
             return Ok(Attempt::Done);
@@ -1078,6 +1104,7 @@ async fn count_answer(
     count_outcome(p, "ok");
     if let Some(mut h) = head {
         h.insert_header("content-length", body.len().to_string())?;
+        gateway_headers(ctx, &mut h)?;
         write_header(s, ctx, h).await?;
         write_body(s, ctx, body, true).await?;
         return Ok(Attempt::Done);
@@ -1108,7 +1135,11 @@ async fn estimate_count(
 ) -> pingora_core::Result<()> {
     let compatible = p.kind == ProviderKind::OpenaiCompatible;
     let body = match ask.count_body_for(p.format, &t.model, compatible) {
-        Ok(b) => b,
+        // The estimate is made from the converted body: named like an answer.
+        Ok((b, dropped)) => {
+            ctx.dropped = dropped;
+            b
+        }
         Err(e) => {
             return respond::error(
                 s,
@@ -1222,16 +1253,23 @@ fn framing(s: &Session, h: &mut ResponseHeader) -> pingora_core::Result<()> {
     Ok(())
 }
 
-async fn write_header(
-    s: &mut Session,
-    ctx: &mut RequestCtx,
-    mut h: ResponseHeader,
-) -> pingora_core::Result<()> {
+/// The request id, the gateway's answer headers and the request's own
+/// (rate limits, CORS) on an upstream answer's head.
+fn gateway_headers(ctx: &RequestCtx, h: &mut ResponseHeader) -> pingora_core::Result<()> {
     h.insert_header("x-request-id", &ctx.request_id)?;
-    respond::debug_headers(ctx, &mut h)?;
+    respond::answer_headers(ctx, h)?;
     for (k, v) in &ctx.extra_headers {
         h.insert_header(*k, v)?;
     }
+    Ok(())
+}
+
+/// Send a head that has its [`gateway_headers`].
+async fn write_header(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    h: ResponseHeader,
+) -> pingora_core::Result<()> {
     ctx.status = h.status.as_u16();
     super::drain::close_if_draining(s);
     let t = Instant::now();
@@ -1339,6 +1377,8 @@ async fn stream_answer(
         h
     };
     framing(s, &mut h)?;
+    // Complete now: a keepalive tick may have to send it before any content.
+    gateway_headers(ctx, &mut h)?;
     let mut pipe = if same {
         let strip =
             ask.ingress == Format::OpenAiChat && ask.stream() && !ask.resp_opts.include_usage;
@@ -1374,6 +1414,8 @@ async fn stream_answer(
                         // silence is thinking, not failure) and keep
                         // intermediaries from cutting the connection.
                         if let Some(h) = header.take() {
+                            // `h` carries the gateway's headers already (ctx
+                            // is lent to the pending read here).
                             super::drain::close_if_draining(s);
                             s.write_response_header(Box::new(h)).await?;
                         }

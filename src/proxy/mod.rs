@@ -299,6 +299,7 @@ fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
                 "tokens": ctx.usage.map(|u| json!({"input": u.input, "output": u.output, "cached": u.cached, "reasoning": u.reasoning})),
                 "tokens_estimated": ctx.tokens_estimated,
                 "cost_usd": cost,
+                "dropped": (!ctx.dropped.is_empty()).then_some(ctx.dropped.paths()),
                 "error": ctx.error,
             });
             if crate::access_log::enabled() {
@@ -357,6 +358,7 @@ fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
                 Some(c) => push_usd(b, c),
                 None => b.push(b'-'),
             }
+            push_dropped(b, ctx.dropped.paths());
             if let Some(e) = &ctx.error {
                 b.extend_from_slice(b" error=\"");
                 push_text(b, e, 1024, true);
@@ -365,6 +367,26 @@ fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
         });
     } else {
         log::debug!(target: "access", "request_id={} ingress={} status={}", ctx.request_id, ingress, ctx.status);
+    }
+}
+
+/// ` dropped=a,b` when a conversion left fields out; each path escaped like
+/// the other client-influenced fields, the whole cut at 1 KiB.
+fn push_dropped(b: &mut Vec<u8>, paths: &[String]) {
+    if paths.is_empty() {
+        return;
+    }
+    b.extend_from_slice(b" dropped=");
+    let start = b.len();
+    for (i, p) in paths.iter().enumerate() {
+        if b.len() - start > 1024 {
+            b.extend_from_slice(b"...");
+            return;
+        }
+        if i > 0 {
+            b.push(b',');
+        }
+        crate::access_log::push_text(b, p, 256, false);
     }
 }
 

@@ -339,7 +339,7 @@ pub fn response(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora_core
         resp.remove_header(&n);
     }
     resp.insert_header("x-request-id", &ctx.request_id)?;
-    respond::debug_headers(ctx, resp)?;
+    respond::answer_headers(ctx, resp)?;
     for (k, v) in &ctx.extra_headers {
         resp.insert_header(*k, v)?;
     }

@@ -26,7 +26,7 @@ pub async fn send(
     for (k, v) in extra {
         h.insert_header(*k, v)?;
     }
-    debug_headers(ctx, &mut h)?;
+    answer_headers(ctx, &mut h)?;
     for (k, v) in &ctx.extra_headers {
         h.insert_header(*k, v)?;
     }
@@ -39,8 +39,13 @@ pub async fn send(
     Ok(())
 }
 
-/// `x-aigate-debug: true` on the request: say where it went (SPEC "Headers").
-pub fn debug_headers(ctx: &RequestCtx, h: &mut ResponseHeader) -> pingora_core::Result<()> {
+/// The gateway's own headers on an answer: what the conversion left out
+/// (`x-aigate-dropped`, SPEC drop-and-name rule) and, with `x-aigate-debug:
+/// true` on the request, where it went (SPEC "Headers").
+pub fn answer_headers(ctx: &RequestCtx, h: &mut ResponseHeader) -> pingora_core::Result<()> {
+    if !ctx.dropped.is_empty() {
+        h.insert_header("x-aigate-dropped", ctx.dropped.header_value())?;
+    }
     if ctx.debug && !ctx.provider.is_empty() {
         h.insert_header("x-aigate-provider", &ctx.provider)?;
         h.insert_header("x-aigate-model", &ctx.upstream_model)?;

@@ -35,6 +35,7 @@
 //!   given to Anthropic clients as `{"_raw_arguments": "<text>"}` in
 //!   non-streaming answers (streams pass the fragments through as they come).
 
+use super::dropped::{self, Dropped};
 use super::gemini::{unwrap_signature, wrap_signature};
 use super::json::{self, CowStr, bad, field, idx, inexpressible, join, push_uint};
 use super::{
@@ -163,6 +164,8 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
             req.tools.push(decode_tool(t, &idx("tools", i))?);
         }
     }
+    req.extra.user_from = "metadata.user_id";
+    req.extra.cache_paths = dropped::cache_control_paths(m);
     let messages = json::opt_array(m, "messages", "")?
         .ok_or_else(|| bad("messages", "required array missing"))?;
     for (i, mv) in messages.iter().enumerate() {
@@ -244,25 +247,35 @@ fn decode_tool(t: &Value, path: &str) -> Result<ir::Tool, TranslateError> {
             }));
         }
     }
-    if let Some(k) = o.keys().find(|k| {
+    // Another field unknown here may be a feature: only Anthropic gets it.
+    let unknown = o.iter().any(|(k, v)| {
         !matches!(
             k.as_str(),
             "type" | "name" | "description" | "input_schema" | "cache_control" | "strict"
-        )
-    }) {
-        // e.g. defer_loading, input_examples: Anthropic-only features.
-        return match o.get(k) {
-            Some(Value::Null) | Some(Value::Bool(false)) => {
-                Ok(ir::Tool::Function(function_tool(o, path)?))
-            }
-            _ => Ok(ir::Tool::Raw(ir::Raw {
-                format: Format::Anthropic,
-                value: t.clone(),
-            })),
-        };
+        ) && !TOOL_HINTS.contains(&k.as_str())
+            && !matches!(v, Value::Null | Value::Bool(false))
+    });
+    if unknown {
+        return Ok(ir::Tool::Raw(ir::Raw {
+            format: Format::Anthropic,
+            value: t.clone(),
+        }));
     }
-    Ok(ir::Tool::Function(function_tool(o, path)?))
+    let mut f = function_tool(o, path)?;
+    for (k, v) in o {
+        if TOOL_HINTS.contains(&k.as_str()) && !v.is_null() {
+            f.hints.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(ir::Tool::Function(f))
 }
+
+/// Anthropic-only tool fields that tune loading and streaming, not what the
+/// tool does: another target gets the tool without them (and their names).
+/// `defer_loading` tools are sent in full (nothing searches for them there),
+/// `input_examples` are not copied into the description (that would change
+/// the prompt), `eager_input_streaming` only changes chunking.
+const TOOL_HINTS: &[&str] = &["defer_loading", "input_examples", "eager_input_streaming"];
 
 fn function_tool(o: &Map<String, Value>, path: &str) -> Result<ir::FunctionTool, TranslateError> {
     Ok(ir::FunctionTool {
@@ -273,6 +286,7 @@ fn function_tool(o: &Map<String, Value>, path: &str) -> Result<ir::FunctionTool,
             .ok_or_else(|| bad(&join(path, "input_schema"), "required object missing"))?,
         strict: json::opt_bool(o, "strict", path)?,
         cache_control: field(o, "cache_control").cloned(),
+        hints: Map::new(),
     })
 }
 
@@ -488,15 +502,22 @@ fn anthropic_signed(origin: Option<Format>, signature: Option<&str>) -> bool {
 }
 
 /// IR → a Messages body for an Anthropic upstream.
-pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, TranslateError> {
+pub fn encode_request(
+    req: &ir::Request,
+    opts: &RequestOpts,
+    dropped: &mut Dropped,
+) -> Result<Vec<u8>, TranslateError> {
     let same = req.extra.format == Format::Anthropic;
     if !same && let Some(k) = req.extra.fields.keys().next() {
         return Err(inexpressible(k, NAME));
     }
     let s = &req.sampling;
+    // More than one choice would change the answer's shape: refused.
     if s.n.is_some_and(|n| n > 1) {
         return Err(inexpressible("n", NAME));
     }
+    dropped::name_common(req, Format::Anthropic, true, dropped);
+    // Sampling hints Anthropic has no field for (0 penalties ask for nothing).
     for (name, set) in [
         ("seed", s.seed.is_some()),
         (
@@ -509,7 +530,7 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
         ),
     ] {
         if set {
-            return Err(inexpressible(name, NAME));
+            dropped.push(dropped::sampling_path(req.extra.format, name));
         }
     }
     let mut o = Map::new();
@@ -617,6 +638,9 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
                 }
                 if let (Some(st), true) = (f.strict, same) {
                     v["strict"] = Value::Bool(st);
+                }
+                for (k, h) in &f.hints {
+                    v[k.as_str()] = h.clone();
                 }
                 v
             }
@@ -1919,7 +1943,9 @@ mod tests {
             stream: false,
         };
         let g: Value = serde_json::from_slice(
-            &convert_request(Format::Anthropic, Format::Gemini, &next, &ro).unwrap(),
+            &convert_request(Format::Anthropic, Format::Gemini, &next, &ro)
+                .unwrap()
+                .body,
         )
         .unwrap();
         let turns: Vec<&Value> = g["contents"]
@@ -1935,7 +1961,9 @@ mod tests {
         );
         // The same history to Anthropic: Gemini's signatures never go there.
         let a: Value = serde_json::from_slice(
-            &convert_request(Format::Anthropic, Format::Anthropic, &next, &ro).unwrap(),
+            &convert_request(Format::Anthropic, Format::Anthropic, &next, &ro)
+                .unwrap()
+                .body,
         )
         .unwrap();
         let sent = a["messages"][1]["content"].as_array().unwrap();

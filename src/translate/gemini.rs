@@ -39,6 +39,7 @@
 //!   formats expect the thinking back). `includeThoughts` from a Gemini client
 //!   maps to a reasoning `summary: "auto"`.
 
+use super::dropped::{self, Dropped};
 use super::gemini_schema;
 use super::{RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
 use crate::ir::{self, Part, StreamEvent};
@@ -659,6 +660,7 @@ fn u64_field(
         Some(v) => v
             .as_u64()
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .or_else(|| whole(v.as_f64()?))
             .map(Some)
             .ok_or_else(|| {
                 bad(
@@ -667,6 +669,13 @@ fn u64_field(
                 )
             }),
     }
+}
+
+/// A whole non-negative float as an integer: google-genai types `top_k` (and
+/// other counts) as floats, so Gemini CLI sends `"topK": 64.0`, which Gemini
+/// accepts.
+fn whole(f: f64) -> Option<u64> {
+    (f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64).then_some(f as u64)
 }
 
 /// A Gemini client request body → IR. Model and stream come from the URL
@@ -680,6 +689,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
             format: Format::Gemini,
             fields: Map::new(),
             hints: Map::new(),
+            ..ir::Extra::default()
         },
         ..Default::default()
     };
@@ -687,7 +697,10 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         req.model = m.strip_prefix("models/").unwrap_or(m).to_string();
     }
     for (k, v) in o {
-        if !KNOWN_TOP.contains(&k.as_str()) {
+        if k == "labels" {
+            // Billing tags (Vertex): other upstreams leave them out, named.
+            req.extra.hints.insert(k.clone(), v.clone());
+        } else if !KNOWN_TOP.contains(&k.as_str()) {
             req.extra.fields.insert(k.clone(), v.clone());
         }
     }
@@ -817,6 +830,7 @@ fn decode_function(d: &Value, path: &str) -> Result<ir::FunctionTool, TranslateE
         parameters,
         strict: None,
         cache_control: None,
+        hints: Map::new(),
     })
 }
 
@@ -1013,8 +1027,14 @@ fn image_part(img: &ir::ImagePart) -> Value {
 }
 
 /// IR → Gemini `generateContent` body (no model: it is in the URL the proxy builds).
-pub fn encode_request(req: &ir::Request, _opts: &RequestOpts) -> Result<Vec<u8>, TranslateError> {
+pub fn encode_request(
+    req: &ir::Request,
+    _opts: &RequestOpts,
+    dropped: &mut Dropped,
+) -> Result<Vec<u8>, TranslateError> {
     refuse_extra(req)?;
+    // Gemini has no end-user field: `user` is named with the other hints.
+    dropped::name_common(req, Format::Gemini, false, dropped);
     let mut body = Map::new();
     // id → name of every call in the history, for functionResponse names.
     let mut call_names: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
@@ -1164,6 +1184,9 @@ pub fn encode_request(req: &ir::Request, _opts: &RequestOpts) -> Result<Vec<u8>,
                 decls.push(Value::Object(d));
             }
             ir::Tool::Raw(raw) if raw.format == Format::Gemini => tools.push(raw.value.clone()),
+            ir::Tool::Raw(raw) if dropped::is_tool_search(raw) => {
+                dropped.push(format!("tools[{i}]"));
+            }
             ir::Tool::Raw(raw) => {
                 return Err(bad(
                     format!(
@@ -1246,7 +1269,7 @@ pub fn encode_request(req: &ir::Request, _opts: &RequestOpts) -> Result<Vec<u8>,
     }
     // Gemini's own extras (only from a Gemini client; refuse_extra above).
     if req.extra.format == Format::Gemini {
-        for (k, v) in &req.extra.fields {
+        for (k, v) in req.extra.fields.iter().chain(req.extra.hints.iter()) {
             if let Some(g) = k.strip_prefix("generationConfig.") {
                 gcfg.insert(g.to_string(), v.clone());
             } else {
@@ -2071,7 +2094,10 @@ mod tests {
     }
 
     fn encode(req: &ir::Request) -> Value {
-        serde_json::from_slice(&encode_request(req, &ro()).expect("encodes")).unwrap()
+        serde_json::from_slice(
+            &encode_request(req, &ro(), &mut Dropped::default()).expect("encodes"),
+        )
+        .unwrap()
     }
 
     fn call(id: &str, name: &str, args: &str, sig: Option<&str>) -> Part {
@@ -2171,12 +2197,12 @@ mod tests {
 
         let mut orphan = req.clone();
         orphan.messages[2].content[0] = result("nope", "x", false);
-        let e = encode_request(&orphan, &ro()).unwrap_err();
+        let e = encode_request(&orphan, &ro(), &mut Dropped::default()).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[2].content[0]"));
         let mut bad_args = req;
         bad_args.messages[1].content[0] = call("toolu_1", "get_weather", "{not json", None);
         assert_eq!(
-            encode_request(&bad_args, &ro())
+            encode_request(&bad_args, &ro(), &mut Dropped::default())
                 .unwrap_err()
                 .param
                 .as_deref(),
@@ -2268,7 +2294,9 @@ mod tests {
         input.push(json!({"type": "function_call_output", "call_id": r["output"][2]["call_id"], "output": "42"}));
         let next = json!({"model": "m", "input": input});
         let g: Value = serde_json::from_slice(
-            &convert_request(Format::OpenAiResponses, Format::Gemini, &next, &ro()).unwrap(),
+            &convert_request(Format::OpenAiResponses, Format::Gemini, &next, &ro())
+                .unwrap()
+                .body,
         )
         .unwrap();
         let model_turn = &g["contents"][1];
@@ -2289,7 +2317,8 @@ mod tests {
                 &next,
                 &ro(),
             )
-            .unwrap(),
+            .unwrap()
+            .body,
         )
         .unwrap();
         assert!(
@@ -2385,6 +2414,7 @@ mod tests {
                 parameters: json!({"type": "object", "properties": {"a": {"type": "string", "const": "x"}}, "additionalProperties": false, "$schema": "x"}),
                 strict: Some(true),
                 cache_control: None,
+                hints: Map::new(),
             })],
             tool_choice: Some(ir::ToolChoice::Tool("f".into())),
             sampling: ir::Sampling {
@@ -2457,9 +2487,13 @@ mod tests {
                 .into_iter()
                 .collect(),
             hints: Map::new(),
+            ..ir::Extra::default()
         };
         assert_eq!(
-            encode_request(&r2, &ro()).unwrap_err().param.as_deref(),
+            encode_request(&r2, &ro(), &mut Dropped::default())
+                .unwrap_err()
+                .param
+                .as_deref(),
             Some("container")
         );
         let mut r3 = req;
@@ -2468,7 +2502,10 @@ mod tests {
             value: json!({"type": "web_search"}),
         }));
         assert_eq!(
-            encode_request(&r3, &ro()).unwrap_err().param.as_deref(),
+            encode_request(&r3, &ro(), &mut Dropped::default())
+                .unwrap_err()
+                .param
+                .as_deref(),
             Some("tools[1]")
         );
     }

@@ -4,7 +4,8 @@
 //! dispatches, so a new format means one new module and one line per match.
 //!
 //! Contract used by the proxy (src/proxy/exchange.rs):
-//! - `convert_request`: client JSON body -> upstream body bytes, for one target.
+//! - `convert_request`: client JSON body -> upstream body bytes, for one target,
+//!   with the client paths it left out (`Dropped`, sent as `x-aigate-dropped`).
 //!   Called again for every retry target (it may be a different format).
 //! - `convert_response`: whole non-streaming upstream body -> client body.
 //! - `StreamTranslator`: upstream SSE bytes, fed chunk by chunk as they arrive
@@ -36,7 +37,8 @@ impl Format {
 }
 
 /// A conversion that cannot be done faithfully: the client gets a 400 in its own
-/// format naming the field (`param`), never a silently dropped feature.
+/// format naming the field (`param`). Hints are left out and named instead
+/// ([`Dropped`]); nothing is dropped silently.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TranslateError {
     pub status: u16,
@@ -95,6 +97,7 @@ pub struct Usage {
 
 pub mod anthropic;
 pub mod count;
+pub mod dropped;
 pub mod embeddings;
 pub mod errors;
 pub mod gemini;
@@ -103,6 +106,7 @@ pub mod json;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod tail_field;
+pub use dropped::{Converted, Dropped};
 pub use errors::{convert_error, error_body, error_body_param};
 
 /// Tool aigate adds when a target with no native structured output (classic
@@ -149,17 +153,19 @@ pub fn decode_request(format: Format, body: &Value) -> Result<ir::Request, Trans
     }
 }
 
-/// IR → an upstream request body of `format`.
+/// IR → an upstream request body of `format`; what `format` cannot express
+/// but may leave out is named in `dropped` (see [`dropped`]).
 pub fn encode_request(
     format: Format,
     req: &ir::Request,
     opts: &RequestOpts,
+    dropped: &mut Dropped,
 ) -> Result<Vec<u8>, TranslateError> {
     match format {
-        Format::OpenAiChat => openai_chat::encode_request(req, opts),
-        Format::Anthropic => anthropic::encode_request(req, opts),
-        Format::OpenAiResponses => openai_responses::encode_request(req, opts),
-        Format::Gemini => gemini::encode_request(req, opts),
+        Format::OpenAiChat => openai_chat::encode_request(req, opts, dropped),
+        Format::Anthropic => anthropic::encode_request(req, opts, dropped),
+        Format::OpenAiResponses => openai_responses::encode_request(req, opts, dropped),
+        Format::Gemini => gemini::encode_request(req, opts, dropped),
     }
 }
 
@@ -228,15 +234,18 @@ fn stream_event_usage(format: Format, ev: sse::Event<'_>, usage: &mut ir::Usage)
 
 // ---- the public contract used by the proxy
 
-/// Convert a client request body (`from`) into the upstream's format (`to`).
+/// Convert a client request body (`from`) into the upstream's format (`to`),
+/// with the client paths the conversion left out.
 pub fn convert_request(
     from: Format,
     to: Format,
     body: &Value,
     opts: &RequestOpts,
-) -> Result<Vec<u8>, TranslateError> {
+) -> Result<Converted, TranslateError> {
     let req = decode_request(from, body)?;
-    encode_request(to, &req, opts)
+    let mut dropped = Dropped::default();
+    let body = encode_request(to, &req, opts, &mut dropped)?;
+    Ok(Converted { body, dropped })
 }
 
 /// Like [`convert_request`], for a provider of kind `openai-compatible`: the
@@ -247,12 +256,14 @@ pub fn convert_request_compatible(
     to: Format,
     body: &Value,
     opts: &RequestOpts,
-) -> Result<Vec<u8>, TranslateError> {
+) -> Result<Converted, TranslateError> {
     let req = decode_request(from, body)?;
-    match to {
-        Format::OpenAiChat => openai_chat::encode_request_for(&req, opts, true),
-        _ => encode_request(to, &req, opts),
-    }
+    let mut dropped = Dropped::default();
+    let body = match to {
+        Format::OpenAiChat => openai_chat::encode_request_for(&req, opts, true, &mut dropped),
+        _ => encode_request(to, &req, opts, &mut dropped),
+    }?;
+    Ok(Converted { body, dropped })
 }
 
 /// Convert a whole non-streaming upstream answer (`from`) into the client's format (`to`).

@@ -27,10 +27,11 @@
 //!   streaming, always `stream_options.include_usage: true`.
 //! - `cache_control` accepted on content parts, messages and tools (LiteLLM
 //!   style) is kept for Anthropic; OpenAI caches by itself, so it is not sent
-//!   to OpenAI-format upstreams. Tool `strict` is kept only between OpenAI formats.
+//!   to OpenAI-format upstreams (named in `x-aigate-dropped`, see `dropped.rs`). Tool `strict` is kept only between OpenAI formats.
 //! - Upstream message content that is only text is sent as one string (blocks
 //!   joined with a blank line): many OpenAI-compatible servers reject arrays.
 
+use super::dropped::{self, Dropped};
 use super::json::{self, CowStr, bad, field, idx, inexpressible, join};
 use super::{Format, RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
 use crate::ir::{self, BlockStart, Delta, FinishReason, Part, Role, StreamEvent};
@@ -41,7 +42,9 @@ use std::borrow::Cow;
 
 const NAME: &str = "openai-chat";
 
-/// Request fields that only tune delivery or accounting; other formats drop them.
+/// Request fields that only tune delivery, length or accounting: other
+/// formats leave them out and name them (`x-aigate-dropped`). `verbosity` is
+/// a length hint (GPT-5); `prediction` a latency hint (predicted outputs).
 const HINTS: &[&str] = &[
     "store",
     "metadata",
@@ -49,6 +52,8 @@ const HINTS: &[&str] = &[
     "prompt_cache_key",
     "prompt_cache_retention",
     "safety_identifier",
+    "verbosity",
+    "prediction",
 ];
 
 // ======================================================================= requests
@@ -134,7 +139,9 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         && let Some(Value::String(id)) = m.get("safety_identifier")
     {
         req.user = Some(id.clone());
+        req.extra.user_from = "safety_identifier";
     }
+    req.extra.cache_paths = dropped::cache_control_paths(m);
     if let Some(tools) = json::opt_array(m, "tools", "")? {
         for (i, t) in tools.iter().enumerate() {
             req.tools.push(decode_tool(t, &idx("tools", i))?);
@@ -165,6 +172,7 @@ fn decode_tool(t: &Value, path: &str) -> Result<ir::Tool, TranslateError> {
         parameters: field(f, "parameters").cloned().unwrap_or_else(empty_schema),
         strict: json::opt_bool(f, "strict", &fp)?,
         cache_control: field(o, "cache_control").cloned(),
+        hints: Map::new(),
     }))
 }
 
@@ -571,8 +579,12 @@ fn decode_assistant(m: &Map<String, Value>, path: &str) -> Result<Vec<Part>, Tra
 }
 
 /// IR → a Chat Completions body for OpenAI itself.
-pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, TranslateError> {
-    encode_request_for(req, opts, false)
+pub fn encode_request(
+    req: &ir::Request,
+    opts: &RequestOpts,
+    dropped: &mut Dropped,
+) -> Result<Vec<u8>, TranslateError> {
+    encode_request_for(req, opts, false, dropped)
 }
 
 /// IR → a Chat Completions body; `compatible`: for an OpenAI-compatible server
@@ -583,11 +595,13 @@ pub fn encode_request_for(
     req: &ir::Request,
     opts: &RequestOpts,
     compatible: bool,
+    dropped: &mut Dropped,
 ) -> Result<Vec<u8>, TranslateError> {
     let same = req.extra.format == Format::OpenAiChat;
     if !same && let Some(k) = req.extra.fields.keys().next() {
         return Err(inexpressible(k, NAME));
     }
+    dropped::name_common(req, Format::OpenAiChat, true, dropped);
     let mut o = Map::new();
     let model = if opts.model.is_empty() {
         &req.model
@@ -617,10 +631,12 @@ pub fn encode_request_for(
         o.insert("top_p".into(), v.into());
     }
     if let Some(v) = s.top_k {
-        if !same {
-            return Err(inexpressible("top_k", NAME));
+        // A sampling hint OpenAI has no field for (README table).
+        if same {
+            o.insert("top_k".into(), v.into());
+        } else {
+            dropped.push(dropped::sampling_path(req.extra.format, "top_k"));
         }
-        o.insert("top_k".into(), v.into());
     }
     if !s.stop.is_empty() {
         o.insert("stop".into(), json!(s.stop));
@@ -640,26 +656,30 @@ pub fn encode_request_for(
     if let Some(u) = &req.user {
         o.insert("user".into(), Value::String(u.clone()));
     }
-    if !req.tools.is_empty() {
-        let mut tools = Vec::with_capacity(req.tools.len());
-        for (i, t) in req.tools.iter().enumerate() {
-            tools.push(match t {
-                ir::Tool::Function(f) => {
-                    let mut func = json!({"name": f.name, "parameters": f.parameters});
-                    if let Some(d) = &f.description {
-                        func["description"] = Value::String(d.clone());
-                    }
-                    if let (Some(st), true) = (f.strict, same) {
-                        func["strict"] = Value::Bool(st);
-                    }
-                    json!({"type": "function", "function": func})
+    let mut tools = Vec::with_capacity(req.tools.len());
+    for (i, t) in req.tools.iter().enumerate() {
+        tools.push(match t {
+            ir::Tool::Function(f) => {
+                let mut func = json!({"name": f.name, "parameters": f.parameters});
+                if let Some(d) = &f.description {
+                    func["description"] = Value::String(d.clone());
                 }
-                ir::Tool::Raw(r) if r.format == Format::OpenAiChat => r.value.clone(),
-                ir::Tool::Raw(r) => {
-                    return Err(json::inexpressible_kind(&idx("tools", i), r.kind(), NAME));
+                if let (Some(st), true) = (f.strict, same) {
+                    func["strict"] = Value::Bool(st);
                 }
-            });
-        }
+                json!({"type": "function", "function": func})
+            }
+            ir::Tool::Raw(r) if r.format == Format::OpenAiChat => r.value.clone(),
+            ir::Tool::Raw(r) if dropped::is_tool_search(r) => {
+                dropped.push(idx("tools", i));
+                continue;
+            }
+            ir::Tool::Raw(r) => {
+                return Err(json::inexpressible_kind(&idx("tools", i), r.kind(), NAME));
+            }
+        });
+    }
+    if !tools.is_empty() {
         o.insert("tools".into(), Value::Array(tools));
         if let Some(tc) = &req.tool_choice {
             o.insert(
@@ -2255,7 +2275,9 @@ mod tests {
         }
         let next = json!({"model": "m", "reasoning_effort": "low", "messages": msgs});
         let g: Value = serde_json::from_slice(
-            &convert_request(Format::OpenAiChat, Format::Gemini, &next, &ro()).unwrap(),
+            &convert_request(Format::OpenAiChat, Format::Gemini, &next, &ro())
+                .unwrap()
+                .body,
         )
         .unwrap();
         let turns: Vec<&Value> = g["contents"]
@@ -2271,7 +2293,9 @@ mod tests {
         );
         // The same history to an OpenAI-format upstream: no Gemini signatures.
         let o = String::from_utf8(
-            convert_request(Format::OpenAiChat, Format::OpenAiChat, &next, &ro()).unwrap(),
+            convert_request(Format::OpenAiChat, Format::OpenAiChat, &next, &ro())
+                .unwrap()
+                .body,
         )
         .unwrap();
         assert!(!o.contains("U0lHQQ=="), "{o}");

@@ -545,6 +545,7 @@ impl ResponsesEncoder {
 
 // ================================================================ IR conversions
 
+use super::dropped::{self, Dropped};
 use super::gemini::{unwrap_signature, wrap_signature};
 use super::{RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
 use crate::ir::{self, Part, StreamEvent};
@@ -565,10 +566,12 @@ fn upstream_bad(msg: impl Into<String>) -> TranslateError {
 }
 
 /// Request fields kept as IR hints (`Extra::hints`): they change nothing in
-/// the answer's content (routing, caching, billing, logging tags), so an
-/// upstream of another format may drop them. `metadata` is a tag for the
-/// client's own records; `include` asks for encrypted reasoning, which aigate
-/// requests itself whenever reasoning is on.
+/// the answer's content (routing, caching, storage, billing, logging tags), so
+/// an upstream of another format leaves them out and they are named
+/// (`x-aigate-dropped`). `metadata` and `client_metadata` (Codex) are tags
+/// for the client's own records; `include` asks for encrypted reasoning,
+/// which aigate requests itself from a Responses upstream whenever reasoning
+/// is on; `store` keeps the answer on OpenAI's side for later reference.
 const HINT_FIELDS: &[&str] = &[
     "stream_options",
     "prompt_cache_key",
@@ -576,7 +579,13 @@ const HINT_FIELDS: &[&str] = &[
     "include",
     "service_tier",
     "metadata",
+    "client_metadata",
+    "store",
+    "safety_identifier",
 ];
+
+/// The hint key of `text.verbosity` (kept by its client path).
+const TEXT_VERBOSITY: &str = "text.verbosity";
 
 fn push_part(req: &mut ir::Request, role: ir::Role, part: Part) {
     if let Some(last) = req.messages.last_mut()
@@ -919,6 +928,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
             format: Format::OpenAiResponses,
             fields: Map::new(),
             hints: Map::new(),
+            ..ir::Extra::default()
         },
         ..Default::default()
     };
@@ -989,6 +999,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                                 .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
                             strict: to.get("strict").and_then(Value::as_bool),
                             cache_control: None,
+                            hints: Map::new(),
                         }));
                     } else {
                         req.tools.push(ir::Tool::Raw(ir::Raw {
@@ -1085,25 +1096,27 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                         }
                     };
                 }
+                // A length hint (GPT-5); `medium` is every model's default.
                 if let Some(verb) = t.get("verbosity").and_then(Value::as_str)
                     && verb != "medium"
                 {
                     req.extra
-                        .fields
-                        .insert("text.verbosity".into(), Value::String(verb.to_string()));
+                        .hints
+                        .insert(TEXT_VERBOSITY.into(), Value::String(verb.to_string()));
                 }
             }
-            "user" => req.user = v.as_str().map(str::to_string),
+            "user" => {
+                req.user = v.as_str().map(str::to_string);
+                req.extra.user_from = "user";
+            }
             "safety_identifier" => {
                 if req.user.is_none() {
                     req.user = v.as_str().map(str::to_string);
+                    req.extra.user_from = "safety_identifier";
                 }
-            }
-            // Hints: no effect on the answer's content, so other upstreams may
-            // drop them (`store: false` is the only meaning they can give).
-            "store" if v == &Value::Bool(false) => {
                 req.extra.hints.insert(k.clone(), v.clone());
             }
+            // Defaults: what every other upstream does anyway.
             "truncation" if v == "disabled" => {
                 req.extra.hints.insert(k.clone(), v.clone());
             }
@@ -1154,7 +1167,11 @@ fn input_image(img: &ir::ImagePart) -> Value {
 }
 
 /// IR → a Responses upstream body (`api: responses`).
-pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, TranslateError> {
+pub fn encode_request(
+    req: &ir::Request,
+    opts: &RequestOpts,
+    dropped: &mut Dropped,
+) -> Result<Vec<u8>, TranslateError> {
     if req.extra.format != Format::OpenAiResponses
         && let Some(k) = req.extra.fields.keys().next()
     {
@@ -1164,24 +1181,35 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
         ));
     }
     let s = &req.sampling;
+    // Where the answer stops, and how many answers, change the answer.
     if !s.stop.is_empty() {
         return Err(bad(
             "stop sequences cannot be expressed for an OpenAI Responses upstream",
             "stop",
         ));
     }
+    if s.n.is_some_and(|n| n != 1) {
+        return Err(bad(
+            "'n' cannot be expressed for an OpenAI Responses upstream",
+            "n",
+        ));
+    }
+    dropped::name_common(req, Format::OpenAiResponses, true, dropped);
+    // Sampling hints Responses has no field for (0 penalties ask for nothing).
     for (set, name) in [
         (s.top_k.is_some(), "top_k"),
         (s.seed.is_some(), "seed"),
-        (s.frequency_penalty.is_some(), "frequency_penalty"),
-        (s.presence_penalty.is_some(), "presence_penalty"),
-        (s.n.is_some_and(|n| n != 1), "n"),
+        (
+            s.frequency_penalty.is_some_and(|v| v != 0.0),
+            "frequency_penalty",
+        ),
+        (
+            s.presence_penalty.is_some_and(|v| v != 0.0),
+            "presence_penalty",
+        ),
     ] {
         if set {
-            return Err(bad(
-                format!("'{name}' cannot be expressed for an OpenAI Responses upstream"),
-                name,
-            ));
+            dropped.push(dropped::sampling_path(req.extra.format, name));
         }
     }
     let mut body = Map::new();
@@ -1350,6 +1378,9 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
                 ir::Tool::Raw(raw) if raw.format == Format::OpenAiResponses => {
                     tools.push(raw.value.clone())
                 }
+                ir::Tool::Raw(raw) if dropped::is_tool_search(raw) => {
+                    dropped.push(format!("tools[{i}]"));
+                }
                 ir::Tool::Raw(raw) => {
                     return Err(bad(
                         format!(
@@ -1361,7 +1392,9 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
                 }
             }
         }
-        body.insert("tools".into(), Value::Array(tools));
+        if !tools.is_empty() {
+            body.insert("tools".into(), Value::Array(tools));
+        }
     }
     if let Some(tc) = &req.tool_choice {
         body.insert(
@@ -1437,7 +1470,12 @@ pub fn encode_request(req: &ir::Request, opts: &RequestOpts) -> Result<Vec<u8>, 
     body.insert("stream".into(), Value::Bool(opts.stream));
     if req.extra.format == Format::OpenAiResponses {
         for (k, v) in req.extra.fields.iter().chain(req.extra.hints.iter()) {
-            body.insert(k.clone(), v.clone());
+            if k == TEXT_VERBOSITY {
+                let text = body.entry("text").or_insert_with(|| json!({}));
+                text["verbosity"] = v.clone();
+            } else {
+                body.insert(k.clone(), v.clone());
+            }
         }
     }
     serde_json::to_vec(&Value::Object(body))
@@ -2416,7 +2454,9 @@ mod tests {
         assert!(r.extra.fields.is_empty(), "{:?}", r.extra.fields);
 
         // and back out to a Responses upstream, same items in the same order
-        let out: Value = serde_json::from_slice(&encode_request(&r, &ro()).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&encode_request(&r, &ro(), &mut Dropped::default()).unwrap())
+                .unwrap();
         let kinds: Vec<&str> = out["input"]
             .as_array()
             .unwrap()
@@ -2467,10 +2507,6 @@ mod tests {
                     as Box<dyn Fn(&mut ir::Request)>,
                 "stop",
             ),
-            (
-                Box::new(|r: &mut ir::Request| r.sampling.top_k = Some(3)),
-                "top_k",
-            ),
             (Box::new(|r: &mut ir::Request| r.sampling.n = Some(2)), "n"),
             (
                 Box::new(|r: &mut ir::Request| {
@@ -2480,6 +2516,7 @@ mod tests {
                             .into_iter()
                             .collect(),
                         hints: Map::new(),
+                        ..ir::Extra::default()
                     }
                 }),
                 "safetySettings",
@@ -2496,7 +2533,7 @@ mod tests {
         ] {
             let mut r = base.clone();
             mutate(&mut r);
-            let e = encode_request(&r, &ro()).unwrap_err();
+            let e = encode_request(&r, &ro(), &mut Dropped::default()).unwrap_err();
             assert_eq!(e.status, 400);
             assert_eq!(e.param.as_deref(), Some(param), "{}", e.message);
         }
@@ -2519,7 +2556,9 @@ mod tests {
             budget_tokens: Some(10000),
             ..Default::default()
         });
-        let out: Value = serde_json::from_slice(&encode_request(&r, &ro()).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&encode_request(&r, &ro(), &mut Dropped::default()).unwrap())
+                .unwrap();
         assert!(
             out["input"]
                 .as_array()
@@ -2773,7 +2812,9 @@ mod tests {
     fn gemini_json_schema_for_structured_output() {
         let body = json!({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "p", "strict": true, "schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"], "additionalProperties": false}}}});
         let g: Value = serde_json::from_slice(
-            &convert_request(Format::OpenAiResponses, Format::Gemini, &body, &ro()).unwrap(),
+            &convert_request(Format::OpenAiResponses, Format::Gemini, &body, &ro())
+                .unwrap()
+                .body,
         )
         .unwrap();
         assert_eq!(

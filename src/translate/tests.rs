@@ -17,7 +17,7 @@ fn ropts(stream: bool) -> RequestOpts {
 
 fn req(from: Format, to: Format, body: Value) -> Result<Value, TranslateError> {
     convert_request(from, to, &body, &ropts(body["stream"] == true))
-        .map(|b| serde_json::from_slice(&b).unwrap())
+        .map(|c| serde_json::from_slice(&c.body).unwrap())
 }
 
 fn ok(from: Format, to: Format, body: Value) -> Value {
@@ -792,8 +792,6 @@ fn inexpressible_fields_are_400s_naming_the_field() {
     let base = || json!({"model": "g", "messages": [{"role": "user", "content": "x"}]});
     for (k, v, param) in [
         ("n", json!(2), "n"),
-        ("seed", json!(1), "seed"),
-        ("frequency_penalty", json!(0.5), "frequency_penalty"),
         ("logprobs", json!(true), "logprobs"),
         ("audio", json!({"voice": "x"}), "audio"),
     ] {
@@ -818,21 +816,23 @@ fn inexpressible_fields_are_400s_naming_the_field() {
         err(OA, AN, b).param.as_deref(),
         Some("messages[0].content[0]")
     );
-    // Hints with no effect on the answer are dropped, not refused; n=1 is fine.
+    // Hints with no effect on the answer are dropped (and named, see
+    // dropped.rs), not refused; n=1 is fine.
     let mut b = base();
     b["store"] = json!(true);
     b["n"] = json!(1);
     b["user"] = json!("u-1");
     b["frequency_penalty"] = json!(0);
+    b["seed"] = json!(1);
     let out = ok(OA, AN, b);
-    assert!(out.get("store").is_none());
+    assert!(out.get("store").is_none() && out.get("seed").is_none());
     assert_eq!(out["metadata"], json!({"user_id": "u-1"}));
     assert_eq!(ok(AN, OA, out)["user"], "u-1");
-    // Anthropic-only features to OpenAI.
+    // Anthropic-only features to OpenAI: top_k is a hint, a container is not.
     let mut a =
         json!({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
     a["top_k"] = json!(5);
-    assert_eq!(err(AN, OA, a.clone()).param.as_deref(), Some("top_k"));
+    assert!(ok(AN, OA, a.clone()).get("top_k").is_none());
     a.as_object_mut().unwrap().remove("top_k");
     a["container"] = json!("c1");
     assert_eq!(err(AN, OA, a).param.as_deref(), Some("container"));
@@ -1136,7 +1136,8 @@ fn output_limit_field_depends_on_openai_or_compatible() {
     let body =
         json!({"model": "c", "max_tokens": 77, "messages": [{"role": "user", "content": "x"}]});
     let official: Value =
-        serde_json::from_slice(&convert_request(AN, OA, &body, &ropts(false)).unwrap()).unwrap();
+        serde_json::from_slice(&convert_request(AN, OA, &body, &ropts(false)).unwrap().body)
+            .unwrap();
     assert_eq!(
         (
             official["max_completion_tokens"].as_u64(),
@@ -1144,9 +1145,12 @@ fn output_limit_field_depends_on_openai_or_compatible() {
         ),
         (Some(77), None)
     );
-    let compat: Value =
-        serde_json::from_slice(&convert_request_compatible(AN, OA, &body, &ropts(false)).unwrap())
-            .unwrap();
+    let compat: Value = serde_json::from_slice(
+        &convert_request_compatible(AN, OA, &body, &ropts(false))
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     assert_eq!(
         (
             compat["max_tokens"].as_u64(),
@@ -1154,9 +1158,12 @@ fn output_limit_field_depends_on_openai_or_compatible() {
         ),
         (Some(77), None)
     );
-    let to_an: Value =
-        serde_json::from_slice(&convert_request_compatible(OA, AN, &body, &ropts(false)).unwrap())
-            .unwrap();
+    let to_an: Value = serde_json::from_slice(
+        &convert_request_compatible(OA, AN, &body, &ropts(false))
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     assert_eq!(to_an["max_tokens"], 77);
 }
 

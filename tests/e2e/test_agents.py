@@ -79,11 +79,11 @@ KNOWN_REFUSALS = {
     # beta mid-conversation-system-2026-04-07), which the Anthropic intake rejects;
     # then output_config ({"effort": "high"}).
     ("claude-code", "openai-chat"): ("messages[1].role", "output_config"),
-    # Codex's Responses `client_metadata` (turn/session ids); then its tools of type
-    # "namespace" (multi_agent_v1) and "web_search" (a built-in tool).
-    ("codex", "anthropic"): ("client_metadata", "tools[4]", "tools[7]"),
-    # Gemini CLI's generationConfig.topK; nothing after it.
-    ("gemini-cli", "openai-chat"): ("top_k",),
+    # Codex's tools of type "namespace" (multi_agent_v1) and "web_search" (a built-in
+    # tool). Its `client_metadata` is dropped and named now (README "What a target
+    # cannot express"), as is Gemini CLI's generationConfig.topK: a 400 naming
+    # either is a regression, not a known refusal.
+    ("codex", "anthropic"): ("tools[4]", "tools[7]"),
 }
 
 
