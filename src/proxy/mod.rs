@@ -140,15 +140,16 @@ impl ProxyHttp for Gateway {
         pass::response(resp, ctx)
     }
 
-    /// Sync, per chunk (not the whole body); only notes the first byte.
+    /// Sync, per chunk (not the whole body): the first byte; error answers
+    /// held for credential redaction (`pass::body_chunk`).
     fn response_body_filter(
         &self,
         _s: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end: bool,
+        end: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Option<std::time::Duration>> {
-        pass::body_chunk(ctx, body);
+        pass::body_chunk(ctx, body, end);
         Ok(None)
     }
 

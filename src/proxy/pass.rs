@@ -43,7 +43,14 @@ pub struct PassState {
     /// When the first upstream was picked: everything after is upstream or
     /// client time, not the gateway's (`aigate_overhead_seconds`).
     proxy_start: Option<Instant>,
+    /// An upstream error answer, held whole so that a credential the upstream
+    /// echoes in it is redacted before the client sees it.
+    held: Option<Vec<u8>>,
 }
+
+/// How much of an upstream error answer is held for redaction; a larger one
+/// (no provider writes such errors) goes on as it came.
+const MAX_HELD_ERROR: usize = 1 << 20;
 
 fn route_of(ctx: &RequestCtx) -> Option<(&PassState, &CompiledRoute, &ProxyRoute)> {
     let st = ctx.pass.as_ref()?;
@@ -143,6 +150,7 @@ impl Gateway {
             target: 0,
             credential: None,
             proxy_start: None,
+            held: None,
         });
         Ok(())
     }
@@ -319,6 +327,7 @@ pub fn response(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora_core
         return Ok(());
     };
     let status = resp.status.as_u16();
+    let holds_error = status >= 400 && st.credential.is_some();
     if let Some(pr) = p.provider.map(|i| &ctx.snap.providers[i]) {
         if let Some((i, _)) = &st.credential {
             let now = crate::resilience::now_ms();
@@ -337,6 +346,15 @@ pub fn response(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora_core
         .collect();
     for n in drop {
         resp.remove_header(&n);
+    }
+    if holds_error {
+        // The body may change length: chunked on HTTP/1 (Pingora drops the
+        // header for HTTP/2).
+        resp.remove_header("content-length");
+        resp.insert_header("transfer-encoding", "chunked")?;
+        if let Some(st) = ctx.pass.as_mut() {
+            st.held = Some(Vec::new());
+        }
     }
     resp.insert_header("x-request-id", &ctx.request_id)?;
     respond::answer_headers(ctx, resp)?;
@@ -532,8 +550,25 @@ pub fn finish(ctx: &mut RequestCtx) {
     }
 }
 
-/// The first body byte to the client (TTFB), from `response_body_filter`.
-pub fn body_chunk(ctx: &mut RequestCtx, body: &Option<Bytes>) {
+/// `response_body_filter`: the first body byte to the client (TTFB); an
+/// upstream error answer is held to its end and sent with the provider's
+/// credentials redacted.
+pub fn body_chunk(ctx: &mut RequestCtx, body: &mut Option<Bytes>, end: bool) {
+    if let Some(st) = ctx.pass.as_mut()
+        && let Some(held) = st.held.as_mut()
+    {
+        if let Some(b) = body.take() {
+            held.extend_from_slice(&b);
+        }
+        if !end && held.len() <= MAX_HELD_ERROR {
+            return;
+        }
+        let whole = std::mem::take(held);
+        st.held = None;
+        let provider = route_of(ctx).and_then(|(_, _, p)| p.provider);
+        let redacted = provider.and_then(|i| ctx.snap.providers[i].credentials.redact(&whole));
+        *body = Some(redacted.map_or_else(|| Bytes::from(whole), Bytes::from));
+    }
     if ctx.first_byte.is_none() && body.as_ref().is_some_and(|b| !b.is_empty()) {
         ctx.first_byte = Some(Instant::now());
     }

@@ -7,7 +7,7 @@ clients see (issue 15, "Hostile input"):
   one percent-encoded path segment of the Gemini URL;
 - CR/LF and NUL in client values never forge access-log lines;
 - an upstream error that echoes the credential aigate sent reaches the client with
-  the credential redacted, same format and converted.
+  the credential redacted: same format, converted, and on provider passthrough.
 
 One gateway serves the whole module, as users run it.
 """
@@ -46,6 +46,7 @@ def gw(upstream_server: MockUpstream, tmp_path_factory: pytest.TempPathFactory) 
         ],
         # A 401 must not rest the only credential between the module's requests.
         cooldown={"rate_limited_seconds": 1, "auth_failed_seconds": 0},
+        provider_passthrough={"enabled": True, "prefix": "/p/"},
     )
     g = Gateway(cfg, tmp_path_factory.mktemp("security"), name="security")
     g.start()
@@ -148,3 +149,27 @@ def test_upstream_errors_echoing_the_credential_are_redacted(gw: Gateway, upstre
     assert UPSTREAM_KEY not in resp.text, f"credential relayed to the client: {resp.text}"
     assert "[REDACTED]" in resp.text, resp.text
     assert UPSTREAM_KEY not in gw.log_text(), "credential in the gateway log"
+
+
+@pytest.mark.parametrize(
+    "path,body,headers",
+    [
+        ("/p/openai/v1/chat/completions", {"model": "gpt-fail-401-echokey", "messages": [{"role": "user", "content": "hi"}]}, {"authorization": f"Bearer {GW_KEY_A}"}),
+        ("/p/anthropic/v1/messages", {"model": "claude-fail-401-echokey", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}, {"x-api-key": GW_KEY_A, "anthropic-version": "2023-06-01"}),
+        ("/p/gemini/v1beta/models/gemini-fail-400-echokey:generateContent", {"contents": [{"parts": [{"text": "hi"}]}]}, {"x-goog-api-key": GW_KEY_A}),
+    ],
+)
+def test_passthrough_errors_echoing_the_credential_are_redacted(gw: Gateway, upstream_server: MockUpstream, path: str, body: dict, headers: dict) -> None:
+    before = len(upstream_server.requests)
+    resp = httpx.post(gw.url + path, json=body, headers=headers, timeout=10)
+    recs = upstream_server.requests[before:]
+    assert recs and recs[-1].credential == UPSTREAM_KEY, "the upstream must have been asked (with the real credential)"
+    assert UPSTREAM_KEY.encode() in bytes(recs[-1].response_bytes), "the mock must have echoed the credential"
+    assert resp.status_code in (400, 401), resp.text[:300]
+    assert UPSTREAM_KEY not in resp.text, f"credential relayed to the client: {resp.text}"
+    assert "[REDACTED]" in resp.text, resp.text
+    # Still the provider's own error, as JSON.
+    assert "error" in resp.json(), resp.text
+    # The connection stays usable: the next request on it is answered.
+    ok = httpx.post(gw.url + "/p/openai/v1/chat/completions", json={"model": "gpt-4o-upstream", "messages": [{"role": "user", "content": "hi"}]}, headers={"authorization": f"Bearer {GW_KEY_A}"}, timeout=10)
+    assert ok.status_code == 200 and UPSTREAM_KEY not in ok.text, ok.text[:300]
