@@ -307,6 +307,31 @@ def standard_config(mock: MockUpstream, dead_port: int) -> dict:
     }
 
 
+def four_kinds_config(mock: MockUpstream, names: dict[str, str], key_id: str, think_scenario: str) -> dict:
+    """One provider of each wire format on the mock (`names`: client-format key →
+    provider name), each with two models: `<name>` reaching the mock as
+    `<name>-tools-up` (a request without tools gets the plain echo) and
+    `<name>-think` as `<name>-<think_scenario>-up`. The 4 × 4 conversion tests use it."""
+    t = {"connect_ms": 1000, "first_byte_ms": 10000, "idle_ms": 10000, "total_ms": 30000}
+    models = []
+    for name in names.values():
+        models.append(route(name, (name, f"{name}-tools-up")))
+        models.append(route(f"{name}-think", (name, f"{name}-{think_scenario}-up")))
+    return {
+        "listen": "127.0.0.1:0",
+        "grace_period_seconds": 0,
+        "graceful_shutdown_timeout_seconds": 1,
+        "keys": [{"id": key_id, "key": GW_KEY_A}],
+        "providers": [
+            provider(names["openai-chat"], "openai", mock.openai_url, api="chat", timeouts=t),
+            provider(names["openai-responses"], "openai", mock.openai_url, api="responses", timeouts=t),
+            provider(names["anthropic"], "anthropic", mock.url, timeouts=t),
+            provider(names["gemini"], "gemini", mock.url, timeouts=t),
+        ],
+        "models": models,
+    }
+
+
 # ---------------------------------------------------------------------------- resilience and limits configs
 
 # Tight enough that a fault costs well under a second, loose enough for 2 busy cores.

@@ -34,7 +34,7 @@ import pytest
 from google.genai import types as gtypes
 
 import mock_upstream as mu
-from harness import GW_KEY_A, Gateway, provider, route
+from harness import Gateway, four_kinds_config
 from mock_upstream import USAGE, USAGE_THINK, USAGE_TOOLS, MockUpstream
 from sdk_turns import (
     DRIVERS,
@@ -59,26 +59,8 @@ PROVIDER_NAME = {"openai-chat": "mx-chat", "openai-responses": "mx-resp", "anthr
 
 
 def matrix_config(mock: MockUpstream) -> dict:
-    t = {"connect_ms": 1000, "first_byte_ms": 10000, "idle_ms": 10000, "total_ms": 30000}
-    models = []
-    for p, name in PROVIDER_NAME.items():
-        # The gateway model `mx-gem` reaches the mock as `mx-gem-tools-up` (tools scenario;
-        # a request without tools gets the plain echo); `mx-gem-think` as `mx-gem-think-up`.
-        models.append(route(name, (name, f"{name}-tools-up")))
-        models.append(route(f"{name}-think", (name, f"{name}-think-up")))
-    return {
-        "listen": "127.0.0.1:0",
-        "grace_period_seconds": 0,
-        "graceful_shutdown_timeout_seconds": 1,
-        "keys": [{"id": "matrix", "key": GW_KEY_A}],
-        "providers": [
-            provider("mx-chat", "openai", mock.openai_url, api="chat", timeouts=t),
-            provider("mx-resp", "openai", mock.openai_url, api="responses", timeouts=t),
-            provider("mx-anth", "anthropic", mock.url, timeouts=t),
-            provider("mx-gem", "gemini", mock.url, timeouts=t),
-        ],
-        "models": models,
-    }
+    # `think` routes reach the mock as `<name>-think-up` (reasoning, no tools).
+    return four_kinds_config(mock, PROVIDER_NAME, "matrix", "think")
 
 
 @pytest.fixture(scope="module")

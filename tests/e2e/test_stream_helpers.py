@@ -31,7 +31,7 @@ import pytest
 from google.genai import types as gtypes
 
 import mock_upstream as mu
-from harness import GW_KEY_A, Gateway, provider, route
+from harness import Gateway, four_kinds_config
 from helpers import anthropic_client, genai_client, openai_client
 from mock_upstream import USAGE, USAGE_THINK, USAGE_TOOLS, MockUpstream
 from sdk_turns import ECHO, EXPECTED_CALLS, PROVIDER_FORMAT, PROVIDERS, SDKS, SYSTEM, THINKING, TOOLS, USER, assert_usage, new_requests
@@ -54,26 +54,9 @@ FINISH = {
 
 
 def helpers_config(mock: MockUpstream) -> dict:
-    t = {"connect_ms": 1000, "first_byte_ms": 10000, "idle_ms": 10000, "total_ms": 30000}
-    models = []
-    for name in PROVIDER_NAME.values():
-        # `tools` answers calls only when the request declares tools, so one route serves
-        # `text` and `tools`, the other `think` and `think-tools`.
-        models.append(route(name, (name, f"{name}-tools-up")))
-        models.append(route(f"{name}-think", (name, f"{name}-think-tools-up")))
-    return {
-        "listen": "127.0.0.1:0",
-        "grace_period_seconds": 0,
-        "graceful_shutdown_timeout_seconds": 1,
-        "keys": [{"id": "helpers", "key": GW_KEY_A}],
-        "providers": [
-            provider("sh-chat", "openai", mock.openai_url, api="chat", timeouts=t),
-            provider("sh-resp", "openai", mock.openai_url, api="responses", timeouts=t),
-            provider("sh-anth", "anthropic", mock.url, timeouts=t),
-            provider("sh-gem", "gemini", mock.url, timeouts=t),
-        ],
-        "models": models,
-    }
+    # `tools` answers calls only when the request declares tools, so one route serves
+    # `text` and `tools`, the other `think` and `think-tools`.
+    return four_kinds_config(mock, PROVIDER_NAME, "helpers", "think-tools")
 
 
 @pytest.fixture(scope="session")
