@@ -301,7 +301,10 @@ models:
 provider_passthrough: {enabled: true}
 EOF
     "$TMP/aigate" --test -c "$TMP/aigate-$t.yaml" >/dev/null
-    RUST_LOG=$([ "$ACCESS_LOG" = 1 ] && echo info || echo warn) \
+    # MIMALLOC_PURGE_DELAY set here is what aigate's one re-exec would set
+    # (src/memory.rs); set by us, there is no re-exec, which valgrind would
+    # not follow (the measured process would run natively).
+    MIMALLOC_PURGE_DELAY=0 RUST_LOG=$([ "$ACCESS_LOG" = 1 ] && echo info || echo warn) \
         "${VG[@]}" ${VG:+--callgrind-out-file=$TMP/cg-aigate-${t}t.out} \
         "$TMP/aigate" -c "$TMP/aigate-$t.yaml" >"$TMP/aigate-$t.log" 2>&1 &
     PIDS+=($!)

@@ -65,7 +65,8 @@ def wait_ready(path, headers, seconds=120):
 
 def measure(name, argv, path, headers):
     out = f"{TMP}/cg-{name}.out"
-    env = dict(os.environ, RUST_LOG="warn")
+    # Set here, aigate skips its one re-exec (src/memory.rs), which valgrind would not follow.
+    env = dict(os.environ, RUST_LOG="warn", MIMALLOC_PURGE_DELAY="0")
     p = subprocess.Popen(["valgrind", "--tool=callgrind", "--dump-instr=no",
                           f"--callgrind-out-file={out}"] + argv,
                          env=env, stdout=subprocess.DEVNULL, stderr=open(f"{TMP}/{name}.log", "w"))
