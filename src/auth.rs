@@ -61,6 +61,17 @@ pub fn find_key<'k>(keys: &'k [GatewayKey], presented: &str) -> Option<&'k Gatew
     found
 }
 
+/// The gateway key check every path makes (AI endpoints, routes,
+/// passthrough): the configured key the request presents, or the 401 message.
+pub fn check<'k, 'a>(
+    keys: &'k [GatewayKey],
+    header: &dyn Fn(&str) -> Option<&'a str>,
+    query: Option<&'a str>,
+) -> Result<&'k GatewayKey, &'static str> {
+    let presented = presented_key(header, query).ok_or("missing gateway key")?;
+    find_key(keys, presented).ok_or("invalid gateway key")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +114,18 @@ mod tests {
         assert_eq!(find_key(&keys, "sk-b").map(|k| k.id.as_str()), Some("b"));
         assert!(find_key(&keys, "sk-").is_none());
         assert!(find_key(&keys, "sk-bb").is_none());
+    }
+
+    #[test]
+    fn check_says_missing_or_invalid() {
+        let keys = vec![key("a", "sk-a")];
+        let none = |_: &str| None;
+        assert_eq!(check(&keys, &none, None).err(), Some("missing gateway key"));
+        assert_eq!(
+            check(&keys, &none, Some("key=sk-x")).err(),
+            Some("invalid gateway key")
+        );
+        let h = |n: &str| (n == "x-api-key").then_some("sk-a");
+        assert_eq!(check(&keys, &h, None).map(|k| k.id.as_str()), Ok("a"));
     }
 }

@@ -102,6 +102,15 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// How its https upstream is trusted (`ca_file`, `tls_verify`), on every
+    /// path that dials it (`providers::peer`).
+    pub fn trust(&self) -> crate::providers::peer::Trust<'_> {
+        crate::providers::peer::Trust {
+            verify: self.tls_verify,
+            ca: self.upstream_ca.as_ref(),
+        }
+    }
+
     /// Can take a request now: enabled, resolved, circuit not open, and a
     /// credential not resting (when it needs credentials).
     pub fn usable(&self) -> bool {

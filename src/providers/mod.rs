@@ -1,7 +1,9 @@
-//! Provider kinds: where their API lives, which wire format they speak, and how
-//! credentials are presented upstream.
+//! Provider kinds: where their API lives, which wire format they speak, how
+//! credentials and the API version are presented upstream, and how an upstream
+//! is dialled (`peer`).
 
 pub mod credentials;
+pub mod peer;
 
 use crate::config::file::{OpenAiApi, ProviderKind};
 use crate::translate::Format;
@@ -161,9 +163,39 @@ pub fn auth_header(kind: ProviderKind, key: &str) -> (&'static str, String) {
     }
 }
 
+/// The `anthropic-version` an Anthropic request gets when neither the client
+/// nor the provider's `headers:` set one (SPEC: routes and passthrough too).
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The API version header a request to `kind` must carry, when it has none.
+pub fn default_version(kind: ProviderKind) -> Option<(&'static str, &'static str)> {
+    (kind == ProviderKind::Anthropic).then_some(("anthropic-version", ANTHROPIC_VERSION))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_and_version_headers_per_kind() {
+        assert_eq!(
+            auth_header(ProviderKind::OpenaiCompatible, "k"),
+            ("authorization", "Bearer k".to_string())
+        );
+        assert_eq!(auth_header(ProviderKind::Anthropic, "k").0, "x-api-key");
+        assert_eq!(auth_header(ProviderKind::Gemini, "k").0, "x-goog-api-key");
+        assert_eq!(
+            default_version(ProviderKind::Anthropic),
+            Some(("anthropic-version", "2023-06-01"))
+        );
+        for k in [
+            ProviderKind::Openai,
+            ProviderKind::OpenaiCompatible,
+            ProviderKind::Gemini,
+        ] {
+            assert_eq!(default_version(k), None);
+        }
+    }
 
     #[test]
     fn endpoints() {

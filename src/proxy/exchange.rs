@@ -11,16 +11,17 @@
 use super::answer::{Answer, Head};
 use super::budget::{BUFFERED, Held};
 use super::ctx::RequestCtx;
+use super::head::{self, Body, Marks};
 use super::headers::{UpstreamRequest, client_response, upstream_request_head};
 use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
-use super::upstream::{POOL_IDLE, Upstream as Connector, ready_now};
+use super::upstream::{Upstream as Connector, ready_now};
 use crate::config::file::ProviderKind;
 use crate::config::runtime::{Provider, Resolved};
 use crate::limits::Holds;
 use crate::limits::Limiter;
-use crate::providers::{Op, upstream_path};
+use crate::providers::{Op, peer, upstream_path};
 use crate::resilience::{self, Ended, Fallback, Gate, Skip, Verdict};
 use crate::sse;
 use crate::translate::{self, Dropped, Format, RequestOpts, ResponseOpts, StreamTranslator};
@@ -28,7 +29,6 @@ use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
 use pingora_core::protocols::http::ServerSession as Session;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_http::ResponseHeader;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -830,20 +830,13 @@ fn pick_addr(p: &Provider, attempt: u32) -> Option<SocketAddr> {
     Some(addrs[attempt as usize % addrs.len()])
 }
 
+/// The AI path bounds its own reads (first byte, idle, total): no peer I/O timeout.
 fn build_peer(p: &Provider, addr: SocketAddr) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, p.endpoint.tls, p.endpoint.host.clone());
-    peer.options.connection_timeout = Some(p.timeouts.connect);
-    peer.options.total_connection_timeout = Some(p.timeouts.connect);
-    peer.options.idle_timeout = Some(POOL_IDLE);
-    // SNI and the name verified are the base_url host (HttpPeer::new).
-    peer.options.verify_cert = p.tls_verify;
-    peer.options.verify_hostname = p.tls_verify;
-    if let Some(ca) = &p.upstream_ca {
-        peer.options.ca = Some(ca.certs.clone());
-        // The pool key ignores the CA: a connection verified against other roots is not reused.
-        peer.group_key = ca.pool_key;
-    }
-    peer
+    let t = peer::PeerTimeouts {
+        connect: p.timeouts.connect,
+        io: None,
+    };
+    peer::peer(addr, &p.endpoint, p.trust(), t)
 }
 
 async fn timed<T>(wait: &mut Duration, f: impl std::future::Future<Output = T>) -> T {
@@ -1052,10 +1045,14 @@ async fn attempt(
         connector.release(up, &peer, ctx.kept.as_mut()).await;
         ctx.usage = translate::response_usage(to, &body);
         if let Some(mut h) = head {
-            h.insert_header("content-length", body.len().to_string())?;
             count_outcome(p, "ok");
-            gateway_headers(ctx, &mut h)?;
-            write_header(s, ctx, h).await?;
+            head::complete(
+                &mut h,
+                &Marks::of(ctx),
+                Body::Length(body.len()),
+                s.is_http2(),
+            )?;
+            respond::write_head(s, ctx, h).await?;
             write_body(s, ctx, body, true).await?;
             return Ok(Attempt::Done);
         }
@@ -1103,9 +1100,13 @@ async fn count_answer(
     connector.release(up, peer, ctx.kept.as_mut()).await;
     count_outcome(p, "ok");
     if let Some(mut h) = head {
-        h.insert_header("content-length", body.len().to_string())?;
-        gateway_headers(ctx, &mut h)?;
-        write_header(s, ctx, h).await?;
+        head::complete(
+            &mut h,
+            &Marks::of(ctx),
+            Body::Length(body.len()),
+            s.is_http2(),
+        )?;
+        respond::write_head(s, ctx, h).await?;
         write_body(s, ctx, body, true).await?;
         return Ok(Attempt::Done);
     }
@@ -1244,40 +1245,6 @@ async fn next_chunk(
     }
 }
 
-fn framing(s: &Session, h: &mut ResponseHeader) -> pingora_core::Result<()> {
-    // Without Content-Length an HTTP/1.1 answer must be chunked, or Pingora
-    // falls back to close-delimited and the client loses keep-alive.
-    if !s.is_http2() && h.headers.get("content-length").is_none() {
-        h.insert_header("transfer-encoding", "chunked")?;
-    }
-    Ok(())
-}
-
-/// The request id, the gateway's answer headers and the request's own
-/// (rate limits, CORS) on an upstream answer's head.
-fn gateway_headers(ctx: &RequestCtx, h: &mut ResponseHeader) -> pingora_core::Result<()> {
-    h.insert_header("x-request-id", &ctx.request_id)?;
-    respond::answer_headers(ctx, h)?;
-    for (k, v) in &ctx.extra_headers {
-        h.insert_header(*k, v)?;
-    }
-    Ok(())
-}
-
-/// Send a head that has its [`gateway_headers`].
-async fn write_header(
-    s: &mut Session,
-    ctx: &mut RequestCtx,
-    h: ResponseHeader,
-) -> pingora_core::Result<()> {
-    ctx.status = h.status.as_u16();
-    super::drain::close_if_draining(s);
-    let t = Instant::now();
-    let r = s.write_response_header(Box::new(h)).await;
-    ctx.client_wait += t.elapsed();
-    r
-}
-
 async fn write_body(
     s: &mut Session,
     ctx: &mut RequestCtx,
@@ -1361,11 +1328,9 @@ async fn stream_answer(
 ) -> pingora_core::Result<Attempt> {
     let same = from == ask.ingress;
     let sse = ask.stream() && (ask.ingress != Format::Gemini || ask.resp_opts.gemini_sse);
+    // Streamed bodies are re-framed, and may change length (`Body::Streamed`).
     let mut h = if same {
-        let mut h = client_response(up.head(), up.status(), true, None)?;
-        // Streamed bodies are re-framed (chunked), and may change length.
-        h.remove_header("content-length");
-        h
+        client_response(up.head(), up.status(), true, None)?
     } else {
         let ct = if sse {
             "text/event-stream"
@@ -1376,9 +1341,8 @@ async fn stream_answer(
         h.insert_header("cache-control", "no-cache")?;
         h
     };
-    framing(s, &mut h)?;
     // Complete now: a keepalive tick may have to send it before any content.
-    gateway_headers(ctx, &mut h)?;
+    head::complete(&mut h, &Marks::of(ctx), Body::Streamed, s.is_http2())?;
     let mut pipe = if same {
         let strip =
             ask.ingress == Format::OpenAiChat && ask.stream() && !ask.resp_opts.include_usage;
@@ -1414,8 +1378,8 @@ async fn stream_answer(
                         // silence is thinking, not failure) and keep
                         // intermediaries from cutting the connection.
                         if let Some(h) = header.take() {
-                            // `h` carries the gateway's headers already (ctx
-                            // is lent to the pending read here).
+                            // `h` went through `head::complete` above (ctx is
+                            // lent to the pending read here).
                             super::drain::close_if_draining(s);
                             s.write_response_header(Box::new(h)).await?;
                         }
@@ -1509,7 +1473,7 @@ async fn stream_answer(
                 // The head and the first content in one packet (cork.rs).
                 let corked = header.is_some() && super::cork::set(s, true);
                 if let Some(h) = header.take() {
-                    write_header(s, ctx, h).await?;
+                    respond::write_head(s, ctx, h).await?;
                 }
                 let data = if let Some(chunk) = lone {
                     Some(chunk)
@@ -1551,7 +1515,7 @@ async fn stream_answer(
                 stream_usage(ctx, &pipe, ask);
                 let corked = header.is_some() && super::cork::set(s, true);
                 if let Some(h) = header.take() {
-                    write_header(s, ctx, h).await?;
+                    respond::write_head(s, ctx, h).await?;
                 }
                 count_outcome(p, "ok");
                 write_body(s, ctx, Bytes::from(pending), true).await?;

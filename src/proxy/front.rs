@@ -264,7 +264,7 @@ impl Front {
             if e.esource() != &pingora_core::ErrorSource::Downstream {
                 log::error!("Fail to serve request: {e}");
             }
-            super::pass::default_fail(&mut s, e).await;
+            super::pass::default_fail(&mut s, e, &mut ctx).await;
         }
         self.gw
             .finish_request(

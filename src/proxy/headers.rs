@@ -1,9 +1,8 @@
 //! Header rules between client and upstream, as plain functions.
 
 use super::answer::Head;
-use crate::config::file::ProviderKind;
 use crate::config::runtime::Provider;
-use crate::providers::auth_header;
+use crate::providers::{auth_header, default_version};
 use http::{HeaderName, HeaderValue};
 use pingora_core::OrErr;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -80,13 +79,15 @@ pub fn upstream_request_head(
     w.extend_from_slice(u.path.as_bytes());
     w.extend_from_slice(b" HTTP/1.1\r\n");
     put(&mut w, "host", u.provider.endpoint.authority.as_bytes())?;
+    // The client's own version header wins over the default.
+    let version = default_version(u.provider.kind);
     let mut has_version = false;
     for (name, value) in client.headers.iter() {
         let n = name.as_str();
         if never_forward(n) || (!u.same_format && provider_specific(n)) || ours(n) {
             continue;
         }
-        has_version |= n == "anthropic-version";
+        has_version |= version.is_some_and(|(v, _)| n == v);
         put(&mut w, n, value.as_bytes())?;
     }
     put(&mut w, "content-type", b"application/json")?;
@@ -100,15 +101,11 @@ pub fn upstream_request_head(
     if let Some((name, value)) = &auth {
         put(&mut w, name, value.as_bytes())?;
     }
-    if u.provider.kind == ProviderKind::Anthropic
+    if let Some((name, value)) = version
         && !has_version
-        && !u
-            .provider
-            .headers
-            .iter()
-            .any(|(k, _)| k == "anthropic-version")
+        && !u.provider.headers.iter().any(|(k, _)| k == name)
     {
-        put(&mut w, "anthropic-version", b"2023-06-01")?;
+        put(&mut w, name, value.as_bytes())?;
     }
     for (k, v) in &u.provider.headers {
         put(&mut w, k.as_str(), v.as_bytes())?;

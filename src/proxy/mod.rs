@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod drain;
 pub mod exchange;
 pub mod front;
+pub mod head;
 pub mod headers;
 pub mod intake;
 pub mod models;
@@ -133,11 +134,11 @@ impl ProxyHttp for Gateway {
     /// Also called for 1xx answers (skipped by `pass::response`).
     async fn response_filter(
         &self,
-        _s: &mut Session,
+        s: &mut Session,
         resp: &mut pingora_http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
-        pass::response(resp, ctx)
+        pass::response(resp, ctx, s.as_downstream().is_http2())
     }
 
     /// Sync, per chunk (not the whole body): the first byte; error answers
@@ -184,7 +185,7 @@ impl ProxyHttp for Gateway {
         if ctx.pass.is_some() {
             pass::fail(down, e, ctx).await
         } else {
-            pass::default_fail(down, e).await
+            pass::default_fail(down, e, ctx).await
         }
     }
 
@@ -537,17 +538,9 @@ impl Gateway {
         } else {
             let h = &s.req_header().headers;
             let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-            match auth::presented_key(&header, query.as_deref()) {
-                None => {
-                    return respond::error(s, ctx, efmt, 401, "missing gateway key", None).await;
-                }
-                Some(k) => match auth::find_key(&snap.keys, k) {
-                    None => {
-                        return respond::error(s, ctx, efmt, 401, "invalid gateway key", None)
-                            .await;
-                    }
-                    Some(k) => Some(k),
-                },
+            match auth::check(&snap.keys, &header, query.as_deref()) {
+                Ok(k) => Some(k),
+                Err(msg) => return respond::error(s, ctx, efmt, 401, msg, None).await,
             }
         };
         ctx.key_id = key.map(|k| k.id.clone());

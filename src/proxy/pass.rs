@@ -7,12 +7,13 @@
 //! Pingora's own 64 KiB retry buffer).
 
 use super::ctx::RequestCtx;
+use super::head::{self, Body, Marks};
 use super::{Gateway, respond};
 use crate::auth;
-use crate::config::file::ProviderKind;
 use crate::config::runtime::Provider;
 use crate::metrics::METRICS;
-use crate::providers::{Endpoint, auth_header};
+use crate::providers::peer::{self, PeerTimeouts, Trust};
+use crate::providers::{Endpoint, auth_header, default_version};
 use crate::routes::{self, Action, CompiledRoute, Lookup, ProxyRoute, headers};
 use crate::routing::Route;
 use crate::translate::Format;
@@ -23,10 +24,7 @@ use pingora_core::{Error, ErrorSource, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::FailToProxy;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-/// How long a pooled route connection may sit idle.
-const POOL_IDLE: Duration = Duration::from_secs(60);
+use std::time::Instant;
 
 /// Per-request state of a proxied route (kept across Pingora's retries).
 pub struct PassState {
@@ -101,11 +99,9 @@ impl Gateway {
         if r.auth && !snap.keys.is_empty() {
             let h = &s.req_header().headers;
             let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-            let Some(presented) = auth::presented_key(&header, query) else {
-                return respond::error(s, ctx, efmt, 401, "missing gateway key", None).await;
-            };
-            let Some(k) = auth::find_key(&snap.keys, presented) else {
-                return respond::error(s, ctx, efmt, 401, "invalid gateway key", None).await;
+            let k = match auth::check(&snap.keys, &header, query) {
+                Ok(k) => k,
+                Err(msg) => return respond::error(s, ctx, efmt, 401, msg, None).await,
             };
             ctx.key_id = Some(k.id.clone());
             if r.keys.as_ref().is_some_and(|ids| !ids.contains(&k.id)) {
@@ -161,18 +157,14 @@ async fn static_answer(
     ctx: &mut RequestCtx,
     a: &routes::StaticAnswer,
 ) -> pingora_core::Result<()> {
-    let mut h = ResponseHeader::build(a.status, Some(a.headers.len() + 3))?;
+    let mut h = ResponseHeader::build(a.status, Some(a.headers.len() + 6))?;
     for (k, v) in &a.headers {
         h.append_header(k.clone(), v.clone())?;
     }
-    h.insert_header("content-length", a.body.len().to_string())?;
-    h.insert_header("x-request-id", &ctx.request_id)?;
-    for (k, v) in &ctx.extra_headers {
-        h.insert_header(*k, v)?;
-    }
-    ctx.status = a.status;
+    let body = Body::Length(a.body.len());
+    head::complete(&mut h, &Marks::of(ctx), body, s.is_http2())?;
+    respond::write_head(s, ctx, h).await?;
     let t = Instant::now();
-    s.write_response_header(Box::new(h)).await?;
     if !a.body.is_empty() {
         s.write_response_body(a.body.clone(), true).await?;
     }
@@ -246,12 +238,17 @@ pub fn peer(ctx: &mut RequestCtx) -> pingora_core::Result<Box<HttpPeer>> {
         }
         _ => None,
     };
-    let mut peer = HttpPeer::new(addr, ep.tls, ep.host.clone());
-    peer.options.connection_timeout = Some(p.connect_timeout);
-    peer.options.total_connection_timeout = Some(p.connect_timeout);
-    peer.options.read_timeout = Some(p.timeout);
-    peer.options.write_timeout = Some(p.timeout);
-    peer.options.idle_timeout = Some(POOL_IDLE);
+    // The provider's `ca_file` / `tls_verify` are about its server: they hold
+    // for a route target on the provider's own host and port, as for AI requests.
+    let trust = match provider {
+        Some(pr) if pr.endpoint.host == ep.host && pr.endpoint.port == ep.port => pr.trust(),
+        _ => Trust::SYSTEM,
+    };
+    let timeouts = PeerTimeouts {
+        connect: p.connect_timeout,
+        io: Some(p.timeout),
+    };
+    let peer = peer::peer(addr, ep, trust, timeouts);
     ctx.attempts += 1;
     let st = ctx.pass.as_mut().expect("checked");
     st.target = t;
@@ -296,8 +293,10 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestCtx) -> pingora_co
             let (name, value) = auth_header(pr.kind, key);
             req.insert_header(name, value)?;
         }
-        if pr.kind == ProviderKind::Anthropic && req.headers.get("anthropic-version").is_none() {
-            req.insert_header("anthropic-version", "2023-06-01")?;
+        if let Some((name, value)) = default_version(pr.kind)
+            && req.headers.get(name).is_none()
+        {
+            req.insert_header(name, value)?;
         }
         for (k, v) in &pr.headers {
             req.insert_header(k.clone(), v.clone())?;
@@ -319,7 +318,11 @@ fn outcome(status: u16) -> &'static str {
 }
 
 /// `response_filter`: credential cool-down, attempt outcome, response headers.
-pub fn response(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+pub fn response(
+    resp: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+    http2: bool,
+) -> pingora_core::Result<()> {
     if resp.status.is_informational() {
         return Ok(());
     }
@@ -347,21 +350,16 @@ pub fn response(resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> pingora_core
     for n in drop {
         resp.remove_header(&n);
     }
-    if holds_error {
-        // The body may change length: chunked on HTTP/1 (Pingora drops the
-        // header for HTTP/2).
-        resp.remove_header("content-length");
-        resp.insert_header("transfer-encoding", "chunked")?;
+    // A held error answer may change length (redaction): streamed.
+    let body = if holds_error {
         if let Some(st) = ctx.pass.as_mut() {
             st.held = Some(Vec::new());
         }
-    }
-    resp.insert_header("x-request-id", &ctx.request_id)?;
-    respond::answer_headers(ctx, resp)?;
-    for (k, v) in &ctx.extra_headers {
-        resp.insert_header(*k, v)?;
-    }
-    Ok(())
+        Body::Streamed
+    } else {
+        Body::Proxied
+    };
+    head::complete(resp, &Marks::of(ctx), body, http2)
 }
 
 /// A passthrough answer's status applied to its credential, by the same
@@ -518,8 +516,9 @@ pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToPro
     }
 }
 
-/// Pingora's default `fail_to_proxy`, for everything that is not a route.
-pub async fn default_fail(s: &mut Session, e: &Error) -> FailToProxy {
+/// Pingora's default `fail_to_proxy` rule, for everything that is not a
+/// route; the error is the gateway's own answer (client's format, header set).
+pub async fn default_fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
     let code = match e.etype() {
         ErrorType::HTTPStatus(code) => *code,
         _ => match e.esource() {
@@ -532,10 +531,18 @@ pub async fn default_fail(s: &mut Session, e: &Error) -> FailToProxy {
         },
     };
     s.set_keepalive(None);
-    if code > 0 {
-        s.respond_error(code).await.unwrap_or_else(|e| {
-            log::error!("failed to send error response to downstream: {e}");
-        });
+    if code > 0 && s.response_written().is_none() {
+        let fmt = ctx.route.error_format(s.req_header().uri.path());
+        let what = e.etype().as_str();
+        let msg = match code {
+            502 => format!("upstream unavailable ({what})"),
+            500 => format!("internal error ({what})"),
+            _ => format!("request failed ({what})"),
+        };
+        ctx.error.get_or_insert_with(|| e.to_string());
+        if let Err(err) = respond::error(s, ctx, fmt, code, &msg, None).await {
+            log::error!("failed to send error response to downstream: {err}");
+        }
     }
     FailToProxy {
         error_code: code,

@@ -2,6 +2,7 @@
 //! metrics, the model list.
 
 use super::ctx::RequestCtx;
+use super::head::{self, Body, Marks};
 use crate::translate::{Format, error_body_param};
 use bytes::Bytes;
 use pingora_core::protocols::http::ServerSession as Session;
@@ -17,41 +18,37 @@ pub async fn send(
     body: Vec<u8>,
     extra: &[(&'static str, String)],
 ) -> pingora_core::Result<()> {
-    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    let mut h = ResponseHeader::build(status, Some(6 + extra.len()))?;
     h.insert_header("content-type", content_type)?;
-    h.insert_header("content-length", body.len().to_string())?;
-    if !ctx.request_id.is_empty() {
-        h.insert_header("x-request-id", &ctx.request_id)?;
-    }
     for (k, v) in extra {
         h.insert_header(*k, v)?;
     }
-    answer_headers(ctx, &mut h)?;
-    for (k, v) in &ctx.extra_headers {
-        h.insert_header(*k, v)?;
-    }
-    ctx.status = status;
-    super::drain::close_if_draining(s);
+    head::complete(
+        &mut h,
+        &Marks::of(ctx),
+        Body::Length(body.len()),
+        s.is_http2(),
+    )?;
+    write_head(s, ctx, h).await?;
     let t = Instant::now();
-    s.write_response_header(Box::new(h)).await?;
     s.write_response_body(Bytes::from(body), true).await?;
     ctx.client_wait += t.elapsed();
     Ok(())
 }
 
-/// The gateway's own headers on an answer: what the conversion left out
-/// (`x-aigate-dropped`, SPEC drop-and-name rule) and, with `x-aigate-debug:
-/// true` on the request, where it went (SPEC "Headers").
-pub fn answer_headers(ctx: &RequestCtx, h: &mut ResponseHeader) -> pingora_core::Result<()> {
-    if !ctx.dropped.is_empty() {
-        h.insert_header("x-aigate-dropped", ctx.dropped.header_value())?;
-    }
-    if ctx.debug && !ctx.provider.is_empty() {
-        h.insert_header("x-aigate-provider", &ctx.provider)?;
-        h.insert_header("x-aigate-model", &ctx.upstream_model)?;
-        h.insert_header("x-aigate-attempts", ctx.attempts.to_string())?;
-    }
-    Ok(())
+/// Send an answer head that went through [`head::complete`]; the status is
+/// the request's (access log, metrics).
+pub async fn write_head(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    h: ResponseHeader,
+) -> pingora_core::Result<()> {
+    ctx.status = h.status.as_u16();
+    super::drain::close_if_draining(s);
+    let t = Instant::now();
+    let r = s.write_response_header(Box::new(h)).await;
+    ctx.client_wait += t.elapsed();
+    r
 }
 
 /// An error the gateway makes itself, in the client's format (SPEC "Errors").

@@ -13,6 +13,7 @@
 //! `answer.rs`.
 
 use super::answer::Answer;
+use crate::providers::peer::POOL_IDLE;
 use pingora_core::connectors::TransportConnector;
 use pingora_core::protocols::Stream;
 use pingora_core::upstreams::peer::{HttpPeer, Peer};
@@ -22,8 +23,6 @@ use tokio::io::AsyncWriteExt;
 
 /// Bodies up to this size leave in the same write as the head.
 const ONE_WRITE: usize = 64 * 1024;
-/// How long a pooled upstream connection may sit idle.
-pub const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// The upstream connection a client connection keeps for its next request
 /// (the front door's keep-alive loop; `front.rs`).
