@@ -512,3 +512,54 @@ def test_upstream_ca_file_is_checked_by_config_test(run_aigate: Callable[..., An
     r = run_aigate("--test", "-c", str(p))
     assert r.returncode != 0
     assert "providers[0].ca_file" in r.stderr and "providers[1].ca_file: needs an https:// base_url" in r.stderr, r.stderr
+
+
+def test_passthrough_and_routes_dial_with_the_providers_tls_trust(start_gateway: Callable[..., Gateway], https_mock: Callable[..., MockUpstream], upstream_pki: Pki) -> None:
+    """Issue 14, drift case 2: provider passthrough and configured routes make their
+    upstream peer with the same builder as AI requests, so a provider's `ca_file`
+    and `tls_verify: false` hold on them too."""
+    good = https_mock("127.0.0.1")
+    ca = upstream_pki.ca_file
+    t = FAST_TIMEOUTS
+    providers = [
+        provider("with-ca", "openai", good.openai_url, timeouts=t, ca_file=ca),
+        provider("no-ca", "openai", good.openai_url, timeouts=t),
+        provider("unverified", "openai", good.openai_url, timeouts=t, tls_verify=False),
+        provider("claude-ca", "anthropic", good.url, timeouts=t, ca_file=ca),
+    ]
+    routes = [
+        {"path": "/files/*", "provider": "with-ca", "target": good.openai_url},
+        {"path": "/v1/files/*", "provider": "with-ca"},
+        {"path": "/files-no-ca/*", "provider": "no-ca", "target": good.openai_url},
+    ]
+    cfg = small_config(providers, [route("m", ("with-ca", "gpt-up"))], routes=routes, provider_passthrough={"enabled": True, "prefix": "/"})
+    gw = start_gateway(cfg)
+    c = httpx.Client(base_url=gw.url, timeout=20)
+
+    # Passthrough, verified against the provider's CA.
+    r = c.post("/with-ca/v1/chat/completions", json=chat("pass tls", model="gpt-up"), headers=H)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "echo: pass tls"
+    assert good.last("/chat/completions").credential == "sk-up-1"
+    r = c.post("/claude-ca/v1/messages", json={"model": "claude-up", "max_tokens": 20, "messages": [{"role": "user", "content": "pass claude"}]}, headers=H)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"][0]["text"] == "echo: pass claude"
+    # Configured routes naming the provider: with a target on its host, and without one.
+    r = c.post("/files/chat/completions", json=chat("route tls", model="gpt-up"), headers=H)
+    assert (r.status_code, r.json()["choices"][0]["message"]["content"]) == (200, "echo: route tls"), r.text
+    r = c.post("/v1/files/chat/completions", json=chat("route base", model="gpt-up"), headers=H)
+    assert r.status_code == 200, r.text
+    assert good.last().path.endswith("/v1/files/chat/completions")
+
+    # Without the CA the system roots do not know the issuer: 502, nothing sent.
+    n = len(good.requests)
+    for path in ("/no-ca/v1/chat/completions", "/files-no-ca/chat/completions"):
+        r = c.post(path, json=chat("x", model="gpt-up"), headers=H)
+        body = assert_error_shape("openai-chat", r, 502)
+        assert "TLS" in json.dumps(body), body
+    assert len(good.requests) == n, "no request went over an unverified connection"
+
+    # `tls_verify: false`: the explicit opt-out works on passthrough too.
+    r = c.post("/unverified/v1/chat/completions", json=chat("unverified pass", model="gpt-up"), headers=H)
+    assert (r.status_code, r.json()["choices"][0]["message"]["content"]) == (200, "echo: unverified pass")
+    c.close()
