@@ -431,11 +431,19 @@ impl BackgroundService for HealthChecks {
                 } else {
                     TcpHealthCheck::new()
                 };
-                check.peer_template.options.connection_timeout = Some(timeout);
-                // Verify the upstream's certificate as requests do.
-                check.peer_template.options.verify_cert = p.tls_verify;
-                check.peer_template.options.verify_hostname = p.tls_verify;
-                check.peer_template.options.ca = p.upstream_ca.as_ref().map(|c| c.certs.clone());
+                // Connect and verify the upstream's certificate as requests do:
+                // the options of the peer requests use (`providers::peer`).
+                let timeouts = crate::providers::peer::PeerTimeouts {
+                    connect: timeout,
+                    io: None,
+                };
+                let like = crate::providers::peer::peer(
+                    std::net::SocketAddr::from(([0, 0, 0, 0], p.endpoint.port)),
+                    &p.endpoint,
+                    p.trust(),
+                    timeouts,
+                );
+                check.peer_template.options = like.options;
                 let addrs = p.addrs.load_full();
                 let mut ok = false;
                 for a in addrs.iter() {
