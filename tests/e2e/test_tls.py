@@ -563,3 +563,29 @@ def test_passthrough_and_routes_dial_with_the_providers_tls_trust(start_gateway:
     r = c.post("/unverified/v1/chat/completions", json=chat("unverified pass", model="gpt-up"), headers=H)
     assert (r.status_code, r.json()["choices"][0]["message"]["content"]) == (200, "echo: unverified pass")
     c.close()
+
+
+def test_health_checks_verify_upstream_tls_like_requests(start_gateway: Callable[..., Gateway], https_mock: Callable[..., MockUpstream], upstream_pki: Pki) -> None:
+    """The active TLS health check takes its options from the same peer builder: with
+    the provider's `ca_file` (or `tls_verify: false`) the upstream is healthy, without
+    it the handshake fails and the provider turns unusable."""
+    good = https_mock("127.0.0.1")
+    hc = {"interval_seconds": 1, "timeout_ms": 500}
+    t = FAST_TIMEOUTS
+    providers = [
+        provider("with-ca", "openai", good.openai_url, timeouts=t, ca_file=upstream_pki.ca_file, health_check=hc),
+        provider("unverified", "openai", good.openai_url, timeouts=t, tls_verify=False, health_check=hc),
+        provider("no-ca", "openai", good.openai_url, timeouts=t, health_check=hc),
+    ]
+    gw = start_gateway(small_config(providers, [route("m", ("with-ca", "gpt-up"))]))
+
+    def usable() -> dict:
+        body = httpx.get(gw.admin_url + "/health/ready", timeout=5).json()
+        return {p["name"]: p["usable"] for p in body["providers"]}
+
+    deadline = time.monotonic() + 6
+    while usable().get("no-ca", True) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Checked at least once more after 'no-ca' failed: the others stay up.
+    time.sleep(1.2)
+    assert usable() == {"with-ca": True, "unverified": True, "no-ca": False}
