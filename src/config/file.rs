@@ -12,6 +12,9 @@ pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CLIENT_HEADER_TIMEOUT_SECONDS: u64 = 20;
 /// The longest wait between two reads of a request body (nginx's `client_body_timeout`).
 pub const DEFAULT_CLIENT_BODY_TIMEOUT_SECONDS: u64 = 30;
+/// The slowest a request body may arrive, in bytes per second (Apache
+/// mod_reqtimeout's `MinRate`, same default); 0 turns the rule off.
+pub const DEFAULT_CLIENT_BODY_MIN_RATE: u64 = 500;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum OneOrMany {
@@ -60,6 +63,8 @@ pub struct Settings {
     pub max_buffered_bytes: Option<u64>,
     pub client_header_timeout_seconds: Option<u64>,
     pub client_body_timeout_seconds: Option<u64>,
+    /// Bytes per second (`proxy::body_rate`).
+    pub client_body_min_rate: Option<u64>,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
     pub grace_period_seconds: Option<u64>,

@@ -198,6 +198,9 @@ fn join(addrs: &[&String]) -> String {
         .join(", ")
 }
 
+/// The highest `client_body_min_rate` accepted (1 GiB/s).
+const MAX_BODY_MIN_RATE: u64 = 1 << 30;
+
 fn check_addr(s: &str, path: &str, problems: &mut Vec<Problem>) {
     if s.parse::<std::net::SocketAddr>().is_err() {
         problems.push(problem(
@@ -370,6 +373,15 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
         if v == Some(0) {
             problems.push(problem(name, "must be greater than 0"));
         }
+    }
+    // A client's body may not be required faster than any network carries it.
+    if s.client_body_min_rate
+        .is_some_and(|r| r > MAX_BODY_MIN_RATE)
+    {
+        problems.push(problem(
+            "client_body_min_rate",
+            format!("must be at most {MAX_BODY_MIN_RATE} bytes/s (0 turns the rule off)"),
+        ));
     }
     for (name, v) in [("pid_file", &s.pid_file), ("upgrade_sock", &s.upgrade_sock)] {
         if let Some(p) = v
@@ -606,6 +618,15 @@ mod tests {
         let local = parse("listen: [\"127.0.0.1:1\", \"[::1]:2\"]\n", &no_env).unwrap();
         assert!(local.warnings.iter().any(|w| w.contains("no gateway keys")));
         assert!(parse("listen: \"0.0.0.0:2\"\nkeys: [{id: a, key: k}]\n", &no_env).is_ok());
+    }
+
+    #[test]
+    fn client_body_min_rate_is_bounded_and_zero_turns_it_off() {
+        assert!(parse("client_body_min_rate: 0\n", &no_env).is_ok());
+        assert!(parse("client_body_min_rate: 1073741824\n", &no_env).is_ok());
+        let p = parse("client_body_min_rate: 1073741825\n", &no_env).unwrap_err();
+        assert_eq!(p[0].path, "client_body_min_rate", "{p:?}");
+        assert!(parse("client_body_min_rate: -1\n", &no_env).is_err());
     }
 
     #[test]

@@ -205,6 +205,8 @@ pub struct Snapshot {
     pub max_buffered_bytes: u64,
     pub client_header_timeout: Duration,
     pub client_body_timeout: Duration,
+    /// Bytes per second; 0: no minimum.
+    pub client_body_min_rate: u64,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
     pub grace_period_seconds: Option<u64>,
@@ -485,6 +487,9 @@ impl Snapshot {
                 s.client_body_timeout_seconds
                     .unwrap_or(crate::config::file::DEFAULT_CLIENT_BODY_TIMEOUT_SECONDS),
             ),
+            client_body_min_rate: s
+                .client_body_min_rate
+                .unwrap_or(crate::config::file::DEFAULT_CLIENT_BODY_MIN_RATE),
             pid_file: s.pid_file.clone(),
             upgrade_sock: s.upgrade_sock.clone(),
             grace_period_seconds: s.grace_period_seconds,

@@ -1624,31 +1624,61 @@ pub async fn read_body(
     }
     let mut buf = BytesMut::new();
     let t = Instant::now();
-    let r = async {
-        while let Some(chunk) = s.read_request_body().await? {
+    // Each read waits at most the pause limit or what the minimum rate leaves
+    // (`body_rate`); timed here, not by the session, so HTTP/2 (which Pingora
+    // reads with no timeout) is bounded alike.
+    let mut clock = super::body_rate::BodyClock::new(
+        ctx.snap.client_body_timeout,
+        ctx.snap.client_body_min_rate,
+        t,
+    );
+    let r: pingora_core::Result<Read> = async {
+        loop {
+            let (wait, rule) = clock.next_wait(Instant::now());
+            let Ok(read) = pingora_timeout::timeout(wait, s.read_request_body()).await else {
+                return Ok(Read::Slow(rule));
+            };
+            let Some(chunk) = read? else {
+                return Ok(Read::Whole);
+            };
             if (buf.len() + chunk.len()) as u64 > limit {
-                return Ok(false);
+                return Ok(Read::TooLarge);
             }
+            clock.received(chunk.len());
             buf.extend_from_slice(&chunk);
         }
-        Ok::<_, Box<pingora_core::Error>>(true)
     }
     .await;
     ctx.client_wait += t.elapsed();
+    let refused = |s: &mut Session, status: u16, msg: String| {
+        // The body's framing is lost: the connection ends after the answer.
+        s.set_keepalive(None);
+        Ok(ClientBody::Refused(status, msg))
+    };
     match r {
-        Ok(true) => Ok(ClientBody::Whole(buf.freeze())),
-        Ok(false) => Ok(ClientBody::TooLarge),
+        Ok(Read::Whole) => Ok(ClientBody::Whole(buf.freeze())),
+        Ok(Read::TooLarge) => Ok(ClientBody::TooLarge),
+        Ok(Read::Slow(rule)) => {
+            crate::metrics::client_timeout(rule.phase());
+            refused(s, 408, clock.message(rule))
+        }
         Err(e) => match body_read_refusal(&e) {
             Some((status, msg)) => {
                 if status == 408 {
                     crate::metrics::client_timeout("body");
                 }
-                s.set_keepalive(None);
-                Ok(ClientBody::Refused(status, msg))
+                refused(s, status, msg)
             }
             None => Err(e.into_down()),
         },
     }
+}
+
+/// How a body read ended, short of an error.
+enum Read {
+    Whole,
+    TooLarge,
+    Slow(super::body_rate::Limit),
 }
 
 #[cfg(test)]

@@ -149,11 +149,16 @@ impl Front {
                     .await
                     .map(|r| {
                         let (stream, settings) = r.consume();
+                        // Without bytes of the next request held by Pingora,
+                        // the next head is read here, under
+                        // `client_header_timeout` (Pingora bounds each read of
+                        // a head by the keep-alive, never the whole head).
+                        let delegated = settings.as_ref().is_some_and(holds_next_bytes);
                         Carry {
                             stream,
                             settings,
                             prefix: BytesMut::new(),
-                            delegated: true,
+                            delegated,
                         }
                     })
             };
@@ -288,6 +293,15 @@ impl Front {
     }
 }
 
+/// Whether Pingora's settings for a connection carry bytes already read of
+/// the next request (a pipelined request, or `drain`'s linger). Pingora 0.9.1
+/// has no getter for them (`apps/mod.rs`, `HttpPersistentSettings`, private
+/// `pipelined_prefix`, empty ones dropped by `reuse`), so its derived `Debug`
+/// is read; the unit test below pins that form.
+fn holds_next_bytes(s: &HttpPersistentSettings) -> bool {
+    !format!("{s:?}").contains("pipelined_prefix: None")
+}
+
 /// Where the request line ends (its `\n`) once `buf` holds a whole request
 /// head (or more than Pingora would take for one, which Pingora then refuses).
 fn head_complete(buf: &[u8]) -> Option<usize> {
@@ -344,9 +358,15 @@ impl ServerApp for Front {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if !matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1)) {
-            // HTTP/2 over TLS (or a custom protocol): Pingora's own loop.
-            return self.proxy.process_new(stream, shutdown).await;
+        match stream.selected_alpn_proto() {
+            None | Some(ALPN::H1) => {}
+            // HTTP/2 over TLS: Pingora's own loop, with the time limits it lacks.
+            Some(ALPN::H2) => {
+                let limit = self.gw.config.load().client_header_timeout;
+                return super::h2_limits::serve(&self.proxy, stream, shutdown, limit).await;
+            }
+            // A custom protocol: Pingora's own loop.
+            Some(_) => return self.proxy.process_new(stream, shutdown).await,
         }
         self.serve_h1(stream, shutdown).await;
         None
@@ -449,6 +469,15 @@ mod tests {
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.resize(MAX_HEAD, b'a');
         assert_eq!(head_complete(&big), Some(15));
+    }
+
+    #[test]
+    fn pingoras_settings_tell_whether_they_hold_the_next_requests_bytes() {
+        let stream: Stream = Box::new(tokio::io::duplex(64).0);
+        let mut s = HttpPersistentSettings::for_session(&ServerSession::new_http1(stream));
+        assert!(!holds_next_bytes(&s));
+        s.set_pipelined_prefix(BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]));
+        assert!(holds_next_bytes(&s));
     }
 
     #[test]

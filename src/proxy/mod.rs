@@ -1,12 +1,14 @@
 //! The Pingora service: thin phases calling plain modules.
 
 pub mod answer;
+pub mod body_rate;
 pub mod budget;
 pub mod cork;
 pub mod ctx;
 pub mod drain;
 pub mod exchange;
 pub mod front;
+pub mod h2_limits;
 pub mod head;
 pub mod headers;
 pub mod intake;
@@ -124,11 +126,25 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _s: &mut Session,
+        s: &mut Session,
         req: &mut pingora_http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
-        pass::upstream_request(req, ctx)
+        pass::upstream_request(req, ctx)?;
+        pass::body_awaited(s.as_downstream_mut(), ctx);
+        Ok(())
+    }
+
+    /// Per chunk of a proxied request's body: its pause and rate limits.
+    async fn request_body_filter(
+        &self,
+        s: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<()> {
+        let n = body.as_ref().map_or(0, bytes::Bytes::len);
+        pass::body_read(s.as_downstream_mut(), n, end, ctx)
     }
 
     /// Also called for 1xx answers (skipped by `pass::response`).

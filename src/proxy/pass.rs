@@ -6,6 +6,7 @@
 //! aigate: it streams both ways with no size limit and no buffering (but
 //! Pingora's own 64 KiB retry buffer).
 
+use super::body_rate::{BodyClock, Limit};
 use super::ctx::RequestCtx;
 use super::head::{self, Body, Marks};
 use super::{Gateway, respond};
@@ -44,6 +45,8 @@ pub struct PassState {
     /// An upstream error answer, held whole so that a credential the upstream
     /// echoes in it is redacted before the client sees it.
     held: Option<Vec<u8>>,
+    /// The client's body while Pingora streams it (`body_awaited` to its end).
+    body: Option<BodyClock>,
 }
 
 /// How much of an upstream error answer is held for redaction; a larger one
@@ -147,6 +150,7 @@ impl Gateway {
             credential: None,
             proxy_start: None,
             held: None,
+            body: None,
         });
         Ok(())
     }
@@ -471,8 +475,15 @@ pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToPro
     let refused = (e.esource() == &ErrorSource::Downstream)
         .then(|| super::exchange::body_read_refusal(e))
         .flatten();
+    // Which rule ended a slow body: the clock knows the wait it handed out.
+    let clock = ctx.pass.as_ref().and_then(|st| st.body.as_ref());
+    let refused = match (refused, clock) {
+        (Some((408, _)), Some(c)) => Some((408, c.message(c.last()))),
+        (r, _) => r,
+    };
     if refused.as_ref().is_some_and(|(c, _)| *c == 408) {
-        crate::metrics::client_timeout("body");
+        let phase = clock.map_or(Limit::Pause, BodyClock::last).phase();
+        crate::metrics::client_timeout(phase);
     }
     let code = match e.etype() {
         _ if refused.is_some() => refused.as_ref().map_or(400, |r| r.0),
@@ -548,6 +559,61 @@ pub async fn default_fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> F
         error_code: code,
         can_reuse_downstream: false,
     }
+}
+
+/// `upstream_request_filter`: Pingora reads the client's body from now on;
+/// its clock starts (once, not again on a retry).
+pub fn body_awaited(s: &mut Session, ctx: &mut RequestCtx) {
+    let (pause, rate) = (ctx.snap.client_body_timeout, ctx.snap.client_body_min_rate);
+    let Some(st) = ctx.pass.as_mut() else {
+        return;
+    };
+    if st.body.is_some() || s.is_body_done() {
+        return;
+    }
+    let now = Instant::now();
+    let mut clock = BodyClock::new(pause, rate, now);
+    next_read(s, &mut clock, now);
+    st.body = Some(clock);
+}
+
+/// `request_body_filter`: `n` more bytes of the client's body (`end`: its
+/// last). A body behind its minimum rate ends here, as a 408 (`fail`).
+pub fn body_read(
+    s: &mut Session,
+    n: usize,
+    end: bool,
+    ctx: &mut RequestCtx,
+) -> pingora_core::Result<()> {
+    let pause = ctx.snap.client_body_timeout;
+    let Some(clock) = ctx.pass.as_mut().and_then(|st| st.body.as_mut()) else {
+        return Ok(());
+    };
+    let now = Instant::now();
+    if clock.too_slow(now) {
+        clock.next_wait(now);
+        super::h2_limits::watch_body(None, Limit::Rate);
+        let mut e = Error::explain(ErrorType::ReadTimedout, clock.message(Limit::Rate));
+        e.esource = ErrorSource::Downstream;
+        return Err(e);
+    }
+    clock.received(n);
+    if end {
+        // The answer may take as long as the upstream does.
+        s.set_read_timeout(Some(pause));
+        super::h2_limits::watch_body(None, Limit::Pause);
+    } else {
+        next_read(s, clock, now);
+    }
+    Ok(())
+}
+
+/// Bound the next body read: Pingora's read timeout on HTTP/1, the stream's
+/// watch on HTTP/2 (`h2`), where Pingora has none.
+fn next_read(s: &mut Session, clock: &mut BodyClock, now: Instant) {
+    let (wait, rule) = clock.next_wait(now);
+    s.set_read_timeout(Some(wait));
+    super::h2_limits::watch_body(Some(now + wait), rule);
 }
 
 /// `logging`: time after the first upstream pick is not the gateway's own.

@@ -4,9 +4,11 @@ front door, `src/proxy/front.rs`) and a passthrough route (served by Pingora's p
 
 - whole buffered answers share one memory budget (`max_buffered_bytes`: 503 in the
   client's format past it), and the process gives the memory back after a burst;
-- a request head must arrive within `client_header_timeout_seconds`, a body may not
-  pause longer than `client_body_timeout_seconds`; slow clients are closed and
-  counted (`aigate_client_timeouts_total{phase}`) while a normal client is served;
+- a request head must arrive within `client_header_timeout_seconds` (every head of a
+  kept-alive connection, on both paths), a body may not pause longer than
+  `client_body_timeout_seconds` nor arrive slower than `client_body_min_rate`; slow
+  clients are closed and counted (`aigate_client_timeouts_total{phase}`) while a
+  normal client is served, over HTTP/1 and HTTP/2;
 - a malformed chunked body is a 400; a same-format stream with no events is a 502
   in the client's format; a pipelined second request is answered; a duplicate
   `model` key is refused as such.
@@ -241,6 +243,162 @@ def test_a_stalled_body_gets_408(slow_gw: Gateway, path: str):
     assert metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body") >= 1
     # A body sent at an ordinary pace is unaffected.
     assert openai_client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "after"}]).choices[0].message.content == "echo: after"
+
+
+@pytest.fixture
+def rate_gw(start_gateway: Callable[..., Gateway]) -> Iterator[Gateway]:
+    """Short limits: a head within 2 s, no body pause over 1 s, bodies at 20 bytes/s
+    at least (after the first second)."""
+    up = ConnUpstream()
+    cfg = small_config(
+        [provider("openai", "openai", up.url)],
+        [route("gpt-4o", ("openai", "gpt-4o"))],
+        routes=[{"path": "/upstream/*", "provider": "openai"}],
+        client_header_timeout_seconds=2,
+        client_body_timeout_seconds=1,
+        client_body_min_rate=20,
+    )
+    yield start_gateway(cfg)
+    up.stop()
+
+
+def trickle_until_closed(s: socket.socket, data: bytes, every: float, limit: float) -> tuple[float, bytes]:
+    """Send `data` one byte every `every` seconds until the gateway answers or
+    closes; (seconds taken, what it sent back)."""
+    start = time.monotonic()
+    got = b""
+    for i in range(len(data)):
+        r, _, _ = select.select([s], [], [], 0)
+        if r:
+            break
+        try:
+            s.sendall(data[i : i + 1])
+        except OSError:
+            break
+        time.sleep(every)
+        assert time.monotonic() - start < limit, f"still open after {limit} s ({i + 1} bytes sent)"
+    s.settimeout(limit)
+    try:
+        while chunk := s.recv(65536):
+            got += chunk
+    except OSError:
+        pass
+    return time.monotonic() - start, got
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/upstream/chat/completions"])
+def test_a_body_below_the_minimum_rate_gets_408(rate_gw: Gateway, path: str):
+    gw = rate_gw
+    before = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body_rate")
+    body = chat_body("x" * 300)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    try:
+        s.sendall(chat_head(path, len(body)))
+        # 5 bytes/s, every byte well within the 1 s pause limit: the deadline
+        # (1 s + bytes / 20 per s) passes after about 1.3 s; the body would take 70 s.
+        took, got = trickle_until_closed(s, body, 0.2, 6)
+    finally:
+        s.close()
+    assert took < 3.5, took
+    head, _, answer = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), got[:300]
+    assert b"connection: close" in head.lower(), head
+    err = json.loads(answer)["error"]
+    assert "slower than 20 bytes/s" in err["message"], err
+    after = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body_rate")
+    assert after == before + 1, (before, after)
+    # A body sent at an ordinary pace is unaffected.
+    r = openai_client(gw).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "after"}])
+    assert r.choices[0].message.content == "echo: after"
+
+
+def test_a_body_at_the_minimum_rate_is_served(rate_gw: Gateway):
+    gw = rate_gw
+    body = chat_body("steady " * 8)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    try:
+        s.sendall(chat_head("/upstream/chat/completions", len(body)))
+        # 40 bytes/s, twice the minimum, in pieces 0.5 s apart: about 2.5 s in all.
+        for i in range(0, len(body), 20):
+            time.sleep(0.5)
+            s.sendall(body[i : i + 20])
+        [(status, answer)] = read_answers(s, 1)
+    finally:
+        s.close()
+    assert status == 200, answer
+    assert json.loads(answer)["choices"][0]["message"]["content"] == "echo: " + "steady " * 8
+
+
+def test_many_slow_bodies_are_closed_while_others_are_served(rate_gw: Gateway):
+    gw = rate_gw
+    before = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body_rate")
+    body = chat_body("y" * 200)
+    socks = []
+    for i in range(50):
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        path = "/upstream/chat/completions" if i % 2 else "/v1/chat/completions"
+        s.sendall(chat_head(path, len(body)))
+        socks.append(s)
+    start = time.monotonic()
+    closed_at: dict[int, float] = {}
+    client = openai_client(gw)
+    sent = 0
+    slowest_normal = 0.0
+    # One body byte per connection every 0.25 s (4 bytes/s, each read within the
+    # pause limit), while a normal client is served.
+    while len(closed_at) < len(socks) and time.monotonic() - start < 8:
+        for i, s in enumerate(socks):
+            if i in closed_at:
+                continue
+            r, _, _ = select.select([s], [], [], 0)
+            if r:
+                closed_at[i] = time.monotonic() - start
+                continue
+            try:
+                s.sendall(body[sent : sent + 1])
+            except OSError:
+                closed_at[i] = time.monotonic() - start
+        sent += 1
+        t = time.monotonic()
+        r = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"normal {sent}"}])
+        assert r.choices[0].message.content == f"echo: normal {sent}"
+        slowest_normal = max(slowest_normal, time.monotonic() - t)
+        time.sleep(0.25)
+    assert len(closed_at) == len(socks), f"{len(socks) - len(closed_at)} slow bodies still open after 8 s"
+    assert max(closed_at.values()) < 3.5, sorted(closed_at.values())[-3:]
+    assert slowest_normal < 1.0, slowest_normal
+    for s in socks:
+        s.settimeout(5)
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        s.close()
+    after = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body_rate")
+    assert after - before == len(socks), (before, after)
+
+
+def test_the_next_head_after_a_route_request_is_timed_too(rate_gw: Gateway):
+    gw = rate_gw
+    before = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="header")
+    body = chat_body("first")
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    try:
+        s.sendall(chat_head("/upstream/chat/completions", len(body)) + body)
+        [(status, answer)] = read_answers(s, 1)
+        assert status == 200, answer
+        # The second head, one byte per 0.3 s: it would take 40 s.
+        took, got = trickle_until_closed(s, chat_head("/upstream/chat/completions", len(body)), 0.3, 6)
+    finally:
+        s.close()
+    assert got == b"", got[:200]
+    assert 1.5 < took < 3.5, took
+    after = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="header")
+    assert after == before + 1, (before, after)
 
 
 # ---------------------------------------------------------------------------- 3. other bad input
