@@ -19,12 +19,18 @@ from __future__ import annotations
 import json
 import select
 import socket
+import ssl
 import threading
 import time
 from http.client import HTTPResponse
+from pathlib import Path
 from typing import Callable, Iterator
 
 import anthropic
+import h2.config
+import h2.connection
+import h2.events
+import httpx
 import openai
 import pytest
 
@@ -398,6 +404,210 @@ def test_the_next_head_after_a_route_request_is_timed_too(rate_gw: Gateway):
     assert got == b"", got[:200]
     assert 1.5 < took < 3.5, took
     after = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="header")
+    assert after == before + 1, (before, after)
+
+
+# HTTP/2 (over TLS, ALPN h2: how aigate offers it), with the `h2` package.
+
+
+@pytest.fixture
+def h2_gw(start_gateway: Callable[..., Gateway], tmp_path: Path) -> Iterator[Gateway]:
+    """`rate_gw`'s limits on a TLS listener that offers HTTP/2."""
+    from test_tls import Pki
+
+    pki = Pki(tmp_path, "h2")
+    _, cert_pem, key_pem = pki.leaf("127.0.0.1")
+    cf, kf = tmp_path / "server.pem", tmp_path / "server.key"
+    cf.write_bytes(cert_pem)
+    kf.write_bytes(key_pem)
+    up = ConnUpstream()
+    cfg = small_config(
+        [provider("openai", "openai", up.url)],
+        [route("gpt-4o", ("openai", "gpt-4o"))],
+        routes=[{"path": "/upstream/*", "provider": "openai"}],
+        client_header_timeout_seconds=2,
+        client_body_timeout_seconds=1,
+        client_body_min_rate=20,
+        tls={"cert_file": str(cf), "key_file": str(kf)},
+    )
+    g = Gateway(cfg, tmp_path / "h2gw", name="h2gw", tls_ca=pki.ca_file)
+    try:
+        yield g.start()
+    finally:
+        g.stop()
+        up.stop()
+
+
+def h2_socket(gw: Gateway) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=gw.tls_ca)
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    assert s.selected_alpn_protocol() == "h2"
+    return s
+
+
+class H2Client:
+    """One HTTP/2 connection, driven by hand: each frame is sent when the test says."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.sock = h2_socket(gw)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        self.flush()
+        self.status: int | None = None
+        self.body = b""
+        self.ended = False
+        self.reset = False
+        self.closed = False
+
+    def flush(self) -> None:
+        self.sock.sendall(self.conn.data_to_send())
+
+    def start(self, path: str, length: int) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [
+            (":method", "POST"), (":path", path), (":scheme", "https"), (":authority", "127.0.0.1"),
+            ("authorization", f"Bearer {GW_KEY_A}"), ("content-type", "application/json"),
+            ("content-length", str(length)),
+        ])
+        self.flush()
+        return sid
+
+    def pump(self, wait: float) -> None:
+        """Take in whatever the gateway sent within `wait` seconds."""
+        r, _, _ = select.select([self.sock], [], [], wait)
+        if not r:
+            return
+        try:
+            data = self.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.closed = True
+            return
+        for ev in self.conn.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived):
+                self.status = int(dict(ev.headers)[":status"])
+            elif isinstance(ev, h2.events.DataReceived):
+                self.body += ev.data
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                self.ended = True
+            elif isinstance(ev, h2.events.StreamReset):
+                self.reset = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.closed = True
+        try:
+            self.flush()
+        except OSError:
+            self.closed = True
+
+    def done(self) -> bool:
+        return self.ended or self.reset or self.closed
+
+    def trickle(self, sid: int, data: bytes, every: float, limit: float) -> float:
+        """One DATA frame of one byte every `every` seconds until the stream ends;
+        the seconds taken."""
+        start = time.monotonic()
+        for i in range(len(data)):
+            self.pump(0)
+            if self.done() or self.status is not None:
+                break
+            self.conn.send_data(sid, data[i : i + 1])
+            self.flush()
+            self.pump(every)
+            assert time.monotonic() - start < limit, f"stream still open after {limit} s"
+        while not self.done() and time.monotonic() - start < limit:
+            self.pump(0.1)
+        return time.monotonic() - start
+
+
+def test_http2_connections_that_ask_nothing_are_closed(h2_gw: Gateway):
+    gw = h2_gw
+    before = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="header")
+    # TLS done, then silence: not even the HTTP/2 preface.
+    silent = h2_socket(gw)
+    # The preface and settings, then no request.
+    idle = H2Client(gw)
+    start = time.monotonic()
+    closed: dict[str, float] = {}
+    while len(closed) < 2 and time.monotonic() - start < 6:
+        if "silent" not in closed:
+            r, _, _ = select.select([silent], [], [], 0.05)
+            if r:
+                try:
+                    gone = silent.recv(65536) == b""
+                except OSError:
+                    gone = True
+                if gone:
+                    closed["silent"] = time.monotonic() - start
+        if "idle" not in closed:
+            idle.pump(0.05)
+            if idle.closed:
+                closed["idle"] = time.monotonic() - start
+    silent.close()
+    idle.sock.close()
+    assert set(closed) == {"silent", "idle"}, closed
+    assert all(1.5 < t < 3.5 for t in closed.values()), closed
+    after = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="header")
+    assert after >= before + 1, (before, after)
+    # A connection that asks is served.
+    with httpx.Client(http2=True, verify=gw.verify()) as c:
+        r = c.post(gw.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": [{"role": "user", "content": "h2"}]}, headers={"authorization": f"Bearer {GW_KEY_A}"})
+    assert r.http_version == "HTTP/2" and r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "echo: h2"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/upstream/chat/completions"])
+def test_a_slow_http2_body_is_ended(h2_gw: Gateway, path: str):
+    gw = h2_gw
+    before = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body_rate")
+    body = chat_body("z" * 300)
+    c = H2Client(gw)
+    try:
+        sid = c.start(path, len(body))
+        # 5 bytes/s in one-byte DATA frames, each well within the pause limit.
+        took = c.trickle(sid, body, 0.2, 6)
+    finally:
+        c.sock.close()
+    assert took < 3.5, took
+    if path.startswith("/v1/"):
+        # The AI endpoints time their own reads: a 408 in the client's format.
+        assert c.status == 408, (c.status, c.body)
+        assert "slower than 20 bytes/s" in json.loads(c.body)["error"]["message"], c.body
+    else:
+        # A route's body is read inside Pingora's proxy loop: a 408 when the
+        # deadline passes at a frame, else the stream is reset.
+        assert c.status == 408 or (c.reset and c.status is None), (c.status, c.reset, c.body)
+    after = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body_rate")
+    assert after == before + 1, (before, after)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/upstream/chat/completions"])
+def test_a_stalled_http2_body_is_ended(h2_gw: Gateway, path: str):
+    gw = h2_gw
+    before = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body")
+    body = chat_body("stalled")
+    c = H2Client(gw)
+    try:
+        sid = c.start(path, len(body))
+        c.conn.send_data(sid, body[:5])
+        c.flush()
+        start = time.monotonic()
+        while not c.done() and time.monotonic() - start < 5:
+            c.pump(0.1)
+        took = time.monotonic() - start
+    finally:
+        c.sock.close()
+    assert 0.8 < took < 2.5, took
+    if path.startswith("/v1/"):
+        assert c.status == 408, (c.status, c.body)
+        assert "timed out" in json.loads(c.body)["error"]["message"], c.body
+    else:
+        assert c.reset and c.status is None, (c.status, c.reset, c.body)
+    after = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="body")
     assert after == before + 1, (before, after)
 
 
