@@ -63,12 +63,16 @@ pub async fn serve(
             std::future::pending::<()>().await;
         }
     };
+    // `first` before `conn`: when Pingora's idle timeout (which starts after
+    // the handshake, so never earlier) ends the connection in the same tick,
+    // the slow first request is still counted.
     tokio::select! {
-        r = conn => r,
+        biased;
         () = first => {
             crate::metrics::client_timeout("header");
             None
         }
+        r = conn => r,
     }
 }
 

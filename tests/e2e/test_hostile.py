@@ -551,8 +551,29 @@ def test_http2_connections_that_ask_nothing_are_closed(h2_gw: Gateway):
     idle.sock.close()
     assert set(closed) == {"silent", "idle"}, closed
     assert all(1.5 < t < 3.5 for t in closed.values()), closed
+    # Both never sent a first request: both are counted.
     after = metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="header")
-    assert after >= before + 1, (before, after)
+    assert after == before + 2, (before, after)
+    # Between requests too: a connection idle after its answer is closed (not
+    # counted: it was served).
+    c = H2Client(gw)
+    try:
+        body = chat_body("then idle")
+        sid = c.start("/v1/chat/completions", len(body))
+        c.conn.send_data(sid, body, end_stream=True)
+        c.flush()
+        start = time.monotonic()
+        while not c.ended and time.monotonic() - start < 5:
+            c.pump(0.1)
+        assert c.status == 200 and json.loads(c.body)["choices"][0]["message"]["content"] == "echo: then idle", (c.status, c.body)
+        answered = time.monotonic()
+        while not c.closed and time.monotonic() - answered < 6:
+            c.pump(0.1)
+        idle_for = time.monotonic() - answered
+    finally:
+        c.sock.close()
+    assert c.closed and 1.5 < idle_for < 3.5, idle_for
+    assert metric_sum(metrics(gw), "aigate_client_timeouts_total", phase="header") == after
     # A connection that asks is served.
     with httpx.Client(http2=True, verify=gw.verify()) as c:
         r = c.post(gw.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": [{"role": "user", "content": "h2"}]}, headers={"authorization": f"Bearer {GW_KEY_A}"})
