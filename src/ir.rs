@@ -118,15 +118,20 @@ pub struct Reasoning {
     pub budget_tokens: Option<u64>,
     /// Responses `reasoning.summary` ("auto", "concise", "detailed").
     pub summary: Option<String>,
+    /// Only an effort was given, no thinking switch (Anthropic
+    /// `output_config.effort` without `thinking`): an Anthropic request keeps
+    /// it as an effort and turns no thinking on.
+    pub effort_only: bool,
 }
 
-/// Thinking budget for an OpenAI effort (documented mapping, README "Conversions").
+/// Thinking budget for an OpenAI or Anthropic effort (documented mapping,
+/// README "Conversions"); `max` gets the largest, as `xhigh`.
 pub fn effort_to_budget(effort: &str) -> Option<u64> {
     match effort {
         "minimal" | "low" => Some(1024),
         "medium" => Some(4096),
         "high" => Some(16384),
-        "xhigh" => Some(32768),
+        "xhigh" | "max" => Some(32768),
         _ => None,
     }
 }

@@ -68,6 +68,7 @@ impl Ask {
             gemini_sse: gemini_query
                 .as_deref()
                 .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse")),
+            namespaces: Default::default(),
         };
         Ask {
             ingress,
@@ -221,6 +222,9 @@ impl Ask {
                     .pointer("/stream_options/include_usage")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
+            }
+            if self.ingress == Format::OpenAiResponses {
+                self.resp_opts.namespaces = translate::openai_responses::Namespaces::of_request(&v);
             }
             let mut v = v;
             // The fallback list is aigate's; no upstream knows the field.

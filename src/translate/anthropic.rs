@@ -10,7 +10,15 @@
 //! - Requests: no empty text blocks; turns left empty are dropped; consecutive
 //!   turns of one role are merged (Anthropic would merge them anyway) with
 //!   `tool_result` blocks first; system turns found mid-conversation are
-//!   appended to the top-level `system`. Thinking blocks go upstream only when
+//!   appended to the top-level `system`.
+//! - Client requests may carry a `system` message mid-conversation (Claude
+//!   Code's beta `mid-conversation-system-2026-04-07`): it is a system turn
+//!   at its place, which other formats express as theirs (OpenAI Chat a
+//!   `system` message, Responses a `system` input item, Gemini joins it to
+//!   `systemInstruction`). `output_config.effort` is the reasoning effort
+//!   (OpenAI `reasoning_effort` / `reasoning.effort` as is, Gemini a
+//!   thinking budget via [`ir::effort_to_budget`]); `output_config.format`
+//!   is the response format; other `output_config` keys are refused elsewhere. Thinking blocks go upstream only when
 //!   signed by Anthropic (an unsigned or foreign-signed block would be rejected).
 //! - `response_format` (json_schema / json_object) has no classic-API
 //!   equivalent: it is expressed as forced use of the reserved tool
@@ -69,6 +77,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         extra: ir::Extra::new(Format::Anthropic),
         ..Default::default()
     };
+    let mut effort = None;
     for (k, v) in m {
         if v.is_null() {
             continue;
@@ -144,18 +153,48 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                 });
             }
             "output_format" => req.response_format = Some(decode_output_format(v, k)?),
-            "output_config"
-                if v.as_object()
-                    .is_some_and(|o| o.len() == 1 && o.contains_key("format")) =>
-            {
-                let p = "output_config.format";
-                req.response_format = Some(decode_output_format(&v["format"], p)?);
+            "output_config" => {
+                for (ck, cv) in json::as_object(v, k)? {
+                    let p = join(k, ck);
+                    match ck.as_str() {
+                        _ if cv.is_null() => {}
+                        "format" => req.response_format = Some(decode_output_format(cv, &p)?),
+                        "effort" => {
+                            let e = cv.as_str().ok_or_else(|| bad(&p, "expected a string"))?;
+                            effort = Some(e.to_string());
+                        }
+                        // Anything else may be a feature: only Anthropic gets it.
+                        _ => {
+                            req.extra.fields.insert(p, cv.clone());
+                        }
+                    }
+                }
             }
             _ if HINTS.contains(&k.as_str()) => {
                 req.extra.hints.insert(k.clone(), v.clone());
             }
             _ => {
                 req.extra.fields.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    // `output_config.effort` (low, medium, high, xhigh, max: how much work the
+    // answer gets, thinking or not) is the other formats' reasoning effort.
+    // With thinking disabled they have no slot for it: a hint, named.
+    if let Some(e) = effort {
+        match &mut req.reasoning {
+            Some(r) if r.disabled => {
+                req.extra
+                    .hints
+                    .insert("output_config.effort".into(), Value::String(e));
+            }
+            Some(r) => r.effort = Some(e),
+            None => {
+                req.reasoning = Some(ir::Reasoning {
+                    effort: Some(e),
+                    effort_only: true,
+                    ..Default::default()
+                })
             }
         }
     }
@@ -174,14 +213,25 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         let role = match json::req_str(mo, "role", &path)? {
             "user" => Role::User,
             "assistant" => Role::Assistant,
+            // Mid-conversation system text (Claude Code 2.1, beta
+            // `mid-conversation-system-2026-04-07`): a system turn at its place.
+            "system" => Role::System,
             other => {
                 return Err(bad(
                     &join(&path, "role"),
-                    format_args!("expected user or assistant, got {other:?}"),
+                    format_args!("expected user, assistant or system, got {other:?}"),
                 ));
             }
         };
         let content = decode_blocks(field(mo, "content"), &join(&path, "content"))?;
+        if role == Role::System
+            && let Some(j) = content.iter().position(|p| !matches!(p, Part::Text(_)))
+        {
+            return Err(bad(
+                &idx(&join(&path, "content"), j),
+                "a system message holds text blocks only",
+            ));
+        }
         req.messages.push(ir::Message::new(role, content));
     }
     Ok(req)
@@ -545,12 +595,19 @@ pub fn encode_request(
     let mut thinking_on = false;
     let mut max_tokens = s.max_tokens;
     if let Some(r) = &req.reasoning {
+        // An Anthropic client's own effort goes back as `output_config.effort`.
+        if same && let Some(e) = &r.effort {
+            o.insert("output_config".into(), json!({"effort": e}));
+        }
         if r.disabled {
             o.insert("thinking".into(), json!({"type": "disabled"}));
+        } else if same && r.effort_only {
+            // Effort without thinking: nothing to turn on.
         } else {
             let budget =
                 match (r.budget_tokens, r.effort.as_deref()) {
                     (Some(b), _) => Some(b),
+                    (None, Some(_)) if same => None,
                     (None, Some(e)) => Some(ir::effort_to_budget(e).ok_or_else(|| {
                         bad("reasoning_effort", format_args!("unknown value {e:?}"))
                     })?),
@@ -645,6 +702,9 @@ pub fn encode_request(
                 v
             }
             ir::Tool::Raw(r) if r.format == Format::Anthropic => r.value.clone(),
+            ir::Tool::Raw(r) if is_responses_web_search(r) => {
+                web_search_tool(r, &idx("tools", i), dropped)?
+            }
             ir::Tool::Raw(r) => {
                 return Err(json::inexpressible_kind(&idx("tools", i), r.kind(), NAME));
             }
@@ -724,10 +784,77 @@ pub fn encode_request(
     }
     if same {
         for (k, v) in req.extra.fields.iter().chain(req.extra.hints.iter()) {
-            o.entry(k.clone()).or_insert_with(|| v.clone());
+            // `output_config.<key>` fields go back inside `output_config`.
+            if let Some(ck) = k.strip_prefix("output_config.") {
+                let c = o.entry("output_config").or_insert_with(|| json!({}));
+                c[ck] = v.clone();
+            } else {
+                o.entry(k.clone()).or_insert_with(|| v.clone());
+            }
         }
     }
     serde_json::to_vec(&o).map_err(|e| TranslateError::bad_request(e.to_string(), None))
+}
+
+/// A Responses client's web search tool (Codex sends `web_search`).
+fn is_responses_web_search(r: &ir::Raw) -> bool {
+    r.format == Format::OpenAiResponses
+        && matches!(
+            r.kind(),
+            "web_search"
+                | "web_search_2025_08_26"
+                | "web_search_preview"
+                | "web_search_preview_2025_03_11"
+        )
+}
+
+/// Anthropic's own web search server tool for a Responses `web_search`
+/// tool: the model searches on Anthropic's side as it would on OpenAI's.
+/// `filters.allowed_domains` and `user_location` are converted;
+/// `search_context_size` (how much of the results the model reads) and
+/// `external_web_access: false` (OpenAI's cached-only index; Anthropic
+/// always searches live) have no Anthropic field: dropped and named.
+/// Anything else is refused.
+fn web_search_tool(
+    r: &ir::Raw,
+    path: &str,
+    dropped: &mut Dropped,
+) -> Result<Value, TranslateError> {
+    let mut v = json!({"type": "web_search_20250305", "name": "web_search"});
+    for (k, x) in r.value.as_object().into_iter().flatten() {
+        let p = join(path, k);
+        match k.as_str() {
+            _ if x.is_null() => {}
+            "type" => {}
+            "filters" => {
+                let f = json::as_object(x, &p)?;
+                for (fk, fx) in f {
+                    match fk.as_str() {
+                        _ if fx.is_null() => {}
+                        "allowed_domains" => v["allowed_domains"] = fx.clone(),
+                        _ => return Err(inexpressible(&join(&p, fk), NAME)),
+                    }
+                }
+            }
+            "user_location" => {
+                // Same shape on both sides: {"type": "approximate", city, region, country, timezone}.
+                let mut loc = json!({"type": "approximate"});
+                for (lk, lx) in json::as_object(x, &p)? {
+                    match lk.as_str() {
+                        _ if lx.is_null() => {}
+                        "type" => {}
+                        "city" | "region" | "country" | "timezone" => loc[lk.as_str()] = lx.clone(),
+                        _ => return Err(inexpressible(&join(&p, lk), NAME)),
+                    }
+                }
+                v["user_location"] = loc;
+            }
+            "external_web_access" if x == &Value::Bool(true) => {}
+            "external_web_access" | "search_context_size" => dropped.push(p),
+            _ => return Err(inexpressible(&p, NAME)),
+        }
+    }
+    Ok(v)
 }
 
 /// The conversation continues a tool loop (ends in tool results) whose last
@@ -859,9 +986,11 @@ fn encode_part(p: &Part, path: &str, out: &mut Vec<Value>) -> Result<(), Transla
     Ok(())
 }
 
-/// (system blocks, messages): system turns hoisted, empty turns dropped,
-/// same-role neighbours merged with tool results first.
+/// (system blocks, messages): system turns hoisted (an Anthropic client's
+/// own stay where they were), empty turns dropped, same-role neighbours
+/// merged with tool results first.
 fn encode_messages(req: &ir::Request) -> Result<(Vec<&ir::TextPart>, Vec<Value>), TranslateError> {
+    let same = req.extra.format == Format::Anthropic;
     let mut system: Vec<&ir::TextPart> = req.system.iter().filter(|t| !t.text.is_empty()).collect();
     let mut turns: Vec<(Role, Vec<Value>)> = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
@@ -869,7 +998,7 @@ fn encode_messages(req: &ir::Request) -> Result<(Vec<&ir::TextPart>, Vec<Value>)
         if m.name.is_some() {
             return Err(inexpressible(&join(&path, "name"), NAME));
         }
-        if m.role == Role::System {
+        if m.role == Role::System && !same {
             for p in &m.content {
                 if let Part::Text(t) = p
                     && !t.text.is_empty()
@@ -904,10 +1033,10 @@ fn encode_messages(req: &ir::Request) -> Result<(Vec<&ir::TextPart>, Vec<Value>)
                 // Tool results must open the turn that answers tool_use blocks.
                 blocks.sort_by_key(|b| b["type"] != "tool_result");
             }
-            let role = if role == Role::User {
-                "user"
-            } else {
-                "assistant"
+            let role = match role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::System => "system",
             };
             let content = match blocks.as_mut_slice() {
                 [one] if one["type"] == "text" && one.get("cache_control").is_none() => {

@@ -1188,10 +1188,15 @@ pub fn encode_request(
                 dropped.push(format!("tools[{i}]"));
             }
             ir::Tool::Raw(raw) => {
+                // Named by its name when it has one (a namespace, a custom
+                // tool), else by its type (`web_search`, `code_execution`).
+                let what = match raw.value.get("name").and_then(Value::as_str) {
+                    Some(n) => format!("'{n}' (type {:?})", raw.kind()),
+                    None => format!("of type {:?}", raw.kind()),
+                };
                 return Err(bad(
                     format!(
-                        "tool '{}' is a built-in tool of another provider and cannot be sent to Gemini",
-                        raw.kind()
+                        "tools[{i}]: tool {what} is another provider's kind of tool and cannot be sent to Gemini"
                     ),
                     &format!("tools[{i}]"),
                 ));

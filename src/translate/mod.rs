@@ -81,6 +81,8 @@ pub struct ResponseOpts {
     pub include_usage: bool,
     /// Gemini streams: `alt=sse` gives SSE; without it a JSON array is streamed.
     pub gemini_sse: bool,
+    /// A Responses client's namespaced functions, whose calls go back split.
+    pub namespaces: openai_responses::Namespaces,
 }
 
 /// Token usage in one canonical shape (SPEC "Usage totals mean the same").

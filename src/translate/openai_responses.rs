@@ -41,6 +41,8 @@ enum OpenItem {
         id: String,
         call_id: String,
         name: String,
+        /// The client's namespace of the function ([`Namespaces`]).
+        namespace: Option<String>,
         args: String,
     },
 }
@@ -114,6 +116,7 @@ pub struct ResponsesEncoder {
     /// Finished output items, in `output_index` order.
     output: Vec<Value>,
     open: Option<OpenItem>,
+    namespaces: Namespaces,
 }
 
 fn frame(out: &mut Vec<u8>, ty: &str, data: &Value) {
@@ -206,7 +209,14 @@ impl ResponsesEncoder {
             done: false,
             output: Vec::new(),
             open: None,
+            namespaces: Namespaces::default(),
         }
+    }
+
+    /// The client's namespaced functions, to give their calls back split.
+    pub fn with_namespaces(mut self, namespaces: Namespaces) -> Self {
+        self.namespaces = namespaces;
+        self
     }
 
     /// Whether a reasoning item is open.
@@ -342,6 +352,7 @@ impl ResponsesEncoder {
                 id,
                 call_id,
                 name,
+                namespace,
                 args,
             } => {
                 self.emit(
@@ -349,7 +360,11 @@ impl ResponsesEncoder {
                     "response.function_call_arguments.done",
                     Self::obj(json!({"item_id": id, "output_index": idx, "arguments": args})),
                 );
-                json!({"id": id, "type": "function_call", "status": "completed", "arguments": args, "call_id": call_id, "name": name})
+                let mut item = json!({"id": id, "type": "function_call", "status": "completed", "arguments": args, "call_id": call_id, "name": name});
+                if let Some(ns) = namespace {
+                    item["namespace"] = Value::String(ns);
+                }
+                item
             }
         };
         self.emit(
@@ -466,21 +481,31 @@ impl ResponsesEncoder {
         }
     }
 
-    /// Open a function call item.
+    /// Open a function call item; a flattened namespaced name is given back
+    /// as the client declared it ([`Namespaces`]).
     pub fn tool_call_start(&mut self, call_id: &str, name: &str, out: &mut Vec<u8>) {
         self.start(out);
         self.close_item(out);
         let id = self.item_id("fc");
         let idx = self.next_index();
+        let (namespace, name) = match self.namespaces.split(name) {
+            Some((ns, n)) => (Some(ns.to_string()), n.to_string()),
+            None => (None, name.to_string()),
+        };
+        let mut item = json!({"id": id, "type": "function_call", "status": "in_progress", "arguments": "", "call_id": call_id, "name": name});
+        if let Some(ns) = &namespace {
+            item["namespace"] = Value::String(ns.clone());
+        }
         self.emit(
             out,
             "response.output_item.added",
-            Self::obj(json!({"output_index": idx, "item": {"id": id, "type": "function_call", "status": "in_progress", "arguments": "", "call_id": call_id, "name": name}})),
+            Self::obj(json!({"output_index": idx, "item": item})),
         );
         self.open = Some(OpenItem::FunctionCall {
             id,
             call_id: call_id.to_string(),
-            name: name.to_string(),
+            name,
+            namespace,
             args: String::new(),
         });
     }
@@ -586,6 +611,181 @@ const HINT_FIELDS: &[&str] = &[
 
 /// The hint key of `text.verbosity` (kept by its client path).
 const TEXT_VERBOSITY: &str = "text.verbosity";
+
+/// The function tools a Responses client grouped in `namespace` tools
+/// (Codex's `multi_agent_v1`). Other formats have no namespaces: each such
+/// function goes upstream as one function named `{namespace}__{name}`
+/// ([`flat_name`]), and a call of that name comes back to the client as a
+/// `function_call` item with `namespace` and `name` apart, in whole answers
+/// and streams. Only names the client declared are split back, so a plain
+/// function whose name holds `__` (`mcp__server__tool`) is never touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces(Vec<(String, String, String)>);
+
+impl Namespaces {
+    /// The namespaced functions a client request body declares (empty, no
+    /// allocation, for the usual request without namespaces).
+    pub fn of_request(body: &Value) -> Self {
+        let mut out = Vec::new();
+        for t in body
+            .get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some((ns, fns)) = namespace_tool(t) {
+                for f in fns {
+                    if let Some(n) = f.get("name").and_then(Value::as_str) {
+                        out.push((flat_name(ns, n), ns.to_string(), n.to_string()));
+                    }
+                }
+            }
+        }
+        Namespaces(out)
+    }
+
+    /// (namespace, name) of a flattened function name the client declared.
+    pub fn split(&self, flat: &str) -> Option<(&str, &str)> {
+        self.0
+            .iter()
+            .find(|(f, _, _)| f == flat)
+            .map(|(_, ns, n)| (ns.as_str(), n.as_str()))
+    }
+}
+
+/// The one function name a namespaced function has for other formats.
+pub fn flat_name(namespace: &str, name: &str) -> String {
+    format!("{namespace}__{name}")
+}
+
+/// (name, function tools) of a `namespace` tool holding only function tools;
+/// None for any other tool (a namespace with a custom tool stays whole, and
+/// is refused by other formats).
+fn namespace_tool(t: &Value) -> Option<(&str, &[Value])> {
+    if t.get("type").and_then(Value::as_str) != Some("namespace") {
+        return None;
+    }
+    let name = t
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())?;
+    let fns = t.get("tools").and_then(Value::as_array)?;
+    let all_functions = !fns.is_empty()
+        && fns
+            .iter()
+            .all(|f| f.get("type").and_then(Value::as_str) == Some("function"));
+    all_functions.then_some((name, fns.as_slice()))
+}
+
+/// A Responses function tool (top-level or inside a namespace) → IR, its
+/// name given (flattened for a namespace's).
+fn function_tool(
+    to: &Map<String, Value>,
+    name: String,
+    path: &str,
+) -> Result<ir::FunctionTool, TranslateError> {
+    if name.is_empty() {
+        return Err(bad(
+            format!("'{path}.name' is required"),
+            &format!("{path}.name"),
+        ));
+    }
+    Ok(ir::FunctionTool {
+        name,
+        description: to
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        parameters: to
+            .get("parameters")
+            .filter(|p| !p.is_null())
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        strict: to.get("strict").and_then(Value::as_bool),
+        cache_control: None,
+        hints: Map::new(),
+    })
+}
+
+/// A client's `tools` → IR. A namespace of functions is flattened
+/// ([`Namespaces`]); its first function takes the namespace's place and the
+/// others follow every client tool, so every other tool keeps its client
+/// index (the paths refusals and dropped names give). The namespace's
+/// description opens each of its functions' descriptions.
+fn decode_tools(req: &mut ir::Request, tools: &[Value]) -> Result<(), TranslateError> {
+    let mut later = Vec::new();
+    for (i, t) in tools.iter().enumerate() {
+        let path = format!("tools[{i}]");
+        let to = t
+            .as_object()
+            .ok_or_else(|| bad(format!("'{path}' must be an object"), &path))?;
+        if to.get("type").and_then(Value::as_str) == Some("function") {
+            let name = to.get("name").and_then(Value::as_str).unwrap_or("");
+            req.tools.push(ir::Tool::Function(function_tool(
+                to,
+                name.to_string(),
+                &path,
+            )?));
+        } else if let Some((ns, fns)) = namespace_tool(t) {
+            let about = to
+                .get("description")
+                .and_then(Value::as_str)
+                .filter(|d| !d.is_empty());
+            for (j, f) in fns.iter().enumerate() {
+                let fp = format!("{path}.tools[{j}]");
+                let fo = f
+                    .as_object()
+                    .ok_or_else(|| bad(format!("'{fp}' must be an object"), &fp))?;
+                let name = fo.get("name").and_then(Value::as_str).unwrap_or("");
+                let flat = if name.is_empty() {
+                    String::new()
+                } else {
+                    flat_name(ns, name)
+                };
+                let mut ft = function_tool(fo, flat, &fp)?;
+                if let Some(about) = about {
+                    ft.description = Some(match ft.description {
+                        Some(d) => format!("({ns}: {about}) {d}"),
+                        None => format!("({ns}: {about})"),
+                    });
+                }
+                if j == 0 {
+                    req.tools.push(ir::Tool::Function(ft));
+                } else {
+                    later.push((fp, ft));
+                }
+            }
+        } else {
+            req.tools.push(ir::Tool::Raw(ir::Raw {
+                format: Format::OpenAiResponses,
+                value: t.clone(),
+            }));
+        }
+    }
+    for (_, ft) in later {
+        req.tools.push(ir::Tool::Function(ft));
+    }
+    // Two tools of one name would make calls ambiguous.
+    let mut names: Vec<&str> = req
+        .tools
+        .iter()
+        .filter_map(|t| match t {
+            ir::Tool::Function(f) => Some(f.name.as_str()),
+            ir::Tool::Raw(_) => None,
+        })
+        .collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(bad(
+            format!(
+                "two tools are named {:?} (a namespaced function is sent to other formats as `namespace__name`)",
+                w[0]
+            ),
+            "tools",
+        ));
+    }
+    Ok(())
+}
 
 fn push_part(req: &mut ir::Request, role: ir::Role, part: Part) {
     if let Some(last) = req.messages.last_mut()
@@ -843,6 +1043,11 @@ fn decode_input_item(
                     &format!("{path}.name"),
                 )
             })?;
+            // A namespaced function's call: the flat name it was declared under.
+            let name = match o.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() => flat_name(ns, name),
+                _ => name.to_string(),
+            };
             let arguments = match o.get("arguments") {
                 Some(Value::String(s)) => s.clone(),
                 None | Some(Value::Null) => "{}".to_string(),
@@ -853,7 +1058,7 @@ fn decode_input_item(
                 ir::Role::Assistant,
                 Part::ToolCall(ir::ToolCall {
                     id: call_id.to_string(),
-                    name: name.to_string(),
+                    name,
                     arguments,
                     cache_control: None,
                     signature: None,
@@ -968,46 +1173,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                 let tools = v
                     .as_array()
                     .ok_or_else(|| bad("'tools' must be an array", "tools"))?;
-                for (i, t) in tools.iter().enumerate() {
-                    let to = t.as_object().ok_or_else(|| {
-                        bad(
-                            format!("'tools[{i}]' must be an object"),
-                            &format!("tools[{i}]"),
-                        )
-                    })?;
-                    if to.get("type").and_then(Value::as_str) == Some("function") {
-                        let name = to
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .filter(|n| !n.is_empty())
-                            .ok_or_else(|| {
-                                bad(
-                                    format!("'tools[{i}].name' is required"),
-                                    &format!("tools[{i}].name"),
-                                )
-                            })?;
-                        req.tools.push(ir::Tool::Function(ir::FunctionTool {
-                            name: name.to_string(),
-                            description: to
-                                .get("description")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
-                            parameters: to
-                                .get("parameters")
-                                .filter(|p| !p.is_null())
-                                .cloned()
-                                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                            strict: to.get("strict").and_then(Value::as_bool),
-                            cache_control: None,
-                            hints: Map::new(),
-                        }));
-                    } else {
-                        req.tools.push(ir::Tool::Raw(ir::Raw {
-                            format: Format::OpenAiResponses,
-                            value: t.clone(),
-                        }));
-                    }
-                }
+                decode_tools(&mut req, tools)?;
             }
             "tool_choice" => {
                 req.tool_choice = Some(match v {
@@ -1020,7 +1186,10 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                         let name = c.get("name").and_then(Value::as_str).ok_or_else(|| {
                             bad("'tool_choice.name' is required", "tool_choice.name")
                         })?;
-                        ir::ToolChoice::Tool(name.to_string())
+                        ir::ToolChoice::Tool(match c.get("namespace").and_then(Value::as_str) {
+                            Some(ns) if !ns.is_empty() => flat_name(ns, name),
+                            _ => name.to_string(),
+                        })
                     }
                     _ => {
                         req.extra.fields.insert(k.clone(), v.clone());
@@ -1063,6 +1232,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                         .or_else(|| r.get("generate_summary"))
                         .and_then(Value::as_str)
                         .map(str::to_string),
+                    effort_only: false,
                 });
             }
             "text" => {
@@ -1382,10 +1552,13 @@ pub fn encode_request(
                     dropped.push(format!("tools[{i}]"));
                 }
                 ir::Tool::Raw(raw) => {
+                    let what = match raw.value.get("name").and_then(Value::as_str) {
+                        Some(n) => format!("'{n}' (type {:?})", raw.kind()),
+                        None => format!("of type {:?}", raw.kind()),
+                    };
                     return Err(bad(
                         format!(
-                            "tool '{}' is a built-in tool of another provider and cannot be sent to OpenAI Responses",
-                            raw.kind()
+                            "tools[{i}]: tool {what} is another provider's kind of tool and cannot be sent to OpenAI Responses"
                         ),
                         &format!("tools[{i}]"),
                     ));
@@ -1664,7 +1837,12 @@ pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
             Part::ToolCall(c) => {
                 flush(&mut texts, &mut output, &mut pending_sig);
                 let n = output.len();
-                output.push(json!({"id": format!("fc_{base}{n:03}"), "type": "function_call", "status": "completed", "arguments": c.arguments, "call_id": c.id, "name": c.name}));
+                let mut item = json!({"id": format!("fc_{base}{n:03}"), "type": "function_call", "status": "completed", "arguments": c.arguments, "call_id": c.id, "name": c.name});
+                if let Some((ns, name)) = opts.namespaces.split(&c.name) {
+                    item["name"] = Value::String(name.to_string());
+                    item["namespace"] = Value::String(ns.to_string());
+                }
+                output.push(item);
                 if let Some(s) = &c.signature {
                     let n = output.len();
                     output.push(json!({"id": format!("rs_{base}{n:03}"), "type": "reasoning", "summary": [], "encrypted_content": wrap_signature(Some(Format::Gemini), s, None, "call")}));
@@ -2074,7 +2252,8 @@ impl StreamEncode {
     /// `created` (Unix seconds) stamps answers whose upstream gave no time.
     pub fn with_created(opts: &ResponseOpts, created: u64) -> Self {
         StreamEncode {
-            enc: ResponsesEncoder::new("0", &opts.client_model, created),
+            enc: ResponsesEncoder::new("0", &opts.client_model, created)
+                .with_namespaces(opts.namespaces.clone()),
             upstream: None,
             usage: ir::Usage::default(),
             pending_sig: None,

@@ -47,6 +47,7 @@ fn stream_with(
         client_model: "cm".into(),
         include_usage,
         gemini_sse: false,
+        ..Default::default()
     };
     let mut t = StreamTranslator::new_at(from, to, o, 7);
     let mut out = Vec::new();
