@@ -386,7 +386,6 @@ mod rule {
                 json!({"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}}),
                 "tools[1]",
             ),
-            (json!({"type": "web_search"}), "tools[1]"),
         ] {
             let mut b = codex();
             b["tools"].as_array_mut().unwrap().push(tool);
@@ -399,6 +398,56 @@ mod rule {
         assert_eq!(
             refused(RS, AN, &b).param.as_deref(),
             Some("previous_response_id")
+        );
+    }
+
+    /// Codex's web search tool: Anthropic's own server tool on an Anthropic
+    /// target; refused where no server tool searches (an answer without the
+    /// search would be another answer).
+    #[test]
+    fn openai_responses_web_search() {
+        let mut b = codex();
+        b["tools"].as_array_mut().unwrap().push(json!({
+            "type": "web_search", "external_web_access": false, "search_context_size": "low",
+            "filters": {"allowed_domains": ["docs.rs"]},
+            "user_location": {"type": "approximate", "country": "DE", "city": "Berlin"}
+        }));
+        let (out, d) = conv(RS, AN, &b);
+        assert_eq!(
+            out["tools"][1],
+            json!({"type": "web_search_20250305", "name": "web_search", "allowed_domains": ["docs.rs"],
+                   "user_location": {"type": "approximate", "country": "DE", "city": "Berlin"}})
+        );
+        assert!(
+            d.ends_with(&[
+                "tools[1].external_web_access".to_string(),
+                "tools[1].search_context_size".to_string()
+            ]),
+            "{d:?}"
+        );
+        // Live search asked for (the default): nothing to name.
+        let mut b = codex();
+        b["tools"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "web_search_preview", "external_web_access": true}));
+        let (out, d) = conv(RS, AN, &b);
+        assert_eq!(out["tools"][1]["type"], "web_search_20250305");
+        assert!(!d.iter().any(|p| p.starts_with("tools")), "{d:?}");
+        for to in [OA, GE] {
+            let e = refused(RS, to, &b);
+            assert_eq!(e.param.as_deref(), Some("tools[1]"), "{to:?}");
+            assert!(
+                e.message.contains("web_search_preview"),
+                "{to:?}: {}",
+                e.message
+            );
+        }
+        // A web search option Anthropic has no field for and that is no hint.
+        b["tools"][1]["filters"] = json!({"blocked_domains": ["x.com"]});
+        assert_eq!(
+            refused(RS, AN, &b).param.as_deref(),
+            Some("tools[1].filters.blocked_domains")
         );
     }
 
@@ -499,6 +548,161 @@ mod rule {
         let mut b = claude_code();
         b["container"] = json!("c-1");
         assert_eq!(refused(AN, OA, &b).param.as_deref(), Some("container"));
+    }
+
+    /// Claude Code 2.1's mid-conversation system message (beta
+    /// `mid-conversation-system-2026-04-07`) and `output_config.effort`.
+    fn claude_code_turn() -> Value {
+        json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 32000,
+            "system": "You are Claude Code.",
+            "messages": [
+                {"role": "user", "content": "read the note"},
+                {"role": "system", "content": "Available agent types: claude."},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {"file_path": "/n.txt"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "code word: amber"}]},
+                {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}
+            ],
+            "tools": [{"name": "Read", "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}}],
+            "thinking": {"type": "adaptive"},
+            "output_config": {"effort": "high"},
+            "stream": true
+        })
+    }
+
+    #[test]
+    fn anthropic_mid_conversation_system_messages() {
+        let b = claude_code_turn();
+        // OpenAI Chat: a system message at its place.
+        let (out, d) = conv(AN, OA, &b);
+        assert!(d.is_empty(), "{d:?}");
+        let roles: Vec<&str> = out["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            roles,
+            ["system", "user", "system", "assistant", "tool", "system"]
+        );
+        assert_eq!(
+            out["messages"][2]["content"],
+            "Available agent types: claude."
+        );
+        assert_eq!(out["messages"][5]["content"], "Be brief.");
+        // Responses: a system input item at its place.
+        let (out, _) = conv(AN, RS, &b);
+        let items = out["input"].as_array().unwrap();
+        assert_eq!(out["instructions"], "You are Claude Code.");
+        assert_eq!(
+            (items[0]["role"].clone(), items[1]["role"].clone()),
+            (json!("user"), json!("system"))
+        );
+        assert_eq!(
+            items[1]["content"][0]["text"],
+            "Available agent types: claude."
+        );
+        assert_eq!(items[2]["type"], "function_call");
+        assert_eq!(items.last().unwrap()["role"], "system");
+        // Gemini has one system instruction: the text joins it, in order.
+        let (out, _) = conv(AN, GE, &b);
+        let sys: Vec<&str> = out["systemInstruction"]["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            sys,
+            [
+                "You are Claude Code.",
+                "Available agent types: claude.",
+                "Be brief."
+            ]
+        );
+        assert!(!out["contents"].to_string().contains("Be brief"));
+        // Anthropic from the IR: the client's own format keeps it in place.
+        let (out, _) = conv(AN, AN, &b);
+        assert_eq!(out["messages"][1]["role"], "system");
+        assert_eq!(out["output_config"], json!({"effort": "high"}));
+        assert_eq!(out["thinking"], json!({"type": "adaptive"}));
+        // Only text in a system message.
+        let mut bad = claude_code_turn();
+        bad["messages"][1]["content"] =
+            json!([{"type": "image", "source": {"type": "url", "url": "http://x/a.png"}}]);
+        assert_eq!(
+            refused(AN, OA, &bad).param.as_deref(),
+            Some("messages[1].content[0]")
+        );
+        let mut bad = claude_code_turn();
+        bad["messages"][1]["role"] = json!("tool");
+        let e = refused(AN, OA, &bad);
+        assert_eq!(e.param.as_deref(), Some("messages[1].role"));
+    }
+
+    #[test]
+    fn anthropic_output_config_effort() {
+        // Each documented value (low, medium, high, xhigh, max).
+        for (effort, budget) in [
+            ("low", 1024),
+            ("medium", 4096),
+            ("high", 16384),
+            ("xhigh", 32768),
+            ("max", 32768),
+        ] {
+            let mut b = claude_code_turn();
+            b["output_config"]["effort"] = json!(effort);
+            let (out, d) = conv(AN, OA, &b);
+            assert_eq!(
+                (out["reasoning_effort"].as_str(), d.len()),
+                (Some(effort), 0)
+            );
+            let (out, _) = conv(AN, RS, &b);
+            assert_eq!(out["reasoning"]["effort"], effort);
+            let (out, _) = conv(AN, GE, &b);
+            assert_eq!(
+                out["generationConfig"]["thinkingConfig"]["thinkingBudget"], budget,
+                "{effort}"
+            );
+        }
+        // Effort without thinking: still the effort; an Anthropic request
+        // keeps it without turning thinking on.
+        let mut b = claude_code_turn();
+        b.as_object_mut().unwrap().remove("thinking");
+        assert_eq!(conv(AN, OA, &b).0["reasoning_effort"], "high");
+        let (out, _) = conv(AN, AN, &b);
+        assert!(out.get("thinking").is_none(), "{out}");
+        assert_eq!(out["output_config"], json!({"effort": "high"}));
+        // Thinking disabled: no reasoning to set, the effort is named.
+        b["thinking"] = json!({"type": "disabled"});
+        let (out, d) = conv(AN, OA, &b);
+        assert!(out.get("reasoning_effort").is_none());
+        assert_eq!(d, ["output_config.effort"]);
+        // output_config.format is the response format, beside the effort.
+        let mut b = claude_code_turn();
+        b["thinking"] = json!({"type": "disabled"});
+        b["output_config"] = json!({"effort": "low", "format": {"type": "json_schema",
+            "schema": {"type": "object", "properties": {"n": {"type": "integer"}}}}});
+        let (out, _) = conv(AN, OA, &b);
+        assert_eq!(out["response_format"]["type"], "json_schema");
+        assert_eq!(
+            out["response_format"]["json_schema"]["schema"]["properties"]["n"]["type"],
+            "integer"
+        );
+        // Anything else in output_config is refused by name.
+        let mut b = claude_code_turn();
+        b["output_config"]["task_budget"] = json!({"total": 100});
+        assert_eq!(
+            refused(AN, GE, &b).param.as_deref(),
+            Some("output_config.task_budget")
+        );
+        let (out, _) = conv(AN, AN, &b);
+        assert_eq!(
+            out["output_config"],
+            json!({"effort": "high", "task_budget": {"total": 100}})
+        );
     }
 
     /// What Gemini CLI 0.61 sends (its default model config has `topK`,

@@ -3005,4 +3005,227 @@ mod tests {
             json!({"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}, "required": ["n"]})
         );
     }
+
+    /// What Codex 0.169 declares: a namespace of functions (multi_agent_v1).
+    fn codex_namespaced() -> Value {
+        json!({"model": "m", "input": "spawn one", "tools": [
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}},
+            {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [
+                {"type": "function", "name": "spawn_agent", "description": "Spawn one.", "strict": false,
+                 "parameters": {"type": "object", "properties": {"task": {"type": "string"}}}},
+                {"type": "function", "name": "close_agent", "parameters": {"type": "object", "properties": {"target": {"type": "string"}}}}
+            ]},
+            {"type": "function", "name": "mcp__db__query", "parameters": {"type": "object", "properties": {}}}
+        ]})
+    }
+
+    fn conv(to: Format, body: &Value) -> Value {
+        serde_json::from_slice(
+            &convert_request(Format::OpenAiResponses, to, body, &ro())
+                .unwrap_or_else(|e| panic!("{to:?}: {e:?}"))
+                .body,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn namespaced_functions_go_to_other_formats_flattened() {
+        let body = codex_namespaced();
+        // Every other tool keeps its client index: the namespace's first
+        // function takes its place, the rest follow.
+        let want = [
+            "exec_command",
+            "multi_agent_v1__spawn_agent",
+            "mcp__db__query",
+            "multi_agent_v1__close_agent",
+        ];
+        let an = conv(Format::Anthropic, &body);
+        let names: Vec<&str> = an["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, want);
+        assert_eq!(
+            an["tools"][1]["description"],
+            "(multi_agent_v1: Sub-agents.) Spawn one."
+        );
+        assert_eq!(
+            an["tools"][1]["input_schema"]["properties"]["task"]["type"],
+            "string"
+        );
+        let oa = conv(Format::OpenAiChat, &body);
+        assert_eq!(oa["tools"][3]["function"]["name"], want[3]);
+        let ge = conv(Format::Gemini, &body);
+        assert_eq!(
+            ge["tools"][0]["functionDeclarations"][1]["name"],
+            "multi_agent_v1__spawn_agent"
+        );
+        // The history: a namespaced call and its output, and tool_choice.
+        let mut b = body.clone();
+        b["input"] = json!([
+            {"type": "message", "role": "user", "content": "spawn one"},
+            {"type": "function_call", "call_id": "c1", "namespace": "multi_agent_v1", "name": "spawn_agent", "arguments": "{\"task\":\"x\"}"},
+            {"type": "function_call_output", "call_id": "c1", "namespace": "multi_agent_v1", "name": "spawn_agent", "output": "agent-1"}
+        ]);
+        b["tool_choice"] =
+            json!({"type": "function", "namespace": "multi_agent_v1", "name": "close_agent"});
+        let an = conv(Format::Anthropic, &b);
+        assert_eq!(
+            an["messages"][1]["content"][0]["name"],
+            "multi_agent_v1__spawn_agent"
+        );
+        assert_eq!(an["messages"][2]["content"][0]["tool_use_id"], "c1");
+        assert_eq!(
+            an["tool_choice"],
+            json!({"type": "tool", "name": "multi_agent_v1__close_agent"})
+        );
+        let ge = conv(Format::Gemini, &b);
+        assert_eq!(
+            ge["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "multi_agent_v1__spawn_agent"
+        );
+    }
+
+    #[test]
+    fn namespaces_that_cannot_be_flattened_are_refused_by_name() {
+        // A flat name that is already another tool's.
+        let mut b = codex_namespaced();
+        b["tools"][2]["name"] = json!("multi_agent_v1__close_agent");
+        let e = convert_request(Format::OpenAiResponses, Format::Anthropic, &b, &ro()).unwrap_err();
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("tools")));
+        assert!(
+            e.message.contains("multi_agent_v1__close_agent"),
+            "{}",
+            e.message
+        );
+        // A namespace holding a freeform (custom) tool stays whole: refused,
+        // named by its name.
+        let mut b = codex_namespaced();
+        b["tools"][1]["tools"][1] = json!({"type": "custom", "name": "apply_patch"});
+        for to in [Format::Anthropic, Format::OpenAiChat, Format::Gemini] {
+            let e = convert_request(Format::OpenAiResponses, to, &b, &ro()).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("tools[1]"), "{to:?}");
+            assert!(e.message.contains("namespace"), "{to:?}: {}", e.message);
+        }
+        let e = convert_request(Format::OpenAiResponses, Format::Gemini, &b, &ro()).unwrap_err();
+        assert!(e.message.contains("'multi_agent_v1'"), "{}", e.message);
+        assert_eq!(
+            Namespaces::of_request(&b),
+            Namespaces(vec![]),
+            "a namespace with a custom tool is not flattened"
+        );
+    }
+
+    fn namespaces() -> ResponseOpts {
+        ResponseOpts {
+            namespaces: Namespaces::of_request(&codex_namespaced()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn calls_of_namespaced_functions_come_back_split() {
+        // A whole Anthropic answer calling a namespaced function and a plain
+        // function whose name holds `__`.
+        let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "multi_agent_v1__spawn_agent", "input": {"task": "x"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "mcp__db__query", "input": {}}
+            ],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 3}});
+        for from in [Format::Anthropic] {
+            let out: Value = serde_json::from_slice(
+                &convert_response(
+                    from,
+                    Format::OpenAiResponses,
+                    answer.to_string().as_bytes(),
+                    &namespaces(),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            let calls: Vec<&Value> = out["output"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["type"] == "function_call")
+                .collect();
+            assert_eq!(calls[0]["name"], "spawn_agent");
+            assert_eq!(calls[0]["namespace"], "multi_agent_v1");
+            assert_eq!(calls[1]["name"], "mcp__db__query");
+            assert!(calls[1].get("namespace").is_none());
+        }
+        // Without the client's namespaces (another client), names are kept.
+        let out: Value = serde_json::from_slice(
+            &convert_response(
+                Format::Anthropic,
+                Format::OpenAiResponses,
+                answer.to_string().as_bytes(),
+                &ResponseOpts::default(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["output"][0]["name"], "multi_agent_v1__spawn_agent");
+        // Streamed: added and done items, from Anthropic and OpenAI Chat.
+        let anthropic = [
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "content": [], "usage": {"input_tokens": 5, "output_tokens": 0}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "multi_agent_v1__spawn_agent", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"task\":\"x\"}"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 3}}),
+            json!({"type": "message_stop"}),
+        ]
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect::<String>();
+        let chat = [
+            json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt", "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "multi_agent_v1__spawn_agent", "arguments": ""}}]}}]}),
+            json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"task\":\"x\"}"}}]}}]}),
+            json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        ]
+        .iter()
+        .map(|e| format!("data: {e}\n\n"))
+        .chain(std::iter::once("data: [DONE]\n\n".to_string()))
+        .collect::<String>();
+        for (from, body) in [(Format::Anthropic, anthropic), (Format::OpenAiChat, chat)] {
+            let mut t = StreamTranslator::new(from, Format::OpenAiResponses, namespaces());
+            let mut out = Vec::new();
+            t.feed(body.as_bytes(), &mut out);
+            t.finish(&mut out);
+            let evs = data_objects(&out);
+            let items: Vec<&Value> = evs
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e["type"].as_str(),
+                        Some("response.output_item.added" | "response.output_item.done")
+                    )
+                })
+                .map(|e| &e["item"])
+                .collect();
+            assert_eq!(items.len(), 2, "{from:?}: {evs:?}");
+            for item in items {
+                assert_eq!(
+                    (item["name"].as_str(), item["namespace"].as_str()),
+                    (Some("spawn_agent"), Some("multi_agent_v1")),
+                    "{from:?}"
+                );
+            }
+            let done = evs
+                .iter()
+                .find(|e| e["type"] == "response.completed")
+                .unwrap();
+            assert_eq!(
+                done["response"]["output"][0]["namespace"], "multi_agent_v1",
+                "{from:?}"
+            );
+            assert_eq!(
+                done["response"]["output"][0]["arguments"],
+                "{\"task\":\"x\"}"
+            );
+        }
+    }
 }

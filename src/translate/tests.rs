@@ -882,8 +882,12 @@ fn malformed_requests_are_400s_naming_the_field_never_panics() {
     for (body, param) in [
         (json!({"max_tokens": 1}), "messages"),
         (
-            json!({"messages": [{"role": "system", "content": "x"}]}),
+            json!({"messages": [{"role": "tool", "content": "x"}]}),
             "messages[0].role",
+        ),
+        (
+            json!({"messages": [{"role": "system", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]}]}),
+            "messages[0].content[0]",
         ),
         (
             json!({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}]}),
