@@ -40,6 +40,7 @@ def config(mock: MockUpstream, **top: Any) -> dict:
             route("to-chat-stall", ("oa-chat", "gpt-stall-2500")),
             route("to-resp", ("oa-resp", "resp-up")),
             route("to-anth", ("an", "claude-up")),
+            route("to-anth-tools", ("an", "claude-tools")),
             route("to-anth-400", ("an", "claude-fail-400")),
             route("to-gem", ("ge", "gem-up")),
             # Gemini fails (500), OpenAI Chat answers: the header is Chat's list.
@@ -202,6 +203,71 @@ def test_codex_local_shell_tool_is_refused_naming_it(gw: Gateway, upstream: Mock
     assert len(upstream.requests) == n
 
 
+# Codex 0.169's `multi_agent_v1` tool: a namespace of function tools.
+NAMESPACE = {"type": "namespace", "name": "multi_agent_v1", "description": "Tools for sub-agents.", "tools": [
+    {"type": "function", "name": "spawn_agent", "description": "Spawn an agent.", "strict": False,
+     "parameters": {"type": "object", "properties": {"task": {"type": "string"}}, "required": ["task"], "additionalProperties": False}},
+    {"type": "function", "name": "close_agent", "description": "Close an agent.", "strict": False,
+     "parameters": {"type": "object", "properties": {"target": {"type": "string"}}, "required": ["target"], "additionalProperties": False}},
+]}
+FLAT = ["multi_agent_v1__spawn_agent", "multi_agent_v1__close_agent"]
+
+
+def namespaced_calls(output: list[Any]) -> list[tuple[str, str | None]]:
+    return [(i.name, getattr(i, "namespace", None)) for i in output if i.type == "function_call"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_codex_namespace_tool_reaches_anthropic_flattened_and_calls_come_back_in_it(gw: Gateway, upstream: MockUpstream, stream: bool):
+    """A namespace of functions goes to Anthropic as functions named
+    `namespace__name`; the model's calls of them come back to the client as
+    `function_call` items with `namespace` and `name` apart (whole and streamed), and
+    given back in the history they reach Anthropic under the flat name again."""
+    client = openai_client(gw)
+    req = codex_request(tools=[NAMESPACE])
+    if stream:
+        events = list(client.responses.create(model="to-anth-tools", stream=True, **req))
+        done = [e for e in events if e.type == "response.output_item.done" and e.item.type == "function_call"]
+        added = [e for e in events if e.type == "response.output_item.added" and e.item.type == "function_call"]
+        assert [(e.item.name, e.item.namespace) for e in added] == [(e.item.name, e.item.namespace) for e in done]
+        output = [e for e in events if e.type == "response.completed"][0].response.output
+    else:
+        output = client.responses.create(model="to-anth-tools", **req).output
+    assert namespaced_calls(output) == [("spawn_agent", "multi_agent_v1"), ("close_agent", "multi_agent_v1")]
+    sent = upstream.last().json()
+    assert [t["name"] for t in sent["tools"]] == FLAT
+    assert sent["tools"][0]["description"] == "(multi_agent_v1: Tools for sub-agents.) Spawn an agent."
+    assert "namespace" not in json.dumps(sent)
+    # The next turn: the calls and their outputs, as Codex sends them back.
+    calls = [i for i in output if i.type == "function_call"]
+    history = req["input"] + [c.model_dump(exclude_none=True) for c in calls] + [
+        {"type": "function_call_output", "call_id": c.call_id, "namespace": c.namespace, "name": c.name, "output": f"done {c.name}"} for c in calls]
+    answer = client.responses.create(model="to-anth-tools", **codex_request(tools=[NAMESPACE], input=history))
+    assert answer.output_text == "tool results: done spawn_agent; done close_agent"
+    msgs = upstream.last().json()["messages"]
+    assert [b["name"] for b in msgs[1]["content"] if b["type"] == "tool_use"] == FLAT
+    assert [b["tool_use_id"] for b in msgs[2]["content"]] == [c.call_id for c in calls]
+
+
+def test_codex_web_search_is_anthropics_search_tool_and_refused_where_none_runs(gw: Gateway, upstream: MockUpstream):
+    """Codex's `web_search` (cached mode: `external_web_access: false`) is Anthropic's
+    `web_search_20250305` server tool; the cached-only switch, which Anthropic lacks,
+    is named. An OpenAI Chat or Gemini target cannot run it: 400 naming the tool."""
+    tools = codex_request()["tools"] + [{"type": "web_search", "external_web_access": False}]
+    raw = openai_client(gw).responses.with_raw_response.create(model="to-anth", **codex_request(tools=tools))
+    assert raw.parse().output_text == "echo: list the files"
+    assert dropped(raw.headers) == CODEX_NAMED + ["tools[1].external_web_access"]
+    sent = upstream.last().json()
+    assert sent["tools"][1] == {"type": "web_search_20250305", "name": "web_search"}
+    n = len(upstream.requests)
+    for model in ("to-chat", "to-gem"):
+        with pytest.raises(openai.BadRequestError) as ei:
+            openai_client(gw).responses.create(model=model, **codex_request(tools=tools))
+        assert ei.value.body["param"] == "tools[1]", ei.value.body
+        assert "web_search" in ei.value.body["message"], ei.value.body
+    assert len(upstream.requests) == n
+
+
 # ============================================================================ Claude Code
 
 
@@ -280,6 +346,63 @@ def test_claude_server_tool_is_still_refused_naming_it(gw: Gateway, upstream: Mo
         anthropic_client(gw).messages.create(model="to-chat", **req)
     assert ei.value.status_code == 400 and ei.value.body["type"] == "error"
     assert "tools[3]" in ei.value.body["error"]["message"], ei.value.body
+    assert len(upstream.requests) == n
+
+
+def claude_code_turn(**over: Any) -> dict:
+    """Claude Code 2.1's turn: a system message mid-conversation (beta
+    `mid-conversation-system-2026-04-07`), adaptive thinking and `output_config.effort`."""
+    req: dict[str, Any] = dict(
+        max_tokens=32000,
+        system="You are Claude Code.",
+        messages=[{"role": "user", "content": "read the note"},
+                  {"role": "system", "content": "Available agent types: claude."},
+                  {"role": "user", "content": "then tell me the word"}],
+        thinking={"type": "adaptive"},
+        output_config={"effort": "high"},
+    )
+    req.update(over)
+    return req
+
+
+@pytest.mark.parametrize("model,fmt", [("to-chat", "openai-chat"), ("to-resp", "openai-responses"), ("to-gem", "gemini")])
+def test_claude_code_mid_conversation_system_and_effort_are_converted(gw: Gateway, upstream: MockUpstream, model: str, fmt: str):
+    """Nothing refused and nothing named: the system message keeps its place where the
+    target has one (Chat: a system message; Responses: a system input item), Gemini's
+    one system instruction takes it; the effort is the target's reasoning effort
+    (Gemini: a thinking budget)."""
+    raw = anthropic_client(gw).messages.with_raw_response.create(model=model, **claude_code_turn())
+    text = [b.text for b in raw.parse().content if b.type == "text"]
+    # Gemini: with the system text lifted out, the two user turns are one (the mock
+    # echoes its parts joined).
+    assert text == ["echo: read the notethen tell me the word" if fmt == "gemini" else "echo: then tell me the word"]
+    assert dropped(raw.headers) == []
+    got = upstream.last().json()
+    if fmt == "openai-chat":
+        assert [(m["role"], m["content"]) for m in got["messages"]] == [
+            ("system", "You are Claude Code."), ("user", "read the note"),
+            ("system", "Available agent types: claude."), ("user", "then tell me the word")]
+        assert got["reasoning_effort"] == "high"
+    elif fmt == "openai-responses":
+        assert got["instructions"] == "You are Claude Code."
+        assert [(i["role"], i["content"][0]["text"]) for i in got["input"]] == [
+            ("user", "read the note"), ("system", "Available agent types: claude."), ("user", "then tell me the word")]
+        assert got["reasoning"]["effort"] == "high"
+    else:
+        assert [p["text"] for p in got["systemInstruction"]["parts"]] == ["You are Claude Code.", "Available agent types: claude."]
+        assert got["contents"] == [{"role": "user", "parts": [{"text": "read the note"}, {"text": "then tell me the word"}]}]
+        assert got["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 16384
+
+
+def test_claude_code_stream_with_effort_max_and_unknown_output_config(gw: Gateway, upstream: MockUpstream):
+    with anthropic_client(gw).messages.stream(model="to-chat", **claude_code_turn(output_config={"effort": "max"})) as st:
+        msg = st.get_final_message()
+    assert [b.text for b in msg.content if b.type == "text"] == ["echo: then tell me the word"]
+    assert upstream.last().json()["reasoning_effort"] == "max"
+    n = len(upstream.requests)
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        anthropic_client(gw).messages.create(model="to-chat", **claude_code_turn(extra_body={"output_config": {"effort": "low", "task_budget": {"total": 9}}}))
+    assert ei.value.body["error"]["message"].startswith("output_config.task_budget:"), ei.value.body
     assert len(upstream.requests) == n
 
 
