@@ -156,6 +156,7 @@ fn bench(c: &mut Criterion) {
         client_model: "client".into(),
         include_usage: true,
         gemini_sse: false,
+        ..Default::default()
     };
 
     let an = anthropic_answer();
@@ -247,6 +248,7 @@ fn bench_gemini_responses(c: &mut Criterion) {
         client_model: "m".into(),
         include_usage: true,
         gemini_sse: true,
+        ..Default::default()
     };
     let qopts = RequestOpts {
         model: "m".into(),

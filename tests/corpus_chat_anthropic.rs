@@ -71,6 +71,7 @@ fn opts(include_usage: bool) -> ResponseOpts {
         client_model: "client-model".into(),
         include_usage,
         gemini_sse: false,
+        ..Default::default()
     }
 }
 

@@ -70,6 +70,7 @@ fn ropts(gemini_sse: bool) -> ResponseOpts {
         client_model: "client-model".into(),
         include_usage: true,
         gemini_sse,
+        ..Default::default()
     }
 }
 

@@ -3135,12 +3135,17 @@ mod tests {
                 {"type": "tool_use", "id": "toolu_2", "name": "mcp__db__query", "input": {}}
             ],
             "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 3}});
-        for from in [Format::Anthropic] {
+        let chat = json!({"id": "c", "object": "chat.completion", "model": "gpt", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "multi_agent_v1__spawn_agent", "arguments": "{\"task\":\"x\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "mcp__db__query", "arguments": "{}"}}
+            ]}, "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}});
+        for (from, body) in [(Format::Anthropic, &answer), (Format::OpenAiChat, &chat)] {
             let out: Value = serde_json::from_slice(
                 &convert_response(
                     from,
                     Format::OpenAiResponses,
-                    answer.to_string().as_bytes(),
+                    body.to_string().as_bytes(),
                     &namespaces(),
                 )
                 .unwrap(),
@@ -3152,10 +3157,10 @@ mod tests {
                 .iter()
                 .filter(|i| i["type"] == "function_call")
                 .collect();
-            assert_eq!(calls[0]["name"], "spawn_agent");
-            assert_eq!(calls[0]["namespace"], "multi_agent_v1");
-            assert_eq!(calls[1]["name"], "mcp__db__query");
-            assert!(calls[1].get("namespace").is_none());
+            assert_eq!(calls[0]["name"], "spawn_agent", "{from:?}");
+            assert_eq!(calls[0]["namespace"], "multi_agent_v1", "{from:?}");
+            assert_eq!(calls[1]["name"], "mcp__db__query", "{from:?}");
+            assert!(calls[1].get("namespace").is_none(), "{from:?}");
         }
         // Without the client's namespaces (another client), names are kept.
         let out: Value = serde_json::from_slice(
