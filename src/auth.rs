@@ -48,6 +48,36 @@ pub fn strip_key_param(query: &str) -> String {
         .join("&")
 }
 
+/// A gateway key found for a request: the config's, or a runtime key
+/// (`admin::keys`, shared by reference with its store).
+pub enum Found<'k> {
+    Config(&'k GatewayKey),
+    Runtime(std::sync::Arc<GatewayKey>),
+}
+
+impl std::ops::Deref for Found<'_> {
+    type Target = GatewayKey;
+    fn deref(&self) -> &GatewayKey {
+        match self {
+            Found::Config(k) => k,
+            Found::Runtime(k) => k,
+        }
+    }
+}
+
+/// Whether requests must present a gateway key: the config has some, or
+/// runtime keys were made (making one turns authentication on).
+pub fn keys_required(snap: &crate::config::Snapshot) -> bool {
+    !snap.keys.is_empty() || crate::admin::keys::any()
+}
+
+/// The config key, else the runtime key, `presented` is.
+pub fn lookup<'k>(snap: &'k crate::config::Snapshot, presented: &str) -> Option<Found<'k>> {
+    find_key(&snap.keys, presented)
+        .map(Found::Config)
+        .or_else(|| crate::admin::keys::lookup(presented).map(Found::Runtime))
+}
+
 /// The configured key matching `presented`. Every configured digest is compared
 /// in constant time, so timing reveals neither which key matched nor how much.
 pub fn find_key<'k>(keys: &'k [GatewayKey], presented: &str) -> Option<&'k GatewayKey> {
@@ -62,14 +92,15 @@ pub fn find_key<'k>(keys: &'k [GatewayKey], presented: &str) -> Option<&'k Gatew
 }
 
 /// The gateway key check every path makes (AI endpoints, routes,
-/// passthrough): the configured key the request presents, or the 401 message.
+/// passthrough): the key (config, then runtime) the request presents, or the
+/// 401 message.
 pub fn check<'k, 'a>(
-    keys: &'k [GatewayKey],
+    snap: &'k crate::config::Snapshot,
     header: &dyn Fn(&str) -> Option<&'a str>,
     query: Option<&'a str>,
-) -> Result<&'k GatewayKey, &'static str> {
+) -> Result<Found<'k>, &'static str> {
     let presented = presented_key(header, query).ok_or("missing gateway key")?;
-    find_key(keys, presented).ok_or("invalid gateway key")
+    lookup(snap, presented).ok_or("invalid gateway key")
 }
 
 #[cfg(test)]

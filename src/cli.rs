@@ -31,6 +31,8 @@ pub enum Command {
     Status,
     /// SIGHUP: reload the config (or upgrade), and report whether it took.
     Reload,
+    /// Read a password on stdin, print its bcrypt hash (for `admin.users`).
+    AdminPassword,
 }
 
 impl Cli {

@@ -38,6 +38,7 @@ pub fn run(cmd: &Command, config: Option<&str>) -> i32 {
         Command::Stop => stop(&target),
         Command::Status => status(&target),
         Command::Reload => reload(&target, config),
+        Command::AdminPassword => crate::admin::password::run(),
     }
 }
 

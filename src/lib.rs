@@ -1,6 +1,7 @@
 //! aigate: an AI API gateway on Pingora. See README.md for the design.
 
 pub mod access_log;
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod client_addr;

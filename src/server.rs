@@ -64,6 +64,9 @@ fn client_buffers() -> L4BufferSettings {
 }
 
 pub fn main(cli: Cli) -> i32 {
+    if let Some(crate::cli::Command::AdminPassword) = &cli.command {
+        return crate::admin::password::run();
+    }
     if let Some(cmd) = &cli.command {
         return crate::control::run(cmd, cli.config.as_deref());
     }
@@ -129,6 +132,10 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
         }
     };
     log::info!("limit counters {}", limiter.describe());
+    if let Err(e) = crate::admin::start(&snap, cli.config.as_deref()) {
+        log::error!("runtime keys: {e}");
+        return 1;
+    }
     let shared = Arc::new(ArcSwap::from_pointee(snap));
 
     let pid_file = conf.pid_file.clone();
@@ -191,6 +198,7 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
     ));
     server.add_service(background_service("health checks", HealthChecks { shared }));
     if limiter.is_shared() {
+        server.add_service(background_service("admin keys", crate::admin::KeySync));
         server.add_service(background_service("limit store", StoreProbe { limiter }));
     }
     log::info!(
@@ -232,11 +240,15 @@ pub struct Reloader {
 
 impl Reloader {
     /// Reload, and tell the watch which version of the file that read.
-    async fn reload_watched(&self, watch: &mut crate::watch::Watch) {
+    async fn reload_watched(
+        &self,
+        watch: &mut crate::watch::Watch,
+    ) -> crate::admin::reload::Outcome {
         let path = self.path.as_deref().map(std::path::Path::new);
         let stamp = path.and_then(crate::watch::FileStamp::of);
-        self.reload().await;
+        let outcome = self.reload().await;
         watch.was_read(stamp);
+        outcome
     }
 
     fn watching(&self) -> bool {
@@ -269,22 +281,24 @@ impl Reloader {
         }
     }
 
-    /// One reload attempt; returns whether the new config was taken.
-    pub async fn reload(&self) -> bool {
+    /// One reload attempt: what happened, or why the config was refused.
+    pub async fn reload(&self) -> crate::admin::reload::Outcome {
+        let outcome = self.try_reload().await;
+        crate::admin::reload::done(&outcome);
+        outcome
+    }
+
+    async fn try_reload(&self) -> crate::admin::reload::Outcome {
         let path = self.path.clone();
         let compiled =
-            tokio::task::spawn_blocking(move || -> Result<(Loaded, Snapshot), String> {
-                let loaded = config::read(path.as_deref()).map_err(|ps| {
-                    ps.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })?;
-                let snap = Snapshot::compile(&loaded)?;
+            tokio::task::spawn_blocking(move || -> Result<(Loaded, Snapshot), Vec<String>> {
+                let loaded = config::read(path.as_deref())
+                    .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+                let snap = Snapshot::compile(&loaded).map_err(|e| vec![e])?;
                 Ok((loaded, snap))
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| vec![e.to_string()])
             .and_then(|r| r);
         match compiled {
             Ok((loaded, snap)) => {
@@ -305,16 +319,21 @@ impl Reloader {
                     // The new process would fail only after taking the sockets.
                     METRICS.config_reloads.with_label_values(&["error"]).inc();
                     log::error!("config reload rejected, keeping the running config: {e}");
-                    return false;
+                    return Err(vec![e]);
                 }
                 if moved || replaced {
-                    return self
-                        .upgrade(if replaced {
-                            "the executable was replaced"
-                        } else {
-                            "the listeners changed"
-                        })
-                        .await;
+                    let why = if replaced {
+                        "the executable was replaced"
+                    } else {
+                        "the listeners changed"
+                    };
+                    return if self.upgrade(why).await {
+                        Ok(format!("{why}: a new process is taking over"))
+                    } else {
+                        Err(vec![format!(
+                            "{why}, but the graceful upgrade was refused (see the log)"
+                        )])
+                    };
                 }
                 if let (Some(r), Some(t)) = (&self.cert, &snap.tls) {
                     // Files re-read and checked by compile: new handshakes get this one.
@@ -330,12 +349,15 @@ impl Reloader {
                 self.shared.store(Arc::new(snap));
                 METRICS.config_reloads.with_label_values(&["ok"]).inc();
                 log::info!("config reloaded");
-                true
+                Ok("config reloaded".into())
             }
             Err(e) => {
                 METRICS.config_reloads.with_label_values(&["error"]).inc();
-                log::error!("config reload rejected, keeping the running config: {e}");
-                false
+                log::error!(
+                    "config reload rejected, keeping the running config: {}",
+                    e.join("; ")
+                );
+                Err(e)
             }
         }
     }
@@ -376,15 +398,25 @@ impl BackgroundService for Reloader {
         use crate::watch::{FileStamp, POLL, Step, Watch};
         let mut watch = Watch::new(self.read_stamp);
         let mut next_look = POLL;
+        // `POST /admin/reload` asks here, so its reloads queue with SIGHUP's.
+        let mut asks = crate::admin::reload::requests();
         loop {
             let watching = self.watching();
             tokio::select! {
+                Some(ask) = async { match asks.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                    let outcome = if crate::upgrade::draining() {
+                        Err(vec!["this process is draining (a new one took or is taking over)".to_string()])
+                    } else {
+                        self.reload_watched(&mut watch).await
+                    };
+                    let _ = ask.send(outcome);
+                }
                 _ = hup.recv() => {
                     if crate::upgrade::draining() {
                         log::warn!("SIGHUP ignored: this process is draining (a new one took or is taking over)");
                         continue;
                     }
-                    self.reload_watched(&mut watch).await;
+                    let _ = self.reload_watched(&mut watch).await;
                 }
                 _ = tokio::time::sleep(next_look), if watching && !crate::upgrade::draining() => {
                     let path = std::path::Path::new(self.path.as_deref().unwrap_or_default());
@@ -392,7 +424,7 @@ impl BackgroundService for Reloader {
                         Step::Wait(d) => d,
                         Step::Reload => {
                             log::info!("config file {} changed: reloading", path.display());
-                            self.reload_watched(&mut watch).await;
+                            let _ = self.reload_watched(&mut watch).await;
                             POLL
                         }
                     };

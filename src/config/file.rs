@@ -97,6 +97,8 @@ pub struct Settings {
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` / `Forwarded` names the
     /// client in the access line; from anyone else the socket's address is logged.
     pub trusted_proxies: Option<Vec<String>>,
+    /// The admin API (`crate::admin::conf`).
+    pub admin: Option<crate::admin::conf::AdminConf>,
 }
 
 /// Listener TLS: PEM files, re-read on every SIGHUP.

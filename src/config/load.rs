@@ -32,6 +32,8 @@ fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
 pub struct Loaded {
     pub file: ConfigFile,
     pub warnings: Vec<String>,
+    /// The interpolated file with its secrets redacted (`GET /admin/config`).
+    pub redacted: serde_json::Value,
 }
 
 const SECTIONS: [&str; 4] = ["keys", "providers", "models", "routes"];
@@ -86,6 +88,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
     }
     let mut unset = vec![];
     interpolate(&mut root, lookup, &mut unset);
+    let redacted = crate::admin::redact::tree(&root);
     let Value::Mapping(mut map) = root else {
         return Err(vec![problem("(root)", "expected a mapping of settings")]);
     };
@@ -129,7 +132,11 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Load
     warnings.extend(dropped);
     validate(&file, &mut problems, &mut warnings);
     if problems.is_empty() {
-        Ok(Loaded { file, warnings })
+        Ok(Loaded {
+            file,
+            warnings,
+            redacted,
+        })
     } else {
         Err(problems)
     }
@@ -583,6 +590,7 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
     crate::routes::validate(f, problems);
     crate::payload::validate(f, problems);
     check_exposure(f, problems, warnings);
+    crate::admin::conf::validate(s.admin.as_ref(), problems, warnings);
     for (i, p) in s.trusted_proxies.iter().flatten().enumerate() {
         if let Err(e) = p.parse::<crate::client_addr::Cidr>() {
             problems.push(problem(format!("trusted_proxies[{i}]"), e));

@@ -230,11 +230,16 @@ pub struct Snapshot {
     pub watch_config: bool,
     /// Peers whose forwarding headers name the client (`client_addr`).
     pub trusted_proxies: Vec<crate::client_addr::Cidr>,
+    /// `admin:` (token and users apply on reload; store and log size at start).
+    pub admin: crate::admin::conf::AdminConf,
+    /// The file as loaded, secrets redacted.
+    pub redacted: serde_json::Value,
+    pub loaded_at: std::time::SystemTime,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
 }
 
-fn glob_set(globs: &[String]) -> GlobSet {
+pub(crate) fn glob_set(globs: &[String]) -> GlobSet {
     let mut b = GlobSetBuilder::new();
     for g in globs {
         // Validated in load.rs.
@@ -521,6 +526,9 @@ impl Snapshot {
                 .flatten()
                 .map(|c| c.parse())
                 .collect::<Result<_, String>>()?,
+            admin: s.admin.clone().unwrap_or_default(),
+            redacted: loaded.redacted.clone(),
+            loaded_at: std::time::SystemTime::now(),
             exact,
             globs,
         })

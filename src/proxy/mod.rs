@@ -299,6 +299,7 @@ fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
         if let Some(c) = ctx.cost_usd {
             series.cost(c);
         }
+        crate::admin::observe(ctx, ingress, total);
         if ctx.snap.log_json {
             // Whole nano-dollars: no float noise in the log.
             let cost = ctx.cost_usd.map(|c| (c * 1e9).round() / 1e9);
@@ -461,6 +462,10 @@ impl Gateway {
             ctx.extra_headers.extend(cors.response_headers(&origin));
         }
         ctx.route = route(&method, &path);
+        if self.admin && crate::admin::owns(&path) {
+            return crate::admin::serve(&self.limiter, s, ctx, &method, &path, query.as_deref())
+                .await;
+        }
         if !self.admin && !ctx.snap.routes.is_empty() {
             let builtin = ctx.route != Route::NotFound;
             let snap = ctx.snap.clone();
@@ -549,16 +554,17 @@ impl Gateway {
         }
 
         // Gateway key.
-        let key = if snap.keys.is_empty() {
+        let found = if !auth::keys_required(&snap) {
             None
         } else {
             let h = &s.req_header().headers;
             let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-            match auth::check(&snap.keys, &header, query.as_deref()) {
+            match auth::check(&snap, &header, query.as_deref()) {
                 Ok(k) => Some(k),
                 Err(msg) => return respond::error(s, ctx, efmt, 401, msg, None).await,
             }
         };
+        let key = found.as_deref();
         ctx.key_id = key.map(|k| k.id.clone());
 
         if let Some(shape) = models_shape {

@@ -99,10 +99,10 @@ impl Gateway {
             let msg = "'.' and '..' path segments are not forwarded";
             return respond::error(s, ctx, efmt, 400, msg, None).await;
         }
-        if r.auth && !snap.keys.is_empty() {
+        if r.auth && auth::keys_required(&snap) {
             let h = &s.req_header().headers;
             let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-            let k = match auth::check(&snap.keys, &header, query) {
+            let k = match auth::check(&snap, &header, query) {
                 Ok(k) => k,
                 Err(msg) => return respond::error(s, ctx, efmt, 401, msg, None).await,
             };

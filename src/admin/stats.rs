@@ -1,0 +1,128 @@
+//! `GET /admin/stats`: per key, model and provider over a window of the
+//! request log — requests, errors, p50/p95 latency, tokens, cost.
+
+use super::requests::Entry;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// `30s`, `15m`, `1h`, `7d` -> milliseconds.
+pub fn parse_window(s: &str) -> Option<u64> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok().filter(|&n| n > 0)?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
+
+/// Nearest-rank percentile of sorted values (`p` in 0..=100).
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[derive(Default)]
+struct Group {
+    requests: u64,
+    errors: u64,
+    latencies: Vec<f64>,
+    tokens_in: u64,
+    tokens_out: u64,
+    cost_usd: f64,
+}
+
+impl Group {
+    fn add(&mut self, e: &Entry) {
+        self.requests += 1;
+        self.errors += u64::from(e.failed());
+        self.latencies.push(e.duration_ms);
+        self.tokens_in += e.tokens_in;
+        self.tokens_out += e.tokens_out;
+        self.cost_usd += e.cost_usd.unwrap_or(0.0);
+    }
+
+    fn json(mut self) -> Value {
+        self.latencies.sort_by(f64::total_cmp);
+        json!({
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": if self.requests == 0 { 0.0 } else { self.errors as f64 / self.requests as f64 },
+            "p50_ms": percentile(&self.latencies, 50.0),
+            "p95_ms": percentile(&self.latencies, 95.0),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": (self.cost_usd * 1e9).round() / 1e9,
+        })
+    }
+}
+
+/// Totals and groups of the entries that started at or after `since_ms`.
+pub fn summarize(entries: &[Arc<Entry>], since_ms: u64) -> Value {
+    let mut total = Group::default();
+    let mut by: [BTreeMap<String, Group>; 3] = Default::default();
+    for e in entries.iter().filter(|e| e.time_ms >= since_ms) {
+        total.add(e);
+        for (map, label) in by.iter_mut().zip([&e.key, &e.model, &e.provider]) {
+            let name = label.clone().unwrap_or_else(|| "-".into());
+            map.entry(name).or_default().add(e);
+        }
+    }
+    let [keys, models, providers] =
+        by.map(|m| Value::Object(m.into_iter().map(|(k, g)| (k, g.json())).collect()));
+    json!({"total": total.json(), "keys": keys, "models": models, "providers": providers})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::requests::entry;
+
+    #[test]
+    fn windows() {
+        assert_eq!(parse_window("1h"), Some(3_600_000));
+        assert_eq!(parse_window("30s"), Some(30_000));
+        assert_eq!(parse_window("7d"), Some(604_800_000));
+        for bad in ["", "h", "0m", "5", "1w", "-1h"] {
+            assert_eq!(parse_window(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 95.0), Some(95.0));
+        assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
+        assert_eq!(percentile(&[1.0, 2.0], 50.0), Some(1.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn groups_add_up() {
+        let mut es = vec![];
+        for (i, (k, s)) in [("a", 200), ("a", 500), ("b", 200), ("a", 200)]
+            .iter()
+            .enumerate()
+        {
+            let mut e = entry(k, "m", *s, (i + 1) as f64 * 10.0);
+            e.time_ms = 1_000 + i as u64;
+            es.push(Arc::new(e));
+        }
+        let v = summarize(&es, 1_001);
+        assert_eq!(v["total"]["requests"], 3, "the first is before the window");
+        assert_eq!(v["keys"]["a"]["requests"], 2);
+        assert_eq!(v["keys"]["a"]["errors"], 1);
+        assert_eq!(v["keys"]["b"]["tokens_in"], 10);
+        assert_eq!(v["models"]["m"]["p50_ms"], 30.0);
+        assert_eq!(v["models"]["m"]["p95_ms"], 40.0);
+        assert_eq!(v["providers"]["p"]["cost_usd"], 0.003);
+    }
+}
