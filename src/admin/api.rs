@@ -48,7 +48,7 @@ pub fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
 /// Unix seconds (fractions allowed) or RFC 3339 -> unix ms.
 pub fn parse_time(s: &str) -> Option<u64> {
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0) as u64);
+        return (secs.is_finite() && secs >= 0.0).then_some((secs * 1000.0) as u64);
     }
     let t: jiff::Timestamp = s.parse().ok()?;
     u64::try_from(t.as_millisecond()).ok()

@@ -75,7 +75,7 @@ pub fn start(snap: &Snapshot, config: Option<&str>) -> Result<(), String> {
                 .key_prefix
                 .as_deref()
                 .unwrap_or(crate::redis_limits::DEFAULT_PREFIX);
-            store::Backend::Redis(store::RedisKeys::new(url, prefix)?)
+            store::Backend::Redis(Box::new(store::RedisKeys::new(url, prefix)?))
         }
         crate::config::file::LimitBackend::Memory => {
             let path = match (&a.store, config) {

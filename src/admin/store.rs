@@ -13,7 +13,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub enum Backend {
     File(PathBuf),
-    Redis(RedisKeys),
+    Redis(Box<RedisKeys>),
 }
 
 impl Backend {

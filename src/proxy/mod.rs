@@ -43,7 +43,7 @@ pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub connector: Arc<upstream::Upstream>,
     pub limiter: Arc<Limiter>,
-    /// The admin listener serves only health and metrics.
+    /// The admin listener serves health, metrics and the admin API (`crate::admin`).
     pub admin: bool,
 }
 
