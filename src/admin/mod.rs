@@ -17,6 +17,7 @@ pub mod requests;
 pub mod session;
 pub mod stats;
 pub mod store;
+pub mod ui;
 pub mod usage;
 
 use crate::config::Snapshot;
@@ -161,9 +162,9 @@ pub fn observe(ctx: &RequestCtx, ingress: &'static str, total: Duration) {
     events::emit("request", || serde_json::to_value(&*e).unwrap_or_default());
 }
 
-/// Whether `path` is the admin API's.
+/// Whether `path` is the admin API's or the dashboard's.
 pub fn owns(path: &str) -> bool {
-    path == "/admin" || path.starts_with("/admin/")
+    path == "/admin" || path.starts_with("/admin/") || ui::owns(path)
 }
 
 fn header<'s>(s: &'s ServerSession, name: &str) -> Option<&'s str> {
@@ -248,6 +249,9 @@ pub async fn serve(
     let Some(st) = STATE.get().filter(|_| snap.admin.enabled()) else {
         return fail(s, ctx, 404, &format!("no route for {method} {path}")).await;
     };
+    if ui::owns(path) {
+        return ui::serve(s, ctx, method, path).await;
+    }
     let now = crate::limits::store::unix_ms();
     let rest = path.trim_start_matches("/admin").trim_start_matches('/');
     if rest == "login" && method == "POST" {

@@ -1,0 +1,242 @@
+// aigate console: one ES module, no build step, no network beyond this
+// listener. Session cookie auth (HttpOnly: this script never sees it);
+// writes send JSON, which the API requires of sessions (CSRF).
+
+const $ = (s, root = document) => root.querySelector(s);
+const pages = ["overview", "keys", "requests"];
+const SECONDS = 120;
+// Per-second buckets of the live feed: requests, errors, tokens.
+const live = { start: Math.floor(Date.now() / 1000), req: [], err: [], tok: [] };
+
+async function api(path, opts = {}) {
+  const init = { credentials: "same-origin", ...opts, headers: { ...(opts.headers || {}) } };
+  if (opts.body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(opts.body);
+  }
+  const r = await fetch(path, init);
+  const text = await r.text();
+  const body = text ? JSON.parse(text) : {};
+  if (r.status === 401 && path !== "/admin/login") showLogin();
+  if (!r.ok) throw new Error(body?.error?.message || `HTTP ${r.status}`);
+  return body;
+}
+
+function text(el, v) { el.textContent = v ?? "–"; }
+function cell(row, v, cls) { const td = row.insertCell(); td.textContent = v ?? "–"; if (cls) td.className = cls; return td; }
+function usd(v) { return v == null ? "–" : `$${Number(v).toFixed(4)}`; }
+
+// A sparkline: an SVG polyline over the last SECONDS values.
+function spark(svg, values) {
+  const max = Math.max(1, ...values);
+  const pts = values.map((v, i) => `${(i * 120) / (SECONDS - 1)},${30 - (v / max) * 28 - 1}`).join(" ");
+  svg.innerHTML = `<polyline points="${pts}"></polyline>`;
+}
+
+function bucket(kind, n) {
+  const sec = Math.floor(Date.now() / 1000);
+  const arr = live[kind];
+  const i = sec - live.start;
+  while (arr.length <= i) arr.push(0);
+  arr[i] += n;
+}
+
+function window_(arr) {
+  const now = Math.floor(Date.now() / 1000) - live.start;
+  const out = [];
+  for (let s = now - SECONDS + 1; s <= now; s++) out.push(s >= 0 ? arr[s] || 0 : 0);
+  return out;
+}
+
+function drawLive() {
+  const req = window_(live.req), err = window_(live.err), tok = window_(live.tok);
+  // Rates over the last 10 whole seconds.
+  const last = (a) => a.slice(-11, -1).reduce((x, y) => x + y, 0) / 10;
+  text($("#t-rps"), last(req).toFixed(1));
+  text($("#t-tps"), last(tok).toFixed(0));
+  spark($("#c-rps"), req);
+  spark($("#c-err"), err);
+  spark($("#c-tps"), tok);
+}
+
+let feed;
+function startFeed() {
+  if (feed) return;
+  feed = new EventSource("/admin/events");
+  feed.addEventListener("request", (ev) => {
+    const e = JSON.parse(ev.data).data;
+    bucket("req", 1);
+    if (e.status >= 400 || e.status === 0) bucket("err", 1);
+    bucket("tok", (e.tokens_in || 0) + (e.tokens_out || 0));
+    if (current() === "requests" && !filtering()) prependRequest(e);
+  });
+  feed.addEventListener("key", () => current() === "keys" && loadKeys());
+}
+
+async function loadOverview() {
+  const [h, d, p] = await Promise.all([api("/admin/stats?window=1h"), api("/admin/stats?window=24h"), api("/admin/providers")]);
+  const t = h.total;
+  text($("#t-err"), `${(t.error_rate * 100).toFixed(1)}%`);
+  text($("#t-lat"), t.p50_ms == null ? "–" : `${t.p50_ms} / ${t.p95_ms} ms`);
+  text($("#t-req"), t.requests);
+  text($("#t-cost"), usd(d.total.cost_usd));
+  const tb = $("#providers tbody");
+  tb.replaceChildren();
+  for (const pr of p.providers) {
+    const row = tb.insertRow();
+    cell(row, pr.name);
+    cell(row, pr.usable ? "usable" : `unusable: ${pr.why}`, pr.usable ? "good" : "bad");
+    cell(row, pr.in_flight);
+    cell(row, `${pr.resting_credentials} of ${pr.credentials.length}`);
+    cell(row, pr.recent ? `${pr.recent.errors} of ${pr.recent.requests}` : "0 of 0");
+  }
+}
+
+async function loadKeys() {
+  const { keys } = await api("/admin/keys");
+  const tb = $("#key-table tbody");
+  tb.replaceChildren();
+  for (const k of keys) {
+    const row = tb.insertRow();
+    row.dataset.id = k.id;
+    cell(row, k.id + (k.disabled ? " (disabled)" : ""));
+    cell(row, k.source);
+    cell(row, k.models ? k.models.join(", ") : "all");
+    const actions = () => row.insertCell();
+    if (k.read_only) {
+      cell(row, k.rpm); cell(row, k.tpm);
+    } else {
+      for (const f of ["rpm", "tpm"]) {
+        const td = row.insertCell();
+        const inp = document.createElement("input");
+        inp.value = k[f] ?? ""; inp.setAttribute("aria-label", `${f} of ${k.id}`); inp.name = f;
+        td.append(inp);
+      }
+    }
+    cell(row, `${k.usage.today.requests} req, ${usd(k.usage.today.cost_usd)}`);
+    cell(row, `${k.usage.month.requests} req, ${usd(k.usage.month.cost_usd)}`);
+    cell(row, k.remaining_budget_usd.daily == null ? "no budget" : usd(k.remaining_budget_usd.daily));
+    const td = actions();
+    if (k.read_only) { td.textContent = "config file"; continue; }
+    const save = button("Save", async () => {
+      const n = (v) => (v === "" ? null : Number(v));
+      await act(() => api(`/admin/keys/${encodeURIComponent(k.id)}`, { method: "PATCH", body: { rpm: n($("input[name=rpm]", row).value), tpm: n($("input[name=tpm]", row).value) } }));
+    });
+    const toggle = button(k.disabled ? "Enable" : "Disable", () => act(() => api(`/admin/keys/${encodeURIComponent(k.id)}`, { method: "PATCH", body: { disabled: !k.disabled } })));
+    const revoke = button("Revoke", () => confirm(`Revoke key ${k.id}? Clients using it get 401 at once.`) && act(() => api(`/admin/keys/${encodeURIComponent(k.id)}`, { method: "DELETE", headers: { "x-aigate-csrf": "1" } })));
+    revoke.dataset.action = "revoke";
+    td.append(save, " ", toggle, " ", revoke);
+  }
+}
+
+function button(label, onclick) {
+  const b = document.createElement("button");
+  b.type = "button"; b.textContent = label; b.addEventListener("click", onclick);
+  return b;
+}
+
+async function act(f) {
+  text($("#keys-error"), "");
+  try { await f(); } catch (e) { text($("#keys-error"), e.message); }
+  await loadKeys();
+}
+
+function filtering() {
+  return [...new FormData($("#filter-form")).values()].some((v) => v !== "");
+}
+
+function requestRow(tb, e, top) {
+  const row = top ? tb.insertRow(0) : tb.insertRow();
+  cell(row, new Date(e.time_ms).toLocaleTimeString());
+  cell(row, e.key); cell(row, e.model); cell(row, e.provider);
+  cell(row, e.status, e.status >= 400 || e.status === 0 ? "bad" : "");
+  cell(row, e.duration_ms); cell(row, e.tokens_in + e.tokens_out); cell(row, usd(e.cost_usd)); cell(row, e.error);
+}
+
+function prependRequest(e) {
+  const tb = $("#req-table tbody");
+  requestRow(tb, e, true);
+  while (tb.rows.length > 100) tb.deleteRow(-1);
+}
+
+async function loadRequests() {
+  const q = new URLSearchParams();
+  for (const [k, v] of new FormData($("#filter-form"))) if (v !== "") q.set(k, v);
+  q.set("limit", "100");
+  const r = await api(`/admin/requests?${q}`);
+  text($("#req-count"), `${r.matched} matching requests in the log (newest 100 shown)`);
+  const tb = $("#req-table tbody");
+  tb.replaceChildren();
+  for (const e of r.requests) requestRow(tb, e, false);
+}
+
+function current() {
+  const h = location.hash.slice(1);
+  return pages.includes(h) ? h : "overview";
+}
+
+async function show() {
+  const page = current();
+  for (const p of pages) $(`#${p}`).hidden = p !== page;
+  for (const a of document.querySelectorAll("nav a")) {
+    if (a.dataset.page === page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  try {
+    if (page === "overview") await loadOverview();
+    if (page === "keys") await loadKeys();
+    if (page === "requests") await loadRequests();
+  } catch (e) { console.warn(e); }
+}
+
+function showLogin() {
+  $("#nav").hidden = true;
+  for (const p of pages) $(`#${p}`).hidden = true;
+  $("#login").hidden = false;
+  $("#login-form input[name=name]").focus();
+}
+
+async function start() {
+  $("#login").hidden = true;
+  $("#nav").hidden = false;
+  startFeed();
+  await show();
+}
+
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try {
+    await api("/admin/login", { method: "POST", body: { name: f.get("name"), password: f.get("password") } });
+    ev.target.reset();
+    text($("#login-error"), "");
+    await start();
+  } catch (e) { text($("#login-error"), e.message); }
+});
+
+$("#logout").addEventListener("click", async () => {
+  await api("/admin/logout", { method: "POST", body: {} });
+  if (feed) { feed.close(); feed = undefined; }
+  showLogin();
+});
+
+$("#key-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const body = {};
+  for (const [k, v] of new FormData(ev.target)) {
+    if (v === "") continue;
+    body[k] = k === "models" ? v.split(",").map((s) => s.trim()).filter(Boolean) : k === "id" ? v : Number(v);
+  }
+  await act(async () => {
+    const made = await api("/admin/keys", { method: "POST", body });
+    text($("#new-key-value"), made.key);
+    $("#new-key").hidden = false;
+    ev.target.reset();
+  });
+});
+
+$("#filter-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadRequests(); });
+window.addEventListener("hashchange", show);
+setInterval(() => { drawLive(); }, 1000);
+setInterval(() => { if (!$("#nav").hidden && current() === "overview") loadOverview().catch(() => {}); }, 5000);
+
+api("/admin/session").then(start, () => showLogin());

@@ -1,0 +1,123 @@
+"""Issue 16: the dashboard in a real browser (headless Chromium, `browser.py`).
+
+It logs in, sees the live numbers move while traffic flows, creates a key and uses
+it with the `openai` SDK, revokes it and sees the SDK get 401, filters the request
+log, and saves a screenshot of each page (light, dark, phone width) under the test's
+output folder (`AIGATE_E2E_SCREENSHOTS=<dir>` copies them there too).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import openai
+import pytest
+
+from browser import Browser
+from harness import GW_KEY_A, Gateway
+from helpers import http
+from mock_upstream import MockUpstream
+from test_admin import PASSWORD, admin_config, chat, password_hash  # noqa: F401 (fixture)
+
+StartGateway = Callable[..., Gateway]
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    b = Browser(tmp_path / "chromium")
+    yield b
+    b.close()
+
+
+def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartGateway, upstream: MockUpstream, password_hash: str, browser: Browser, tmp_path: Path):  # noqa: F811
+    gw = start_gateway(admin_config(upstream, password_hash))
+    shots = tmp_path / "screenshots"
+    b = browser
+
+    # The page itself needs no session; the API behind it does.
+    b.goto(gw.admin_url + "/")
+    assert b.eval("location.pathname") == "/ui/"
+    b.wait("the login form", "!document.querySelector('#login').hidden")
+    b.screenshot(shots / "login.png")
+    b.eval("document.querySelector('#login-form [name=name]').value = 'ops'")
+    b.eval("document.querySelector('#login-form [name=password]').value = 'wrong'")
+    b.eval("document.querySelector('#login-form').requestSubmit()")
+    b.wait("a refused login says so", "document.querySelector('#login-error').textContent.includes('wrong user name or password')")
+    b.eval(f"document.querySelector('#login-form [name=password]').value = {PASSWORD!r}")
+    b.eval("document.querySelector('#login-form').requestSubmit()")
+    b.wait("the overview", "!document.querySelector('#overview').hidden && !document.querySelector('#nav').hidden")
+    assert b.eval("document.cookie") == "", "the session cookie is HttpOnly"
+
+    # Live numbers move while traffic flows (the event feed, no reload).
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            chat(gw, GW_KEY_A)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=traffic, daemon=True)
+    t.start()
+    try:
+        b.wait("requests/s above 0", "parseFloat(document.querySelector('#t-rps').textContent) > 0", timeout=15)
+        b.wait("tokens/s above 0", "parseFloat(document.querySelector('#t-tps').textContent) > 0", timeout=15)
+        b.wait("the 1h request count refreshed", "parseInt(document.querySelector('#t-req').textContent) > 0", timeout=15)
+        b.wait("a sparkline drawn", "document.querySelector('#c-rps polyline') !== null")
+        b.screenshot(shots / "overview.png")
+    finally:
+        stop.set()
+        t.join(10)
+    assert "oa" in b.eval("document.querySelector('#providers').textContent")
+
+    # Keys: create (shown once), use it with the SDK, revoke, SDK gets 401.
+    b.eval("location.hash = '#keys'")
+    b.wait("the keys page", "!document.querySelector('#keys').hidden && document.querySelector('#key-table tbody').rows.length > 0")
+    b.eval("document.querySelector('#key-form [name=id]').value = 'ui-key'")
+    b.eval("document.querySelector('#key-form [name=rpm]').value = '100'")
+    b.eval("document.querySelector('#key-form').requestSubmit()")
+    key = b.wait("the new key shown", "!document.querySelector('#new-key').hidden && document.querySelector('#new-key-value').textContent")
+    assert key.startswith("sk-aigate-")
+    b.wait("the key listed", "[...document.querySelectorAll('#key-table tbody tr')].some(r => r.dataset.id === 'ui-key')")
+    assert chat(gw, key).choices[0].message.content == "echo: hi"
+    b.screenshot(shots / "keys.png")
+    b.eval("window.confirm = () => true")
+    b.eval("document.querySelector('#key-table tr[data-id=\"ui-key\"] button[data-action=revoke]').click()")
+    b.wait("the key gone", "![...document.querySelectorAll('#key-table tbody tr')].some(r => r.dataset.id === 'ui-key')")
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, key)
+
+    # Request log: filter by key.
+    b.eval("location.hash = '#requests'")
+    b.wait("the request log", "!document.querySelector('#requests').hidden && document.querySelector('#req-table tbody').rows.length > 0")
+    b.eval("document.querySelector('#filter-form [name=key]').value = 'ui-key'")
+    b.eval("document.querySelector('#filter-form').requestSubmit()")
+    b.wait("the filtered log", "document.querySelector('#req-count').textContent.startsWith('1 matching')")
+    keys = b.eval("[...document.querySelectorAll('#req-table tbody tr')].map(r => r.cells[1].textContent)")
+    assert keys == ["ui-key"], keys
+    b.screenshot(shots / "requests.png")
+
+    # Dark, and a phone-width screen: still readable (no horizontal page scroll).
+    b.dark(True)
+    b.eval("location.hash = '#overview'")
+    b.wait("overview again", "!document.querySelector('#overview').hidden")
+    assert b.eval("getComputedStyle(document.body).backgroundColor") == "rgb(13, 17, 23)"
+    b.screenshot(shots / "overview-dark.png")
+    b.size(390, 844)
+    b.eval("location.hash = '#keys'")
+    b.wait("keys at phone width", "!document.querySelector('#keys').hidden")
+    assert b.eval("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways at 390 px"
+    b.screenshot(shots / "keys-phone.png")
+
+    for name in ("login", "overview", "keys", "requests", "overview-dark", "keys-phone"):
+        assert (shots / f"{name}.png").stat().st_size > 5000, name
+    out = os.environ.get("AIGATE_E2E_SCREENSHOTS")
+    if out:
+        shutil.copytree(shots, out, dirs_exist_ok=True)
+    # Logged in through the dashboard: the login is in the admin log.
+    assert "admin=ops action=login" in gw.log_text()
+    assert http().get(gw.admin_url + "/ui/app.js", timeout=5).headers["content-security-policy"].startswith("default-src 'self'")
