@@ -32,6 +32,24 @@ pub fn emit(kind: &str, data: impl FnOnce() -> Value) {
     let _ = TX.send(Arc::from(format!("event: {kind}\ndata: {v}\n\n")));
 }
 
+/// A provider's circuit opened (`circuit` event).
+pub fn circuit_opened(provider: &str) {
+    emit("circuit", || json!({"provider": provider, "open": true}));
+}
+
+/// A provider credential (by index) rests for `d` (`credential` event).
+pub fn credential_resting(provider: &str, index: usize, d: Duration) {
+    emit(
+        "credential",
+        || json!({"provider": provider, "index": index, "resting_seconds": d.as_secs_f64()}),
+    );
+}
+
+/// The shared limit store went down or came back (`store` event).
+pub fn store_state(backend: &str, up: bool) {
+    emit("store", || json!({"backend": backend, "up": up}));
+}
+
 /// Stream events to one client until it leaves or the process drains.
 pub async fn stream(s: &mut ServerSession, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
     let mut rx = TX.subscribe();

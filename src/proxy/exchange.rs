@@ -640,6 +640,7 @@ fn judge(
     match (v, cred) {
         (Verdict::Rest { rest, hinted }, Some(i)) => {
             p.rest.rest(i, rest, hinted, now);
+            crate::admin::events::credential_resting(&p.name, i, rest);
             if let Failure::Status(st @ (401 | 403), ..) = f
                 && p.rest.news(i)
             {
@@ -664,6 +665,7 @@ fn judge(
         }
         (Verdict::Fault, _) => {
             if p.breaker.failure(&snap.breaker, now) {
+                crate::admin::events::circuit_opened(&p.name);
                 log::warn!(
                     "provider '{}' circuit opened after repeated failures",
                     p.name

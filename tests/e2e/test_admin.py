@@ -304,8 +304,10 @@ def test_reload_endpoint_reports_problems_with_their_paths(start_gateway: StartG
     assert chat(gw, GW_KEY_A).choices, "the running config still serves"
 
 
-def test_events_feed_shows_a_completion(start_gateway: StartGateway, upstream: MockUpstream):
-    gw = start_gateway(admin_config(upstream))
+def test_events_feed_shows_a_completion_and_a_circuit_opening(start_gateway: StartGateway, upstream: MockUpstream):
+    cfg = admin_config(upstream)
+    cfg["circuit_breaker"] = {"failure_threshold": 1, "open_seconds": 30}
+    gw = start_gateway(cfg)
     seen: list[str] = []
     ready = threading.Event()
 
@@ -315,7 +317,7 @@ def test_events_feed_shows_a_completion(start_gateway: StartGateway, upstream: M
             for line in r.iter_lines():
                 ready.set()
                 seen.append(line)
-                if line.startswith("data:") and '"type":"request"' in line:
+                if line.startswith("data:") and '"type":"circuit"' in line:
                     return
 
     t = threading.Thread(target=listen, daemon=True)
@@ -323,10 +325,14 @@ def test_events_feed_shows_a_completion(start_gateway: StartGateway, upstream: M
     assert ready.wait(10), "no first line from the feed"
     resp = sdk(gw, GW_KEY_A).chat.completions.with_raw_response.create(model="chat-m", messages=[{"role": "user", "content": "hi"}])
     rid = resp.headers["x-request-id"]
+    with pytest.raises(openai.InternalServerError):
+        chat(gw, GW_KEY_A, model="fail-m")
     t.join(10)
-    assert not t.is_alive(), f"no completion event; saw {seen}"
-    data = json.loads([line for line in seen if line.startswith("data:")][-1][5:])
-    assert data["type"] == "request" and data["data"]["request_id"] == rid and data["data"]["key"] == "team-a"
+    assert not t.is_alive(), f"no circuit event; saw {seen}"
+    events = [json.loads(line[5:]) for line in seen if line.startswith("data:")]
+    done = [e["data"] for e in events if e["type"] == "request"]
+    assert done[0]["request_id"] == rid and done[0]["key"] == "team-a" and done[0]["status"] == 200, done
+    assert events[-1]["data"] == {"provider": "oa", "open": True}, events[-1]
 
 
 # ---------------------------------------------------------------------------- two nodes, one Redis

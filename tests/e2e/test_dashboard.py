@@ -101,6 +101,23 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     assert keys == ["ui-key"], keys
     b.screenshot(shots / "requests.png")
 
+    # Models and the redacted config, with a reload that reports a broken file.
+    b.eval("location.hash = '#models'")
+    b.wait("the models page", "document.querySelector('#model-table tbody').rows.length >= 3")
+    assert "gpt-up" in b.eval("document.querySelector('#model-table').textContent")
+    b.screenshot(shots / "models.png")
+    b.eval("location.hash = '#config'")
+    b.wait("the config page", "document.querySelector('#config-text').textContent.includes('[redacted]')")
+    assert PASSWORD not in b.eval("document.body.textContent") and GW_KEY_A not in b.eval("document.body.textContent")
+    good = gw.config_path.read_text()
+    gw.config_path.write_text(good.replace("- id: team-a\n", "- id: team-a\n  rpm: 0\n", 1))
+    b.eval("document.querySelector('#reload').click()")
+    b.wait("the reload refused with its path", "document.querySelector('#reload-result').textContent.includes('keys[0].rpm')")
+    gw.config_path.write_text(good)
+    b.eval("document.querySelector('#reload').click()")
+    b.wait("the reload taken", "document.querySelector('#reload-result').textContent === 'config reloaded'")
+    b.screenshot(shots / "config.png")
+
     # Dark, and a phone-width screen: still readable (no horizontal page scroll).
     b.dark(True)
     b.eval("location.hash = '#overview'")
@@ -113,7 +130,7 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     assert b.eval("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways at 390 px"
     b.screenshot(shots / "keys-phone.png")
 
-    for name in ("login", "overview", "keys", "requests", "overview-dark", "keys-phone"):
+    for name in ("login", "overview", "keys", "requests", "models", "config", "overview-dark", "keys-phone"):
         assert (shots / f"{name}.png").stat().st_size > 5000, name
     out = os.environ.get("AIGATE_E2E_SCREENSHOTS")
     if out:

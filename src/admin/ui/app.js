@@ -3,7 +3,7 @@
 // writes send JSON, which the API requires of sessions (CSRF).
 
 const $ = (s, root = document) => root.querySelector(s);
-const pages = ["overview", "keys", "requests"];
+const pages = ["overview", "keys", "requests", "models", "config"];
 const SECONDS = 120;
 // Per-second buckets of the live feed: requests, errors, tokens.
 const live = { start: Math.floor(Date.now() / 1000), req: [], err: [], tok: [] };
@@ -170,6 +170,30 @@ async function loadRequests() {
   for (const e of r.requests) requestRow(tb, e, false);
 }
 
+async function loadModels() {
+  const { models } = await api("/admin/models");
+  const tb = $("#model-table tbody");
+  tb.replaceChildren();
+  for (const m of models) {
+    m.targets.forEach((t, i) => {
+      const row = tb.insertRow();
+      cell(row, i === 0 ? m.name : "");
+      cell(row, i === 0 ? m.strategy : "");
+      cell(row, t.provider);
+      cell(row, t.model ?? "(as asked)");
+      cell(row, t.usable ? "usable" : `unusable: ${t.why}`, t.usable ? "good" : "bad");
+      cell(row, `${t.resting_credentials} of ${t.credentials.length}`);
+      cell(row, t.price ? `$${t.price.input} / $${t.price.output}` : "unpriced");
+    });
+  }
+}
+
+async function loadConfig() {
+  const c = await api("/admin/config");
+  text($("#config-meta"), `${c.source}, loaded ${c.loaded_at}, ${c.reload_count} reloads`);
+  text($("#config-text"), JSON.stringify(c.config, null, 2));
+}
+
 function current() {
   const h = location.hash.slice(1);
   return pages.includes(h) ? h : "overview";
@@ -185,6 +209,8 @@ async function show() {
     if (page === "overview") await loadOverview();
     if (page === "keys") await loadKeys();
     if (page === "requests") await loadRequests();
+    if (page === "models") await loadModels();
+    if (page === "config") await loadConfig();
   } catch (e) { console.warn(e); }
 }
 
@@ -232,6 +258,14 @@ $("#key-form").addEventListener("submit", async (ev) => {
     $("#new-key").hidden = false;
     ev.target.reset();
   });
+});
+
+$("#reload").addEventListener("click", async () => {
+  text($("#reload-result"), "reloading…");
+  const r = await fetch("/admin/reload", { method: "POST", credentials: "same-origin", headers: { "x-aigate-csrf": "1" } });
+  const body = await r.json();
+  text($("#reload-result"), body.ok ? body.message : `refused:\n${(body.problems || [body?.error?.message]).join("\n")}`);
+  await loadConfig();
 });
 
 $("#filter-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadRequests(); });
