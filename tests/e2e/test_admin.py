@@ -5,7 +5,7 @@ without admin credentials and says how to turn it on; a missing or wrong token i
 401; a dashboard session expires and logins are rate-limited; no configured secret
 appears in any admin answer; a config key is read-only; a runtime key works with
 the SDK right after its creation, after a SIGHUP reload and after a restart (file
-store), and is refused (401) right after revocation; the request log filters; the
+store) and after a binary upgrade, and is refused (401) right after revocation; the request log filters; the
 stats add up to the traffic sent; `POST /admin/reload` reports a broken config with
 its YAML path; the event feed shows a completion; two gateways sharing Redis share
 their runtime keys.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -226,6 +227,32 @@ def test_runtime_key_lifecycle_reload_and_restart(start_gateway: StartGateway, u
         chat(gw, key)
     assert http().delete(gw.admin_url + "/admin/keys/ci", headers=auth(), timeout=5).status_code == 404
     assert "admin=token action=key_delete target=ci status=200" in gw.log_text()
+
+
+def test_runtime_key_survives_a_binary_upgrade_started_by_the_reload_endpoint(start_gateway: StartGateway, upstream: MockUpstream, tmp_path: Path):
+    exe = tmp_path / "bin" / "aigate"
+    exe.parent.mkdir()
+    shutil.copy2(aigate_bin(), exe)
+    gw = start_gateway(admin_config(upstream), binary=str(exe))
+    old = gw.proc
+    assert old is not None
+    key = create_key(gw, id="kept")["key"]
+    assert chat(gw, key).choices
+    # A new executable (new inode); the reload endpoint hands over to it.
+    shutil.copy2(aigate_bin(), exe.parent / "aigate.new")
+    os.replace(exe.parent / "aigate.new", exe)
+    r = http().post(gw.admin_url + "/admin/reload", headers=auth(), timeout=20)
+    assert r.status_code == 200 and "a new process is taking over" in r.json()["message"], r.text
+    pid_file = gw.workdir / f"{gw.name}.pid"
+    wait_for("the new process's pid", lambda: pid_file.read_text().strip() not in ("", str(old.pid)), timeout=15)
+    new_pid = int(pid_file.read_text())
+    try:
+        wait_for("the old process gone", lambda: old.poll() is not None, timeout=15)
+        assert chat(gw, key).choices, "the runtime key did not survive the upgrade"
+        assert any(k["id"] == "kept" for k in get(gw, "/admin/keys").json()["keys"])
+    finally:
+        os.kill(new_pid, signal.SIGTERM)
+        wait_for("the new process stopped", lambda: not Path(f"/proc/{new_pid}").exists() or "zombie" in Path(f"/proc/{new_pid}/status").read_text().lower(), timeout=10)
 
 
 def test_runtime_keys_turn_authentication_on(start_gateway: StartGateway, upstream: MockUpstream):
