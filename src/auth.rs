@@ -149,14 +149,15 @@ mod tests {
 
     #[test]
     fn check_says_missing_or_invalid() {
-        let keys = vec![key("a", "sk-a")];
+        let loaded = crate::config::parse_text("keys: [{id: a, key: sk-a}]\n").unwrap();
+        let snap = crate::config::Snapshot::compile(&loaded).unwrap();
         let none = |_: &str| None;
-        assert_eq!(check(&keys, &none, None).err(), Some("missing gateway key"));
+        assert_eq!(check(&snap, &none, None).err(), Some("missing gateway key"));
         assert_eq!(
-            check(&keys, &none, Some("key=sk-x")).err(),
+            check(&snap, &none, Some("key=sk-x")).err(),
             Some("invalid gateway key")
         );
         let h = |n: &str| (n == "x-api-key").then_some("sk-a");
-        assert_eq!(check(&keys, &h, None).map(|k| k.id.as_str()), Ok("a"));
+        assert_eq!(check(&snap, &h, None).map(|k| k.id.clone()), Ok("a".into()));
     }
 }
