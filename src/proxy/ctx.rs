@@ -48,7 +48,10 @@ pub struct RequestCtx {
     /// Client paths the last converted body left out (SPEC drop-and-name
     /// rule): `x-aigate-dropped` on every answer, and the access line.
     pub dropped: Dropped,
-    _inflight: InflightGuard,
+    /// Set when this is an attempt's subrequest (`subreq`).
+    pub sub: Option<Arc<super::subreq::Job>>,
+    /// The in-flight gauge's count of this request (none for a subrequest).
+    pub inflight: Option<InflightGuard>,
 }
 
 impl RequestCtx {
@@ -77,7 +80,8 @@ impl RequestCtx {
             pass: None,
             kept: None,
             dropped: Dropped::default(),
-            _inflight: InflightGuard::new(),
+            sub: None,
+            inflight: Some(InflightGuard::new()),
         }
     }
 }

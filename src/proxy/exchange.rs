@@ -1,14 +1,12 @@
 //! The upstream exchange for AI routes, driven from `request_filter`.
 //!
-//! Design decision (README "Design: routing on the body"): Pingora picks the
-//! upstream before it reads the body and replays a pre-read body only from a
-//! 64 KiB retry buffer, so AI routes read the whole body here, then talk to the
-//! upstream through pingora-core's pooled `Connector` and write the answer
-//! themselves, converting it chunk by chunk. This keeps Pingora's server,
-//! listeners, graceful upgrade and connection pooling, and gives retries the
-//! converted body for every target.
+//! Design decision (README "Design: one request, one subrequest per
+//! attempt"): Pingora picks the upstream before it reads the body and replays
+//! a pre-read body only from a 64 KiB retry buffer, so AI routes read the
+//! whole body here, then make each attempt a Pingora subrequest (`subreq`)
+//! with that target's converted body, and relay its answer themselves,
+//! converting it chunk by chunk and holding the head until the first content.
 
-use super::answer::{Answer, Head};
 use super::budget::{BUFFERED, Held};
 use super::ctx::RequestCtx;
 use super::head::{self, Body, Marks};
@@ -16,7 +14,7 @@ use super::headers::{UpstreamRequest, client_response, upstream_request_head};
 use super::intake::{Peeked, splice_model};
 use super::respond;
 use super::stream;
-use super::upstream::{Upstream as Connector, ready_now};
+use super::subreq::{self, Answer, ready_now};
 use crate::config::file::ProviderKind;
 use crate::config::runtime::{Provider, Resolved};
 use crate::limits::Holds;
@@ -29,6 +27,8 @@ use bytes::{Bytes, BytesMut};
 use pingora_core::ErrorType;
 use pingora_core::protocols::http::ServerSession as Session;
 use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::ResponseHeader;
+use pingora_proxy::SubrequestSpawner;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -246,7 +246,7 @@ pub enum Failure {
     Timeout(String),
     Io(String),
     /// A retryable status from the upstream; body kept to relay if it is the last.
-    Status(u16, Box<Head>, Bytes, Format),
+    Status(u16, Box<ResponseHeader>, Bytes, Format),
     /// The request cannot be expressed in this target's format.
     Convert(translate::TranslateError),
     /// The target is at one of its own limits (skipped, not tried).
@@ -265,7 +265,13 @@ enum Attempt {
 /// An upstream error answer as a failure, with any credential of the provider
 /// that the upstream echoed in it (auth errors do) redacted: this body may be
 /// relayed to the client.
-fn status_failure(p: &Provider, status: u16, head: Head, body: Bytes, from: Format) -> Failure {
+fn status_failure(
+    p: &Provider,
+    status: u16,
+    head: ResponseHeader,
+    body: Bytes,
+    from: Format,
+) -> Failure {
     let body = p.credentials.redact(&body).map_or(body, Bytes::from);
     Failure::Status(status, Box::new(head), body, from)
 }
@@ -343,7 +349,7 @@ enum Turn {
 /// the candidate out longest is tried anyway (`resilience::fallback`). On
 /// total failure the client gets the last error.
 pub async fn run(
-    connector: &Connector,
+    spawner: &SubrequestSpawner,
     limiter: &Arc<Limiter>,
     s: &mut Session,
     ctx: &mut RequestCtx,
@@ -373,7 +379,7 @@ pub async fn run(
                 let snap = ctx.snap.clone();
                 return estimate_count(s, ctx, ask, &snap.providers[t.provider], t).await;
             }
-            match turn(connector, limiter, s, ctx, ask, t, ti, &mut tries, None).await? {
+            match turn(spawner, limiter, s, ctx, ask, t, ti, &mut tries, None).await? {
                 Turn::Answered => return Ok(()),
                 Turn::Tried => progressed = true,
                 Turn::Skipped => {}
@@ -389,7 +395,7 @@ pub async fn run(
                 let force = tries.per_target[ti].1;
                 let t = &targets[ti];
                 if let Turn::Answered =
-                    turn(connector, limiter, s, ctx, ask, t, ti, &mut tries, force).await?
+                    turn(spawner, limiter, s, ctx, ask, t, ti, &mut tries, force).await?
                 {
                     return Ok(());
                 }
@@ -410,7 +416,7 @@ pub async fn run(
 /// attempt, made once despite a rest or an open circuit.
 #[allow(clippy::too_many_arguments)]
 async fn turn(
-    connector: &Connector,
+    spawner: &SubrequestSpawner,
     limiter: &Arc<Limiter>,
     s: &mut Session,
     ctx: &mut RequestCtx,
@@ -448,7 +454,7 @@ async fn turn(
         ctx.upstream_model.clone_from(&t.model);
         p.inflight.fetch_add(1, Ordering::Relaxed);
         let key = cred.and_then(|i| p.credentials.key(i));
-        let r = attempt(connector, s, ctx, ask, p, t, key).await;
+        let r = attempt(spawner, s, ctx, ask, p, t, key).await;
         p.inflight.fetch_sub(1, Ordering::Relaxed);
         settle_hold(limiter, ctx, hold, &r).await;
         let failure = match r {
@@ -627,7 +633,7 @@ fn judge(
         Failure::Status(st, h, ..) => Ended::Status(
             *st,
             (*st == 429)
-                .then(|| resilience::reset_hint(|n| h.get_str(n)))
+                .then(|| resilience::reset_hint(|n| get_str(h, n)))
                 .flatten(),
         ),
         Failure::Connect(_) | Failure::Timeout(_) | Failure::Io(_) => Ended::Transport,
@@ -816,13 +822,13 @@ async fn relay_error(
     ingress: Format,
     from: Format,
     status: u16,
-    header: &Head,
+    header: &ResponseHeader,
     body: &[u8],
 ) -> pingora_core::Result<()> {
     ctx.error = Some(format!("upstream status {status}"));
     let converted = translate::convert_error(from, ingress, status, body);
     let mut extra = vec![];
-    if let Some(ra) = header.get_str("retry-after") {
+    if let Some(ra) = get_str(header, "retry-after") {
         extra.push(("retry-after", ra.to_string()));
     }
     respond::send(s, ctx, status, "application/json", converted, &extra).await
@@ -845,16 +851,9 @@ fn build_peer(p: &Provider, addr: SocketAddr) -> HttpPeer {
     peer::peer(addr, &p.endpoint, p.trust(), t)
 }
 
-async fn timed<T>(wait: &mut Duration, f: impl std::future::Future<Output = T>) -> T {
-    let t = Instant::now();
-    let out = f.await;
-    *wait += t.elapsed();
-    out
-}
-
 /// One upstream attempt. Returns `Err` only when the client connection failed.
 async fn attempt(
-    connector: &Connector,
+    spawner: &SubrequestSpawner,
     s: &mut Session,
     ctx: &mut RequestCtx,
     ask: &mut Ask,
@@ -938,34 +937,17 @@ async fn attempt(
     // A request once written is never written again on this attempt: the
     // upstream may have acted on it (a replayed POST is a second, billed
     // call). A failure here is a failed attempt, and the retry policy decides.
-    let up = match timed(
-        &mut ctx.upstream_wait,
-        connector.stream(&peer, ctx.kept.as_mut()),
-    )
-    .await
-    {
-        Ok(x) => x,
-        Err(e) => {
-            if e.etype() == &ErrorType::TLSHandshakeFailure {
-                // The reason (unknown issuer, name mismatch) is only in the error's context.
-                log::warn!("provider '{}': TLS with {addr} failed: {e}", p.name);
-            }
-            return Ok(Attempt::Failed(classify(&e, "connect")));
-        }
-    };
-    let write_timeout = p.timeouts.connect.max(Duration::from_secs(10));
+    let job = subreq::Job::new(peer, head, body.len(), &p.name);
+    let pending = subreq::start(spawner, s, job.clone(), body);
     let t = Instant::now();
     let sent = {
-        let exchange = async {
-            let up = Connector::send(up, head, &body, write_timeout).await?;
-            Answer::read(up, p.timeouts.first_byte).await
-        };
-        tokio::pin!(exchange);
+        let answer = pending.head(p.timeouts.connect, p.timeouts.first_byte);
+        tokio::pin!(answer);
         // A client that leaves while the upstream thinks ends the attempt.
         tokio::select! {
-            r = &mut exchange => Some(r),
+            r = &mut answer => Some(r),
             r = s.read_body_or_idle(true) => match r {
-                Ok(Some(_)) => exchange.await.into(),
+                Ok(Some(_)) => answer.await.into(),
                 _ => None,
             },
         }
@@ -973,9 +955,20 @@ async fn attempt(
     ctx.upstream_wait += t.elapsed();
     let mut up = match sent {
         Some(Ok(up)) => up,
-        Some(Err(e)) => return Ok(Attempt::Failed(classify(&e, "upstream"))),
+        Some(Err(e)) => {
+            if e.etype() == &ErrorType::TLSHandshakeFailure {
+                // The reason (unknown issuer, name mismatch) is only in the error's context.
+                log::warn!("provider '{}': TLS with {addr} failed: {e}", p.name);
+            }
+            let during = if job.connected() {
+                "upstream"
+            } else {
+                "connect"
+            };
+            return Ok(Attempt::Failed(classify(&e, during)));
+        }
         None => {
-            // The upstream connection was dropped (closed) with the exchange.
+            // The subrequest was aborted (its connection closed) with the wait.
             ctx.error = Some("client disconnected".into());
             crate::metrics::METRICS
                 .client_disconnects
@@ -995,7 +988,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector.release(up, &peer, ctx.kept.as_mut()).await;
+        up.finish().await;
         return Ok(Attempt::Failed(status_failure(p, status, header, body, to)));
     }
     if let (Op::Embeddings, Format::Gemini, Some(info)) = (ask.op, to, &ask.embeddings) {
@@ -1003,7 +996,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector.release(up, &peer, ctx.kept.as_mut()).await;
+        up.finish().await;
         match translate::embeddings::gemini_to_openai_response(&body, info) {
             Ok(a) => {
                 ctx.usage = Some(translate::Usage {
@@ -1026,17 +1019,17 @@ async fn attempt(
         return Ok(Attempt::Done);
     }
     if ask.op == Op::CountTokens {
-        return count_answer(connector, s, ctx, up, &peer, p, ask, to).await;
+        return count_answer(s, ctx, up, p, ask, to).await;
     }
     if stream {
-        return Box::pin(stream_answer(connector, s, ctx, up, &peer, p, ask, to)).await;
+        return Box::pin(stream_answer(s, ctx, up, p, ask, to)).await;
     } else {
         // The client's head, from the upstream's before the session goes.
         let head = if same {
             let header = up.head();
             let mut h = client_response(header, status, false, None)?;
-            if let Some(ct) = header.get("content-type") {
-                h.insert_header("content-type", ct)?;
+            if let Some(ct) = header.headers.get("content-type") {
+                h.insert_header("content-type", ct.clone())?;
             }
             Some(h)
         } else {
@@ -1048,7 +1041,7 @@ async fn attempt(
             Ok(b) => b,
             Err(f) => return Ok(Attempt::Failed(f)),
         };
-        connector.release(up, &peer, ctx.kept.as_mut()).await;
+        up.finish().await;
         ctx.usage = translate::response_usage(to, &body);
         if let Some(mut h) = head {
             count_outcome(p, "ok");
@@ -1082,11 +1075,9 @@ async fn attempt(
 /// tokens, so none are recorded.
 #[allow(clippy::too_many_arguments)]
 async fn count_answer(
-    connector: &Connector,
     s: &mut Session,
     ctx: &mut RequestCtx,
     mut up: Answer,
-    peer: &HttpPeer,
     p: &Provider,
     ask: &Ask,
     from: Format,
@@ -1103,7 +1094,7 @@ async fn count_answer(
         Ok(b) => b,
         Err(f) => return Ok(Attempt::Failed(f)),
     };
-    connector.release(up, peer, ctx.kept.as_mut()).await;
+    up.finish().await;
     count_outcome(p, "ok");
     if let Some(mut h) = head {
         head::complete(
@@ -1183,10 +1174,7 @@ async fn read_all(
     let too_large = || Failure::Io(format!("upstream body larger than {cap} bytes"));
     // A declared length is taken from the budget (and allocated) at once: no
     // regrowth copies, and a refusal before the body is read.
-    let declared = up
-        .head()
-        .get_str("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = get_str(up.head(), "content-length").and_then(|v| v.trim().parse::<u64>().ok());
     if let Some(n) = declared {
         if n > cap as u64 {
             return Err(too_large());
@@ -1323,11 +1311,9 @@ async fn wait_chunk(
 /// `Attempt::Failed` and the next target can still answer.
 #[allow(clippy::too_many_arguments)]
 async fn stream_answer(
-    connector: &Connector,
     s: &mut Session,
     ctx: &mut RequestCtx,
     mut up: Answer,
-    peer: &HttpPeer,
     p: &Provider,
     ask: &Ask,
     from: Format,
@@ -1411,7 +1397,7 @@ async fn stream_answer(
                         count_outcome(p, "ok");
                         // A client that only half-closed still gets a proper end.
                         let _ = write_body(s, ctx, Bytes::new(), true).await;
-                        connector.release(up, peer, ctx.kept.as_mut()).await;
+                        up.finish().await;
                         return Ok(Attempt::Done);
                     }
                 }
@@ -1512,7 +1498,7 @@ async fn stream_answer(
                     // An empty 200 would read as an answer with no content:
                     // nothing reached the client, so it fails over (and ends
                     // as a 502 in the client's format).
-                    connector.release(up, peer, ctx.kept.as_mut()).await;
+                    up.finish().await;
                     return Ok(Attempt::Failed(Failure::Io(
                         "upstream stream ended with no events".into(),
                     )));
@@ -1528,7 +1514,7 @@ async fn stream_answer(
                 if corked {
                     super::cork::set(s, false);
                 }
-                connector.release(up, peer, ctx.kept.as_mut()).await;
+                up.finish().await;
                 return Ok(Attempt::Done);
             }
             Wait::Chunk(Err(f)) => {
@@ -1571,6 +1557,11 @@ async fn upstream_ends(up: &mut Answer) -> bool {
         tokio::time::timeout(END_GRACE, up.body()).await,
         Ok(Ok(None))
     )
+}
+
+/// A header of an upstream answer, if it is text.
+fn get_str<'a>(h: &'a ResponseHeader, name: &str) -> Option<&'a str> {
+    h.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// A stream's usage for accounting: what it reported, with what it did not

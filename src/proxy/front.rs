@@ -76,9 +76,15 @@ struct Carry {
 
 impl Front {
     pub fn new(gw: Gateway, proxy: HttpProxy<Gateway>) -> Self {
+        let proxy = Arc::new(proxy);
+        // The proxy shares this gateway's cell: both paths spawn AI attempts
+        // as subrequests of this proxy.
+        let _ = gw
+            .spawner
+            .set(pingora_proxy::SubrequestSpawner::new(proxy.clone()));
         Front {
             gw,
-            proxy: Arc::new(proxy),
+            proxy,
             stopping: AtomicBool::new(false),
             stop: Notify::new(),
         }

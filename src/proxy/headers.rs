@@ -1,9 +1,8 @@
 //! Header rules between client and upstream, as plain functions.
 
-use super::answer::Head;
 use crate::config::runtime::Provider;
 use crate::providers::{auth_header, default_version};
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora_core::OrErr;
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -48,18 +47,15 @@ pub struct UpstreamRequest<'a> {
     pub stream: bool,
 }
 
-/// The request head sent upstream, as the bytes that go on the wire
-/// (request line, headers, blank line). Written by hand rather than through
-/// pingora's `RequestHeader`: building that header map and serialising it
-/// cost more than the rest of a passthrough's own work, and this way the
-/// head and a small body leave in one write (`upstream::send`).
+/// The request head sent upstream (the subrequest's `upstream_request_filter`
+/// puts it in place of the client's).
 ///
 /// Client headers pass unless never forwarded (or provider-specific across
 /// formats); the gateway's own headers replace any the client sent.
 pub fn upstream_request_head(
     client: &RequestHeader,
     u: &UpstreamRequest,
-) -> pingora_core::Result<Vec<u8>> {
+) -> pingora_core::Result<RequestHeader> {
     let auth = u.credential.map(|key| auth_header(u.provider.kind, key));
     let ours = |n: &str| {
         matches!(
@@ -74,10 +70,7 @@ pub fn upstream_request_head(
     if !u.path.starts_with('/') || !u.path.bytes().all(|b| b.is_ascii_graphic()) {
         return bad_head("request path");
     }
-    let mut w = Vec::with_capacity(512 + u.path.len());
-    w.extend_from_slice(b"POST ");
-    w.extend_from_slice(u.path.as_bytes());
-    w.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut w = RequestHeader::build_no_case("POST", u.path.as_bytes(), Some(16))?;
     put(&mut w, "host", u.provider.endpoint.authority.as_bytes())?;
     // The client's own version header wins over the default.
     let version = default_version(u.provider.kind);
@@ -88,7 +81,7 @@ pub fn upstream_request_head(
             continue;
         }
         has_version |= version.is_some_and(|(v, _)| n == v);
-        put(&mut w, n, value.as_bytes())?;
+        w.append_header(name.clone(), value.clone())?;
     }
     put(&mut w, "content-type", b"application/json")?;
     put(&mut w, "content-length", u.body_len.to_string().as_bytes())?;
@@ -110,14 +103,13 @@ pub fn upstream_request_head(
     for (k, v) in &u.provider.headers {
         put(&mut w, k.as_str(), v.as_bytes())?;
     }
-    w.extend_from_slice(b"\r\n");
     Ok(w)
 }
 
-/// One `name: value` line. Names and values that come from the config or the
-/// client are checked as `http` would (a token; no CR, LF or NUL), so nothing
-/// can end the head early.
-fn put(w: &mut Vec<u8>, name: &str, value: &[u8]) -> pingora_core::Result<()> {
+/// One `name: value` header. Names and values that come from the config or
+/// the client are checked (a token; no CR, LF or NUL), so nothing can end
+/// the head early.
+fn put(w: &mut RequestHeader, name: &str, value: &[u8]) -> pingora_core::Result<()> {
     if name.is_empty() || !name.bytes().all(|b| TOKEN[b as usize]) {
         return bad_head("header name");
     }
@@ -128,10 +120,10 @@ fn put(w: &mut Vec<u8>, name: &str, value: &[u8]) -> pingora_core::Result<()> {
     if !clean {
         return bad_head("header value");
     }
-    w.extend_from_slice(name.as_bytes());
-    w.extend_from_slice(b": ");
-    w.extend_from_slice(value);
-    w.extend_from_slice(b"\r\n");
+    let Ok(v) = HeaderValue::from_bytes(value) else {
+        return bad_head("header value");
+    };
+    w.append_header(name.to_string(), v)?;
     Ok(())
 }
 
@@ -189,9 +181,8 @@ fn hop_by_hop(name: &str) -> bool {
 ///
 /// Built without pingora's case map: names go out in their usual spelling
 /// (`Content-Type`; unknown ones lower-case), and the head costs one map.
-/// A header `http` refuses (a folded value, say) is left out.
 pub fn client_response(
-    upstream: &Head,
+    upstream: &ResponseHeader,
     status: u16,
     keep_length: bool,
     content_type: Option<&str>,
@@ -201,14 +192,8 @@ pub fn client_response(
         pingora_core::ErrorType::InvalidHTTPHeader,
         "invalid upstream status",
     )?;
-    parts.headers.reserve(upstream.len() + 4);
-    for (name, value) in upstream.iter_shared() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name),
-            HeaderValue::from_maybe_shared(value),
-        ) else {
-            continue;
-        };
+    parts.headers.reserve(upstream.headers.len() + 4);
+    for (name, value) in upstream.headers.iter() {
         let n = name.as_str();
         if hop_by_hop(n)
             || (!keep_length
@@ -216,7 +201,7 @@ pub fn client_response(
         {
             continue;
         }
-        parts.headers.append(name, value);
+        parts.headers.append(name.clone(), value.clone());
     }
     let mut h = ResponseHeader::from(parts);
     if let Some(ct) = content_type {
@@ -239,15 +224,23 @@ mod tests {
     }
 
     /// Header lines of a head, lower-cased names, in order.
-    fn lines(head: &[u8]) -> (String, Vec<(String, String)>) {
-        let text = std::str::from_utf8(head).unwrap();
+    fn lines(head: &RequestHeader) -> (String, Vec<(String, String)>) {
+        let version = if head.version == http::Version::HTTP_11 {
+            "HTTP/1.1"
+        } else {
+            "?"
+        };
+        let mut wire = format!("{} {} {version}\r\n", head.method, head.uri).into_bytes();
+        head.header_to_h1_wire(&mut wire);
+        wire.extend_from_slice(b"\r\n");
+        let text = std::str::from_utf8(&wire).unwrap();
         assert!(text.ends_with("\r\n\r\n"), "{text:?}");
         let mut it = text[..text.len() - 4].split("\r\n");
         let first = it.next().unwrap().to_string();
         let hs = it
             .map(|l| {
                 let (n, v) = l.split_once(": ").unwrap();
-                (n.to_string(), v.to_string())
+                (n.to_ascii_lowercase(), v.to_string())
             })
             .collect();
         (first, hs)
@@ -306,7 +299,7 @@ mod tests {
         assert_eq!(get("accept-encoding"), ["identity"]);
         assert!(get("x-aigate-debug").is_empty());
         assert!(
-            !String::from_utf8_lossy(&upstream_request_head(&c, &u).unwrap())
+            !format!("{:?}", lines(&upstream_request_head(&c, &u).unwrap()))
                 .contains("gateway-key")
         );
 
@@ -374,16 +367,26 @@ mod tests {
         assert!(upstream_request_head(&c, &u).is_err());
     }
 
-    fn answer_head(text: &str) -> Head {
-        let mut buf = bytes::BytesMut::from(text.as_bytes());
-        crate::proxy::answer::take_head(&mut buf).unwrap().unwrap()
+    fn answer_head(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        for (n, v) in headers {
+            h.append_header(n.to_string(), *v).unwrap();
+        }
+        h
     }
 
     #[test]
     fn client_head_drops_hop_by_hop_and_framing_it_cannot_keep() {
-        let up = answer_head(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-Req: a\r\nx-req: b\r\nx-folded: a\r\n b\r\nOpenAI-Processing-Ms: 7\r\n\r\n",
-        );
+        let up = answer_head(&[
+            ("Content-Type", "application/json"),
+            ("Content-Length", "12"),
+            ("Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Req", "a"),
+            ("x-req", "b"),
+            ("OpenAI-Processing-Ms", "7"),
+        ]);
         let h = client_response(&up, 200, true, None).unwrap();
         let got: Vec<(String, String)> = h
             .headers
@@ -415,32 +418,37 @@ mod tests {
         );
     }
 
+    fn head() -> RequestHeader {
+        RequestHeader::build_no_case("POST", b"/", None).unwrap()
+    }
+
     #[test]
     fn put_accepts_exactly_token_names_and_clean_values() {
         for b in 0..=255u8 {
             let token = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
             let name = [b'x', b];
             let name_ok =
-                std::str::from_utf8(&name).is_ok_and(|n| put(&mut vec![], n, b"v").is_ok());
+                std::str::from_utf8(&name).is_ok_and(|n| put(&mut head(), n, b"v").is_ok());
             assert_eq!(name_ok, token, "name byte {b:#x}");
             let clean = b == b'\t' || (b >= 0x20 && b != 0x7f);
             // The byte alone and amid a long clean value (the vectorised path).
             let mut long = vec![b'a'; 70];
             long[41] = b;
             assert_eq!(
-                put(&mut vec![], "x", &[b]).is_ok(),
+                put(&mut head(), "x", &[b]).is_ok(),
                 clean,
                 "value byte {b:#x}"
             );
             assert_eq!(
-                put(&mut vec![], "x", &long).is_ok(),
+                put(&mut head(), "x", &long).is_ok(),
                 clean,
                 "value byte {b:#x} in a long value"
             );
         }
-        assert!(put(&mut vec![], "", b"v").is_err());
-        let mut w = vec![];
+        assert!(put(&mut head(), "", b"v").is_err());
+        let mut w = head();
         put(&mut w, "x-a", b"v 1").unwrap();
-        assert_eq!(w, b"x-a: v 1\r\n");
+        let (_, hs) = lines(&w);
+        assert_eq!(hs, [("x-a".to_string(), "v 1".to_string())]);
     }
 }

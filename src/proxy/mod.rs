@@ -16,6 +16,7 @@ pub mod models;
 pub mod pass;
 pub mod respond;
 pub mod stream;
+pub mod subreq;
 pub mod upstream;
 
 use crate::auth;
@@ -45,6 +46,9 @@ pub struct Gateway {
     pub limiter: Arc<Limiter>,
     /// The admin listener serves health, metrics and the admin API (`crate::admin`).
     pub admin: bool,
+    /// Runs each AI attempt as a subrequest of this gateway's `HttpProxy`
+    /// (`subreq`); set once that proxy exists (`front::Front::new`).
+    pub spawner: Arc<std::sync::OnceLock<pingora_proxy::SubrequestSpawner>>,
 }
 
 impl Gateway {
@@ -56,6 +60,7 @@ impl Gateway {
             connector: Arc::new(upstream::Upstream::default()),
             limiter,
             admin,
+            spawner: Arc::default(),
         }
     }
 }
@@ -101,6 +106,23 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.config.load_full())
     }
 
+    /// Every phase runs for the client's request and again for each
+    /// attempt's subrequest (P4): a subrequest takes its attempt here and
+    /// runs only the upstream phases.
+    async fn early_request_filter(
+        &self,
+        s: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<()> {
+        if let Some(job) = subreq::job_of(s) {
+            // Not a request of its own: no in-flight count, no access line.
+            ctx.inflight = None;
+            subreq::early(s, &job)?;
+            ctx.sub = Some(job);
+        }
+        Ok(())
+    }
+
     /// Every request is answered here — local endpoints directly, AI routes by
     /// `exchange` (see its module doc for why not through `upstream_peer`) —
     /// but proxied configured routes (`pass`), which continue to `upstream_peer`.
@@ -109,6 +131,9 @@ impl ProxyHttp for Gateway {
         s: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<bool> {
+        if ctx.sub.is_some() {
+            return Ok(false);
+        }
         // Boxed: the whole exchange is a large future; inlined into Pingora's
         // per-connection future it would be copied around on every poll.
         Box::pin(self.serve(s.as_downstream_mut(), ctx)).await?;
@@ -121,7 +146,26 @@ impl ProxyHttp for Gateway {
         _s: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Box<HttpPeer>> {
+        if let Some(job) = &ctx.sub {
+            return Ok(Box::new(job.peer.clone()));
+        }
         pass::peer(ctx)
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _s: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<()> {
+        if let Some(job) = &ctx.sub {
+            subreq::connected(job);
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -130,12 +174,17 @@ impl ProxyHttp for Gateway {
         req: &mut pingora_http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
+        if let Some(job) = &ctx.sub {
+            subreq::upstream_request(req, job);
+            return Ok(());
+        }
         pass::upstream_request(req, ctx)?;
         pass::body_awaited(s.as_downstream_mut(), ctx);
         Ok(())
     }
 
-    /// Per chunk of a proxied request's body: its pause and rate limits.
+    /// Per chunk of a proxied request's body: its pause and rate limits
+    /// (a subrequest's body is the preset one, already read).
     async fn request_body_filter(
         &self,
         s: &mut Session,
@@ -143,6 +192,9 @@ impl ProxyHttp for Gateway {
         end: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
+        if ctx.sub.is_some() {
+            return Ok(());
+        }
         let n = body.as_ref().map_or(0, bytes::Bytes::len);
         pass::body_read(s.as_downstream_mut(), n, end, ctx)
     }
@@ -154,6 +206,9 @@ impl ProxyHttp for Gateway {
         resp: &mut pingora_http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
+        if ctx.sub.is_some() {
+            return Ok(());
+        }
         pass::response(resp, ctx, s.as_downstream().is_http2())
     }
 
@@ -166,6 +221,9 @@ impl ProxyHttp for Gateway {
         end: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Option<std::time::Duration>> {
+        if ctx.sub.is_some() {
+            return Ok(None);
+        }
         pass::body_chunk(ctx, body, end);
         Ok(None)
     }
@@ -177,6 +235,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         e: Box<pingora_core::Error>,
     ) -> Box<pingora_core::Error> {
+        if ctx.sub.is_some() {
+            return subreq::no_retry(e);
+        }
         pass::connect_failed(ctx, e)
     }
 
@@ -188,6 +249,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<pingora_core::Error> {
+        if ctx.sub.is_some() {
+            return subreq::no_retry(e);
+        }
         pass::proxy_error(peer, s.as_downstream(), e, ctx, client_reused)
     }
 
@@ -197,6 +261,13 @@ impl ProxyHttp for Gateway {
         e: &pingora_core::Error,
         ctx: &mut RequestCtx,
     ) -> pingora_proxy::FailToProxy {
+        if ctx.sub.is_some() {
+            // The client's request answers, in the client's format.
+            return pingora_proxy::FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let down = s.as_downstream_mut();
         if ctx.pass.is_some() {
             pass::fail(down, e, ctx).await
@@ -207,9 +278,12 @@ impl ProxyHttp for Gateway {
 
     /// A client's broken or slow body is the client's error: answered (400,
     /// 408) and counted, not logged as the gateway's.
-    fn suppress_error_log(&self, _s: &Session, _ctx: &RequestCtx, e: &pingora_core::Error) -> bool {
-        e.esource() == &pingora_core::ErrorSource::Downstream
-            && exchange::body_read_refusal(e).is_some()
+    /// A subrequest's errors are the attempt's, judged and logged by the
+    /// client's request (P8).
+    fn suppress_error_log(&self, _s: &Session, ctx: &RequestCtx, e: &pingora_core::Error) -> bool {
+        ctx.sub.is_some()
+            || e.esource() == &pingora_core::ErrorSource::Downstream
+                && exchange::body_read_refusal(e).is_some()
     }
 
     async fn logging(
@@ -218,6 +292,9 @@ impl ProxyHttp for Gateway {
         e: Option<&pingora_core::Error>,
         ctx: &mut RequestCtx,
     ) {
+        if ctx.sub.is_some() {
+            return;
+        }
         let shutting_down = s.is_process_shutting_down();
         self.finish_request(s.as_downstream_mut(), e, ctx, shutting_down)
             .await;
@@ -709,6 +786,12 @@ impl Gateway {
             .as_ref()
             .map(|_| auth::strip_key_param(query.as_deref().unwrap_or("")));
         let mut ask = Ask::new(ingress, op, body, peeked, gemini_query);
-        exchange::run(&self.connector, &self.limiter, s, ctx, &mut ask, targets).await
+        let Some(spawner) = self.spawner.get() else {
+            return pingora_core::Error::e_explain(
+                pingora_core::ErrorType::InternalError,
+                "no subrequest spawner on this listener",
+            );
+        };
+        exchange::run(spawner, &self.limiter, s, ctx, &mut ask, targets).await
     }
 }

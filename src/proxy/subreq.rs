@@ -1,0 +1,292 @@
+//! One upstream attempt of an AI request as a Pingora subrequest (README
+//! "Design: one request, one subrequest per attempt").
+//!
+//! The client's request (`exchange`) has the whole body; for each attempt it
+//! runs a subrequest on the same `ProxyHttp` with that attempt's converted
+//! body preset. The subrequest goes through Pingora's phases (`upstream_peer`,
+//! `upstream_request_filter`, its client, pool and time-outs); its answer
+//! comes back over the subrequest's channel into an [`Answer`], which the
+//! exchange reads as head, chunks and end. Pitfalls (benches/subrequest
+//! README, P1–P12) are named where they are met.
+
+use bytes::Bytes;
+use http::header;
+use pingora_core::protocols::http::HttpTask;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::http::subrequest::server::SubrequestHandle;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::subrequest::{BodyMode, Ctx as SubCtx};
+use pingora_proxy::{Session, SubrequestSpawner};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// What one attempt's subrequest needs, shared by the client's request
+/// (which makes it) and the subrequest (whose fresh ctx holds it, P5).
+pub struct Job {
+    pub peer: HttpPeer,
+    /// The upstream request head, taken by the subrequest's
+    /// `upstream_request_filter`.
+    head: Mutex<Option<RequestHeader>>,
+    body_len: usize,
+    /// For the TLS failure's log line.
+    pub provider: String,
+    connected: AtomicBool,
+    on_connect: Notify,
+}
+
+impl Job {
+    pub fn new(peer: HttpPeer, head: RequestHeader, body_len: usize, provider: &str) -> Arc<Job> {
+        Arc::new(Job {
+            peer,
+            head: Mutex::new(Some(head)),
+            body_len,
+            provider: provider.to_string(),
+            connected: AtomicBool::new(false),
+            on_connect: Notify::new(),
+        })
+    }
+
+    /// Whether the subrequest got an upstream connection (an error before
+    /// that is a connect failure).
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+/// The attempt this session runs, if it is one of our subrequests.
+pub fn job_of(s: &Session) -> Option<Arc<Job>> {
+    let user = s.subrequest_ctx.as_ref()?.user_ctx()?;
+    user.downcast_ref::<Arc<Job>>().cloned()
+}
+
+/// The subrequest's `early_request_filter`: its head is the client's raw
+/// head (P1), so the preset body's length goes here, before anything reads
+/// the body; `Expect` goes too, the body being in hand already (P6).
+pub fn early(s: &mut Session, job: &Job) -> Result<()> {
+    let req = s.req_header_mut();
+    req.remove_header(&header::TRANSFER_ENCODING);
+    req.remove_header(&header::EXPECT);
+    req.insert_header(header::CONTENT_LENGTH, job.body_len)
+}
+
+/// The subrequest's `upstream_request_filter`: the head made by the client's
+/// request for this attempt (path, credential, the provider's headers).
+pub fn upstream_request(req: &mut RequestHeader, job: &Job) {
+    if let Some(h) = job.head.lock().expect("not poisoned").take() {
+        *req = h;
+    }
+}
+
+/// The subrequest's `connected_to_upstream`: the first-byte clock starts.
+pub fn connected(job: &Job) {
+    job.connected.store(true, Ordering::Relaxed);
+    job.on_connect.notify_one();
+}
+
+/// An error in a subrequest is reported to the client's request (through
+/// the handle's error channel) and never retried inside the subrequest,
+/// whose body replay is capped at 64 KiB (P9): the exchange moves on.
+pub fn no_retry(mut e: Box<Error>) -> Box<Error> {
+    e.set_retry(false);
+    e
+}
+
+/// The running subrequest; aborted (closing its upstream connection) when
+/// dropped before its answer ended.
+struct Task {
+    handle: tokio::task::JoinHandle<()>,
+    ended: bool,
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.handle.abort();
+        }
+    }
+}
+
+/// A started attempt, before its answer head.
+pub struct Pending {
+    task: Task,
+    tx: mpsc::Sender<HttpTask>,
+    rx: mpsc::Receiver<HttpTask>,
+    wants: Option<oneshot::Receiver<()>>,
+    errors: oneshot::Receiver<Box<Error>>,
+    body: Option<Bytes>,
+    job: Arc<Job>,
+}
+
+/// Start `job`'s subrequest with `body` as its input.
+pub fn start(
+    spawner: &SubrequestSpawner,
+    s: &mut ServerSession,
+    job: Arc<Job>,
+    body: Bytes,
+) -> Pending {
+    // The subrequest parses an HTTP/1 rendering of the client's head, which
+    // for an HTTP/2 client would say "HTTP/2" and be refused (P3).
+    let h2 = s.req_header().version == http::Version::HTTP_2;
+    if h2 {
+        s.req_header_mut().set_version(http::Version::HTTP_11);
+    }
+    let ctx = SubCtx::builder()
+        .body_mode(BodyMode::ExpectBody)
+        .user_ctx(Box::new(job.clone()))
+        .build();
+    let (sub, handle) = spawner.create_subrequest(s, ctx);
+    if h2 {
+        s.req_header_mut().set_version(http::Version::HTTP_2);
+    }
+    let SubrequestHandle {
+        tx,
+        rx,
+        subreq_wants_body,
+        subreq_proxy_error,
+    } = handle;
+    Pending {
+        task: Task {
+            handle: tokio::spawn(sub.run()),
+            ended: false,
+        },
+        tx,
+        rx,
+        wants: Some(subreq_wants_body),
+        errors: subreq_proxy_error,
+        body: Some(body),
+        job,
+    }
+}
+
+impl Pending {
+    /// Wait for the answer head: within `connect + first_byte`, the second
+    /// counted from the connection. Errors as the subrequest met them.
+    pub async fn head(mut self, connect: Duration, first_byte: Duration) -> Result<Answer> {
+        enum Ev {
+            Wants(bool),
+            Connected,
+            Late,
+            Task(Option<HttpTask>),
+        }
+        let deadline = tokio::time::sleep(connect + first_byte);
+        tokio::pin!(deadline);
+        let job = self.job.clone();
+        let mut connect_seen = false;
+        let mut wants = self.wants.take();
+        loop {
+            let ev = tokio::select! {
+                r = async { wants.as_mut().expect("guarded").await }, if wants.is_some() => Ev::Wants(r.is_ok()),
+                _ = job.on_connect.notified(), if !connect_seen => Ev::Connected,
+                _ = &mut deadline => Ev::Late,
+                t = self.rx.recv() => Ev::Task(t),
+            };
+            match ev {
+                Ev::Wants(ok) => {
+                    wants = None;
+                    if ok {
+                        // The first task on an empty channel of 4: never waits.
+                        let _ = self.tx.try_send(HttpTask::Body(self.body.take(), true));
+                    }
+                }
+                Ev::Connected => {
+                    connect_seen = true;
+                    deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + first_byte);
+                }
+                Ev::Late => {
+                    return Error::e_explain(
+                        ErrorType::ReadTimedout,
+                        "waiting for the upstream answer",
+                    );
+                }
+                Ev::Task(Some(HttpTask::Header(h, end))) if !h.status.is_informational() => {
+                    return Ok(Answer {
+                        head: h,
+                        ended: end,
+                        p: self,
+                    });
+                }
+                Ev::Task(Some(HttpTask::Failed(e))) => return Err(e),
+                Ev::Task(Some(_)) => {}
+                Ev::Task(None) => return Err(self.error()),
+            }
+        }
+    }
+
+    /// Why the subrequest ended early (its error channel, P8).
+    fn error(&mut self) -> Box<Error> {
+        self.errors.try_recv().unwrap_or_else(|_| {
+            Error::explain(
+                ErrorType::ConnectionClosed,
+                "the upstream attempt ended without an answer",
+            )
+        })
+    }
+}
+
+/// An upstream answer whose head has arrived; its body comes chunk by chunk.
+pub struct Answer {
+    head: Box<ResponseHeader>,
+    ended: bool,
+    p: Pending,
+}
+
+impl Answer {
+    pub fn head(&self) -> &ResponseHeader {
+        &self.head
+    }
+
+    pub fn status(&self) -> u16 {
+        self.head.status.as_u16()
+    }
+
+    /// The next non-empty body chunk, `None` at the end.
+    pub async fn body(&mut self) -> Result<Option<Bytes>> {
+        while !self.ended {
+            match self.p.rx.recv().await {
+                Some(HttpTask::Body(b, end)) | Some(HttpTask::UpgradedBody(b, end)) => {
+                    self.ended = end;
+                    if let Some(b) = b.filter(|b| !b.is_empty()) {
+                        return Ok(Some(b));
+                    }
+                }
+                Some(HttpTask::Done) => self.ended = true,
+                Some(HttpTask::Failed(e)) => return Err(e),
+                Some(HttpTask::Header(..) | HttpTask::Trailer(_)) => {}
+                None => return Err(self.p.error()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// After the end: let the subrequest finish, so its upstream connection
+    /// goes back to Pingora's pool before the client's next request (P10).
+    pub async fn finish(mut self) {
+        if self.ended {
+            self.p.task.ended = true;
+            while self.p.rx.recv().await.is_some() {}
+        }
+    }
+
+    /// Give up on this answer: the subrequest and its connection end.
+    pub async fn shutdown(&mut self) {
+        self.p.task.handle.abort();
+    }
+}
+
+/// The output of `f` if it is ready at its first poll, else `None` (and `f`
+/// is dropped). For reads that keep their progress outside the future
+/// (`Answer::body`): nothing is lost when one is dropped.
+pub fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
