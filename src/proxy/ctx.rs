@@ -42,9 +42,9 @@ pub struct RequestCtx {
     pub holds: Holds,
     /// Set when a configured route goes through Pingora's proxy phases.
     pub pass: Option<super::pass::PassState>,
-    /// The client connection's kept upstream connection (front door only;
-    /// `None` on Pingora's path, whose connections go to the pool).
-    pub kept: Option<super::upstream::Kept>,
+    /// Starts this request's attempts as subrequests (Pingora's, taken from
+    /// the session in `request_filter`).
+    pub spawner: Option<pingora_proxy::SubrequestSpawner>,
     /// Client paths the last converted body left out (SPEC drop-and-name
     /// rule): `x-aigate-dropped` on every answer, and the access line.
     pub dropped: Dropped,
@@ -78,7 +78,7 @@ impl RequestCtx {
             extra_headers: Vec::new(),
             holds: Holds::default(),
             pass: None,
-            kept: None,
+            spawner: None,
             dropped: Dropped::default(),
             sub: None,
             inflight: Some(InflightGuard::new()),

@@ -1,6 +1,5 @@
 //! The Pingora service: thin phases calling plain modules.
 
-pub mod answer;
 pub mod body_rate;
 pub mod budget;
 pub mod cork;
@@ -17,7 +16,6 @@ pub mod pass;
 pub mod respond;
 pub mod stream;
 pub mod subreq;
-pub mod upstream;
 
 use crate::auth;
 use crate::config::Snapshot;
@@ -37,18 +35,13 @@ use pingora_proxy::{ProxyHttp, Session};
 use serde_json::json;
 use std::sync::Arc;
 
-/// Cheap to clone: the front door and Pingora's proxy share one (one
-/// upstream pool).
+/// Cheap to clone: the front door and Pingora's proxy share one.
 #[derive(Clone)]
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
-    pub connector: Arc<upstream::Upstream>,
     pub limiter: Arc<Limiter>,
     /// The admin listener serves health, metrics and the admin API (`crate::admin`).
     pub admin: bool,
-    /// Runs each AI attempt as a subrequest of this gateway's `HttpProxy`
-    /// (`subreq`); set once that proxy exists (`front::Front::new`).
-    pub spawner: Arc<std::sync::OnceLock<pingora_proxy::SubrequestSpawner>>,
 }
 
 impl Gateway {
@@ -57,10 +50,8 @@ impl Gateway {
     pub fn new(config: Arc<ArcSwap<Snapshot>>, limiter: Arc<Limiter>, admin: bool) -> Self {
         Gateway {
             config,
-            connector: Arc::new(upstream::Upstream::default()),
             limiter,
             admin,
-            spawner: Arc::default(),
         }
     }
 }
@@ -106,6 +97,11 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.config.load_full())
     }
 
+    /// The client's request runs each AI attempt as a subrequest (`subreq`).
+    fn allow_spawning_subrequest(&self, s: &Session, _ctx: &RequestCtx) -> bool {
+        s.subrequest_ctx.is_none()
+    }
+
     /// Every phase runs for the client's request and again for each
     /// attempt's subrequest (P4): a subrequest takes its attempt here and
     /// runs only the upstream phases.
@@ -134,6 +130,7 @@ impl ProxyHttp for Gateway {
         if ctx.sub.is_some() {
             return Ok(false);
         }
+        ctx.spawner = s.subrequest_spawner.take();
         // Boxed: the whole exchange is a large future; inlined into Pingora's
         // per-connection future it would be copied around on every poll.
         Box::pin(self.serve(s.as_downstream_mut(), ctx)).await?;
@@ -303,8 +300,8 @@ impl ProxyHttp for Gateway {
 
 impl Gateway {
     /// Access log, request metrics and limit reconciliation; runs once per
-    /// request, however it ended (Pingora's `logging`, or `front`).
-    pub(crate) async fn finish_request(
+    /// request, however it ended (Pingora's `logging`).
+    async fn finish_request(
         &self,
         s: &mut ServerSession,
         e: Option<&pingora_core::Error>,
@@ -786,12 +783,12 @@ impl Gateway {
             .as_ref()
             .map(|_| auth::strip_key_param(query.as_deref().unwrap_or("")));
         let mut ask = Ask::new(ingress, op, body, peeked, gemini_query);
-        let Some(spawner) = self.spawner.get() else {
+        let Some(spawner) = ctx.spawner.take() else {
             return pingora_core::Error::e_explain(
                 pingora_core::ErrorType::InternalError,
                 "no subrequest spawner on this listener",
             );
         };
-        exchange::run(spawner, &self.limiter, s, ctx, &mut ask, targets).await
+        exchange::run(&spawner, &self.limiter, s, ctx, &mut ask, targets).await
     }
 }
