@@ -1462,8 +1462,6 @@ async fn stream_answer(
                     }
                     continue;
                 }
-                // The head and the first content in one packet (cork.rs).
-                let corked = header.is_some() && super::cork::set(s, true);
                 if let Some(h) = header.take() {
                     respond::write_head(s, ctx, h).await?;
                 }
@@ -1489,9 +1487,6 @@ async fn stream_answer(
                     up.shutdown().await;
                     return Err(e);
                 }
-                if corked {
-                    super::cork::set(s, false);
-                }
             }
             Wait::Chunk(Ok(None)) => {
                 if sse && header.is_some() && !pipe.saw_events() {
@@ -1505,15 +1500,11 @@ async fn stream_answer(
                 }
                 pipe.finish(&mut pending);
                 stream_usage(ctx, &pipe, ask);
-                let corked = header.is_some() && super::cork::set(s, true);
                 if let Some(h) = header.take() {
                     respond::write_head(s, ctx, h).await?;
                 }
                 count_outcome(p, "ok");
                 write_body(s, ctx, Bytes::from(pending), true).await?;
-                if corked {
-                    super::cork::set(s, false);
-                }
                 up.finish().await;
                 return Ok(Attempt::Done);
             }

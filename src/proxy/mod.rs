@@ -2,7 +2,6 @@
 
 pub mod body_rate;
 pub mod budget;
-pub mod cork;
 pub mod ctx;
 pub mod drain;
 pub mod exchange;
