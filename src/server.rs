@@ -150,8 +150,8 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
     }
     let upgrade = Arc::new(tokio::sync::Notify::new());
 
-    // Our own endpoints skip Pingora's proxy layer (`proxy::front`); routes
-    // and HTTP/2 go through it.
+    // Every request goes through Pingora's proxy; `proxy::front` only reads
+    // HTTP/1 heads whole first (client_header_timeout).
     let gateway = Gateway::new(shared.clone(), limiter.clone(), false);
     let proxy = pingora_proxy::http_proxy(&server.configuration, gateway.clone());
     let mut svc = pingora_core::services::listening::Service::new(

@@ -34,7 +34,7 @@ use pingora_proxy::{ProxyHttp, Session};
 use serde_json::json;
 use std::sync::Arc;
 
-/// Cheap to clone: the front door and Pingora's proxy share one.
+/// Cheap to clone: the main and admin listeners each hold one.
 #[derive(Clone)]
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
@@ -497,7 +497,7 @@ impl RequestCtx {
 impl Gateway {
     async fn serve(&self, s: &mut ServerSession, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
         // Pingora's session read timeout is the wait between two body reads
-        // (nginx's `client_body_timeout`), on both paths (HTTP/1 only).
+        // (nginx's `client_body_timeout`), HTTP/1 only.
         s.set_read_timeout(Some(ctx.snap.client_body_timeout));
         ctx.request_id = request_id(s);
         ctx.debug = s

@@ -1,6 +1,7 @@
-"""The front door (`src/proxy/front.rs`): HTTP/1 requests for aigate's own endpoints
-are served without Pingora's proxy layer, everything else is handed to it with the
-bytes already read as the session's pipelined prefix.
+"""The HTTP/1 loop (`src/proxy/front.rs`): it reads each request head whole and hands
+every request to Pingora's proxy with the bytes already read as the session's
+pipelined prefix (formerly a front door that served aigate's own endpoints itself;
+these checks keep guarding the same behaviour on the one path).
 
 What could break there, and is checked here on raw sockets (so the bytes and the
 packet boundaries are the test's, not a client library's):

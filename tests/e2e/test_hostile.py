@@ -1,6 +1,7 @@
 """Answers to hostile and broken input, on raw sockets where the bytes and their
-timing matter, and on both of aigate's HTTP/1 paths: an AI endpoint (served by the
-front door, `src/proxy/front.rs`) and a passthrough route (served by Pingora's proxy):
+timing matter, on an AI endpoint (the body read in `request_filter`, the upstream
+reached by a subrequest) and a passthrough route (Pingora's proxy phases), both
+entering through `src/proxy/front.rs`'s head reader and Pingora's proxy:
 
 - whole buffered answers share one memory budget (`max_buffered_bytes`: 503 in the
   client's format past it), and the process gives the memory back after a burst;

@@ -1,4 +1,5 @@
-"""How aigate reads an upstream's answer off the wire (`src/proxy/answer.rs`), end
+"""How an upstream's answer is read off the wire (Pingora's HTTP/1 client, through
+the attempt's subrequest, `src/proxy/subreq.rs`; formerly aigate's own reader), end
 to end: the exact bytes come from a raw-socket upstream (raw_upstream.py), so the
 framing is the test's, not a server library's.
 

@@ -1,6 +1,7 @@
-"""Upstream connection reuse on the front door's path (`src/proxy/upstream.rs`, `Kept`):
-a client connection keeps the upstream connection of its last answer for its next
-request, and hands it to the shared pool when the client idles (1 s) or leaves.
+"""Upstream connection reuse for AI requests, now through Pingora's connection pool
+(each attempt is a Pingora subrequest, `src/proxy/subreq.rs`; formerly aigate's own
+kept connections): a client's next request rides the upstream connection of its
+last answer, and other clients' requests reuse pooled connections.
 
 Checked against an upstream written here on raw sockets, which records the
 connection (the gateway's source port) of every request and can close a
