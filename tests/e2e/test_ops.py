@@ -137,8 +137,8 @@ def _access_lines(gw: Gateway, since: int) -> list[str]:
 
 
 def _absolute_form_chat(gw: Gateway, text: str, xff: str) -> None:
-    """One request in absolute form: Pingora's proxy path serves it (the front door
-    serves plain request lines), so both paths are covered."""
+    """One request in absolute form (formerly the proxy path beside the front door's
+    plain request lines; now one path, still a distinct request-line form)."""
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": text}]}).encode()
     head = (
         f"POST http://gw/v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {GW_KEY_A}\r\n"
