@@ -73,7 +73,7 @@ pub struct TargetLimits {
     names: [Arc<str>; 4],
 }
 
-const TARGET_UNITS: [&str; 4] = ["rpm", "rph", "rpd", "tpm"];
+pub const TARGET_UNITS: [&str; 4] = ["rpm", "rph", "rpd", "tpm"];
 
 impl TargetLimits {
     /// `None` when the target has no limit.
@@ -595,17 +595,40 @@ impl Limiter {
         Ok(())
     }
 
+    /// A target's limits and what each has left now (rpm, rph, rpd, tpm; `None`
+    /// where unset), for the admin API. Read-only; a failing store leaves
+    /// `left` unknown (`None`) rather than guessing from the local fallback.
+    pub async fn target_left(&self, t: &TargetLimits) -> [Option<(u64, Option<u64>)>; 4] {
+        let lens = self.target_windows();
+        let mut out = [None; 4];
+        for i in 0..4 {
+            let Some(limit) = t.limits[i] else { continue };
+            let left = self
+                .store
+                .window_left(&t.names[i], lens[i], limit)
+                .await
+                .ok();
+            out[i] = Some((limit, left));
+        }
+        out
+    }
+
+    /// Window lengths of rpm, rph, rpd, tpm.
+    fn target_windows(&self) -> [u64; 4] {
+        [
+            self.minute_ms,
+            self.minute_ms * 60,
+            self.minute_ms * 1440,
+            self.minute_ms,
+        ]
+    }
+
     /// Take one attempt's share of a target's limits: a request in each of
     /// its minute / hour / day windows and `estimate` tokens. Refused: nothing
     /// is kept, and the refusal says when the target has room again.
     pub async fn admit_target(&self, t: &TargetLimits, estimate: u64) -> Result<Holds, Refusal> {
         let mut holds = Holds::default();
-        let lens = [
-            self.minute_ms,
-            self.minute_ms * 60,
-            self.minute_ms * 1440,
-            self.minute_ms,
-        ];
+        let lens = self.target_windows();
         let what = [
             "requests per minute",
             "requests per hour",
@@ -1026,6 +1049,35 @@ mod tests {
             );
             assert!(TargetLimits::new("x".into(), [None; 4]).is_none());
             assert_eq!(&*t.names[2], "target:p/m:rpd");
+        });
+    }
+
+    #[test]
+    fn target_left_reads_without_taking() {
+        rt().block_on(async {
+            let l = Limiter::memory(Duration::from_secs(60));
+            let t = TargetLimits::new("p/m".into(), [Some(5), None, Some(3), Some(100)]).unwrap();
+            let full = [
+                Some((5, Some(5))),
+                None,
+                Some((3, Some(3))),
+                Some((100, Some(100))),
+            ];
+            assert_eq!(l.target_left(&t).await, full);
+            // Reading again took nothing.
+            assert_eq!(l.target_left(&t).await, full);
+            let _h = l.admit_target(&t, 40).await.unwrap();
+            assert_eq!(
+                l.target_left(&t).await,
+                [
+                    Some((5, Some(4))),
+                    None,
+                    Some((3, Some(2))),
+                    Some((100, Some(60)))
+                ]
+            );
+            let f = Limiter::new(LimitStore::Failing, OnError::Open, Duration::from_secs(60));
+            assert_eq!(f.target_left(&t).await[0], Some((5, None)));
         });
     }
 

@@ -123,31 +123,47 @@ fn price(snap: &Snapshot, model: &str) -> Value {
     })
 }
 
-pub fn models(snap: &Snapshot) -> Value {
-    let now = crate::resilience::now_ms();
-    let list: Vec<Value> = snap
-        .models
+/// A target's limits with what each has left now, e.g.
+/// `{"label": "oa/gpt", "rpm": {"limit": 10, "left": 7}}` (`left` null when
+/// the store does not answer).
+async fn quota(limiter: &Limiter, t: &crate::limits::TargetLimits) -> Value {
+    let mut v = json!({"label": t.label});
+    for (unit, q) in crate::limits::TARGET_UNITS
         .iter()
-        .map(|m| {
-            let targets: Vec<Value> = m
-                .targets
-                .iter()
-                .zip(m.weights.iter().chain(std::iter::repeat(&1)))
-                .map(|(t, w)| {
-                    let p = &snap.providers[t.provider];
-                    let upstream = t.model.clone().unwrap_or_else(|| m.name.clone());
-                    let mut v = provider_state(p, now);
-                    v["provider"] = json!(p.name);
-                    v["model"] = json!(t.model);
-                    v["weight"] = json!(w);
-                    v["quota"] = json!(t.limits.as_ref().map(|l| &l.label));
-                    v["price"] = price(snap, &upstream);
-                    v
-                })
-                .collect();
-            json!({"name": m.name, "glob": m.is_glob, "strategy": strategy(m.strategy), "targets": targets})
-        })
-        .collect();
+        .zip(limiter.target_left(t).await)
+    {
+        if let Some((limit, left)) = q {
+            v[*unit] = json!({"limit": limit, "left": left});
+        }
+    }
+    v
+}
+
+pub async fn models(snap: &Snapshot, limiter: &Limiter) -> Value {
+    let now = crate::resilience::now_ms();
+    let mut list = Vec::with_capacity(snap.models.len());
+    for m in &snap.models {
+        let mut targets = Vec::with_capacity(m.targets.len());
+        for (t, w) in m
+            .targets
+            .iter()
+            .zip(m.weights.iter().chain(std::iter::repeat(&1)))
+        {
+            let p = &snap.providers[t.provider];
+            let upstream = t.model.clone().unwrap_or_else(|| m.name.clone());
+            let mut v = provider_state(p, now);
+            v["provider"] = json!(p.name);
+            v["model"] = json!(t.model);
+            v["weight"] = json!(w);
+            v["quota"] = match &t.limits {
+                Some(l) => quota(limiter, l).await,
+                None => Value::Null,
+            };
+            v["price"] = price(snap, &upstream);
+            targets.push(v);
+        }
+        list.push(json!({"name": m.name, "glob": m.is_glob, "strategy": strategy(m.strategy), "targets": targets}));
+    }
     json!({"models": list})
 }
 
@@ -274,18 +290,36 @@ pub fn requests(log: &RequestLog, q: &[(String, String)]) -> Result<Value, Strin
 /// `GET /admin/stats?window=1h` (default 1h).
 pub fn stats(log: &RequestLog, q: &[(String, String)]) -> Result<Value, String> {
     let mut window = "1h".to_string();
+    let mut buckets = None;
     for (k, v) in q {
         match k.as_str() {
             "window" => window.clone_from(v),
+            "buckets" => {
+                buckets = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=stats::MAX_BUCKETS).contains(n))
+                        .ok_or_else(|| {
+                            format!(
+                                "buckets: '{v}' is not a number from 1 to {}",
+                                stats::MAX_BUCKETS
+                            )
+                        })?,
+                )
+            }
             _ => return Err(format!("unknown parameter '{k}'")),
         }
     }
     let ms = stats::parse_window(&window)
         .ok_or_else(|| format!("window: '{window}' is not a duration like 30s, 15m, 1h, 7d"))?;
     let all = log.all();
-    let since = now_ms().saturating_sub(ms);
+    let now = now_ms();
+    let since = now.saturating_sub(ms);
     let mut v = stats::summarize(&all, since);
     v["window"] = json!(window);
+    if let Some(n) = buckets {
+        v["series"] = stats::key_series(&all, since, now, n);
+    }
     // Older requests may have left the ring: say what the numbers cover.
     v["log_covers_since"] = json!(all.first().map(|e| rfc3339(e.time_ms)));
     Ok(v)

@@ -286,7 +286,9 @@ pub async fn serve(
     match (method, seg, id) {
         ("GET", "session", None) => answer(s, ctx, 200, &json!({"admin": who.name()}), &[]).await,
         ("GET", "config", None) => answer(s, ctx, 200, &api::config(&snap, &st.source), &[]).await,
-        ("GET", "models", None) => answer(s, ctx, 200, &api::models(&snap), &[]).await,
+        ("GET", "models", None) => {
+            answer(s, ctx, 200, &api::models(&snap, limiter).await, &[]).await
+        }
         ("GET", "providers", None) => {
             answer(s, ctx, 200, &api::providers(&snap, &st.log, limiter), &[]).await
         }
@@ -299,7 +301,16 @@ pub async fn serve(
             Ok(v) => answer(s, ctx, 200, &v, &[]).await,
             Err(e) => fail(s, ctx, 400, &e).await,
         },
-        ("GET", "events", None) => events::stream(s, ctx).await,
+        ("GET", "events", None) => {
+            let authz = header(s, "authorization").map(str::to_owned);
+            let cookie = header(s, "cookie").map(str::to_owned);
+            let admin = snap.clone();
+            let allowed = move || {
+                let now = crate::limits::store::unix_ms();
+                auth::who(&admin.admin, authz.as_deref(), cookie.as_deref(), now).is_some()
+            };
+            events::stream(s, ctx, allowed).await
+        }
         ("POST", "reload", None) => {
             let outcome = reload::run().await;
             wrote(

@@ -111,6 +111,26 @@ impl LimitStore {
         }
     }
 
+    /// What a window has left under `limit`, taking nothing (the admin API's
+    /// quota view). Redis: a take of more than the limit, which its script
+    /// refuses without recording anything but answers with what is left.
+    pub async fn window_left(
+        &self,
+        name: &str,
+        window_ms: u64,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        match self {
+            LimitStore::Memory(m) => Ok(m.window_left_at(now_ms(), name, window_ms, limit)),
+            LimitStore::Redis(r) => Ok(r
+                .window_take(name, window_ms, limit.saturating_add(1), limit)
+                .await?
+                .remaining()),
+            #[cfg(test)]
+            LimitStore::Failing => failing(),
+        }
+    }
+
     /// Correct an admitted entry by `delta` (reported usage minus estimate; a
     /// failed request gives back its whole reservation). An entry already out
     /// of the window is left alone.
@@ -253,6 +273,15 @@ impl MemoryStore {
         limit: u64,
     ) -> Admit {
         self.with_window(name, |w| w.take(now, window_ms, amount, limit))
+    }
+
+    /// Read-only: a window never used is full (and is not created).
+    pub fn window_left_at(&self, now: u64, name: &str, window_ms: u64, limit: u64) -> u64 {
+        self.windows
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .map_or(limit, |w| w.left(now, window_ms, limit))
     }
 
     pub fn window_adjust_at(&self, now: u64, name: &str, window_ms: u64, ticket: u64, delta: i64) {
@@ -437,6 +466,13 @@ impl Window {
             reset_ms: len,
             ticket,
         }
+    }
+
+    /// `limit` minus the total of entries still in the window; nothing taken.
+    pub fn left(&self, now: u64, len_ms: u64, limit: u64) -> u64 {
+        let mut log = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        log.evict(now, len_ms.max(1));
+        limit.saturating_sub(log.total)
     }
 
     /// Correct an admitted entry by `delta`; one already out of the window is
