@@ -16,6 +16,8 @@ use tokio::sync::broadcast;
 /// A listener slower than this many events loses the oldest (and is told).
 const BACKLOG: usize = 1024;
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// The last event of a feed whose session expired (the dashboard logs in again).
+const EXPIRED: &[u8] = b"event: expired\ndata: {\"type\":\"expired\"}\n\n";
 
 static TX: Lazy<broadcast::Sender<Arc<str>>> = Lazy::new(|| broadcast::channel(BACKLOG).0);
 
@@ -50,8 +52,14 @@ pub fn store_state(backend: &str, up: bool) {
     emit("store", || json!({"backend": backend, "up": up}));
 }
 
-/// Stream events to one client until it leaves or the process drains.
-pub async fn stream(s: &mut ServerSession, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+/// Stream events to one client until it leaves, the process drains or
+/// `allowed` says no more (the session that opened the feed expired): an
+/// open feed must not outlive the credential that opened it.
+pub async fn stream(
+    s: &mut ServerSession,
+    ctx: &mut RequestCtx,
+    allowed: impl Fn() -> bool,
+) -> pingora_core::Result<()> {
     let mut rx = TX.subscribe();
     let mut h = ResponseHeader::build(200, Some(5))?;
     h.insert_header("content-type", "text/event-stream")?;
@@ -65,6 +73,13 @@ pub async fn stream(s: &mut ServerSession, ctx: &mut RequestCtx) -> pingora_core
     let mut quiet = Duration::ZERO;
     let tick = Duration::from_secs(1);
     loop {
+        // Checked every tick and before every event (a busy feed never idles).
+        if !allowed() {
+            let _ = s
+                .write_response_body(Bytes::from_static(EXPIRED), false)
+                .await;
+            break;
+        }
         let chunk = match tokio::time::timeout(tick, rx.recv()).await {
             Ok(Ok(e)) => Bytes::copy_from_slice(e.as_bytes()),
             Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
