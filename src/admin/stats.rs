@@ -80,6 +80,39 @@ pub fn summarize(entries: &[Arc<Entry>], since_ms: u64) -> Value {
     json!({"total": total.json(), "keys": keys, "models": models, "providers": providers})
 }
 
+/// Most buckets a series may ask for (`/admin/stats?buckets=`).
+pub const MAX_BUCKETS: usize = 240;
+
+/// Per key, requests / tokens / cost in `n` equal buckets from `since_ms` to
+/// `now_ms`, oldest first (the dashboard's usage and spend chart per key).
+pub fn key_series(entries: &[Arc<Entry>], since_ms: u64, now_ms: u64, n: usize) -> Value {
+    let n = n.clamp(1, MAX_BUCKETS);
+    let span = now_ms.saturating_sub(since_ms).max(1);
+    let bucket_ms = span.div_ceil(n as u64);
+    let mut by: BTreeMap<String, [Vec<f64>; 3]> = BTreeMap::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.time_ms >= since_ms && e.time_ms <= now_ms)
+    {
+        let i = (((e.time_ms - since_ms) / bucket_ms) as usize).min(n - 1);
+        let name = e.key.clone().unwrap_or_else(|| "-".into());
+        let s = by
+            .entry(name)
+            .or_insert_with(|| std::array::from_fn(|_| vec![0.0; n]));
+        s[0][i] += 1.0;
+        s[1][i] += (e.tokens_in + e.tokens_out) as f64;
+        s[2][i] += e.cost_usd.unwrap_or(0.0);
+    }
+    let keys: serde_json::Map<String, Value> = by
+        .into_iter()
+        .map(|(k, [req, tok, cost])| {
+            let cost: Vec<f64> = cost.iter().map(|c| (c * 1e9).round() / 1e9).collect();
+            (k, json!({"requests": req, "tokens": tok, "cost_usd": cost}))
+        })
+        .collect();
+    json!({"since_ms": since_ms, "bucket_ms": bucket_ms, "buckets": n, "keys": keys})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +157,31 @@ mod tests {
         assert_eq!(v["models"]["m"]["p50_ms"], 30.0);
         assert_eq!(v["models"]["m"]["p95_ms"], 40.0);
         assert_eq!(v["providers"]["p"]["cost_usd"], 0.003);
+    }
+
+    #[test]
+    fn key_series_buckets_by_time() {
+        let mut es = vec![];
+        for (k, t) in [
+            ("a", 999),
+            ("a", 1_000),
+            ("a", 1_050),
+            ("b", 1_099),
+            ("a", 1_100),
+        ] {
+            let mut e = entry(k, "m", 200, 1.0);
+            e.time_ms = t;
+            es.push(Arc::new(e));
+        }
+        let v = key_series(&es, 1_000, 1_100, 4);
+        assert_eq!(v["bucket_ms"], 25);
+        // 999 is before the window; 1_100 (now) falls in the last bucket.
+        assert_eq!(v["keys"]["a"]["requests"], json!([1.0, 0.0, 1.0, 1.0]));
+        assert_eq!(v["keys"]["a"]["tokens"], json!([15.0, 0.0, 15.0, 15.0]));
+        assert_eq!(v["keys"]["b"]["cost_usd"], json!([0.0, 0.0, 0.0, 0.001]));
+        assert_eq!(
+            key_series(&es, 1_000, 1_100, 100_000)["buckets"],
+            MAX_BUCKETS
+        );
     }
 }

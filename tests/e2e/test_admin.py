@@ -314,6 +314,16 @@ def test_request_log_filters_and_stats_match_the_traffic(start_gateway: StartGat
     assert s["providers"]["an"]["requests"] == 2 and s["models"]["chat-m"]["requests"] == 3
     assert 0 < s["total"]["p50_ms"] <= s["total"]["p95_ms"]
     assert get(gw, "/admin/stats?window=soon").status_code == 400
+    # Per-key series (the dashboard's usage chart): the buckets add up to the totals.
+    s = get(gw, "/admin/stats?window=1h&buckets=12").json()
+    series = s["series"]
+    assert series["buckets"] == 12 and series["bucket_ms"] == 300_000
+    for k in ("team-a", "other"):
+        assert sum(series["keys"][k]["requests"]) == s["keys"][k]["requests"], k
+        assert sum(series["keys"][k]["tokens"]) == tokens[k], k
+        assert len(series["keys"][k]["cost_usd"]) == 12
+    assert sum(series["keys"]["team-a"]["requests"][-1:]) == 4, "all just now: the last bucket"
+    assert get(gw, "/admin/stats?buckets=0").status_code == 400
 
 
 def test_reload_endpoint_reports_problems_with_their_paths(start_gateway: StartGateway, upstream: MockUpstream):
@@ -360,6 +370,65 @@ def test_events_feed_shows_a_completion_and_a_circuit_opening(start_gateway: Sta
     done = [e["data"] for e in events if e["type"] == "request"]
     assert done[0]["request_id"] == rid and done[0]["key"] == "team-a" and done[0]["status"] == 200, done
     assert events[-1]["data"] == {"provider": "oa", "open": True}, events[-1]
+
+
+def test_event_feed_ends_when_its_session_expires(start_gateway: StartGateway, upstream: MockUpstream, password_hash: str):
+    gw = start_gateway(admin_config(upstream, password_hash, session_seconds=3))
+    c = httpx.Client(base_url=gw.admin_url, timeout=20)
+    assert c.post("/admin/login", json={"name": "ops", "password": PASSWORD}).status_code == 200
+    lines: list[str] = []
+    t0 = time.monotonic()
+    with c.stream("GET", "/admin/events") as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            lines.append(line)
+            # Traffic keeps the feed busy: the session is checked between events too.
+            if line.startswith("data:") and '"type":"request"' in line and time.monotonic() - t0 < 2:
+                chat(gw, GW_KEY_A)
+            if len(lines) == 1:
+                chat(gw, GW_KEY_A)
+            assert time.monotonic() - t0 < 10, f"the feed outlived its session: {lines}"
+    took = time.monotonic() - t0
+    assert 2.5 <= took < 6, took
+    assert "event: expired" in lines, lines
+    assert any('"type":"request"' in x for x in lines), lines
+    # The expired session opens no new feed; the token's feed is not bound to it.
+    assert c.get("/admin/events").status_code == 401
+
+
+# ---------------------------------------------------------------------------- target quota
+
+
+def test_models_show_each_targets_quota_left(start_gateway: StartGateway, upstream: MockUpstream, tmp_path: Path):
+    """After N requests through a limited target, /admin/models shows N fewer left (memory and Redis)."""
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        for backend in ("memory", "redis"):
+            cfg = admin_config(upstream)
+            cfg["models"].append({"name": "quota-m", "targets": [{"provider": "oa", "model": "gpt-q", "rpm": 10, "rpd": 50, "tpm": 100000}]})
+            if backend == "redis":
+                cfg["limits"] = {"backend": "redis", "url": redis.url, "timeout_ms": 1000, "key_prefix": f"q{time.time_ns()}:"}
+            gw = start_gateway(cfg, name=backend)
+
+            def quota() -> dict:
+                ms = {m["name"]: m for m in get(gw, "/admin/models").json()["models"]}
+                assert ms["chat-m"]["targets"][0]["quota"] is None, "no limits: no quota"
+                return ms["quota-m"]["targets"][0]["quota"]
+
+            q = quota()
+            assert q["label"] == "oa/gpt-q" and "rph" not in q, q
+            assert q["rpm"] == {"limit": 10, "left": 10} and q["rpd"] == {"limit": 50, "left": 50}, (backend, q)
+            assert quota() == q, "reading the quota takes none of it"
+            used = 0
+            for _ in range(3):
+                used += chat(gw, GW_KEY_A, model="quota-m").usage.total_tokens
+            q = quota()
+            assert q["rpm"]["left"] == 7 and q["rpd"]["left"] == 47, (backend, q)
+            assert q["tpm"]["left"] == 100000 - used and used > 0, (backend, q, used)
+            gw.stop()
+    finally:
+        redis.kill()
 
 
 # ---------------------------------------------------------------------------- two nodes, one Redis
