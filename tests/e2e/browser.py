@@ -91,6 +91,15 @@ class Browser:
     def dark(self, on: bool) -> None:
         self.cmd("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": "dark" if on else "light"}])
 
+    # Real key events (trusted, as from a keyboard): Tab moves focus, Enter activates.
+    KEYS = {"Enter": ("Enter", 13, "\r"), "Tab": ("Tab", 9, ""), "Escape": ("Escape", 27, ""), " ": ("Space", 32, " ")}
+
+    def press(self, key: str) -> None:
+        code, vk, text = self.KEYS[key]
+        down = {"key": key, "code": code, "windowsVirtualKeyCode": vk, "nativeVirtualKeyCode": vk}
+        self.cmd("Input.dispatchKeyEvent", type="keyDown" if text else "rawKeyDown", text=text, **down)
+        self.cmd("Input.dispatchKeyEvent", type="keyUp", **down)
+
     def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = self.cmd("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]

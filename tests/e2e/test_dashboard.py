@@ -35,7 +35,9 @@ def browser(tmp_path: Path):
 
 
 def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartGateway, upstream: MockUpstream, password_hash: str, browser: Browser, tmp_path: Path):  # noqa: F811
-    gw = start_gateway(admin_config(upstream, password_hash))
+    cfg = admin_config(upstream, password_hash)
+    cfg["models"].append({"name": "quota-m", "targets": [{"provider": "oa", "model": "gpt-q", "rpm": 10, "rpd": 50}]})
+    gw = start_gateway(cfg)
     shots = tmp_path / "screenshots"
     b = browser
 
@@ -84,6 +86,11 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     assert key.startswith("sk-aigate-")
     b.wait("the key listed", "[...document.querySelectorAll('#key-table tbody tr')].some(r => r.dataset.id === 'ui-key')")
     assert chat(gw, key).choices[0].message.content == "echo: hi"
+    # Usage and spend per key: a chart of the last 24 h that matches /admin/stats.
+    sent = http().get(gw.admin_url + "/admin/stats?window=24h", headers={"authorization": "Bearer admin-token-0123456789abcdef"}, timeout=5).json()["keys"]["team-a"]
+    label = b.wait("team-a's usage chart", "document.querySelector('#key-table tr[data-id=\"team-a\"] svg.usage')?.getAttribute('aria-label')")
+    assert label.startswith(f"team-a: {sent['requests']} requests, ${sent['cost_usd']:.4f}"), (label, sent)
+    assert b.eval("[...document.querySelectorAll('#key-table tr[data-id=\"team-a\"] svg.usage rect')].filter(r => parseFloat(r.getAttribute('height')) > 0).length") >= 1
     b.screenshot(shots / "keys.png")
     b.eval("window.confirm = () => true")
     b.eval("document.querySelector('#key-table tr[data-id=\"ui-key\"] button[data-action=revoke]').click()")
@@ -100,11 +107,39 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     keys = b.eval("[...document.querySelectorAll('#req-table tbody tr')].map(r => r.cells[1].textContent)")
     assert keys == ["ui-key"], keys
     b.screenshot(shots / "requests.png")
+    # Keyboard: Tab from the Filter button reaches the row, with a visible focus ring;
+    # Enter opens every field of that request; Escape closes and gives focus back.
+    b.eval("document.querySelector('#filter-form button').focus()")
+    b.press("Tab")
+    assert b.eval("document.activeElement.closest('#req-table tbody tr') !== null"), b.eval("document.activeElement.outerHTML")
+    assert b.eval("getComputedStyle(document.activeElement).outlineStyle") == "solid", "no visible focus on the row"
+    b.press("Enter")
+    b.wait("the request's details", "!document.querySelector('#req-detail').hidden")
+    field = lambda f: b.eval(f"document.querySelector('#req-fields dd[data-field={f}]')?.textContent")  # noqa: E731
+    logged = http().get(gw.admin_url + "/admin/requests?key=ui-key", headers={"authorization": "Bearer admin-token-0123456789abcdef"}, timeout=5).json()["requests"][0]
+    for f in ("request_id", "key", "ingress", "provider", "model", "upstream_model", "status", "attempts", "tokens_in", "tokens_out", "duration_ms"):
+        assert field(f) == str(logged[f]), (f, field(f), logged[f])
+    assert field("error") == "–" and logged["error"] is None
+    assert b.eval("document.activeElement.id") == "req-close", "focus moves into the panel"
+    b.screenshot(shots / "request-detail.png")
+    b.press("Escape")
+    b.wait("the panel closed", "document.querySelector('#req-detail').hidden")
+    assert b.eval("document.activeElement.dataset.id") == logged["request_id"], "focus back on the row"
+    # A click opens it too.
+    b.eval("document.querySelector('#req-table tbody tr').click()")
+    b.wait("the details by click", "!document.querySelector('#req-detail').hidden")
 
     # Models and the redacted config, with a reload that reports a broken file.
     b.eval("location.hash = '#models'")
     b.wait("the models page", "document.querySelector('#model-table tbody').rows.length >= 3")
     assert "gpt-up" in b.eval("document.querySelector('#model-table').textContent")
+    # Quota left: two requests through the limited target take two.
+    assert "rpm 10/10, rpd 50/50" in b.eval("document.querySelector('#model-table').textContent")
+    for _ in range(2):
+        chat(gw, GW_KEY_A, model="quota-m")
+    b.eval("location.hash = '#overview'")
+    b.eval("location.hash = '#models'")
+    b.wait("the quota dropped by 2", "document.querySelector('#model-table').textContent.includes('rpm 8/10, rpd 48/50')")
     b.screenshot(shots / "models.png")
     b.eval("location.hash = '#config'")
     b.wait("the config page", "document.querySelector('#config-text').textContent.includes('[redacted]')")
@@ -124,13 +159,21 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     b.wait("overview again", "!document.querySelector('#overview').hidden")
     assert b.eval("getComputedStyle(document.body).backgroundColor") == "rgb(13, 17, 23)"
     b.screenshot(shots / "overview-dark.png")
-    b.size(390, 844)
     b.eval("location.hash = '#keys'")
+    b.wait("keys in dark", "!document.querySelector('#keys').hidden && document.querySelector('svg.usage') !== null")
+    b.screenshot(shots / "keys-dark.png")
+    b.size(390, 844)
     b.wait("keys at phone width", "!document.querySelector('#keys').hidden")
     assert b.eval("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways at 390 px"
     b.screenshot(shots / "keys-phone.png")
+    b.eval("location.hash = '#requests'")
+    b.wait("the log at phone width", "document.querySelector('#req-table tbody').rows.length > 0")
+    b.eval("document.querySelector('#req-table tbody tr').click()")
+    b.wait("details at phone width", "!document.querySelector('#req-detail').hidden")
+    assert b.eval("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the details scroll sideways at 390 px"
+    b.screenshot(shots / "request-detail-phone.png")
 
-    for name in ("login", "overview", "keys", "requests", "models", "config", "overview-dark", "keys-phone"):
+    for name in ("login", "overview", "keys", "requests", "request-detail", "models", "config", "overview-dark", "keys-dark", "keys-phone", "request-detail-phone"):
         assert (shots / f"{name}.png").stat().st_size > 5000, name
     out = os.environ.get("AIGATE_E2E_SCREENSHOTS")
     if out:

@@ -71,6 +71,8 @@ function startFeed() {
     if (current() === "requests" && !filtering()) prependRequest(e);
   });
   feed.addEventListener("key", () => current() === "keys" && loadKeys());
+  // The server ends the feed when the session that opened it expires.
+  feed.addEventListener("expired", () => { feed.close(); feed = undefined; showLogin(); });
 }
 
 async function loadOverview() {
@@ -92,8 +94,25 @@ async function loadOverview() {
   }
 }
 
+// Usage and spend of one key over 24 hourly buckets: bars = requests, line =
+// cost (each scaled to its own maximum), plain SVG like the sparklines.
+function usageChart(id, series) {
+  // Parsed from markup: the HTML parser puts <svg> in the SVG namespace.
+  const box = document.createElement("span");
+  box.innerHTML = '<svg class="usage" viewBox="0 0 120 30" role="img"></svg>';
+  const svg = box.firstChild;
+  const req = series?.requests || [], cost = series?.cost_usd || [];
+  const n = req.length || 24, w = 120 / n;
+  const rmax = Math.max(1, ...req), cmax = Math.max(1e-12, ...cost);
+  const total = (a) => a.reduce((x, y) => x + y, 0);
+  svg.setAttribute("aria-label", `${id}: ${total(req)} requests, ${usd(total(cost))} in the last 24 hours, hour by hour`);
+  svg.innerHTML = req.map((v, i) => `<rect x="${(i * w + 0.5).toFixed(2)}" y="${(30 - (v / rmax) * 28).toFixed(2)}" width="${Math.max(w - 1, 0.5).toFixed(2)}" height="${((v / rmax) * 28).toFixed(2)}"></rect>`).join("")
+    + (cost.length ? `<polyline points="${cost.map((c, i) => `${(i * w + w / 2).toFixed(2)},${(29 - (c / cmax) * 27).toFixed(2)}`).join(" ")}"></polyline>` : "");
+  return [svg, total(req), total(cost)];
+}
+
 async function loadKeys() {
-  const { keys } = await api("/admin/keys");
+  const [{ keys }, day] = await Promise.all([api("/admin/keys"), api("/admin/stats?window=24h&buckets=24")]);
   const tb = $("#key-table tbody");
   tb.replaceChildren();
   for (const k of keys) {
@@ -116,7 +135,12 @@ async function loadKeys() {
     cell(row, `${k.usage.today.requests} req, ${usd(k.usage.today.cost_usd)}`);
     cell(row, `${k.usage.month.requests} req, ${usd(k.usage.month.cost_usd)}`);
     cell(row, k.remaining_budget_usd.daily == null ? "no budget" : usd(k.remaining_budget_usd.daily));
+    const [chart, n, spent] = usageChart(k.id, day.series.keys[k.id]);
+    const sum = document.createElement("span");
+    sum.className = "usage-sum"; sum.textContent = `${n} req, ${usd(spent)}`;
+    row.insertCell().append(chart, sum);
     const td = actions();
+    td.className = "actions";
     if (k.read_only) { td.textContent = "config file"; continue; }
     const save = button("Save", async () => {
       const n = (v) => (v === "" ? null : Number(v));
@@ -145,8 +169,45 @@ function filtering() {
   return [...new FormData($("#filter-form")).values()].some((v) => v !== "");
 }
 
+// Every field of one log entry, in a panel under the table.
+const FIELDS = ["request_id", "time_ms", "key", "ingress", "provider", "model", "upstream_model", "status", "attempts", "duration_ms", "ttfb_ms", "tokens_in", "tokens_out", "tokens_estimated", "cost_usd", "error", "seq"];
+let detailRow;
+function showDetail(row, e) {
+  const dl = $("#req-fields");
+  dl.replaceChildren();
+  const keys = [...FIELDS, ...Object.keys(e).filter((k) => !FIELDS.includes(k))];
+  for (const k of keys) {
+    if (!(k in e)) continue;
+    const dt = document.createElement("dt"), dd = document.createElement("dd");
+    dt.textContent = k;
+    dd.textContent = k === "time_ms" ? `${new Date(e.time_ms).toISOString()} (${e.time_ms})` : e[k] === null ? "–" : String(e[k]);
+    dd.dataset.field = k;
+    dl.append(dt, dd);
+  }
+  text($("#req-detail-h"), `Request ${e.request_id}`);
+  if (detailRow) detailRow.removeAttribute("aria-selected");
+  detailRow = row;
+  row.setAttribute("aria-selected", "true");
+  $("#req-detail").hidden = false;
+  $("#req-close").focus();
+}
+
+function hideDetail() {
+  $("#req-detail").hidden = true;
+  if (detailRow) { detailRow.removeAttribute("aria-selected"); if (detailRow.isConnected) detailRow.focus(); }
+  detailRow = undefined;
+}
+
 function requestRow(tb, e, top) {
   const row = top ? tb.insertRow(0) : tb.insertRow();
+  // A row is a control: focusable, opened by click, Enter or Space.
+  row.tabIndex = 0;
+  row.dataset.id = e.request_id;
+  row.setAttribute("aria-label", `${e.status} ${e.model ?? ""} ${e.request_id}: show details`);
+  row.addEventListener("click", () => showDetail(row, e));
+  row.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); showDetail(row, e); }
+  });
   cell(row, new Date(e.time_ms).toLocaleTimeString());
   cell(row, e.key); cell(row, e.model); cell(row, e.provider);
   cell(row, e.status, e.status >= 400 || e.status === 0 ? "bad" : "");
@@ -170,6 +231,12 @@ async function loadRequests() {
   for (const e of r.requests) requestRow(tb, e, false);
 }
 
+// `rpm 7/10, rpd 47/50` (left/limit); "no limits" when the target has none.
+function quotaText(q) {
+  if (!q) return "no limits";
+  return ["rpm", "rph", "rpd", "tpm"].filter((u) => q[u]).map((u) => `${u} ${q[u].left ?? "?"}/${q[u].limit}`).join(", ");
+}
+
 async function loadModels() {
   const { models } = await api("/admin/models");
   const tb = $("#model-table tbody");
@@ -183,6 +250,7 @@ async function loadModels() {
       cell(row, t.model ?? "(as asked)");
       cell(row, t.usable ? "usable" : `unusable: ${t.why}`, t.usable ? "good" : "bad");
       cell(row, `${t.resting_credentials} of ${t.credentials.length}`);
+      cell(row, quotaText(t.quota));
       cell(row, t.price ? `$${t.price.input} / $${t.price.output}` : "unpriced");
     });
   }
@@ -269,6 +337,8 @@ $("#reload").addEventListener("click", async () => {
 });
 
 $("#filter-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadRequests(); });
+$("#req-close").addEventListener("click", hideDetail);
+$("#req-detail").addEventListener("keydown", (ev) => { if (ev.key === "Escape") hideDetail(); });
 window.addEventListener("hashchange", show);
 setInterval(() => { drawLive(); }, 1000);
 setInterval(() => { if (!$("#nav").hidden && current() === "overview") loadOverview().catch(() => {}); }, 5000);
