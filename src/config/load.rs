@@ -333,7 +333,7 @@ fn check_limits(l: Option<&LimitsConf>, problems: &mut Vec<Problem>) {
                     "limits.url",
                     format!("'{u}' is not a redis:// or rediss:// URL"),
                 ));
-            } else if let Err(e) = crate::redis_limits::RedisLimits::new(u, "") {
+            } else if let Err(e) = crate::limits::redis::RedisLimits::new(u, "") {
                 // e.g. rediss:// without TLS support; the text never holds the URL.
                 problems.push(problem("limits.url", e));
             }

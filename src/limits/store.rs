@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use crate::redis_limits::RedisLimits;
+use super::redis::RedisLimits;
 
 /// The answer of a check-and-reserve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +60,8 @@ impl std::fmt::Display for StoreError {
     }
 }
 
-impl From<crate::redis_limits::StoreError> for StoreError {
-    fn from(e: crate::redis_limits::StoreError) -> Self {
+impl From<super::redis::StoreError> for StoreError {
+    fn from(e: super::redis::StoreError) -> Self {
         StoreError(e.to_string())
     }
 }
@@ -70,7 +70,7 @@ impl From<crate::redis_limits::StoreError> for StoreError {
 /// no boxed future per check.
 pub enum LimitStore {
     Memory(MemoryStore),
-    /// Shared by every node (`limits: {backend: redis}`), `src/redis_limits.rs`.
+    /// Shared by every node (`limits: {backend: redis}`), `redis.rs`.
     Redis(RedisLimits),
     /// Always fails: lets tests drive the limiter's `on_error` handling.
     #[cfg(test)]

@@ -49,7 +49,7 @@ const MAX_AMOUNT: u64 = 1 << 53;
 const COUNTER_GRACE_MS: u64 = 60_000;
 
 /// Outcome of a take: the limits' own type (one store interface).
-pub use crate::limits::store::Admit;
+pub use super::store::Admit;
 
 /// Why a store operation did not happen. The caller decides what that means
 /// for the request ([`OnError`]). Messages never contain the URL or password.
