@@ -1,13 +1,15 @@
 //! Limits: per-key requests and tokens per minute, concurrency, budgets.
-//! Every counter goes through a [`LimitStore`] (`store.rs`, or `redis.rs` when
-//! shared) by name, so the same checks run on local memory or on a shared
-//! store; names are built once, when the config is compiled, never per
-//! request. State lives outside the config snapshot, so a reload keeps the
-//! counts. `admit.rs` holds the checks a request goes through, `holds.rs`
-//! what it keeps until it ends.
+//! Every counter goes through a [`LimitStore`] by name (`backend.rs`: local
+//! memory in `memory.rs`, or Redis in `redis.rs`, both speaking `store.rs`),
+//! so the same checks run on one node or many; names are built once, when
+//! the config is compiled, never per request. State lives outside the config
+//! snapshot, so a reload keeps the counts. `admit.rs` holds the checks a
+//! request goes through, `holds.rs` what it keeps until it ends.
 
 mod admit;
+pub mod backend;
 mod holds;
+pub mod memory;
 pub mod period;
 pub mod redis;
 pub mod store;
@@ -17,8 +19,10 @@ mod tests;
 pub use admit::{
     Estimate, GlobalLimits, KeyLimits, KeyNames, Refusal, TargetLimits, estimate_tokens, reset_text,
 };
+pub use backend::LimitStore;
 pub use holds::{Holds, SlotGuard};
-pub use store::{Admit, LimitStore, MemoryStore, StoreError};
+pub use memory::MemoryStore;
+pub use store::{Admit, StoreError};
 
 use admit::StoreDown;
 use holds::{CounterHold, WindowHold};

@@ -80,6 +80,12 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl From<StoreError> for super::store::StoreError {
+    fn from(e: StoreError) -> Self {
+        super::store::StoreError(e.to_string())
+    }
+}
+
 /// `limits.on_error`: what a request gets while the shared store fails
 /// (`open`: count on this node's memory; `closed`: 503 and not ready).
 pub use crate::config::file::OnError;
