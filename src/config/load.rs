@@ -3,22 +3,10 @@
 
 use super::env::interpolate;
 use super::file::*;
+use super::problem::Problem;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::collections::HashSet;
-
-/// One thing wrong with a config file, located by its YAML path.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem {
