@@ -1630,31 +1630,6 @@ impl StreamDecoder for StreamDecode {
     }
 }
 
-/// Usage in one Anthropic stream event (for same-format passthrough metering).
-pub fn stream_event_usage(ev: sse::Event<'_>, usage: &mut ir::Usage) {
-    let interesting = match ev.event {
-        "" => {
-            let head = &ev.data[..ev.data.len().min(64)];
-            memchr::memmem::find(head, b"message_start").is_some()
-                || memchr::memmem::find(head, b"message_delta").is_some()
-        }
-        name => name == "message_start" || name == "message_delta",
-    };
-    if !interesting {
-        return;
-    }
-    if let Ok(w) = serde_json::from_slice::<WireEvent<'_>>(ev.data) {
-        let u = match w.kind.as_str() {
-            "message_start" => w.message.and_then(|m| m.usage),
-            "message_delta" => w.usage,
-            _ => None,
-        };
-        if let Some(u) = u {
-            usage.merge(&u.to_ir());
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OutKind {
     Text,

@@ -1566,17 +1566,6 @@ pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// Usage carried by one Gemini stream event (replaces, Gemini repeats totals).
-pub fn stream_event_usage(ev: sse::Event<'_>, usage: &mut ir::Usage) {
-    if let Ok(v) = serde_json::from_slice::<Value>(ev.data)
-        && let Some(u) = v
-            .as_object()
-            .and_then(|o| field(o, "usageMetadata", "usage_metadata"))
-    {
-        usage.merge(&usage_from_gemini(u));
-    }
-}
-
 // ------------------------------------------------------------ stream: Gemini → IR
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

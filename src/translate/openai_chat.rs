@@ -1774,31 +1774,6 @@ impl StreamDecoder for StreamDecode {
     }
 }
 
-/// Usage in one OpenAI stream event (for same-format passthrough metering).
-pub fn stream_event_usage(ev: sse::Event<'_>, usage: &mut ir::Usage) {
-    // Most chunks carry `"usage":null` or nothing: skip them without parsing.
-    let Some(at) = memchr::memmem::find(ev.data, b"\"usage\"") else {
-        return;
-    };
-    let rest = &ev.data[at + 7..];
-    let rest = rest
-        .trim_ascii_start()
-        .strip_prefix(b":")
-        .unwrap_or(rest)
-        .trim_ascii_start();
-    if !rest.starts_with(b"{") {
-        return;
-    }
-    #[derive(Deserialize)]
-    struct OnlyUsage {
-        #[serde(default)]
-        usage: Option<WireUsage>,
-    }
-    if let Ok(OnlyUsage { usage: Some(u) }) = serde_json::from_slice(ev.data) {
-        usage.merge(&u.to_ir());
-    }
-}
-
 /// One slot of the client stream: what the open IR block is.
 #[derive(Debug)]
 enum OutOpen {

@@ -1901,18 +1901,6 @@ pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Usage carried by one Responses stream event (`response.completed` & co).
-pub fn stream_event_usage(ev: sse::Event<'_>, usage: &mut ir::Usage) {
-    if let Ok(v) = serde_json::from_slice::<Value>(ev.data)
-        && let Some(u) = v
-            .get("response")
-            .and_then(|r| r.get("usage"))
-            .filter(|u| u.is_object())
-    {
-        usage.merge(&usage_from(u));
-    }
-}
-
 // ---------------------------------------------------------------- stream: Responses → IR
 
 #[derive(Debug, Clone, PartialEq)]
