@@ -12,9 +12,11 @@
 //!   (split at any byte), -> client stream bytes, emitted as soon as possible.
 //! - `error_body` / `convert_error`: errors in the client's own format.
 
-pub use crate::ir::{Format, Usage};
+/// The wire formats are named with the internal model (`ir`); callers know
+/// them as `translate::Format`.
+pub use crate::ir::Format;
 
-use crate::ir::{self, StreamEvent};
+use crate::ir::{self, StreamEvent, Usage};
 use crate::sse;
 use serde_json::Value;
 
