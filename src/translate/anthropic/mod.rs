@@ -28,7 +28,7 @@
 //! - Answers: thinking synthesised from OpenAI-style `reasoning_content` is a
 //!   thinking block with an empty signature, closed before the next block.
 //!   Another provider's thinking signature is given wrapped with its origin
-//!   (`gemini::wrap_signature`, `aigate1:`); a Gemini functionCall part's
+//!   (`shared::wrap_signature`, `aigate1:`); a Gemini functionCall part's
 //!   `thoughtSignature` comes as an empty thinking block right after that
 //!   `tool_use`, its signature wrapped with the call id (kind `call`).
 //!   Anthropic clients send thinking blocks back verbatim: wrapped signatures
@@ -58,8 +58,8 @@ pub use stream::{StreamDecode, StreamEncode};
 use wire::*;
 
 use super::dropped::{self, Dropped};
-use super::gemini::{unwrap_signature, wrap_signature};
 use super::json::{self, CowStr, bad, field, idx, inexpressible, join, push_uint};
+use super::shared::{unwrap_signature, wrap_signature};
 use super::{
     Format, RESPONSE_FORMAT_TOOL, RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder,
     TranslateError,

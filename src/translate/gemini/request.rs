@@ -520,7 +520,7 @@ pub(super) fn decode_function(d: &Value, path: &str) -> Result<ir::FunctionTool,
     let parameters = if let Some(js) = field(d, "parametersJsonSchema", "parameters_json_schema") {
         js.clone()
     } else if let Some(p) = d.get("parameters").filter(|p| !p.is_null()) {
-        gemini_schema::from_gemini(p)
+        schema::from_gemini(p)
     } else {
         json!({"type": "object", "properties": {}})
     };
@@ -635,7 +635,7 @@ pub(super) fn decode_generation_config(
     let mime = field(g, "responseMimeType", "response_mime_type").and_then(Value::as_str);
     let schema = field(g, "responseJsonSchema", "response_json_schema")
         .cloned()
-        .or_else(|| field(g, "responseSchema", "response_schema").map(gemini_schema::from_gemini));
+        .or_else(|| field(g, "responseSchema", "response_schema").map(schema::from_gemini));
     req.response_format = match (mime, schema) {
         (_, Some(schema)) => Some(ir::ResponseFormat::JsonSchema {
             name: "response".to_string(),
@@ -884,7 +884,7 @@ pub fn encode_request(
                     || f.parameters.get("$ref").is_some()
                     || f.parameters.get("anyOf").is_some();
                 if has_params {
-                    d.insert("parameters".into(), gemini_schema::to_gemini(&f.parameters));
+                    d.insert("parameters".into(), schema::to_gemini(&f.parameters));
                 }
                 decls.push(Value::Object(d));
             }
@@ -959,7 +959,7 @@ pub fn encode_request(
         }
         Some(ir::ResponseFormat::JsonSchema { schema, .. }) => {
             gcfg.insert("responseMimeType".into(), "application/json".into());
-            gcfg.insert("responseSchema".into(), gemini_schema::to_gemini(schema));
+            gcfg.insert("responseSchema".into(), schema::to_gemini(schema));
         }
     }
     if let Some(r) = &req.reasoning {

@@ -262,7 +262,7 @@ pub(super) fn image_from(o: &Map<String, Value>, path: &str) -> Result<Part, Tra
     let source = match url.strip_prefix("data:").and_then(|r| r.split_once(',')) {
         Some((meta, data)) if meta.ends_with(";base64") => ir::ImageSource::Base64 {
             media_type: meta.trim_end_matches(";base64").to_string(),
-            data: crate::translate::gemini::std_base64(data)
+            data: crate::translate::shared::std_base64(data)
                 .ok_or_else(|| {
                     bad(
                         format!("'{path}.image_url' has invalid base64"),
