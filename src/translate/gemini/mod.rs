@@ -53,7 +53,6 @@ pub use answer::{
 };
 use request::*;
 pub use request::{decode_request, encode_request};
-use stream::*;
 pub use stream::{StreamDecode, StreamEncode};
 use wire::*;
 

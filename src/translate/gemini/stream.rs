@@ -248,10 +248,6 @@ impl StreamDecoder for StreamDecode {
     }
 }
 
-pub(super) fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
 /// IR events → Gemini client stream: SSE `data: {chunk}\r\n\r\n` (as Gemini
 /// frames it) with `alt=sse`, else one JSON array written incrementally
 /// (`[` chunk `,\r\n` chunk ... `]`). Text and thinking deltas go out as they

@@ -40,3 +40,7 @@ pub(super) struct UsageOut {
     #[serde(skip_serializing_if = "is_zero")]
     pub(super) thoughts_token_count: u64,
 }
+
+pub(super) fn is_zero(n: &u64) -> bool {
+    *n == 0
+}

@@ -881,3 +881,25 @@ pub(super) fn encode_assistant(m: &ir::Message, path: &str) -> Result<Value, Tra
     }
     Ok(v)
 }
+
+/// A tool call's Gemini signature as a client gives it back (see [`ExtraContent`]).
+pub(super) fn decode_call_signature(
+    o: &Map<String, Value>,
+    path: &str,
+) -> Result<Option<String>, TranslateError> {
+    let Some(g) = field(o, "extra_content")
+        .and_then(|e| e.get("google"))
+        .and_then(|g| g.get("thought_signature"))
+    else {
+        return Ok(None);
+    };
+    match g {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        v => Err(bad(
+            &join(path, "extra_content.google.thought_signature"),
+            format_args!("expected a string, got {}", json::type_name(v)),
+        )),
+    }
+}

@@ -259,3 +259,11 @@ pub(super) struct ToolDeltaFunction<'a> {
 
 #[derive(Serialize)]
 pub(super) struct Empty {}
+
+pub(super) fn extra_content(sig: Option<&str>) -> Option<ExtraContent<'_>> {
+    sig.filter(|s| !s.is_empty()).map(|s| ExtraContent {
+        google: GoogleExtra {
+            thought_signature: s,
+        },
+    })
+}
