@@ -9,7 +9,7 @@
 #[path = "../tests/redis_server/mod.rs"]
 mod redis_server;
 
-use aigate::redis_limits::RedisLimits;
+use aigate::limits::redis::RedisLimits;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,7 +42,7 @@ fn redis(c: &mut Criterion) {
                     .window_take("key:bench:tpm", 60_000, 500, limit)
                     .await
                     .unwrap();
-                let aigate::redis_limits::Admit::Yes { ticket, .. } = a else {
+                let aigate::limits::redis::Admit::Yes { ticket, .. } = a else {
                     unreachable!()
                 };
                 store

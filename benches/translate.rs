@@ -1,17 +1,26 @@
-//! Conversion cost (criterion). Run:
+//! Conversion cost (criterion), through the calls the gateway makes for an
+//! AI request (`src/proxy/exchange.rs`). Run:
 //!   cargo bench --bench translate
-//! - whole answers of ~20 KB, each way;
-//! - a 200-event stream through `StreamTranslator`, each way, next to the same
-//!   bytes through `UsageTap` (what a same-format passthrough does), so the
-//!   per-event cost of converting can be read against passthrough;
-//! - one typical chat request (system, history, tools) each way;
-//! - Gemini and OpenAI Responses (issue 4): recorded corpus answers, requests
-//!   and streams to every other format (`answer/`, `request/`, `stream/` groups).
+//! - whole answers (~20 KB, and recorded Gemini / Responses answers): the
+//!   usage read (`response_usage`) and `convert_response`, as for a converted
+//!   JSON answer;
+//! - requests: the client body parsed into a `Value`, then `convert_request`
+//!   (one typical agent turn each way, recorded Responses / Gemini requests);
+//! - streams (a 200-event stream each way, recorded Gemini / Responses
+//!   streams): upstream reads fed as `Bytes` to `proxy::stream::Pipe` —
+//!   `Pipe::Convert` (a `StreamTranslator`) next to `Pipe::Pass` (the
+//!   same-format observer that reads usage and holds the preamble), so the
+//!   per-event cost of converting reads against passthrough.
+//!
+//! Figures and their history: benches/README.md.
 
+use aigate::ir::Usage;
+use aigate::proxy::stream::{Observer, Pipe};
 use aigate::translate::{
-    Format, RequestOpts, ResponseOpts, StreamTranslator, UsageTap, convert_request,
-    convert_response,
+    Converted, Format, RequestOpts, ResponseOpts, StreamTranslator, convert_request,
+    convert_response, response_usage,
 };
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use std::hint::black_box;
@@ -139,16 +148,38 @@ fn chat_request() -> Value {
 }
 
 /// Upstream bytes as they arrive: one read per event.
-fn per_event(stream: &[u8]) -> Vec<&[u8]> {
+fn per_event(stream: &[u8]) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..stream.len() {
         if stream[i] == b'\n' && stream[i - 1] == b'\n' {
-            out.push(&stream[start..=i]);
+            out.push(Bytes::copy_from_slice(&stream[start..=i]));
             start = i + 1;
         }
     }
     out
+}
+
+/// A converted JSON answer: its usage is read, then it is converted.
+fn answer(from: Format, to: Format, body: &[u8], opts: &ResponseOpts) -> (Option<Usage>, Vec<u8>) {
+    let usage = response_usage(from, body);
+    (usage, convert_response(from, to, body, opts).unwrap())
+}
+
+/// A converted request: the client's bytes parsed, then converted.
+fn request(from: Format, to: Format, body: &[u8], opts: &RequestOpts) -> Converted {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    convert_request(from, to, &v, opts).unwrap()
+}
+
+/// One upstream stream through an attempt's pipe, read by read.
+fn pipe_through(mut pipe: Pipe, reads: &[Bytes], out: &mut Vec<u8>) -> Option<Usage> {
+    out.clear();
+    for r in reads {
+        pipe.feed(black_box(r), out);
+    }
+    pipe.finish(out);
+    pipe.usage()
 }
 
 fn bench(c: &mut Criterion) {
@@ -164,34 +195,26 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("answer_20kb");
     g.throughput(Throughput::Bytes(an.len() as u64));
     g.bench_function("anthropic_to_openai", |b| {
-        b.iter(|| convert_response(AN, OA, black_box(&an), &opts).unwrap())
+        b.iter(|| answer(AN, OA, black_box(&an), &opts))
     });
     g.throughput(Throughput::Bytes(oa.len() as u64));
     g.bench_function("openai_to_anthropic", |b| {
-        b.iter(|| convert_response(OA, AN, black_box(&oa), &opts).unwrap())
+        b.iter(|| answer(OA, AN, black_box(&oa), &opts))
     });
     g.finish();
 
-    let req = chat_request();
+    let req = serde_json::to_vec(&chat_request()).unwrap();
     let ropts = RequestOpts {
         model: "claude-sonnet-4-5".into(),
         stream: true,
     };
-    let areq: Value =
-        serde_json::from_slice(&convert_request(OA, AN, &req, &ropts).unwrap().body).unwrap();
+    let areq = request(OA, AN, &req, &ropts).body;
     let mut g = c.benchmark_group("request");
     g.bench_function("openai_to_anthropic", |b| {
-        b.iter(|| convert_request(OA, AN, black_box(&req), &ropts).unwrap())
+        b.iter(|| request(OA, AN, black_box(&req), &ropts))
     });
     g.bench_function("anthropic_to_openai", |b| {
-        b.iter(|| convert_request(AN, OA, black_box(&areq), &ropts).unwrap())
-    });
-    g.bench_function("parse_body_then_openai_to_anthropic", |b| {
-        let bytes = serde_json::to_vec(&req).unwrap();
-        b.iter(|| {
-            let v: Value = serde_json::from_slice(black_box(&bytes)).unwrap();
-            convert_request(OA, AN, &v, &ropts).unwrap()
-        })
+        b.iter(|| request(AN, OA, black_box(&areq), &ropts))
     });
     g.finish();
 
@@ -199,30 +222,19 @@ fn bench(c: &mut Criterion) {
         ("anthropic_to_openai", AN, OA, anthropic_stream()),
         ("openai_to_anthropic", OA, AN, openai_stream()),
     ] {
-        let pieces = per_event(&stream);
-        assert_eq!(pieces.len(), 200, "{name}: 200 events");
+        let reads = per_event(&stream);
+        assert_eq!(reads.len(), 200, "{name}: 200 events");
         let mut g = c.benchmark_group(format!("stream_200_events/{name}"));
         g.throughput(Throughput::Elements(200));
+        let mut out = Vec::with_capacity(64 * 1024);
         g.bench_function("convert", |b| {
-            let mut out = Vec::with_capacity(64 * 1024);
             b.iter(|| {
-                out.clear();
-                let mut t = StreamTranslator::new(from, to, opts.clone());
-                for p in &pieces {
-                    t.feed(black_box(p), &mut out);
-                }
-                t.finish(&mut out);
-                black_box(out.len())
+                let t = StreamTranslator::new(from, to, opts.clone());
+                pipe_through(Pipe::Convert(t), &reads, &mut out)
             })
         });
-        g.bench_function("passthrough_usage_tap", |b| {
-            b.iter(|| {
-                let mut tap = UsageTap::new(from, true);
-                for p in &pieces {
-                    tap.feed(black_box(p));
-                }
-                black_box(tap.usage())
-            })
+        g.bench_function("passthrough", |b| {
+            b.iter(|| pipe_through(Pipe::Pass(Observer::new(from), None), &reads, &mut out))
         });
         g.finish();
     }
@@ -241,9 +253,6 @@ fn corpus_file(format: &str, case: &str, file: &str) -> Vec<u8> {
 }
 
 fn bench_gemini_responses(c: &mut Criterion) {
-    use aigate::translate::{
-        Format, RequestOpts, ResponseOpts, StreamTranslator, convert_request, convert_response,
-    };
     let ropts = ResponseOpts {
         client_model: "m".into(),
         include_usage: true,
@@ -265,44 +274,35 @@ fn bench_gemini_responses(c: &mut Criterion) {
     ] {
         g.throughput(Throughput::Bytes(gemini_answer.len() as u64));
         g.bench_function(format!("gemini->{}", to.as_str()), |b| {
-            b.iter(|| {
-                convert_response(Format::Gemini, to, black_box(&gemini_answer), &ropts).unwrap()
-            })
+            b.iter(|| answer(Format::Gemini, to, black_box(&gemini_answer), &ropts))
         });
     }
     for to in [Format::OpenAiChat, Format::Anthropic, Format::Gemini] {
         g.throughput(Throughput::Bytes(responses_answer.len() as u64));
         g.bench_function(format!("responses->{}", to.as_str()), |b| {
             b.iter(|| {
-                convert_response(
+                answer(
                     Format::OpenAiResponses,
                     to,
                     black_box(&responses_answer),
                     &ropts,
                 )
-                .unwrap()
             })
         });
     }
     g.finish();
 
     // Requests: an agent turn with reasoning + tool items, a Gemini request with an image.
-    let rq: serde_json::Value = serde_json::from_slice(&corpus_file(
+    let rq = corpus_file(
         "openai-responses",
         "parallel-function-calls-reasoning",
         "request.json",
-    ))
-    .unwrap();
-    let gq: serde_json::Value = serde_json::from_slice(&corpus_file(
-        "gemini",
-        "function-response-followup",
-        "request.json",
-    ))
-    .unwrap();
+    );
+    let gq = corpus_file("gemini", "function-response-followup", "request.json");
     let mut g = c.benchmark_group("request");
     for to in [Format::OpenAiChat, Format::Anthropic, Format::Gemini] {
         g.bench_function(format!("responses->{}", to.as_str()), |b| {
-            b.iter(|| convert_request(Format::OpenAiResponses, to, black_box(&rq), &qopts).unwrap())
+            b.iter(|| request(Format::OpenAiResponses, to, black_box(&rq), &qopts))
         });
     }
     for to in [
@@ -311,13 +311,14 @@ fn bench_gemini_responses(c: &mut Criterion) {
         Format::OpenAiResponses,
     ] {
         g.bench_function(format!("gemini->{}", to.as_str()), |b| {
-            b.iter(|| convert_request(Format::Gemini, to, black_box(&gq), &qopts).unwrap())
+            b.iter(|| request(Format::Gemini, to, black_box(&gq), &qopts))
         });
     }
     g.finish();
 
-    // Streams: the whole recorded stream per iteration (throughput in bytes of
-    // upstream SSE); per-event cost = time / events.
+    // Streams: the whole recorded stream per iteration, in reads of 1400
+    // bytes (throughput in upstream events; per-event cost = time / events),
+    // converted to every other format and passed through.
     let streams = [
         (
             Format::Gemini,
@@ -335,31 +336,31 @@ fn bench_gemini_responses(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream");
     for (from, body) in &streams {
         let events = body.windows(5).filter(|w| w == b"data:").count().max(1);
+        let reads: Vec<Bytes> = body.chunks(1400).map(Bytes::copy_from_slice).collect();
+        let mut out = Vec::with_capacity(body.len() * 2);
+        g.throughput(Throughput::Elements(events as u64));
         for to in [
             Format::OpenAiChat,
             Format::Anthropic,
             Format::OpenAiResponses,
             Format::Gemini,
         ] {
-            if to == *from {
-                continue;
-            }
-            g.throughput(Throughput::Elements(events as u64));
-            g.bench_function(
-                format!("{}->{} ({events} events)", from.as_str(), to.as_str()),
-                |b| {
-                    b.iter(|| {
-                        let mut t =
-                            StreamTranslator::new_at(*from, to, ropts.clone(), 1_700_000_000);
-                        let mut out = Vec::with_capacity(body.len() * 2);
-                        for piece in body.chunks(1400) {
-                            t.feed(black_box(piece), &mut out);
-                        }
-                        t.finish(&mut out);
-                        out
-                    })
-                },
-            );
+            let label = format!("{}->{} ({events} events)", from.as_str(), to.as_str());
+            g.bench_function(label, |b| {
+                b.iter(|| {
+                    let pipe = if to == *from {
+                        Pipe::Pass(Observer::new(*from), None)
+                    } else {
+                        Pipe::Convert(StreamTranslator::new_at(
+                            *from,
+                            to,
+                            ropts.clone(),
+                            1_700_000_000,
+                        ))
+                    };
+                    pipe_through(pipe, &reads, &mut out)
+                })
+            });
         }
     }
     g.finish();

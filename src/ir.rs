@@ -19,9 +19,30 @@
 //! Usage is kept in [`Usage`], whose `input` includes cached tokens and whose
 //! `output` includes reasoning tokens (SPEC "Usage totals mean the same").
 
-use crate::translate::Format;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+
+/// A chat wire format, on either side of the gateway. Defined with the
+/// internal model, which tags opaque values with the format that minted them
+/// (`translate::Format` is the same type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    OpenAiChat,
+    OpenAiResponses,
+    Anthropic,
+    Gemini,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::OpenAiChat => "openai-chat",
+            Format::OpenAiResponses => "openai-responses",
+            Format::Anthropic => "anthropic",
+            Format::Gemini => "gemini",
+        }
+    }
+}
 
 // ---------------------------------------------------------------- requests
 
@@ -361,7 +382,9 @@ impl FinishReason {
     }
 }
 
-/// Token counts. `input` includes cache reads and writes; `output` includes reasoning.
+/// Token usage in one canonical shape, for every format and every use
+/// (metering, prices, limits; SPEC "Usage totals mean the same"). `input`
+/// includes cache reads and writes; `output` includes reasoning.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input: u64,
@@ -392,18 +415,6 @@ impl Usage {
         }
         if newer.reasoning > 0 {
             self.reasoning = newer.reasoning;
-        }
-    }
-}
-
-impl From<Usage> for crate::translate::Usage {
-    fn from(u: Usage) -> Self {
-        crate::translate::Usage {
-            input: u.input,
-            output: u.output,
-            cached: u.cache_read,
-            reasoning: u.reasoning,
-            cache_write: u.cache_write,
         }
     }
 }
@@ -535,11 +546,6 @@ mod tests {
             }
         );
         assert_eq!(u.uncached_input(), 20);
-        let c: crate::translate::Usage = u.into();
-        assert_eq!(
-            (c.input, c.output, c.cached, c.reasoning),
-            (120, 42, 100, 7)
-        );
     }
 
     #[test]

@@ -17,7 +17,6 @@ pub mod pricing;
 pub mod process;
 pub mod providers;
 pub mod proxy;
-pub mod redis_limits;
 pub mod resilience;
 pub mod routes;
 pub mod routing;

@@ -282,7 +282,7 @@ impl RequestSeries {
     }
 
     /// Token counts of one answer, added to `aigate_tokens_total`.
-    pub fn tokens(&self, u: &crate::translate::Usage) {
+    pub fn tokens(&self, u: &crate::ir::Usage) {
         let c = self.tokens.get_or_init(|| {
             ["input", "output", "cached", "reasoning"].map(|kind| {
                 METRICS
@@ -290,7 +290,7 @@ impl RequestSeries {
                     .with_label_values(&[self.l(1), self.l(2), kind])
             })
         });
-        for (c, n) in c.iter().zip([u.input, u.output, u.cached, u.reasoning]) {
+        for (c, n) in c.iter().zip([u.input, u.output, u.cache_read, u.reasoning]) {
             c.inc_by(n);
         }
     }
@@ -423,9 +423,9 @@ mod tests {
         };
         assert_eq!(lines("aigate_requests_total{"), 1);
         assert_eq!(lines("aigate_tokens_total{"), 0);
-        fresh.tokens(&crate::translate::Usage::default());
+        fresh.tokens(&crate::ir::Usage::default());
         assert_eq!(lines("aigate_tokens_total{"), 4);
-        a.tokens(&crate::translate::Usage {
+        a.tokens(&crate::ir::Usage {
             input: 3,
             output: 4,
             ..Default::default()

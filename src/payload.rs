@@ -8,7 +8,7 @@
 //! the body bytes pass untouched, never parsed.
 
 use crate::config::file::{ConfigFile, PayloadConf};
-use crate::config::load::Problem;
+use crate::config::problem::Problem;
 use bytes::Bytes;
 use serde_json::Value;
 

@@ -10,7 +10,7 @@
 //! then after its last `/`.
 
 use crate::config::file::PriceConf;
-use crate::translate::Usage;
+use crate::ir::Usage;
 use globset::{Glob, GlobMatcher};
 use std::collections::HashMap;
 
@@ -33,9 +33,9 @@ impl Price {
     pub fn cost_micro_usd(&self, u: &Usage) -> f64 {
         let uncached = u
             .input
-            .saturating_sub(u.cached.saturating_add(u.cache_write));
+            .saturating_sub(u.cache_read.saturating_add(u.cache_write));
         uncached as f64 * self.input
-            + u.cached as f64 * self.cached_input
+            + u.cache_read as f64 * self.cached_input
             + u.cache_write as f64 * self.cache_write
             + u.output as f64 * self.output
     }
@@ -276,7 +276,7 @@ mod tests {
         let u = Usage {
             input: 21,
             output: 9,
-            cached: 8,
+            cache_read: 8,
             reasoning: 3,
             cache_write: 4,
         };
@@ -287,7 +287,7 @@ mod tests {
         // Odd reports (cached larger than input) never underflow.
         let odd = Usage {
             input: 1,
-            cached: 5,
+            cache_read: 5,
             ..Default::default()
         };
         assert_eq!(p.cost_micro_usd(&odd), 500.0);

@@ -26,10 +26,10 @@ fn report(problems: &[config::Problem]) {
 fn server_conf(s: &Snapshot, daemon: bool) -> ServerConf {
     // Timeouts of a second or more on tokio's timer (Pingora's default: its
     // own 10 ms clock thread below 15 min). Every request arms a keep-alive
-    // and a read timeout, so that thread never sleeps: 100 wake-ups a second,
-    // ~15 µs of CPU per request at 200 requests/s and a preempted worker.
-    // Tokio's wheel costs no more per timer here (callgrind: 104.7k -> 102.7k
-    // instructions per passthrough request) and sleeps when nothing is due.
+    // and a read timeout, so that thread never sleeps and wakes a worker 100
+    // times a second; tokio's wheel costs no more per timer and sleeps when
+    // nothing is due (figures: benches/README.md, "Measurements behind code
+    // choices").
     let mut c = ServerConf {
         fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()

@@ -80,7 +80,7 @@ fn translate(
     to: Format,
     o: ResponseOpts,
     pieces: &[&[u8]],
-) -> (Vec<u8>, aigate::translate::Usage) {
+) -> (Vec<u8>, aigate::ir::Usage) {
     let mut t = StreamTranslator::new_at(from, to, o, 1_700_000_000);
     let mut out = Vec::new();
     for p in pieces {
@@ -723,7 +723,7 @@ fn anthropic_streams_convert_to_openai() {
                 c.name
             );
             assert_eq!(
-                usage.cached,
+                usage.cache_read,
                 u(&input_src["cache_read_input_tokens"]),
                 "{}",
                 c.name
@@ -992,7 +992,7 @@ fn openai_answers_convert_to_anthropic() {
         );
         let mu = response_usage(Format::OpenAiChat, body).expect("usage");
         assert_eq!(
-            (mu.input, mu.output, mu.cached, mu.reasoning),
+            (mu.input, mu.output, mu.cache_read, mu.reasoning),
             (
                 u(&su["prompt_tokens"]),
                 u(&su["completion_tokens"]),
@@ -1886,7 +1886,10 @@ fn anthropic_thinking_tokens_reach_every_format() {
     // Same-format passthrough metering (aigate_tokens_total{kind="reasoning"}).
     let metered = response_usage(Format::Anthropic, &body).expect("usage");
     assert_eq!((metered.output, metered.reasoning), (output, thinking));
-    let mut tap = aigate::translate::UsageTap::new(Format::Anthropic, true);
-    tap.feed(&sse_body);
-    assert_eq!(tap.usage().expect("usage").reasoning, stream_thinking);
+    let mut pipe = aigate::proxy::stream::Pipe::Pass(
+        aigate::proxy::stream::Observer::new(Format::Anthropic),
+        None,
+    );
+    pipe.feed(&sse_body.clone().into(), &mut Vec::new());
+    assert_eq!(pipe.usage().expect("usage").reasoning, stream_thinking);
 }

@@ -2061,7 +2061,7 @@ fn answer_usage_matches_the_full_decode_on_every_recorded_answer() {
             );
             assert_eq!(
                 quick,
-                Some(full.usage.into()),
+                Some(full.usage),
                 "{dir}/{}: usage read alone differs from the full decode",
                 case.name
             );

@@ -9,8 +9,8 @@ use std::future::Future;
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aigate::limits::redis::{Admit, Health, RedisLimits, StoreError};
 use aigate::metrics::METRICS;
-use aigate::redis_limits::{Admit, Health, RedisLimits, StoreError};
 use redis_server::{RedisServer, free_port};
 use tokio::task::JoinSet;
 

@@ -1,6 +1,6 @@
 //! `admin:` as written, and its checks (called from `config::load`).
 
-use crate::config::load::Problem;
+use crate::config::problem::Problem;
 use serde::Deserialize;
 use std::time::Duration;
 

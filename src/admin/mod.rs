@@ -75,7 +75,7 @@ pub fn start(snap: &Snapshot, config: Option<&str>) -> Result<(), String> {
                 .limit_store
                 .key_prefix
                 .as_deref()
-                .unwrap_or(crate::redis_limits::DEFAULT_PREFIX);
+                .unwrap_or(crate::limits::redis::DEFAULT_PREFIX);
             store::Backend::Redis(Box::new(store::RedisKeys::new(url, prefix)?))
         }
         crate::config::file::LimitBackend::Memory => {

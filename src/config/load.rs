@@ -3,22 +3,10 @@
 
 use super::env::interpolate;
 use super::file::*;
+use super::problem::Problem;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::collections::HashSet;
-
-/// One thing wrong with a config file, located by its YAML path.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem {
@@ -333,7 +321,7 @@ fn check_limits(l: Option<&LimitsConf>, problems: &mut Vec<Problem>) {
                     "limits.url",
                     format!("'{u}' is not a redis:// or rediss:// URL"),
                 ));
-            } else if let Err(e) = crate::redis_limits::RedisLimits::new(u, "") {
+            } else if let Err(e) = crate::limits::redis::RedisLimits::new(u, "") {
                 // e.g. rediss:// without TLS support; the text never holds the URL.
                 problems.push(problem("limits.url", e));
             }

@@ -1,13 +1,15 @@
 //! Configuration: the YAML file (`file`), `${VAR}` interpolation (`env`),
-//! parsing with every problem located (`load`), the compiled snapshot requests
-//! read (`runtime`), and the embedded default.
+//! parsing with every problem located (`load`, reporting `problem`s), the
+//! compiled snapshot requests read (`runtime`), and the embedded default.
 
 pub mod env;
 pub mod file;
 pub mod load;
+pub mod problem;
 pub mod runtime;
 
-pub use load::{Loaded, Problem};
+pub use load::Loaded;
+pub use problem::Problem;
 pub use runtime::Snapshot;
 
 /// `conf/aigate.yaml`, used when no `--config` is given.

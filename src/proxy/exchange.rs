@@ -999,7 +999,7 @@ async fn attempt(
         up.finish().await;
         match translate::embeddings::gemini_to_openai_response(&body, info) {
             Ok(a) => {
-                ctx.usage = Some(translate::Usage {
+                ctx.usage = Some(crate::ir::Usage {
                     input: a.prompt_tokens,
                     ..Default::default()
                 });

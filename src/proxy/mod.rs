@@ -388,7 +388,7 @@ fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
                 "attempts": ctx.attempts,
                 "duration_ms": (total.as_secs_f64() * 1e4).round() / 10.0,
                 "overhead_us": own.as_micros() as u64,
-                "tokens": ctx.usage.map(|u| json!({"input": u.input, "output": u.output, "cached": u.cached, "reasoning": u.reasoning})),
+                "tokens": ctx.usage.map(|u| json!({"input": u.input, "output": u.output, "cached": u.cache_read, "reasoning": u.reasoning})),
                 "tokens_estimated": ctx.tokens_estimated,
                 "cost_usd": cost,
                 "dropped": (!ctx.dropped.is_empty()).then_some(ctx.dropped.paths()),

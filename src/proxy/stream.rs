@@ -3,16 +3,16 @@
 //! before it can still fail over, keepalive comments on quiet streams, and
 //! prompt notice of a client that went away.
 
-use crate::ir::StreamEvent;
+use crate::ir::{StreamEvent, Usage};
 use crate::sse;
-use crate::translate::{self, Format, StreamDecoder, StreamTranslator, Usage};
+use crate::translate::{self, Format, StreamDecoder, StreamTranslator};
 use bytes::Bytes;
 
 /// Watches a same-format stream going by: usage, whether content started, and
 /// an in-stream upstream error. Changes nothing.
 pub struct Observer {
     parser: sse::Parser,
-    decoder: Option<Box<dyn StreamDecoder>>,
+    decoder: Box<dyn StreamDecoder>,
     seen: Seen,
     format: Format,
     /// Characters of generated text seen, to estimate output tokens of a
@@ -23,7 +23,7 @@ pub struct Observer {
 /// What the observer learnt so far.
 #[derive(Default)]
 struct Seen {
-    usage: crate::ir::Usage,
+    usage: Usage,
     seen_usage: bool,
     content: bool,
     /// Any event at all (an upstream stream with none is a failure).
@@ -69,15 +69,10 @@ impl Seen {
 
 impl Observer {
     pub fn new(format: Format) -> Self {
-        let decoder = translate::stream_decoder(format).ok();
         Observer {
             parser: sse::Parser::default(),
-            seen: Seen {
-                // Unknown format: nothing to hold back for.
-                content: decoder.is_none(),
-                ..Default::default()
-            },
-            decoder,
+            seen: Seen::default(),
+            decoder: translate::stream_decoder(format),
             format,
             chars: 0,
         }
@@ -126,9 +121,7 @@ impl Observer {
     }
 
     fn parse(&mut self, chunk: &[u8]) {
-        let Some(dec) = self.decoder.as_deref_mut() else {
-            return;
-        };
+        let dec = &mut *self.decoder;
         let seen = &mut self.seen;
         if self
             .parser
@@ -142,9 +135,7 @@ impl Observer {
 
     /// One event parsed by someone else (the usage-chunk filter shares its parse).
     fn event(&mut self, ev: sse::Event<'_>) {
-        if let Some(dec) = self.decoder.as_deref_mut() {
-            self.seen.event(dec, ev);
-        }
+        self.seen.event(&mut *self.decoder, ev);
     }
 }
 
@@ -384,7 +375,7 @@ impl Pipe {
     /// answer an empty upstream stream themselves, in `finish`).
     pub fn saw_events(&self) -> bool {
         match self {
-            Pipe::Pass(o, _) => o.seen.any || o.decoder.is_none(),
+            Pipe::Pass(o, _) => o.seen.any,
             Pipe::Convert(_) => true,
         }
     }
@@ -398,7 +389,7 @@ impl Pipe {
 
     pub fn usage(&self) -> Option<Usage> {
         match self {
-            Pipe::Pass(o, _) => o.seen.seen_usage.then(|| o.seen.usage.into()),
+            Pipe::Pass(o, _) => o.seen.seen_usage.then_some(o.seen.usage),
             Pipe::Convert(t) => Some(t.usage()),
         }
     }
@@ -448,6 +439,57 @@ mod tests {
         o.feed(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
         assert_eq!(o.seen.error.as_ref().map(|e| e.0), Some(529));
         assert_eq!(o.seen.usage.input, 7);
+    }
+
+    /// What a same-format stream is metered with, split at every few bytes.
+    fn pass_usage(format: Format, stream: &str) -> Option<Usage> {
+        let mut pipe = Pipe::Pass(Observer::new(format), None);
+        let mut out = Vec::new();
+        for b in stream.as_bytes().chunks(5) {
+            pipe.feed(&Bytes::copy_from_slice(b), &mut out);
+        }
+        pipe.usage()
+    }
+
+    #[test]
+    fn pass_pipe_meters_usage_split_anywhere() {
+        let an = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"usage\":{\"input_tokens\":10,\"output_tokens\":1,\"cache_read_input_tokens\":100,\"cache_creation_input_tokens\":10}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let u = pass_usage(Format::Anthropic, an).expect("usage");
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.cache_write, u.reasoning),
+            (120, 7, 100, 10, 0)
+        );
+        let chunk = |rest: &str| {
+            format!(
+                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",{rest}}}\n\n"
+            )
+        };
+        let text = chunk(
+            r#""choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}],"usage":null"#,
+        );
+        let usage = chunk(
+            r#""choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":4}}"#,
+        );
+        let u = pass_usage(
+            Format::OpenAiChat,
+            &format!("{text}{usage}data: [DONE]\n\n"),
+        );
+        assert_eq!(
+            u.map(|u| (u.input, u.output, u.cache_read)),
+            Some((9, 2, 4))
+        );
+        // Nothing reported: nothing counted (`settled_usage` estimates it).
+        assert_eq!(
+            pass_usage(Format::OpenAiChat, &format!("{text}data: [DONE]\n\n")).unwrap_or_default(),
+            Usage::default()
+        );
     }
 
     #[test]

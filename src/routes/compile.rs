@@ -4,7 +4,7 @@
 use super::headers::{NameList, is_credential};
 use super::*;
 use crate::config::file::{ConfigFile, ProviderKind, RouteConf};
-use crate::config::load::Problem;
+use crate::config::problem::Problem;
 use crate::config::runtime::{Provider, resolve};
 
 /// Upstream timeouts of a route that sets none and names no provider.

@@ -212,12 +212,6 @@ pub fn idx(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
-/// Whether `s` is a JSON object (what Anthropic / Gemini tool inputs must be).
-pub fn is_json_object(s: &str) -> bool {
-    s.trim_start().starts_with('{')
-        && serde_json::from_str::<&serde_json::value::RawValue>(s).is_ok()
-}
-
 /// A number from a JSON-ish `Value` for usage fields (absent/invalid = 0).
 pub fn num(v: Option<&Value>) -> u64 {
     v.and_then(Value::as_u64).unwrap_or(0)
@@ -311,15 +305,12 @@ mod tests {
     }
 
     #[test]
-    fn data_urls_and_objects() {
+    fn data_urls() {
         assert_eq!(
             parse_data_url("data:image/png;base64,AAAA"),
             Some(("image/png", "AAAA"))
         );
         assert_eq!(parse_data_url("https://x/y.png"), None);
         assert_eq!(parse_data_url("data:text/plain,hi"), None);
-        assert!(is_json_object(" {\"a\":1}"));
-        assert!(!is_json_object("[1]"));
-        assert!(!is_json_object("{\"a\":"));
     }
 }

@@ -12,29 +12,13 @@
 //!   (split at any byte), -> client stream bytes, emitted as soon as possible.
 //! - `error_body` / `convert_error`: errors in the client's own format.
 
-use crate::ir::{self, StreamEvent};
+/// The wire formats are named with the internal model (`ir`); callers know
+/// them as `translate::Format`.
+pub use crate::ir::Format;
+
+use crate::ir::{self, StreamEvent, Usage};
 use crate::sse;
 use serde_json::Value;
-
-/// A chat wire format, on either side of the gateway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Format {
-    OpenAiChat,
-    OpenAiResponses,
-    Anthropic,
-    Gemini,
-}
-
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::OpenAiChat => "openai-chat",
-            Format::OpenAiResponses => "openai-responses",
-            Format::Anthropic => "anthropic",
-            Format::Gemini => "gemini",
-        }
-    }
-}
 
 /// A conversion that cannot be done faithfully: the client gets a 400 in its own
 /// format naming the field (`param`). Hints are left out and named instead
@@ -85,28 +69,16 @@ pub struct ResponseOpts {
     pub namespaces: openai_responses::Namespaces,
 }
 
-/// Token usage in one canonical shape (SPEC "Usage totals mean the same").
-/// `input` includes cached tokens; `output` includes reasoning tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub input: u64,
-    pub output: u64,
-    pub cached: u64,
-    pub reasoning: u64,
-    /// Input tokens written to a cache (Anthropic), priced apart.
-    pub cache_write: u64,
-}
-
 pub mod anthropic;
 pub mod count;
 pub mod dropped;
 pub mod embeddings;
 pub mod errors;
 pub mod gemini;
-pub mod gemini_schema;
 pub mod json;
 pub mod openai_chat;
 pub mod openai_responses;
+pub mod shared;
 pub mod tail_field;
 pub use dropped::{Converted, Dropped};
 pub use errors::{convert_error, error_body, error_body_param};
@@ -133,13 +105,6 @@ pub trait StreamDecoder: Send {
 pub trait StreamEncoder: Send {
     /// Append the bytes for `ev`. After `Finish` or `Error` nothing else is sent.
     fn event(&mut self, ev: &StreamEvent<'_>, out: &mut Vec<u8>);
-}
-
-fn not_supported(f: Format) -> TranslateError {
-    TranslateError::bad_request(
-        format!("the {} format is not supported yet", f.as_str()),
-        None,
-    )
 }
 
 // ---- dispatch: one arm per format in each function (issue 4 adds Gemini and
@@ -182,55 +147,35 @@ pub fn decode_response(format: Format, body: &[u8]) -> Result<ir::Response, Tran
 }
 
 /// IR → a whole client answer of `format`.
-pub fn encode_response(
-    format: Format,
-    resp: &ir::Response,
-    opts: &ResponseOpts,
-) -> Result<Vec<u8>, TranslateError> {
+pub fn encode_response(format: Format, resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
     match format {
-        Format::OpenAiChat => Ok(openai_chat::encode_response(resp, opts)),
-        Format::Anthropic => Ok(anthropic::encode_response(resp, opts)),
-        Format::OpenAiResponses => Ok(openai_responses::encode_response(resp, opts)),
-        Format::Gemini => Ok(gemini::encode_response(resp, opts)),
+        Format::OpenAiChat => openai_chat::encode_response(resp, opts),
+        Format::Anthropic => anthropic::encode_response(resp, opts),
+        Format::OpenAiResponses => openai_responses::encode_response(resp, opts),
+        Format::Gemini => gemini::encode_response(resp, opts),
     }
 }
 
 /// A stream decoder for upstream `format`.
-pub fn stream_decoder(format: Format) -> Result<Box<dyn StreamDecoder>, TranslateError> {
+pub fn stream_decoder(format: Format) -> Box<dyn StreamDecoder> {
     match format {
-        Format::OpenAiChat => Ok(Box::new(openai_chat::StreamDecode::default())),
-        Format::Anthropic => Ok(Box::new(anthropic::StreamDecode::default())),
-        Format::OpenAiResponses => Ok(Box::new(openai_responses::StreamDecode::default())),
-        Format::Gemini => Ok(Box::new(gemini::StreamDecode::default())),
+        Format::OpenAiChat => Box::new(openai_chat::StreamDecode::default()),
+        Format::Anthropic => Box::new(anthropic::StreamDecode::default()),
+        Format::OpenAiResponses => Box::new(openai_responses::StreamDecode::default()),
+        Format::Gemini => Box::new(gemini::StreamDecode::default()),
     }
 }
 
 /// A stream encoder for client `format`. `created` (Unix seconds) stamps
 /// answers whose upstream gave no creation time.
-pub fn stream_encoder(
-    format: Format,
-    opts: &ResponseOpts,
-    created: u64,
-) -> Result<Box<dyn StreamEncoder>, TranslateError> {
+pub fn stream_encoder(format: Format, opts: &ResponseOpts, created: u64) -> Box<dyn StreamEncoder> {
     match format {
-        Format::OpenAiChat => Ok(Box::new(openai_chat::StreamEncode::with_created(
-            opts, created,
-        ))),
-        Format::Anthropic => Ok(Box::new(anthropic::StreamEncode::new(opts))),
-        Format::OpenAiResponses => Ok(Box::new(openai_responses::StreamEncode::with_created(
-            opts, created,
-        ))),
-        Format::Gemini => Ok(Box::new(gemini::StreamEncode::new(opts))),
-    }
-}
-
-/// Usage carried by one stream event of `format` (merged into `usage`).
-fn stream_event_usage(format: Format, ev: sse::Event<'_>, usage: &mut ir::Usage) {
-    match format {
-        Format::OpenAiChat => openai_chat::stream_event_usage(ev, usage),
-        Format::Anthropic => anthropic::stream_event_usage(ev, usage),
-        Format::OpenAiResponses => openai_responses::stream_event_usage(ev, usage),
-        Format::Gemini => gemini::stream_event_usage(ev, usage),
+        Format::OpenAiChat => Box::new(openai_chat::StreamEncode::with_created(opts, created)),
+        Format::Anthropic => Box::new(anthropic::StreamEncode::new(opts)),
+        Format::OpenAiResponses => {
+            Box::new(openai_responses::StreamEncode::with_created(opts, created))
+        }
+        Format::Gemini => Box::new(gemini::StreamEncode::new(opts)),
     }
 }
 
@@ -277,31 +222,17 @@ pub fn convert_response(
 ) -> Result<Vec<u8>, TranslateError> {
     let mut resp = decode_response(from, body)?;
     settle_response(&mut resp);
-    encode_response(to, &resp, opts)
-}
-
-/// Whether a client's request body asked for usage in its stream — what
-/// [`ResponseOpts::include_usage`] should be. Only OpenAI Chat makes it optional
-/// (`stream_options.include_usage`); the other formats always report usage.
-pub fn client_wants_stream_usage(format: Format, body: &Value) -> bool {
-    match format {
-        Format::OpenAiChat => body
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        Format::OpenAiResponses | Format::Anthropic | Format::Gemini => true,
-    }
+    Ok(encode_response(to, &resp, opts))
 }
 
 /// Usage reported in a whole non-streaming answer of `format`.
 pub fn response_usage(format: Format, body: &[u8]) -> Option<Usage> {
-    let u = match format {
+    match format {
         Format::OpenAiChat => openai_chat::answer_usage(body),
         Format::Anthropic => anthropic::answer_usage(body),
         Format::OpenAiResponses => openai_responses::answer_usage(body),
         Format::Gemini => gemini::answer_usage(body),
-    };
-    u.map(Into::into)
+    }
 }
 
 /// Format-independent fix-ups of a decoded answer: the response-format tool is
@@ -447,11 +378,9 @@ impl Relay {
 /// upstream error event, malformed upstream data, or `finish` before the
 /// upstream's terminal event) — never with a clean end that looks complete.
 pub struct StreamTranslator {
-    from: Format,
-    to: Format,
     parser: sse::Parser,
-    decoder: Option<Box<dyn StreamDecoder>>,
-    encoder: Option<Box<dyn StreamEncoder>>,
+    decoder: Box<dyn StreamDecoder>,
+    encoder: Box<dyn StreamEncoder>,
     relay: Relay,
 }
 
@@ -464,11 +393,9 @@ impl StreamTranslator {
     /// answers whose upstream gave none), so output is reproducible.
     pub fn new_at(from: Format, to: Format, opts: ResponseOpts, created: u64) -> Self {
         StreamTranslator {
-            from,
-            to,
             parser: sse::Parser::default(),
-            decoder: stream_decoder(from).ok(),
-            encoder: stream_encoder(to, &opts, created).ok(),
+            decoder: stream_decoder(from),
+            encoder: stream_encoder(to, &opts, created),
             relay: Relay::default(),
         }
     }
@@ -478,11 +405,7 @@ impl StreamTranslator {
         if self.relay.finished {
             return;
         }
-        let (Some(dec), Some(enc)) = (self.decoder.as_deref_mut(), self.encoder.as_deref_mut())
-        else {
-            self.unsupported(out);
-            return;
-        };
+        let (dec, enc) = (&mut *self.decoder, &mut *self.encoder);
         let relay = &mut self.relay;
         let res = self.parser.feed(chunk, &mut |ev| {
             dec.event(ev, &mut |ie| relay.pass(ie, enc, out))
@@ -502,11 +425,7 @@ impl StreamTranslator {
         if self.relay.finished {
             return;
         }
-        let (Some(dec), Some(enc)) = (self.decoder.as_deref_mut(), self.encoder.as_deref_mut())
-        else {
-            self.unsupported(out);
-            return;
-        };
+        let (dec, enc) = (&mut *self.decoder, &mut *self.encoder);
         let relay = &mut self.relay;
         let res = self
             .parser
@@ -528,10 +447,7 @@ impl StreamTranslator {
         if self.relay.finished {
             return;
         }
-        let Some(enc) = self.encoder.as_deref_mut() else {
-            self.unsupported(out);
-            return;
-        };
+        let enc = &mut *self.encoder;
         let e = ir::StreamError {
             status: 502,
             message: message.to_string(),
@@ -541,7 +457,7 @@ impl StreamTranslator {
 
     /// Usage seen so far.
     pub fn usage(&self) -> Usage {
-        self.relay.usage.into()
+        self.relay.usage
     }
 
     /// Characters of generated text passed so far (to estimate the output
@@ -569,73 +485,6 @@ impl StreamTranslator {
     /// Whether the client stream has been ended (completed or errored).
     pub fn is_finished(&self) -> bool {
         self.relay.finished
-    }
-
-    /// The (upstream, client) formats.
-    pub fn formats(&self) -> (Format, Format) {
-        (self.from, self.to)
-    }
-
-    fn unsupported(&mut self, out: &mut Vec<u8>) {
-        self.relay.finished = true;
-        let msg = if self.decoder.is_none() {
-            not_supported(self.from).message
-        } else {
-            not_supported(self.to).message
-        };
-        // No encoder for the client format may exist yet: a bare data frame with
-        // the error body in the client's format is still a well-formed ending.
-        sse::write_raw(out, None, &error_body(self.to, 400, &msg));
-    }
-}
-
-/// Largest non-streaming body a [`UsageTap`] keeps to read usage from.
-const TAP_MAX_BODY: usize = 32 * 1024 * 1024;
-
-/// Same-format passthrough: watches the bytes going by for usage, changes nothing.
-pub struct UsageTap {
-    format: Format,
-    stream: bool,
-    parser: sse::Parser,
-    usage: ir::Usage,
-    seen: bool,
-    body: Vec<u8>,
-}
-
-impl UsageTap {
-    pub fn new(format: Format, stream: bool) -> Self {
-        UsageTap {
-            format,
-            stream,
-            parser: sse::Parser::default(),
-            usage: ir::Usage::default(),
-            seen: false,
-            body: Vec::new(),
-        }
-    }
-
-    pub fn feed(&mut self, chunk: &[u8]) {
-        if !self.stream {
-            if self.body.len() + chunk.len() <= TAP_MAX_BODY {
-                self.body.extend_from_slice(chunk);
-            }
-            return;
-        }
-        let (format, usage, seen) = (self.format, &mut self.usage, &mut self.seen);
-        // An overflowing event only costs the tap its view; the bytes still pass.
-        let _ = self.parser.feed(chunk, &mut |ev| {
-            let before = *usage;
-            stream_event_usage(format, ev, usage);
-            *seen |= *usage != before;
-        });
-    }
-
-    pub fn usage(&self) -> Option<Usage> {
-        if self.stream {
-            self.seen.then(|| self.usage.into())
-        } else {
-            response_usage(self.format, &self.body)
-        }
     }
 }
 

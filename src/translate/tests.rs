@@ -431,7 +431,7 @@ fn anthropic_tool_calls_stream_with_ids_names_then_argument_fragments() {
     assert_eq!(usage["usage"]["total_tokens"], 153);
     assert_eq!(evs.last().unwrap().1, "[DONE]");
     let u = t.usage();
-    assert_eq!((u.input, u.output, u.cached), (120, 33, 100));
+    assert_eq!((u.input, u.output, u.cache_read), (120, 33, 100));
     assert!(t.content_started());
 }
 
@@ -985,58 +985,30 @@ fn same_format_conversion_keeps_format_specific_fields() {
     assert_eq!(out["tools"][0]["type"], "web_search_20250305");
 }
 
-// ============================================================ usage tap and dispatch
+// ============================================================ usage and dispatch
 
+// Same-format streams are metered by `proxy::stream::Observer` (tested there).
 #[test]
-fn usage_tap_reads_both_formats_streaming_and_not() {
-    let mut tap = UsageTap::new(AN, true);
-    let s = an_sse(&[
-        an_start(10),
-        an_end("end_turn", 7)[0].clone(),
-        an_end("end_turn", 7)[1].clone(),
-    ]);
-    for b in s.as_bytes().chunks(5) {
-        tap.feed(b);
-    }
-    assert_eq!(
-        tap.usage(),
-        Some(Usage {
-            input: 120,
-            output: 7,
-            cached: 100,
-            reasoning: 0,
-            cache_write: 10
-        })
-    );
-    let mut tap = UsageTap::new(OA, true);
-    tap.feed(oa_sse(&[delta(json!({"content": "x", "usage": null})), json!({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 4}}})]).as_bytes());
-    assert_eq!(
-        tap.usage(),
-        Some(Usage {
-            input: 9,
-            output: 2,
-            cached: 4,
-            reasoning: 0,
-            cache_write: 0
-        })
-    );
-    let mut tap = UsageTap::new(OA, true);
-    tap.feed(oa_sse(&[delta(json!({"content": "x"}))]).as_bytes());
-    assert_eq!(tap.usage(), None, "no usage seen");
-    let mut tap = UsageTap::new(AN, false);
+fn response_usage_reads_a_whole_answer() {
     let body = json!({"id": "m", "content": [], "usage": {"input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 1}}).to_string();
-    let (a, b) = body.as_bytes().split_at(10);
-    tap.feed(a);
-    tap.feed(b);
     assert_eq!(
-        tap.usage(),
+        response_usage(AN, body.as_bytes()),
         Some(Usage {
             input: 7,
             output: 1,
-            cached: 2,
+            cache_read: 2,
             reasoning: 0,
             cache_write: 0
         })
+    );
+    let body = json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 4}}}).to_string();
+    assert_eq!(
+        response_usage(OA, body.as_bytes()).map(|u| (u.input, u.output, u.cache_read)),
+        Some((9, 2, 4))
+    );
+    assert_eq!(
+        response_usage(OA, b"{\"id\": \"c\", \"choices\": []}"),
+        None
     );
 }
 
@@ -1073,16 +1045,6 @@ fn anthropic_output_format_maps_to_openai_response_format() {
         ok(AN, AN, a)["output_format"],
         json!({"type": "json_schema", "schema": schema})
     );
-}
-
-#[test]
-fn client_stream_usage_wish_is_read_from_the_body() {
-    assert!(client_wants_stream_usage(
-        OA,
-        &json!({"stream_options": {"include_usage": true}})
-    ));
-    assert!(!client_wants_stream_usage(OA, &json!({"stream": true})));
-    assert!(client_wants_stream_usage(AN, &json!({"stream": true})));
 }
 
 #[test]

@@ -54,7 +54,7 @@ IMG_STD = base64.b64encode(IMG).decode()
 IMG_URLSAFE = base64.urlsafe_b64encode(IMG).decode()
 IMG_URL = "https://images.example.com/cat.png"
 ASK_IMG = "What is in this image?"
-DEFAULT_ANTHROPIC_MAX_TOKENS = 4096  # src/translate/anthropic.rs DEFAULT_MAX_TOKENS
+DEFAULT_ANTHROPIC_MAX_TOKENS = 4096  # src/translate/anthropic/mod.rs DEFAULT_MAX_TOKENS
 
 STREAM = [False, True]
 STREAM_IDS = ["nonstream", "stream"]

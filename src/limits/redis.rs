@@ -49,7 +49,7 @@ const MAX_AMOUNT: u64 = 1 << 53;
 const COUNTER_GRACE_MS: u64 = 60_000;
 
 /// Outcome of a take: the limits' own type (one store interface).
-pub use crate::limits::store::Admit;
+pub use super::store::Admit;
 
 /// Why a store operation did not happen. The caller decides what that means
 /// for the request ([`OnError`]). Messages never contain the URL or password.
@@ -79,6 +79,12 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl From<StoreError> for super::store::StoreError {
+    fn from(e: StoreError) -> Self {
+        super::store::StoreError(e.to_string())
+    }
+}
 
 /// `limits.on_error`: what a request gets while the shared store fails
 /// (`open`: count on this node's memory; `closed`: 503 and not ready).
