@@ -118,7 +118,12 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     field = lambda f: b.eval(f"document.querySelector('#req-fields dd[data-field={f}]')?.textContent")  # noqa: E731
     logged = http().get(gw.admin_url + "/admin/requests?key=ui-key", headers={"authorization": "Bearer admin-token-0123456789abcdef"}, timeout=5).json()["requests"][0]
     for f in ("request_id", "key", "ingress", "provider", "model", "upstream_model", "status", "attempts", "tokens_in", "tokens_out", "duration_ms"):
-        assert field(f) == str(logged[f]), (f, field(f), logged[f])
+        # Numbers as the page prints them (JavaScript shows 1.0 as "1"), the rest as text.
+        want = logged[f]
+        if isinstance(want, (int, float)) and not isinstance(want, bool):
+            assert float(field(f)) == float(want), (f, field(f), want)
+        else:
+            assert field(f) == str(want), (f, field(f), want)
     assert field("error") == "–" and logged["error"] is None
     assert b.eval("document.activeElement.id") == "req-close", "focus moves into the panel"
     b.screenshot(shots / "request-detail.png")
