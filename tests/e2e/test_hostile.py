@@ -257,16 +257,21 @@ def rate_gw(start_gateway: Callable[..., Gateway]) -> Iterator[Gateway]:
     """Short limits: a head within 2 s, no body pause over 1 s, bodies at 20 bytes/s
     at least (after the first second)."""
     up = ConnUpstream()
-    cfg = small_config(
+    yield start_gateway(rate_config(up))
+    up.stop()
+
+
+def rate_config(up: ConnUpstream, **extra: object) -> dict:
+    """One AI model and one proxied route on `up`, with the short slow-client limits."""
+    return small_config(
         [provider("openai", "openai", up.url)],
         [route("gpt-4o", ("openai", "gpt-4o"))],
         routes=[{"path": "/upstream/*", "provider": "openai"}],
         client_header_timeout_seconds=2,
         client_body_timeout_seconds=1,
         client_body_min_rate=20,
+        **extra,
     )
-    yield start_gateway(cfg)
-    up.stop()
 
 
 def trickle_until_closed(s: socket.socket, data: bytes, every: float, limit: float) -> tuple[float, bytes]:
@@ -422,15 +427,7 @@ def h2_gw(start_gateway: Callable[..., Gateway], tmp_path: Path) -> Iterator[Gat
     cf.write_bytes(cert_pem)
     kf.write_bytes(key_pem)
     up = ConnUpstream()
-    cfg = small_config(
-        [provider("openai", "openai", up.url)],
-        [route("gpt-4o", ("openai", "gpt-4o"))],
-        routes=[{"path": "/upstream/*", "provider": "openai"}],
-        client_header_timeout_seconds=2,
-        client_body_timeout_seconds=1,
-        client_body_min_rate=20,
-        tls={"cert_file": str(cf), "key_file": str(kf)},
-    )
+    cfg = rate_config(up, tls={"cert_file": str(cf), "key_file": str(kf)})
     g = Gateway(cfg, tmp_path / "h2gw", name="h2gw", tls_ca=pki.ca_file)
     try:
         yield g.start()
