@@ -1043,16 +1043,9 @@ async fn attempt(
         };
         up.finish().await;
         ctx.usage = translate::response_usage(to, &body);
-        if let Some(mut h) = head {
+        if let Some(h) = head {
             count_outcome(p, "ok");
-            head::complete(
-                &mut h,
-                &Marks::of(ctx),
-                Body::Length(body.len()),
-                s.is_http2(),
-            )?;
-            respond::write_head(s, ctx, h).await?;
-            write_body(s, ctx, body, true).await?;
+            send_whole(s, ctx, h, body).await?;
             return Ok(Attempt::Done);
         }
         count_outcome(p, "ok");
@@ -1068,6 +1061,24 @@ async fn attempt(
         }
     }
     Ok(Attempt::Done)
+}
+
+/// A same-format answer read whole: its head completed for that length, then
+/// head and body to the client.
+async fn send_whole(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut h: ResponseHeader,
+    body: Bytes,
+) -> pingora_core::Result<()> {
+    head::complete(
+        &mut h,
+        &Marks::of(ctx),
+        Body::Length(body.len()),
+        s.is_http2(),
+    )?;
+    respond::write_head(s, ctx, h).await?;
+    write_body(s, ctx, body, true).await
 }
 
 /// A counting answer (status < 400) to the client: as it came when the
@@ -1096,15 +1107,8 @@ async fn count_answer(
     };
     up.finish().await;
     count_outcome(p, "ok");
-    if let Some(mut h) = head {
-        head::complete(
-            &mut h,
-            &Marks::of(ctx),
-            Body::Length(body.len()),
-            s.is_http2(),
-        )?;
-        respond::write_head(s, ctx, h).await?;
-        write_body(s, ctx, body, true).await?;
+    if let Some(h) = head {
+        send_whole(s, ctx, h, body).await?;
         return Ok(Attempt::Done);
     }
     match translate::count::answer_count(from, &body) {
