@@ -335,6 +335,10 @@ pub struct ProviderConf {
     pub ca_file: Option<String>,
     /// `false` turns upstream certificate verification off (warned).
     pub tls_verify: Option<bool>,
+    /// Offer HTTP/2 to the upstream: by ALPN over https (h2, else HTTP/1.1),
+    /// h2c with prior knowledge over http. Off: HTTP/1.1 only.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

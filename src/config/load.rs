@@ -871,4 +871,27 @@ providers:
             );
         }
     }
+
+    #[test]
+    fn provider_http2_is_off_by_default_and_a_boolean() {
+        let ok = r#"
+providers:
+  - {name: a, kind: openai}
+  - {name: b, kind: anthropic, http2: true}
+  - {name: c, kind: openai-compatible, base_url: "http://127.0.0.1:9/v1", http2: true}
+"#;
+        let l = parse_env(ok).unwrap();
+        let on: Vec<bool> = l.file.providers.iter().map(|p| p.http2).collect();
+        assert_eq!(on, [false, true, true]);
+
+        let bad =
+            "providers:\n  - {name: a, kind: openai}\n  - {name: b, kind: openai, http2: h2c}\n";
+        let problems = parse_env(bad).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path.contains("providers[1].http2")),
+            "{problems:?}"
+        );
+    }
 }

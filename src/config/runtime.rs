@@ -99,15 +99,18 @@ pub struct Provider {
     pub upstream_ca: Option<crate::tls::UpstreamCa>,
     /// False only with `tls_verify: false`.
     pub tls_verify: bool,
+    /// `http2: true`: HTTP/2 offered by ALPN (h2c over plain http).
+    pub http2: bool,
 }
 
 impl Provider {
-    /// How its https upstream is trusted (`ca_file`, `tls_verify`), on every
-    /// path that dials it (`providers::peer`).
+    /// How its upstream is trusted (`ca_file`, `tls_verify`) and spoken to
+    /// (`http2`), on every path that dials it (`providers::peer`).
     pub fn trust(&self) -> crate::providers::peer::Trust<'_> {
         crate::providers::peer::Trust {
             verify: self.tls_verify,
             ca: self.upstream_ca.as_ref(),
+            http2: self.http2,
         }
     }
 
@@ -403,6 +406,7 @@ impl Snapshot {
                 health: Health::default(),
                 upstream_ca,
                 tls_verify: p.tls_verify.unwrap_or(true),
+                http2: p.http2,
             });
         }
 

@@ -74,9 +74,15 @@ pub fn early(s: &mut Session, job: &Job) -> Result<()> {
 }
 
 /// The subrequest's `upstream_request_filter`: the head made by the client's
-/// request for this attempt (path, credential, the provider's headers).
+/// request for this attempt (path, credential, the provider's headers). On an
+/// h2 upstream connection (a provider's `http2`) Pingora has set the head to
+/// HTTP/2 and expects it to stay so.
 pub fn upstream_request(req: &mut RequestHeader, job: &Job) {
-    if let Some(h) = job.head.lock().expect("not poisoned").take() {
+    if let Some(mut h) = job.head.lock().expect("not poisoned").take() {
+        // An HTTP/1.0 client's attempt still goes upstream as HTTP/1.1.
+        if req.version == http::Version::HTTP_2 {
+            h.set_version(http::Version::HTTP_2);
+        }
         *req = h;
     }
 }
