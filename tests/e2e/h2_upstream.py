@@ -2,8 +2,8 @@
 
 `H2Upstream` answers OpenAI chat completions (`.../chat/completions`) and Anthropic
 messages (`.../messages`), JSON and SSE streams, with the bodies `mock_upstream`
-makes (same replies, same scenarios in the model name: `fail-<status>`, plus `hold`:
-the answer waits for `release`). It speaks:
+makes (same replies, same scenarios in the model name: `fail-<status>`, `slow-<ms>`
+between stream events, plus `hold`: the answer waits for `release`). It speaks:
 
 - over TLS (`H2Upstream(tls=ctx)`): HTTP/2 when the client's ALPN offers `h2`, else
   HTTP/1.1 (no ALPN, or `http/1.1` chosen);
@@ -12,7 +12,8 @@ the answer waits for `release`). It speaks:
 
 Each request is recorded with the protocol it came over, the connection it came on
 (numbered in accept order) and how many requests were open on that connection when
-it arrived (2 or more: multiplexed). `connections` counts accepted connections.
+it arrived (2 or more: multiplexed), and whether the client reset its stream before
+the answer ended. `connections` counts accepted connections.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     status: int = 0
+    reset: bool = False  # the client reset its stream (HTTP/2 RST_STREAM) before the answer ended
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -66,6 +68,7 @@ class Answer:
     headers: list[tuple[str, str]]
     chunks: list[bytes]  # one DATA frame / HTTP/1.1 chunk each
     stream: bool
+    gap: float = 0.01  # seconds between stream chunks (`slow-<ms>` in the model)
 
 
 class H2Upstream:
@@ -188,6 +191,7 @@ class H2Upstream:
         # and this loop flushes what they wrote between short reads.
         lock = threading.Lock()
         streams: dict[int, tuple[dict[str, str], bytearray]] = {}
+        answering: dict[int, Seen] = {}
         sock.settimeout(0.005)
         while True:
             try:
@@ -203,9 +207,12 @@ class H2Upstream:
                     elif isinstance(ev, h2.events.DataReceived):
                         streams[ev.stream_id][1].extend(ev.data)
                         h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamReset) and ev.stream_id in answering:
+                        answering[ev.stream_id].reset = True
                     elif isinstance(ev, h2.events.StreamEnded):
                         hdrs, body = streams.pop(ev.stream_id)
                         seen = self._arrive("HTTP/2", cid, hdrs.get(":method", ""), hdrs.get(":path", ""), hdrs, bytes(body))
+                        answering[ev.stream_id] = seen
                         threading.Thread(target=self._h2_answer, args=(h2c, lock, ev.stream_id, seen), daemon=True).start()
                 pending = h2c.data_to_send()
             if pending:
@@ -220,7 +227,9 @@ class H2Upstream:
                 h2c.send_headers(sid, [(":status", str(a.status)), *a.headers])
             for c in a.chunks:
                 if a.stream:
-                    time.sleep(0.01)
+                    time.sleep(a.gap)
+                if seen.reset:
+                    return
                 with lock:
                     # The answers are small: well within the initial 64 KiB windows.
                     assert h2c.local_flow_control_window(sid) >= len(c), "answer larger than the window"
@@ -274,7 +283,7 @@ class H2Upstream:
                     sock.sendall((head_out + "transfer-encoding: chunked\r\n\r\n").encode())
                     for c in a.chunks:
                         sock.sendall(b"%x\r\n%s\r\n" % (len(c), c))
-                        time.sleep(0.01)
+                        time.sleep(a.gap)
                     sock.sendall(b"0\r\n\r\n")
                 else:
                     payload = b"".join(a.chunks)
@@ -309,15 +318,16 @@ class H2Upstream:
         if sc.fail_status:
             return self._json(seen, *error_response(fmt, sc.fail_status, seq))
         stream = bool(req.get("stream"))
+        gap = sc.delay_ms / 1000 or 0.01
         if fmt == "openai-chat":
             p = prompt_openai_chat(req)
             r = make_reply(sc, p)
             if stream:
-                return self._events(seen, openai_chat_events(seq, model, r, p.include_usage))
+                return self._events(seen, openai_chat_events(seq, model, r, p.include_usage), gap)
             return self._json(seen, 200, openai_chat_json(seq, model, r))
         r = make_reply(sc, prompt_anthropic(req))
         if stream:
-            return self._events(seen, anthropic_events(seq, model, r))
+            return self._events(seen, anthropic_events(seq, model, r), gap)
         return self._json(seen, 200, anthropic_json(seq, model, r))
 
     @staticmethod
@@ -326,6 +336,6 @@ class H2Upstream:
         return Answer(status, [("content-type", "application/json")], [json.dumps(obj).encode()], False)
 
     @staticmethod
-    def _events(seen: Seen, events: list[bytes]) -> Answer:
+    def _events(seen: Seen, events: list[bytes], gap: float) -> Answer:
         seen.status = 200
-        return Answer(200, [("content-type", "text/event-stream; charset=utf-8")], events, True)
+        return Answer(200, [("content-type", "text/event-stream; charset=utf-8")], events, True, gap)

@@ -9,6 +9,7 @@ and the connection it came on, so each test asserts what went over the wire.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -141,6 +142,26 @@ def test_concurrent_requests_share_one_h2_connection(start_gateway: Callable[...
     assert [s.protocol for s in mock.requests] == ["HTTP/2"] * n
     assert mock.connections == 1
     assert max(s.open_on_conn for s in mock.requests) == n
+
+
+def test_a_client_leaving_resets_its_h2_stream_and_the_connection_stays(start_gateway: Callable[..., Gateway], h2_mock: Callable[..., H2Upstream], upstream_pki: Pki) -> None:
+    mock = h2_mock()
+    models = [route("slow-m", ("an", "claude-slow-300")), route("chat-m", ("oa", "gpt-up"))]
+    gw = start_gateway(small_config(providers_on(mock, upstream_pki.ca_file, http2=True), models))
+    with httpx.Client(base_url=gw.url, timeout=20) as c:
+        with c.stream("POST", "/v1/chat/completions", json=chat("leave early please", "slow-m", stream=True), headers=H) as s:
+            assert s.status_code == 200
+            next(s.iter_raw())  # a first event, then the client goes
+    deadline = time.monotonic() + 5
+    while not mock.requests[0].reset and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mock.requests[0].reset, "the upstream stream was not reset"
+    # The connection itself is kept: the next request is another stream on it.
+    with httpx.Client(base_url=gw.url, timeout=20) as c:
+        r = c.post("/v1/chat/completions", json=chat("still here", "chat-m"), headers=H)
+        assert r.status_code == 200, r.text
+    assert [(s.protocol, s.conn) for s in mock.requests] == [("HTTP/2", 1), ("HTTP/2", 1)]
+    assert mock.connections == 1
 
 
 def test_a_5xx_from_the_h2_upstream_falls_back_to_the_next_target(start_gateway: Callable[..., Gateway], h2_mock: Callable[..., H2Upstream], upstream_pki: Pki) -> None:
