@@ -72,10 +72,12 @@ class Answer:
 
 
 class H2Upstream:
-    def __init__(self, tls: ssl.SSLContext | None = None, keys: tuple[str, ...] = ("sk-up-1",)):
+    def __init__(self, tls: ssl.SSLContext | None = None, keys: tuple[str, ...] = ("sk-up-1",), alpn: tuple[str, ...] = ("h2", "http/1.1")):
+        """`alpn`: the protocols the TLS server accepts (`("http/1.1",)`: a server
+        without HTTP/2)."""
         self.tls = tls
         if tls is not None:
-            tls.set_alpn_protocols(["h2", "http/1.1"])
+            tls.set_alpn_protocols(list(alpn))
         self.keys = keys
         self.requests: list[Seen] = []
         self.connections = 0

@@ -37,8 +37,8 @@ def upstream_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def h2_mock(upstream_pki: Pki) -> Iterator[Callable[..., H2Upstream]]:
     made: list[H2Upstream] = []
 
-    def make(tls: bool = True) -> H2Upstream:
-        m = H2Upstream(tls=upstream_pki.server_context("127.0.0.1") if tls else None).start()
+    def make(tls: bool = True, alpn: tuple[str, ...] = ("h2", "http/1.1")) -> H2Upstream:
+        m = H2Upstream(tls=upstream_pki.server_context("127.0.0.1") if tls else None, alpn=alpn).start()
         made.append(m)
         return m
 
@@ -112,6 +112,34 @@ def test_http2_provider_json_converted_stream_and_passthrough_go_over_h2(start_g
     # One after another, every request rode one h2 connection.
     assert len(mock.requests) == 6
     assert {s.conn for s in mock.requests} == {1} and mock.connections == 1
+
+
+def test_http2_clients_through_a_tls_listener_to_an_http2_upstream(tmp_path: Path, h2_mock: Callable[..., H2Upstream], upstream_pki: Pki) -> None:
+    """HTTP/2 on both sides: the client's h2 request becomes an h2 request upstream."""
+    mock = h2_mock()
+    _, cert_pem, key_pem = upstream_pki.leaf("127.0.0.1")
+    cf, kf = tmp_path / "gw.pem", tmp_path / "gw.key"
+    cf.write_bytes(cert_pem)
+    kf.write_bytes(key_pem)
+    models = [route("chat-m", ("oa", "gpt-up")), route("claude-m", ("an", "claude-up"))]
+    cfg = small_config(providers_on(mock, upstream_pki.ca_file, http2=True), models, tls={"cert_file": str(cf), "key_file": str(kf)}, provider_passthrough={"enabled": True, "prefix": "/"})
+    gw = Gateway(cfg, tmp_path / "gw", name="h2both", tls_ca=upstream_pki.ca_file).start()
+    try:
+        with gw.client(http2=True) as c:
+            r = c.post("/v1/chat/completions", json=chat("both h2", "chat-m"), headers=H)
+            assert (r.status_code, r.http_version) == (200, "HTTP/2"), r.text
+            assert r.json()["choices"][0]["message"]["content"] == "echo: both h2"
+            with c.stream("POST", "/v1/chat/completions", json=chat("both stream", "claude-m", stream=True), headers=H) as s:
+                assert (s.status_code, s.http_version) == (200, "HTTP/2")
+                text = "".join(s.iter_text())
+            assert chat_stream_text(text)[0] == "echo: both stream"
+            r = c.post("/an/v1/messages", json={"model": "claude-up", "max_tokens": 20, "messages": [{"role": "user", "content": "both pass"}]}, headers=H)
+            assert (r.status_code, r.http_version) == (200, "HTTP/2"), r.text
+            assert r.json()["content"][0]["text"] == "echo: both pass"
+    finally:
+        gw.stop()
+    got = [(s.protocol, s.path) for s in mock.requests]
+    assert got == [("HTTP/2", "/v1/chat/completions"), ("HTTP/2", "/v1/messages"), ("HTTP/2", "/v1/messages")], got
 
 
 def test_concurrent_requests_share_one_h2_connection(start_gateway: Callable[..., Gateway], h2_mock: Callable[..., H2Upstream], upstream_pki: Pki) -> None:
@@ -188,6 +216,22 @@ def test_without_http2_the_same_upstream_is_reached_over_http1(start_gateway: Ca
         r = c.post("/an/v1/messages", json={"model": "claude-up", "max_tokens": 20, "messages": [{"role": "user", "content": "pass h1"}]}, headers=H)
         assert r.status_code == 200, r.text
     assert [s.protocol for s in mock.requests] == ["HTTP/1.1"] * 3
+
+
+def test_http2_on_a_tls_server_without_h2_falls_back_to_http1_by_alpn(start_gateway: Callable[..., Gateway], h2_mock: Callable[..., H2Upstream], upstream_pki: Pki) -> None:
+    mock = h2_mock(alpn=("http/1.1",))
+    models = [route("chat-m", ("oa", "gpt-up")), route("claude-m", ("an", "claude-up"))]
+    gw = start_gateway(small_config(providers_on(mock, upstream_pki.ca_file, http2=True), models, provider_passthrough={"enabled": True, "prefix": "/"}))
+    with httpx.Client(base_url=gw.url, timeout=20) as c:
+        r = c.post("/v1/chat/completions", json=chat("h1 by alpn", "chat-m"), headers=H)
+        assert (r.status_code, r.json()["choices"][0]["message"]["content"]) == (200, "echo: h1 by alpn"), r.text
+        r = c.post("/v1/chat/completions", json=chat("h1 stream", "claude-m", stream=True), headers=H)
+        assert chat_stream_text(r.text)[0] == "echo: h1 stream"
+        r = c.post("/an/v1/messages", json={"model": "claude-up", "max_tokens": 20, "messages": [{"role": "user", "content": "pass"}]}, headers=H)
+        assert r.status_code == 200, r.text
+    assert [s.protocol for s in mock.requests] == ["HTTP/1.1"] * 3
+    # Kept-alive HTTP/1.1 connections as without `http2`: the three used one.
+    assert mock.connections == 1
 
 
 def test_http2_over_plain_http_is_h2c_with_prior_knowledge(start_gateway: Callable[..., Gateway], h2_mock: Callable[..., H2Upstream]) -> None:
