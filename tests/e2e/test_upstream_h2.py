@@ -20,7 +20,8 @@ import pytest
 
 from h2_upstream import H2Upstream
 from harness import GW_KEY_A, Gateway, provider, route, small_config
-from helpers import chat_stream_text
+from helpers import assert_error_shape, chat_stream_text
+from mock_upstream import MockUpstream
 from test_tls import Pki
 
 H = {"authorization": f"Bearer {GW_KEY_A}", "content-type": "application/json"}
@@ -249,6 +250,20 @@ def test_http2_over_plain_http_is_h2c_with_prior_knowledge(start_gateway: Callab
         assert r.status_code == 200, r.text
     seen = [(s.protocol, s.headers.get(":scheme")) for s in mock.requests]
     assert seen == [("HTTP/2", "http"), ("HTTP/2", "http"), ("HTTP/1.1", None)], seen
+
+
+def test_h2c_to_a_server_without_it_fails_the_attempt_and_falls_back(start_gateway: Callable[..., Gateway], upstream: MockUpstream) -> None:
+    """`mock_upstream` speaks HTTP/1.1 only: prior knowledge is wrong there, the
+    attempt fails in the client's format, and fallback applies."""
+    providers = [provider("wrong", "openai-compatible", upstream.openai_url, timeouts=T, http2=True), provider("right", "openai-compatible", upstream.openai_url, timeouts=T)]
+    models = [route("only-m", ("wrong", "gpt-up")), route("fb-m", ("wrong", "gpt-up"), ("right", "gpt-after"))]
+    gw = start_gateway(small_config(providers, models))
+    with httpx.Client(base_url=gw.url, timeout=20) as c:
+        r = c.post("/v1/chat/completions", json=chat("x", "only-m"), headers=H)
+        assert_error_shape("openai-chat", r, 502)
+        r = c.post("/v1/chat/completions", json=chat("fell back", "fb-m"), headers=H)
+        assert (r.status_code, r.json()["choices"][0]["message"]["content"]) == (200, "echo: fell back"), r.text
+    assert [q.model for q in upstream.requests] == ["gpt-after"]
 
 
 def test_http2_must_be_a_boolean(run_aigate: Callable[..., Any], tmp_path: Path) -> None:
