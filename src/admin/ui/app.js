@@ -270,6 +270,8 @@ function current() {
 async function show() {
   const page = current();
   for (const p of pages) $(`#${p}`).hidden = p !== page;
+  // A new key is shown once: gone from the page once the user leaves Keys.
+  if (page !== "keys") { $("#new-key").hidden = true; $("#new-key-value").textContent = ""; }
   for (const a of document.querySelectorAll("nav a")) {
     if (a.dataset.page === page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
