@@ -30,7 +30,7 @@ want="$( { cat "$req"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum 
 stamp="$venv/.requirements.sha256"
 
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-    && "$venv/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "google.genai", "pytest", "httpx", "yaml")))' 2>/dev/null; then
+    && "$venv/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "google.genai", "pytest", "httpx", "yaml", "selenium")))' 2>/dev/null; then
     echo "setup_venv: $venv is up to date"
     exit 0
 fi
@@ -50,6 +50,6 @@ fi
 
 echo "setup_venv: installing $(grep -cE '^[A-Za-z]' "$req") pinned packages"
 "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req"
-"$venv/bin/python" -c 'import openai, anthropic, google.genai, pytest, httpx, yaml'
+"$venv/bin/python" -c 'import openai, anthropic, google.genai, pytest, httpx, yaml, selenium'
 echo "$want" >"$stamp"
 echo "setup_venv: ready ($venv)"
