@@ -79,7 +79,9 @@ async function loadOverview() {
   const [h, d, p] = await Promise.all([api("/admin/stats?window=1h"), api("/admin/stats?window=24h"), api("/admin/providers")]);
   const t = h.total;
   text($("#t-err"), `${(t.error_rate * 100).toFixed(1)}%`);
-  text($("#t-lat"), t.p50_ms == null ? "–" : `${t.p50_ms} / ${t.p95_ms} ms`);
+  // Whole ms from 10 up: "71 / 165 ms" stays on one line in its tile.
+  const ms = (v) => (v >= 10 ? Math.round(v) : v);
+  text($("#t-lat"), t.p50_ms == null ? "–" : `${ms(t.p50_ms)} / ${ms(t.p95_ms)} ms`);
   text($("#t-req"), t.requests);
   text($("#t-cost"), usd(d.total.cost_usd));
   const tb = $("#providers tbody");
