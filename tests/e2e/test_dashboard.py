@@ -135,7 +135,7 @@ def screenshot(drv: WebDriver, path: Path, width: int) -> None:
     png = base64.b64decode(drv.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n", path.name
     w, h = struct.unpack(">II", png[16:24])
-    assert w == width and h >= 600, (path.name, w, h)
+    assert w == width and h >= js(drv, "window.innerHeight"), (path.name, w, h)
     path.write_bytes(png)
 
 
