@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -96,9 +96,21 @@ def wait(drv: WebDriver, what: str, expr: str, timeout: float = 10.0) -> Any:
 def el(drv: WebDriver, css: str, timeout: float = 10.0) -> WebElement:
     """The element, once it is shown and can be clicked."""
     try:
-        return WebDriverWait(drv, timeout, poll_frequency=0.1).until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)))
+        return WebDriverWait(drv, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]).until(EC.element_to_be_clickable((By.CSS_SELECTOR, css)))
     except TimeoutException:
         raise AssertionError(f"not within {timeout} s: {css} shown and enabled") from None
+
+
+def click(drv: WebDriver, css: str) -> None:
+    """Clicks the element; again on its successor when the page re-rendered it in
+    between (a table refreshed by the live feed replaces its rows)."""
+    for _ in range(5):
+        try:
+            el(drv, css).click()
+            return
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css} was re-rendered under every click")
 
 
 def typed(drv: WebDriver, css: str, text: str) -> WebElement:
@@ -115,7 +127,7 @@ def press(drv: WebDriver, key: str) -> None:
 
 def page(drv: WebDriver, name: str) -> None:
     """Clicks the page's link in the navigation and waits for the page to show."""
-    el(drv, f"#nav a[data-page={name}]").click()
+    click(drv, f"#nav a[data-page={name}]")
     wait(drv, f"the {name} page", f"!document.querySelector('#{name}').hidden && document.querySelector('#nav a[aria-current=page]')?.dataset.page === '{name}'")
 
 
@@ -159,7 +171,7 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     screenshot(b, shots / "login.png", 1280)
     typed(b, "#login-form [name=name]", "ops")
     typed(b, "#login-form [name=password]", "wrong")
-    el(b, "#login-form button[type=submit]").click()
+    click(b, "#login-form button[type=submit]")
     wait(b, "a refused login says so", "document.querySelector('#login-error').textContent.includes('wrong user name or password')")
     assert not b.find_element(By.ID, "nav").is_displayed(), "a refused login shows the page links"
     typed(b, "#login-form [name=name]", "ops")
@@ -198,7 +210,7 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     wait(b, "the keys listed", "document.querySelector('#key-table tbody').rows.length > 0")
     typed(b, "#key-form [name=id]", "ui-key")
     typed(b, "#key-form [name=rpm]", "100")
-    el(b, "#key-form button[type=submit]").click()
+    click(b, "#key-form button[type=submit]")
     key = wait(b, "the new key shown", "!document.querySelector('#new-key').hidden && document.querySelector('#new-key-value').textContent")
     assert key.startswith("sk-aigate-")
     wait(b, "the key listed", "[...document.querySelectorAll('#key-table tbody tr')].some(r => r.dataset.id === 'ui-key')")
@@ -211,7 +223,7 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     assert label.startswith(f"team-a: {sent['requests']} requests, ${sent['cost_usd']:.4f}"), (label, sent)
     assert js(b, "[...document.querySelectorAll('#key-table tr[data-id=\"team-a\"] svg.usage rect')].filter(r => parseFloat(r.getAttribute('height')) > 0).length") >= 1
     screenshot(b, shots / "keys.png", 1280)
-    el(b, "#key-table tr[data-id=\"ui-key\"] button[data-action=revoke]").click()
+    click(b, "#key-table tr[data-id=\"ui-key\"] button[data-action=revoke]")
     dialog = WebDriverWait(b, 5).until(EC.alert_is_present())
     assert "Revoke key ui-key?" in dialog.text, dialog.text
     dialog.accept()
@@ -223,7 +235,7 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     page(b, "requests")
     wait(b, "the request log", "document.querySelector('#req-table tbody').rows.length > 1")
     typed(b, "#filter-form [name=key]", "ui-key")
-    el(b, "#filter-form button[type=submit]").click()
+    click(b, "#filter-form button[type=submit]")
     wait(b, "the filtered log", "document.querySelector('#req-count').textContent.startsWith('1 matching')")
     keys = js(b, "[...document.querySelectorAll('#req-table tbody tr')].map(r => r.cells[1].textContent)")
     assert keys == ["ui-key"], keys
@@ -255,10 +267,10 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     # Space opens it too; the Close button closes it.
     press(b, Keys.SPACE)
     wait(b, "the details by Space", "!document.querySelector('#req-detail').hidden")
-    el(b, "#req-close").click()
+    click(b, "#req-close")
     wait(b, "closed by its button", "document.querySelector('#req-detail').hidden")
     # And a click.
-    el(b, "#req-table tbody tr").click()
+    click(b, "#req-table tbody tr")
     wait(b, "the details by click", "!document.querySelector('#req-detail').hidden && document.querySelector('#req-fields dd[data-field=key]').textContent === 'ui-key'")
 
     # Models and the redacted config, with a reload that reports a broken file.
@@ -280,10 +292,10 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     assert PASSWORD not in body and GW_KEY_A not in body and key not in body
     good = gw.config_path.read_text()
     gw.config_path.write_text(good.replace("- id: team-a\n", "- id: team-a\n  rpm: 0\n", 1))
-    el(b, "#reload").click()
+    click(b, "#reload")
     wait(b, "the reload refused with its path", "document.querySelector('#reload-result').textContent.includes('keys[0].rpm')")
     gw.config_path.write_text(good)
-    el(b, "#reload").click()
+    click(b, "#reload")
     wait(b, "the reload taken", "document.querySelector('#reload-result').textContent === 'config reloaded'")
     screenshot(b, shots / "config.png", 1280)
 
@@ -302,7 +314,7 @@ def test_dashboard_login_live_numbers_keys_and_request_log(start_gateway: StartG
     page(b, "requests")
     wait(b, "the log at phone width", "document.querySelector('#req-table tbody').rows.length > 0")
     assert no_sideways_scroll(b), "the log scrolls sideways at 390 px"
-    el(b, "#req-table tbody tr").click()
+    click(b, "#req-table tbody tr")
     wait(b, "details at phone width", "!document.querySelector('#req-detail').hidden")
     assert no_sideways_scroll(b), "the details scroll sideways at 390 px"
     screenshot(b, shots / "request-detail-phone.png", 390)
