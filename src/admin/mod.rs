@@ -23,7 +23,8 @@ pub mod usage;
 use crate::config::Snapshot;
 use crate::limits::Limiter;
 use crate::proxy::ctx::RequestCtx;
-use crate::proxy::{exchange, respond};
+use crate::proxy::pipeline::intake;
+use crate::proxy::respond;
 use crate::translate::Format;
 use async_trait::async_trait;
 use auth::Admin;
@@ -201,13 +202,13 @@ async fn body<T: serde::de::DeserializeOwned + Default>(
     s: &mut ServerSession,
     ctx: &mut RequestCtx,
 ) -> pingora_core::Result<Result<T, ()>> {
-    let b = match exchange::read_body(s, ctx, 64 * 1024).await? {
-        exchange::ClientBody::Whole(b) => b,
-        exchange::ClientBody::TooLarge => {
+    let b = match intake::read_body(s, ctx, 64 * 1024).await? {
+        intake::ClientBody::Whole(b) => b,
+        intake::ClientBody::TooLarge => {
             fail(s, ctx, 413, "admin request bodies are at most 64 KiB").await?;
             return Ok(Err(()));
         }
-        exchange::ClientBody::Refused(st, m) => {
+        intake::ClientBody::Refused(st, m) => {
             fail(s, ctx, st, &m).await?;
             return Ok(Err(()));
         }

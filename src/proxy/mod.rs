@@ -9,9 +9,9 @@ pub mod front;
 pub mod h2_limits;
 pub mod head;
 pub mod headers;
-pub mod intake;
 pub mod models;
 pub mod pass;
+pub mod pipeline;
 pub mod respond;
 pub mod stream;
 pub mod subreq;
@@ -27,10 +27,10 @@ use crate::translate::Format;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use ctx::RequestCtx;
-use exchange::Ask;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_proxy::{ProxyHttp, Session};
+use pipeline::intake::{self, Ask};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -279,7 +279,7 @@ impl ProxyHttp for Gateway {
     fn suppress_error_log(&self, _s: &Session, ctx: &RequestCtx, e: &pingora_core::Error) -> bool {
         ctx.sub.is_some()
             || e.esource() == &pingora_core::ErrorSource::Downstream
-                && exchange::body_read_refusal(e).is_some()
+                && intake::body_read_refusal(e).is_some()
     }
 
     async fn logging(
@@ -650,20 +650,20 @@ impl Gateway {
             }
             _ => (Format::OpenAiChat, None),
         };
-        let body = match exchange::read_body(s, ctx, snap.max_body_bytes).await? {
-            exchange::ClientBody::Whole(b) => b,
-            exchange::ClientBody::TooLarge => {
+        let body = match intake::read_body(s, ctx, snap.max_body_bytes).await? {
+            intake::ClientBody::Whole(b) => b,
+            intake::ClientBody::TooLarge => {
                 let msg = format!(
                     "request body is larger than the limit of {} bytes",
                     snap.max_body_bytes
                 );
                 return respond::error(s, ctx, efmt, 413, &msg, None).await;
             }
-            exchange::ClientBody::Refused(status, msg) => {
+            intake::ClientBody::Refused(status, msg) => {
                 return respond::error(s, ctx, efmt, status, &msg, None).await;
             }
         };
-        let peeked = match intake::peek(&body) {
+        let peeked = match intake::peek::peek(&body) {
             Ok(p) => p,
             Err(b) => {
                 return respond::error(s, ctx, efmt, 400, &b.message, b.param.as_deref()).await;

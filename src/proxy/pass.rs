@@ -473,7 +473,7 @@ pub fn proxy_error(
 pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
     let upstream = e.esource() == &ErrorSource::Upstream;
     let refused = (e.esource() == &ErrorSource::Downstream)
-        .then(|| super::exchange::body_read_refusal(e))
+        .then(|| super::pipeline::intake::body_read_refusal(e))
         .flatten();
     // Which rule ended a slow body: the clock knows the wait it handed out.
     let clock = ctx.pass.as_ref().and_then(|st| st.body.as_ref());
