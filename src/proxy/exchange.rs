@@ -7,114 +7,34 @@
 //! with that target's converted body, and relay its answer themselves,
 //! converting it chunk by chunk and holding the head until the first content.
 
-use super::budget::{BUFFERED, Held};
 use super::ctx::RequestCtx;
 use super::head::{self, Body, Marks};
-use super::headers::{UpstreamRequest, client_response, upstream_request_head};
+use super::headers::client_response;
+use super::pipeline::attempt::{
+    Attempt, Failure, MAX_ANSWER_BODY, MAX_ERROR_BODY, attempt, classify, count_outcome,
+    failure_text, get_str, judge, next_chunk, outcome_label, read_all, sent, status_failure,
+};
 use super::pipeline::intake::Ask;
 use super::respond;
 use super::stream;
-use super::subreq::{self, Answer, ready_now};
+use super::subreq::{Answer, ready_now};
 use crate::config::file::ProviderKind;
 use crate::config::runtime::{Provider, Resolved};
 use crate::limits::Holds;
 use crate::limits::Limiter;
-use crate::providers::{Op, peer, upstream_path};
-use crate::resilience::{self, Ended, Fallback, Gate, Skip, Verdict};
+use crate::providers::Op;
+use crate::resilience::{self, Fallback, Gate, Skip};
 use crate::sse;
 use crate::translate::{self, Format, StreamTranslator};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora_core::ErrorType;
 use pingora_core::protocols::http::ServerSession as Session;
-use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::ResponseHeader;
 use pingora_proxy::SubrequestSpawner;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// Upstream error bodies and non-streaming answers are read whole; cap them.
-const MAX_ERROR_BODY: usize = 1024 * 1024;
-const MAX_ANSWER_BODY: usize = 64 * 1024 * 1024;
-
-/// Why an attempt did not produce the answer.
-#[derive(Debug)]
-pub enum Failure {
-    /// No usable address or credential.
-    Unusable(String),
-    Connect(String),
-    Timeout(String),
-    Io(String),
-    /// A retryable status from the upstream; body kept to relay if it is the last.
-    Status(u16, Box<ResponseHeader>, Bytes, Format),
-    /// The request cannot be expressed in this target's format.
-    Convert(translate::TranslateError),
-    /// The target is at one of its own limits (skipped, not tried).
-    Limited(crate::limits::Refusal),
-    /// The process's answer buffer budget is spent (`budget.rs`): 503, and
-    /// no other target is tried (it would need the same memory).
-    Busy(String),
-}
-
-enum Attempt {
-    /// The client got its answer (or the stream ended); its outcome is counted.
-    Done,
-    Failed(Failure),
-}
-
-/// An upstream error answer as a failure, with any credential of the provider
-/// that the upstream echoed in it (auth errors do) redacted: this body may be
-/// relayed to the client.
-fn status_failure(
-    p: &Provider,
-    status: u16,
-    head: ResponseHeader,
-    body: Bytes,
-    from: Format,
-) -> Failure {
-    let body = p.credentials.redact(&body).map_or(body, Bytes::from);
-    Failure::Status(status, Box::new(head), body, from)
-}
-
-fn outcome_label(f: &Failure) -> &'static str {
-    match f {
-        Failure::Unusable(_) => "unusable",
-        Failure::Connect(_) => "connect_error",
-        Failure::Timeout(_) => "timeout",
-        Failure::Io(_) => "io_error",
-        Failure::Status(429, ..) => "http_429",
-        Failure::Status(s, ..) if *s >= 500 => "http_5xx",
-        Failure::Status(..) => "http_4xx",
-        Failure::Convert(_) => "convert_error",
-        Failure::Limited(_) => "limited",
-        Failure::Busy(_) => "buffer_full",
-    }
-}
-
-/// Whether the upstream may have received the request (its quota counts it).
-fn sent(f: &Failure) -> bool {
-    !matches!(
-        f,
-        Failure::Unusable(_) | Failure::Convert(_) | Failure::Connect(_) | Failure::Limited(_)
-    )
-}
-
-fn classify(e: &pingora_core::Error, during: &str) -> Failure {
-    let msg = format!("{during}: {}", e.etype().as_str());
-    match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            Failure::Timeout(msg)
-        }
-        ErrorType::ConnectRefused
-        | ErrorType::ConnectNoRoute
-        | ErrorType::ConnectError
-        | ErrorType::TLSHandshakeFailure => Failure::Connect(msg),
-        _ if during == "connect" => Failure::Connect(msg),
-        _ => Failure::Io(msg),
-    }
-}
 
 /// Per-request state of the attempt loop, shared by its steps.
 struct Tries {
@@ -419,82 +339,6 @@ fn answered(p: &Provider, cred: Option<usize>, forced: bool) {
     }
 }
 
-/// Apply what a failed attempt says about its credential (rest) and its
-/// provider (circuit), per `resilience::verdict`. Returns whether the
-/// provider's next credential may answer instead.
-fn judge(
-    p: &Provider,
-    snap: &crate::config::runtime::Snapshot,
-    f: &Failure,
-    cred: Option<usize>,
-    probe: bool,
-    tried: &mut Vec<usize>,
-) -> bool {
-    let now = resilience::now_ms();
-    let ended = match f {
-        Failure::Status(st, h, ..) => Ended::Status(
-            *st,
-            (*st == 429)
-                .then(|| resilience::reset_hint(|n| get_str(h, n)))
-                .flatten(),
-        ),
-        Failure::Connect(_) | Failure::Timeout(_) | Failure::Io(_) => Ended::Transport,
-        Failure::Convert(_) | Failure::Unusable(_) | Failure::Limited(_) | Failure::Busy(_) => {
-            Ended::Local
-        }
-    };
-    let other = cred.is_some_and(|i| p.rest.other_usable(i, now));
-    let v = resilience::verdict(ended, cred.is_some(), other, &snap.cooldown);
-    match (v, cred) {
-        (Verdict::Rest { rest, hinted }, Some(i)) => {
-            p.rest.rest(i, rest, hinted, now);
-            crate::admin::events::credential_resting(&p.name, i, rest);
-            if let Failure::Status(st @ (401 | 403), ..) = f
-                && p.rest.news(i)
-            {
-                log::warn!(
-                    "provider '{}' credential #{} rejected with {st}: resting it for {}s",
-                    p.name,
-                    i + 1,
-                    rest.as_secs()
-                );
-            }
-        }
-        (Verdict::Refused, Some(i)) => {
-            if let Failure::Status(st, ..) = f
-                && p.rest.news(i)
-            {
-                log::warn!(
-                    "provider '{}' credential #{} rejected with {st}: not resting it, it is the provider's last usable one (logged once until it works)",
-                    p.name,
-                    i + 1
-                );
-            }
-        }
-        (Verdict::Fault, _) => {
-            if p.breaker.failure(&snap.breaker, now) {
-                crate::admin::events::circuit_opened(&p.name);
-                log::warn!(
-                    "provider '{}' circuit opened after repeated failures",
-                    p.name
-                );
-            }
-        }
-        _ => {
-            if probe {
-                p.breaker.release_probe();
-            }
-        }
-    }
-    match (v, cred) {
-        (Verdict::Rest { .. } | Verdict::Refused, Some(i)) => {
-            tried.push(i);
-            true
-        }
-        _ => false,
-    }
-}
-
 /// The provider whose named wait ends at `until`, for the 429's message.
 fn waiting_provider<'a>(
     snap: &'a crate::config::runtime::Snapshot,
@@ -537,28 +381,6 @@ fn set_unusable(last: &mut Option<Failure>, f: Failure) {
     };
     if replace {
         *last = Some(f);
-    }
-}
-
-/// Count an attempt's outcome before the client sees the answer, so a client
-/// that reads the metrics right after its answer finds it counted.
-fn count_outcome(p: &Provider, outcome: &'static str) {
-    crate::metrics::METRICS
-        .attempts
-        .with_label_values(&[&p.name, outcome])
-        .inc();
-}
-
-fn failure_text(f: &Failure) -> String {
-    match f {
-        Failure::Unusable(m)
-        | Failure::Connect(m)
-        | Failure::Timeout(m)
-        | Failure::Io(m)
-        | Failure::Busy(m) => m.clone(),
-        Failure::Status(s, ..) => format!("upstream status {s}"),
-        Failure::Convert(e) => e.message.clone(),
-        Failure::Limited(r) => r.message.clone(),
     }
 }
 
@@ -636,230 +458,110 @@ async fn relay_error(
     respond::send(s, ctx, status, "application/json", converted, &extra).await
 }
 
-fn pick_addr(p: &Provider, attempt: u32) -> Option<SocketAddr> {
-    let addrs = p.addrs.load();
-    if addrs.is_empty() {
-        return None;
-    }
-    Some(addrs[attempt as usize % addrs.len()])
-}
-
-/// The AI path bounds its own reads (first byte, idle, total): no peer I/O timeout.
-fn build_peer(p: &Provider, addr: SocketAddr) -> HttpPeer {
-    let t = peer::PeerTimeouts {
-        connect: p.timeouts.connect,
-        io: None,
-    };
-    peer::peer(addr, &p.endpoint, p.trust(), t)
-}
-
-/// One upstream attempt. Returns `Err` only when the client connection failed.
-async fn attempt(
-    spawner: &SubrequestSpawner,
+/// A successful upstream answer (head read, status < 400) to the client, by
+/// kind: embeddings converted from Gemini, a token count, a stream, a whole
+/// answer.
+pub(crate) async fn answer(
     s: &mut Session,
     ctx: &mut RequestCtx,
-    ask: &mut Ask,
+    up: Answer,
     p: &Provider,
-    t: &Resolved,
-    credential: Option<&str>,
+    ask: &Ask,
+    to: Format,
 ) -> pingora_core::Result<Attempt> {
-    let model = t.model.as_str();
-    let Some(addr) = pick_addr(p, ctx.attempts) else {
-        return Ok(Attempt::Failed(Failure::Unusable(format!(
-            "provider '{}': address of {} not resolved",
-            p.name, p.endpoint.host
-        ))));
-    };
-    let to = match ask.op {
-        Op::Embeddings => match p.format {
-            Format::Gemini => Format::Gemini,
-            _ => Format::OpenAiChat,
-        },
-        Op::Chat { .. } | Op::CountTokens => p.format,
-        // Legacy completions pass as they came, to OpenAI kinds only.
-        Op::Completions { .. } => match p.kind {
-            ProviderKind::Openai | ProviderKind::OpenaiCompatible => ask.ingress,
-            other => {
-                return Ok(Attempt::Failed(Failure::Convert(
-                    translate::TranslateError::bad_request(
-                        format!(
-                            "/v1/completions is served only by providers of kind openai or \
-                             openai-compatible; model '{}' goes to provider '{}' of kind {}",
-                            ask.peeked.model.as_deref().unwrap_or(model),
-                            p.name,
-                            other.as_str()
-                        ),
-                        Some("model"),
-                    ),
-                )));
-            }
-        },
-    };
-    let compatible = p.kind == ProviderKind::OpenaiCompatible;
-    let body = if ask.op == Op::CountTokens {
-        ask.count_body_for(to, model, compatible)
-    } else {
-        ask.body_for(to, model, compatible)
-    };
-    let body = match body {
-        // Payload rules edit the converted body; without rules it is untouched.
-        Ok((b, dropped)) => {
-            // Named on every answer to this attempt (x-aigate-dropped, access line).
-            ctx.dropped = dropped;
-            // Not a count's: rules set generation fields (`max_tokens`) that the
-            // counting endpoints refuse.
-            match &t.payload {
-                Some(rules) if ask.op != Op::CountTokens => rules.apply_bytes(b),
-                _ => b,
-            }
-        }
-        Err(e) => return Ok(Attempt::Failed(Failure::Convert(e))),
-    };
-    let same = to == ask.ingress;
-    let gemini_query = if same {
-        ask.gemini_query.as_deref()
-    } else {
-        None
-    };
-    let path = upstream_path(&p.endpoint, to, ask.op, model, gemini_query);
-    let stream = ask.stream();
-    let spec = UpstreamRequest {
-        provider: p,
-        credential,
-        path: &path,
-        body_len: body.len(),
-        request_id: &ctx.request_id,
-        same_format: same,
-        stream,
-    };
-    let head = upstream_request_head(s.req_header(), &spec)?;
-    let peer = build_peer(p, addr);
-    ctx.attempts += 1;
-
-    // A request once written is never written again on this attempt: the
-    // upstream may have acted on it (a replayed POST is a second, billed
-    // call). A failure here is a failed attempt, and the retry policy decides.
-    let job = subreq::Job::new(peer, head, body.len(), &p.name);
-    let pending = subreq::start(spawner, s, job.clone(), body);
-    let t = Instant::now();
-    let sent = {
-        let answer = pending.head(p.timeouts.connect, p.timeouts.first_byte);
-        tokio::pin!(answer);
-        // A client that leaves while the upstream thinks ends the attempt.
-        tokio::select! {
-            r = &mut answer => Some(r),
-            r = s.read_body_or_idle(true) => match r {
-                Ok(Some(_)) => answer.await.into(),
-                _ => None,
-            },
-        }
-    };
-    ctx.upstream_wait += t.elapsed();
-    let mut up = match sent {
-        Some(Ok(up)) => up,
-        Some(Err(e)) => {
-            if e.etype() == &ErrorType::TLSHandshakeFailure {
-                // The reason (unknown issuer, name mismatch) is only in the error's context.
-                log::warn!("provider '{}': TLS with {addr} failed: {e}", p.name);
-            }
-            let during = if job.connected() {
-                "upstream"
-            } else {
-                "connect"
-            };
-            return Ok(Attempt::Failed(classify(&e, during)));
-        }
-        None => {
-            // The subrequest was aborted (its connection closed) with the wait.
-            ctx.error = Some("client disconnected".into());
-            crate::metrics::METRICS
-                .client_disconnects
-                .with_label_values(&[ask.ingress.as_str()])
-                .inc();
-            return pingora_core::Error::e_explain(
-                ErrorType::ConnectionClosed,
-                "client disconnected before the answer",
-            );
-        }
-    };
-
-    let status = up.status();
-    if status >= 400 {
-        let header = up.head().clone();
-        let (body, _held) = match read_all(&mut up, ctx, p, MAX_ERROR_BODY).await {
-            Ok(b) => b,
-            Err(f) => return Ok(Attempt::Failed(f)),
-        };
-        up.finish().await;
-        return Ok(Attempt::Failed(status_failure(p, status, header, body, to)));
-    }
     if let (Op::Embeddings, Format::Gemini, Some(info)) = (ask.op, to, &ask.embeddings) {
-        let (body, _held) = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
-            Ok(b) => b,
-            Err(f) => return Ok(Attempt::Failed(f)),
-        };
-        up.finish().await;
-        match translate::embeddings::gemini_to_openai_response(&body, info) {
-            Ok(a) => {
-                ctx.usage = Some(crate::ir::Usage {
-                    input: a.prompt_tokens,
-                    ..Default::default()
-                });
-                if a.estimated {
-                    ctx.tokens_estimated = true;
-                    ctx.error = Some("usage estimated: Gemini reported no token count".into());
-                }
-                ctx.first_byte = Some(Instant::now());
-                count_outcome(p, "ok");
-                respond::send(s, ctx, status, "application/json", a.body, &[]).await?;
-            }
-            Err(e) => {
-                let msg = format!("could not convert the upstream answer: {}", e.message);
-                respond::error(s, ctx, ask.ingress, 502, &msg, None).await?;
-            }
-        }
-        return Ok(Attempt::Done);
+        return embeddings_answer(s, ctx, up, p, ask, info).await;
     }
     if ask.op == Op::CountTokens {
         return count_answer(s, ctx, up, p, ask, to).await;
     }
-    if stream {
+    if ask.stream() {
         return Box::pin(stream_answer(s, ctx, up, p, ask, to)).await;
-    } else {
-        // The client's head, from the upstream's before the session goes.
-        let head = if same {
-            let header = up.head();
-            let mut h = client_response(header, status, false, None)?;
-            if let Some(ct) = header.headers.get("content-type") {
-                h.insert_header("content-type", ct.clone())?;
+    }
+    whole_answer(s, ctx, up, p, ask, to).await
+}
+
+/// A Gemini embeddings answer, read whole and converted to OpenAI's shape.
+async fn embeddings_answer(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut up: Answer,
+    p: &Provider,
+    ask: &Ask,
+    info: &translate::embeddings::EmbeddingsInfo,
+) -> pingora_core::Result<Attempt> {
+    let status = up.status();
+    let (body, _held) = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
+        Ok(b) => b,
+        Err(f) => return Ok(Attempt::Failed(f)),
+    };
+    up.finish().await;
+    match translate::embeddings::gemini_to_openai_response(&body, info) {
+        Ok(a) => {
+            ctx.usage = Some(crate::ir::Usage {
+                input: a.prompt_tokens,
+                ..Default::default()
+            });
+            if a.estimated {
+                ctx.tokens_estimated = true;
+                ctx.error = Some("usage estimated: Gemini reported no token count".into());
             }
-            Some(h)
-        } else {
-            None
-        };
-        // A whole answer is read before anything is sent, so one cut short
-        // fails over like any other failed attempt.
-        let (body, _held) = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
-            Ok(b) => b,
-            Err(f) => return Ok(Attempt::Failed(f)),
-        };
-        up.finish().await;
-        ctx.usage = translate::response_usage(to, &body);
-        if let Some(h) = head {
+            ctx.first_byte = Some(Instant::now());
             count_outcome(p, "ok");
-            send_whole(s, ctx, h, body).await?;
-            return Ok(Attempt::Done);
+            respond::send(s, ctx, status, "application/json", a.body, &[]).await?;
         }
+        Err(e) => {
+            let msg = format!("could not convert the upstream answer: {}", e.message);
+            respond::error(s, ctx, ask.ingress, 502, &msg, None).await?;
+        }
+    }
+    Ok(Attempt::Done)
+}
+
+/// A whole (non-streamed) answer: as it came when the formats match, else
+/// converted to the client's format.
+async fn whole_answer(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    mut up: Answer,
+    p: &Provider,
+    ask: &Ask,
+    to: Format,
+) -> pingora_core::Result<Attempt> {
+    let status = up.status();
+    // The client's head, from the upstream's before the session goes.
+    let head = if to == ask.ingress {
+        let header = up.head();
+        let mut h = client_response(header, status, false, None)?;
+        if let Some(ct) = header.headers.get("content-type") {
+            h.insert_header("content-type", ct.clone())?;
+        }
+        Some(h)
+    } else {
+        None
+    };
+    // A whole answer is read before anything is sent, so one cut short
+    // fails over like any other failed attempt.
+    let (body, _held) = match read_all(&mut up, ctx, p, MAX_ANSWER_BODY).await {
+        Ok(b) => b,
+        Err(f) => return Ok(Attempt::Failed(f)),
+    };
+    up.finish().await;
+    ctx.usage = translate::response_usage(to, &body);
+    if let Some(h) = head {
         count_outcome(p, "ok");
-        match translate::convert_response(to, ask.ingress, &body, &ask.resp_opts) {
-            Ok(out) => {
-                ctx.first_byte = Some(Instant::now());
-                respond::send(s, ctx, status, "application/json", out, &[]).await?;
-            }
-            Err(e) => {
-                let msg = format!("could not convert the upstream answer: {}", e.message);
-                respond::error(s, ctx, ask.ingress, 502, &msg, None).await?;
-            }
+        send_whole(s, ctx, h, body).await?;
+        return Ok(Attempt::Done);
+    }
+    count_outcome(p, "ok");
+    match translate::convert_response(to, ask.ingress, &body, &ask.resp_opts) {
+        Ok(out) => {
+            ctx.first_byte = Some(Instant::now());
+            respond::send(s, ctx, status, "application/json", out, &[]).await?;
+        }
+        Err(e) => {
+            let msg = format!("could not convert the upstream answer: {}", e.message);
+            respond::error(s, ctx, ask.ingress, 502, &msg, None).await?;
         }
     }
     Ok(Attempt::Done)
@@ -964,85 +666,6 @@ async fn estimate_count(
     ctx.first_byte = Some(Instant::now());
     let mark = [("x-aigate-estimated", "true".to_string())];
     respond::send(s, ctx, 200, "application/json", out, &mark).await
-}
-
-/// Read a whole upstream body (bounded by `cap`), with the idle and total
-/// timeouts, held in the process's buffer budget (`max_buffered_bytes`) until
-/// the returned hold is dropped.
-async fn read_all(
-    up: &mut Answer,
-    ctx: &mut RequestCtx,
-    p: &Provider,
-    cap: usize,
-) -> Result<(Bytes, Held), Failure> {
-    let limit = ctx.snap.max_buffered_bytes;
-    let mut held = BUFFERED.hold();
-    let too_large = || Failure::Io(format!("upstream body larger than {cap} bytes"));
-    // A declared length is taken from the budget (and allocated) at once: no
-    // regrowth copies, and a refusal before the body is read.
-    let declared = get_str(up.head(), "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(n) = declared {
-        if n > cap as u64 {
-            return Err(too_large());
-        }
-        if !held.grow_to(n, limit) {
-            return Err(over_budget(limit));
-        }
-    }
-    // Most answers come in one read: that chunk is the body, uncopied.
-    let mut first: Option<Bytes> = None;
-    let mut buf = BytesMut::new();
-    loop {
-        match next_chunk(up, ctx, p).await? {
-            Some(chunk) => {
-                let held_now = first.as_ref().map_or(0, Bytes::len);
-                let total = held_now + buf.len() + chunk.len();
-                if total > cap {
-                    return Err(too_large());
-                }
-                if !held.grow_to(total as u64, limit) {
-                    return Err(over_budget(limit));
-                }
-                match first.take() {
-                    None if buf.is_empty() => first = Some(chunk),
-                    held_chunk => {
-                        if buf.is_empty() {
-                            buf.reserve(declared.map_or(0, |n| n as usize).max(total));
-                        }
-                        if let Some(h) = held_chunk {
-                            buf.extend_from_slice(&h);
-                        }
-                        buf.extend_from_slice(&chunk);
-                    }
-                }
-            }
-            None => return Ok((first.unwrap_or_else(|| buf.freeze()), held)),
-        }
-    }
-}
-
-fn over_budget(limit: u64) -> Failure {
-    Failure::Busy(format!(
-        "the gateway is holding its limit of {limit} bytes of buffered answers; retry shortly"
-    ))
-}
-
-/// The next upstream body chunk, bounded by the idle timeout and the total deadline.
-async fn next_chunk(
-    up: &mut Answer,
-    ctx: &mut RequestCtx,
-    p: &Provider,
-) -> Result<Option<Bytes>, Failure> {
-    let left = p.timeouts.total.saturating_sub(ctx.start.elapsed());
-    let limit = p.timeouts.idle.min(left);
-    let t = Instant::now();
-    let r = pingora_timeout::timeout(limit, up.body()).await;
-    ctx.upstream_wait += t.elapsed();
-    match r {
-        Err(_) => Err(Failure::Timeout("waiting for the upstream body".into())),
-        Ok(Err(e)) => Err(classify(&e, "reading upstream body")),
-        Ok(Ok(b)) => Ok(b),
-    }
 }
 
 async fn write_body(
@@ -1354,11 +977,6 @@ async fn upstream_ends(up: &mut Answer) -> bool {
         tokio::time::timeout(END_GRACE, up.body()).await,
         Ok(Ok(None))
     )
-}
-
-/// A header of an upstream answer, if it is text.
-fn get_str<'a>(h: &'a ResponseHeader, name: &str) -> Option<&'a str> {
-    h.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// A stream's usage for accounting: what it reported, with what it did not

@@ -9,4 +9,5 @@
 //! with that target's converted body, and relay its answer themselves,
 //! converting it chunk by chunk and holding the head until the first content.
 
+pub mod attempt;
 pub mod intake;
