@@ -2,12 +2,12 @@
 //! carries them, and what its outcome says (`Failure`, `classify`, `judge`).
 
 use super::intake::Ask;
+use super::respond;
 use crate::config::file::ProviderKind;
 use crate::config::runtime::{Provider, Resolved};
 use crate::providers::{Op, peer, upstream_path};
 use crate::proxy::budget::{BUFFERED, Held};
 use crate::proxy::ctx::RequestCtx;
-use crate::proxy::exchange as respond;
 use crate::proxy::headers::{UpstreamRequest, upstream_request_head};
 use crate::proxy::subreq::{self, Answer};
 use crate::resilience::{self, Ended, Verdict};

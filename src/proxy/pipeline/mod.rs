@@ -11,3 +11,4 @@
 
 pub mod attempt;
 pub mod intake;
+pub mod respond;
