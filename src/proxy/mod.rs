@@ -4,7 +4,6 @@ pub mod body_rate;
 pub mod budget;
 pub mod ctx;
 pub mod drain;
-pub mod exchange;
 pub mod front;
 pub mod h2_limits;
 pub mod head;
@@ -788,6 +787,6 @@ impl Gateway {
                 "no subrequest spawner on this listener",
             );
         };
-        exchange::run(&spawner, &self.limiter, s, ctx, &mut ask, targets).await
+        pipeline::plan::run(&spawner, &self.limiter, s, ctx, &mut ask, targets).await
     }
 }

@@ -11,4 +11,5 @@
 
 pub mod attempt;
 pub mod intake;
+pub mod plan;
 pub mod respond;

@@ -1,22 +1,16 @@
-//! The upstream exchange for AI routes, driven from `request_filter`.
-//!
-//! Design decision (README "Design: one request, one subrequest per
-//! attempt"): Pingora picks the upstream before it reads the body and replays
-//! a pre-read body only from a 64 KiB retry buffer, so AI routes read the
-//! whole body here, then make each attempt a Pingora subrequest (`subreq`)
-//! with that target's converted body, and relay its answer themselves,
-//! converting it chunk by chunk and holding the head until the first content.
+//! Plan: the targets a request may go to, in order, and the loop that
+//! tries them: per target the gates (its own limit, disabled provider,
+//! credential rest, circuit), then an attempt (`attempt`), and what its
+//! failure says about the next one.
 
-use super::ctx::RequestCtx;
-use super::pipeline::attempt::{
-    Attempt, Failure, attempt, failure_text, judge, outcome_label, sent,
-};
-use super::pipeline::intake::Ask;
-use super::pipeline::respond::{estimate_count, fail, upstream_wait};
+use super::attempt::{Attempt, Failure, attempt, failure_text, judge, outcome_label, sent};
+use super::intake::Ask;
+use super::respond::{estimate_count, fail, upstream_wait};
 use crate::config::runtime::{Provider, Resolved};
 use crate::limits::Holds;
 use crate::limits::Limiter;
 use crate::providers::Op;
+use crate::proxy::ctx::RequestCtx;
 use crate::resilience::{self, Fallback, Gate, Skip};
 use crate::translate;
 use pingora_core::protocols::http::ServerSession as Session;
@@ -58,7 +52,7 @@ enum Turn {
 /// skipped, not waited for; when that leaves the request without any attempt,
 /// the candidate out longest is tried anyway (`resilience::fallback`). On
 /// total failure the client gets the last error.
-pub async fn run(
+pub(crate) async fn run(
     spawner: &SubrequestSpawner,
     limiter: &Arc<Limiter>,
     s: &mut Session,
@@ -149,47 +143,27 @@ async fn turn(
         && tries.on_provider[t.provider] < p.retry.max_attempts
     {
         let now = resilience::now_ms();
-        let Some((hold, cred, probe)) = admit(limiter, p, t, ti, tries, &tried, force, now).await
-        else {
+        let Some(go) = gate(limiter, p, t, ti, tries, &tried, force, now).await else {
             break;
         };
-        if tries.prev == Some(t.provider) {
-            let n = tries.on_provider[t.provider];
-            tokio::time::sleep(p.retry.backoff(n, rand::random::<f64>())).await;
-        }
-        tries.prev = Some(t.provider);
         turn = Turn::Tried;
-        tries.on_provider[t.provider] += 1;
-        ctx.provider.clone_from(&p.name);
-        ctx.upstream_model.clone_from(&t.model);
-        p.inflight.fetch_add(1, Ordering::Relaxed);
-        let key = cred.and_then(|i| p.credentials.key(i));
-        let r = attempt(spawner, s, ctx, ask, p, t, key).await;
-        p.inflight.fetch_sub(1, Ordering::Relaxed);
-        settle_hold(limiter, ctx, hold, &r).await;
-        let failure = match r {
-            Ok(Attempt::Done) => {
-                answered(p, cred, force.is_some());
-                return Ok(Turn::Answered);
-            }
-            Ok(Attempt::Failed(f)) => f,
-            Err(e) => {
-                if probe {
-                    p.breaker.release_probe();
-                }
-                return Err(e);
-            }
-        };
-        crate::metrics::METRICS
-            .attempts
-            .with_label_values(&[&p.name, outcome_label(&failure)])
-            .inc();
-        log::debug!(
-            "request {} attempt on {} failed: {}",
-            ctx.request_id,
-            p.name,
-            failure_text(&failure)
+        let (cred, probe) = (go.cred, go.probe);
+        let r = try_once(
+            spawner,
+            limiter,
+            s,
+            ctx,
+            ask,
+            p,
+            t,
+            tries,
+            go,
+            force.is_some(),
         );
+        let Some(failure) = r.await? else {
+            return Ok(Turn::Answered);
+        };
+        note_failure(ctx, p, &failure);
         let next_credential = judge(p, &snap, &failure, cred, probe, &mut tried);
         if let (true, Some(i)) = (next_credential, cred) {
             tries.refused.push((t.provider, i));
@@ -197,18 +171,7 @@ async fn turn(
         if matches!(failure, Failure::Convert(_) | Failure::Unusable(_)) {
             tries.per_target[ti].0 = true;
         }
-        // A non-retryable answer (a 400 about the request, say) goes
-        // straight back: another target would refuse it too. So does a
-        // full answer budget: another target's answer needs the same room.
-        let final_status = match &failure {
-            Failure::Status(st, ..) => {
-                // Final unless the policy retries it or another credential may answer.
-                !(p.retry.retries_status(*st) || (next_credential && matches!(st, 401 | 403)))
-            }
-            Failure::Busy(_) => true,
-            _ => false,
-        };
-        if final_status {
+        if is_final(p, &failure, next_credential) {
             fail(s, ctx, ask.ingress, Some(failure)).await?;
             return Ok(Turn::Answered);
         }
@@ -220,11 +183,91 @@ async fn turn(
     Ok(turn)
 }
 
-/// Take the target's own limit and pass its provider's gate: the limit hold,
-/// the credential, and whether this attempt is the circuit's half-open probe.
+/// What passing a target's gate gives an attempt.
+struct Go {
+    /// The target's limit hold, settled after the attempt.
+    hold: Option<Holds>,
+    cred: Option<usize>,
+    /// This attempt is the circuit's half-open probe.
+    probe: bool,
+}
+
+/// One attempt with the gate's credential, after the backoff that a repeat
+/// on the same provider waits; the limit hold settled after it. `None`: the
+/// client has its answer.
+#[allow(clippy::too_many_arguments)]
+async fn try_once(
+    spawner: &SubrequestSpawner,
+    limiter: &Arc<Limiter>,
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    ask: &mut Ask,
+    p: &Provider,
+    t: &Resolved,
+    tries: &mut Tries,
+    go: Go,
+    forced: bool,
+) -> pingora_core::Result<Option<Failure>> {
+    if tries.prev == Some(t.provider) {
+        let n = tries.on_provider[t.provider];
+        tokio::time::sleep(p.retry.backoff(n, rand::random::<f64>())).await;
+    }
+    tries.prev = Some(t.provider);
+    tries.on_provider[t.provider] += 1;
+    ctx.provider.clone_from(&p.name);
+    ctx.upstream_model.clone_from(&t.model);
+    p.inflight.fetch_add(1, Ordering::Relaxed);
+    let key = go.cred.and_then(|i| p.credentials.key(i));
+    let r = attempt(spawner, s, ctx, ask, p, t, key).await;
+    p.inflight.fetch_sub(1, Ordering::Relaxed);
+    settle_hold(limiter, ctx, go.hold, &r).await;
+    match r {
+        Ok(Attempt::Done) => {
+            answered(p, go.cred, forced);
+            Ok(None)
+        }
+        Ok(Attempt::Failed(f)) => Ok(Some(f)),
+        Err(e) => {
+            if go.probe {
+                p.breaker.release_probe();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A failed attempt, counted by outcome and logged.
+fn note_failure(ctx: &RequestCtx, p: &Provider, f: &Failure) {
+    crate::metrics::METRICS
+        .attempts
+        .with_label_values(&[&p.name, outcome_label(f)])
+        .inc();
+    log::debug!(
+        "request {} attempt on {} failed: {}",
+        ctx.request_id,
+        p.name,
+        failure_text(f)
+    );
+}
+
+/// A non-retryable answer (a 400 about the request, say) goes straight back:
+/// another target would refuse it too. So does a full answer budget: another
+/// target's answer needs the same room.
+fn is_final(p: &Provider, f: &Failure, next_credential: bool) -> bool {
+    match f {
+        Failure::Status(st, ..) => {
+            // Final unless the policy retries it or another credential may answer.
+            !(p.retry.retries_status(*st) || (next_credential && matches!(st, 401 | 403)))
+        }
+        Failure::Busy(_) => true,
+        _ => false,
+    }
+}
+
+/// Take the target's own limit and pass its provider's gate.
 /// None: passed over, and why is recorded in `tries`.
 #[allow(clippy::too_many_arguments)]
-async fn admit(
+async fn gate(
     limiter: &Arc<Limiter>,
     p: &Provider,
     t: &Resolved,
@@ -233,7 +276,7 @@ async fn admit(
     tried: &[usize],
     force: Option<Skip>,
     now: u64,
-) -> Option<(Option<Holds>, Option<usize>, bool)> {
+) -> Option<Go> {
     if p.disabled {
         set_unusable(
             &mut tries.last,
@@ -275,7 +318,7 @@ async fn admit(
         None => resilience::gate(&p.health, &p.breaker, &p.rest, needs, picked(), tried, now),
     };
     match gate {
-        Gate::Go { cred, probe } => Some((hold, cred, probe)),
+        Gate::Go { cred, probe } => Some(Go { hold, cred, probe }),
         Gate::Out(skip) => {
             if let Some(h) = &mut hold {
                 limiter.give_back(h).await;
