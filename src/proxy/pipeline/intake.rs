@@ -6,12 +6,112 @@ pub mod peek;
 
 pub use ask::Ask;
 
+use super::admit::Entry;
+use super::{Step, answered};
+use crate::auth;
+use crate::providers::Op;
 use crate::proxy::ctx::RequestCtx;
-use bytes::Bytes;
-use bytes::BytesMut;
+use crate::proxy::respond;
+use crate::routing::{self, GeminiPath, Route};
+use crate::translate::Format;
+use bytes::{Bytes, BytesMut};
+use peek::Peeked;
 use pingora_core::ErrorType;
 use pingora_core::protocols::http::ServerSession as Session;
 use std::time::Instant;
+
+/// Read the body and find what it asks for: the `Ask`, and the models
+/// to try in order (its `model`, the Gemini path's, or the `models` list).
+pub async fn intake(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    entry: &Entry,
+) -> Step<(Ask, Vec<String>)> {
+    let efmt = entry.efmt;
+    let (ingress, gemini) = match &ctx.route {
+        Route::Chat { format, gemini } | Route::CountTokens { format, gemini } => {
+            (*format, gemini.clone())
+        }
+        _ => (Format::OpenAiChat, None),
+    };
+    let limit = ctx.snap.max_body_bytes;
+    let body = match read_body(s, ctx, limit).await? {
+        ClientBody::Whole(b) => b,
+        ClientBody::TooLarge => {
+            let msg = format!("request body is larger than the limit of {limit} bytes");
+            return answered(respond::error(s, ctx, efmt, 413, &msg, None).await);
+        }
+        ClientBody::Refused(status, msg) => {
+            return answered(respond::error(s, ctx, efmt, status, &msg, None).await);
+        }
+    };
+    let peeked = match peek::peek(&body) {
+        Ok(p) => p,
+        Err(b) => {
+            let r = respond::error(s, ctx, efmt, 400, &b.message, b.param.as_deref()).await;
+            return answered(r);
+        }
+    };
+    let Some((models, stream)) = models(s, ctx, efmt, ingress, gemini.as_ref(), &peeked).await?
+    else {
+        return Ok(None);
+    };
+    if let Some(msg) = models
+        .iter()
+        .find_map(|m| routing::check_model_name(m).err())
+    {
+        return answered(respond::error(s, ctx, efmt, 400, &msg, Some("model")).await);
+    }
+    ctx.model.clone_from(&models[0]);
+    let op = match ctx.route {
+        Route::Embeddings => Op::Embeddings,
+        Route::CountTokens { .. } => Op::CountTokens,
+        Route::Completions => Op::Completions { stream },
+        _ => Op::Chat { stream },
+    };
+    let gemini_query = gemini
+        .as_ref()
+        .map(|_| auth::strip_key_param(entry.query.as_deref().unwrap_or("")));
+    Ok(Some((
+        Ask::new(ingress, op, body, peeked, gemini_query),
+        models,
+    )))
+}
+
+/// The models asked for and whether to stream: from a Gemini path, a
+/// `models` fallback list (OpenAI formats, when `model` is absent), or `model`.
+async fn models(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    efmt: Format,
+    ingress: Format,
+    gemini: Option<&GeminiPath>,
+    peeked: &Peeked,
+) -> Step<(Vec<String>, bool)> {
+    let fallback = match (gemini, &peeked.model, &peeked.models) {
+        (None, None, Some(list))
+            if matches!(ingress, Format::OpenAiChat | Format::OpenAiResponses) =>
+        {
+            if list.is_empty() || list.iter().any(String::is_empty) {
+                let msg = "`models` must list model names";
+                return answered(respond::error(s, ctx, efmt, 400, msg, Some("models")).await);
+            }
+            Some(list.clone())
+        }
+        _ => None,
+    };
+    Ok(Some(match (gemini, fallback) {
+        (Some(g), _) => (vec![g.model.clone()], g.stream),
+        (None, Some(list)) => (list, peeked.stream),
+        (None, None) => match &peeked.model {
+            Some(m) if !m.is_empty() => (vec![m.clone()], peeked.stream),
+            _ => {
+                let msg = "missing required field `model`";
+                return answered(respond::error(s, ctx, efmt, 400, msg, Some("model")).await);
+            }
+        },
+    }))
+}
 
 /// What reading the client's body gave.
 pub enum ClientBody {

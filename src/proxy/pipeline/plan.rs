@@ -6,13 +6,16 @@
 use super::attempt::{Attempt, Failure, attempt, failure_text, judge, outcome_label, sent};
 use super::intake::Ask;
 use super::respond::{estimate_count, fail, upstream_wait};
-use crate::config::runtime::{Provider, Resolved};
+use super::{Step, answered};
+use crate::config::Snapshot;
+use crate::config::runtime::{GatewayKey, Provider, Resolved};
 use crate::limits::Holds;
 use crate::limits::Limiter;
 use crate::providers::Op;
 use crate::proxy::ctx::RequestCtx;
+use crate::proxy::respond;
 use crate::resilience::{self, Fallback, Gate, Skip};
-use crate::translate;
+use crate::translate::{self, Format};
 use pingora_core::protocols::http::ServerSession as Session;
 use pingora_proxy::SubrequestSpawner;
 use std::sync::Arc;
@@ -223,7 +226,7 @@ async fn try_once(
     settle_hold(limiter, ctx, go.hold, &r).await;
     match r {
         Ok(Attempt::Done) => {
-            answered(p, go.cred, forced);
+            provider_answered(p, go.cred, forced);
             Ok(None)
         }
         Ok(Attempt::Failed(f)) => Ok(Some(f)),
@@ -360,7 +363,7 @@ async fn settle_hold(
 
 /// The provider answered: its circuit closes, and a forced attempt's
 /// credential ends its rest.
-fn answered(p: &Provider, cred: Option<usize>, forced: bool) {
+fn provider_answered(p: &Provider, cred: Option<usize>, forced: bool) {
     p.breaker.success();
     if let Some(i) = cred {
         p.rest.ok(i);
@@ -396,4 +399,40 @@ fn set_unusable(last: &mut Option<Failure>, f: Failure) {
     if replace {
         *last = Some(f);
     }
+}
+
+/// The targets of the models asked for, in order, each tried once; `None`
+/// when the client has its answer (a model the key may not use, or one not
+/// configured).
+pub async fn targets(
+    s: &mut Session,
+    ctx: &mut RequestCtx,
+    snap: &Snapshot,
+    key: Option<&GatewayKey>,
+    efmt: Format,
+    models: &[String],
+) -> Step<Vec<Resolved>> {
+    let mut targets: Vec<Resolved> = vec![];
+    for model in models {
+        if let Some(k) = key
+            && !k.allows(model)
+        {
+            let msg = format!("gateway key '{}' may not use model '{}'", k.id, model);
+            return answered(respond::error(s, ctx, efmt, 403, &msg, Some("model")).await);
+        }
+        let Some(t) = snap.resolve_model(model) else {
+            let msg = format!("model '{model}' is not configured on this gateway");
+            return answered(respond::error(s, ctx, efmt, 404, &msg, Some("model")).await);
+        };
+        for r in t {
+            // The same target under two names is tried once.
+            if !targets
+                .iter()
+                .any(|x| x.provider == r.provider && x.model == r.model)
+            {
+                targets.push(r);
+            }
+        }
+    }
+    Ok(Some(targets))
 }
