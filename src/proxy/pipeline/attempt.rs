@@ -110,7 +110,21 @@ pub(crate) fn judge(
     tried: &mut Vec<usize>,
 ) -> bool {
     let now = resilience::now_ms();
-    let ended = match f {
+    let other = cred.is_some_and(|i| p.rest.other_usable(i, now));
+    let v = resilience::verdict(ended(f), cred.is_some(), other, &snap.cooldown);
+    apply(p, snap, f, v, cred, probe, now);
+    match (v, cred) {
+        (Verdict::Rest { .. } | Verdict::Refused, Some(i)) => {
+            tried.push(i);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// How a failed attempt ended, for `resilience::verdict`.
+fn ended(f: &Failure) -> Ended {
+    match f {
         Failure::Status(st, h, ..) => Ended::Status(
             *st,
             (*st == 429)
@@ -121,9 +135,20 @@ pub(crate) fn judge(
         Failure::Convert(_) | Failure::Unusable(_) | Failure::Limited(_) | Failure::Busy(_) => {
             Ended::Local
         }
-    };
-    let other = cred.is_some_and(|i| p.rest.other_usable(i, now));
-    let v = resilience::verdict(ended, cred.is_some(), other, &snap.cooldown);
+    }
+}
+
+/// Rest the credential, count a fault against the circuit, or give back the
+/// half-open probe, as the verdict says.
+fn apply(
+    p: &Provider,
+    snap: &crate::config::runtime::Snapshot,
+    f: &Failure,
+    v: Verdict,
+    cred: Option<usize>,
+    probe: bool,
+    now: u64,
+) {
     match (v, cred) {
         (Verdict::Rest { rest, hinted }, Some(i)) => {
             p.rest.rest(i, rest, hinted, now);
@@ -164,13 +189,6 @@ pub(crate) fn judge(
                 p.breaker.release_probe();
             }
         }
-    }
-    match (v, cred) {
-        (Verdict::Rest { .. } | Verdict::Refused, Some(i)) => {
-            tried.push(i);
-            true
-        }
-        _ => false,
     }
 }
 

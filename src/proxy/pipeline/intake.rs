@@ -10,6 +10,7 @@ use super::admit::Entry;
 use super::{Step, answered};
 use crate::auth;
 use crate::providers::Op;
+use crate::proxy::body_rate::BodyClock;
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::respond;
 use crate::routing::{self, GeminiPath, Route};
@@ -165,28 +166,12 @@ pub async fn read_body(
     // Each read waits at most the pause limit or what the minimum rate leaves
     // (`body_rate`); timed here, not by the session, so HTTP/2 (which Pingora
     // reads with no timeout) is bounded alike.
-    let mut clock = crate::proxy::body_rate::BodyClock::new(
+    let mut clock = BodyClock::new(
         ctx.snap.client_body_timeout,
         ctx.snap.client_body_min_rate,
         t,
     );
-    let r: pingora_core::Result<Read> = async {
-        loop {
-            let (wait, rule) = clock.next_wait(Instant::now());
-            let Ok(read) = pingora_timeout::timeout(wait, s.read_request_body()).await else {
-                return Ok(Read::Slow(rule));
-            };
-            let Some(chunk) = read? else {
-                return Ok(Read::Whole);
-            };
-            if (buf.len() + chunk.len()) as u64 > limit {
-                return Ok(Read::TooLarge);
-            }
-            clock.received(chunk.len());
-            buf.extend_from_slice(&chunk);
-        }
-    }
-    .await;
+    let r = read_chunks(s, &mut clock, &mut buf, limit).await;
     ctx.client_wait += t.elapsed();
     let refused = |s: &mut Session, status: u16, msg: String| {
         // The body's framing is lost: the connection ends after the answer.
@@ -209,6 +194,29 @@ pub async fn read_body(
             }
             None => Err(e.into_down()),
         },
+    }
+}
+
+/// The body's chunks into `buf`, each read bounded by `clock`.
+async fn read_chunks(
+    s: &mut Session,
+    clock: &mut BodyClock,
+    buf: &mut BytesMut,
+    limit: u64,
+) -> pingora_core::Result<Read> {
+    loop {
+        let (wait, rule) = clock.next_wait(Instant::now());
+        let Ok(read) = pingora_timeout::timeout(wait, s.read_request_body()).await else {
+            return Ok(Read::Slow(rule));
+        };
+        let Some(chunk) = read? else {
+            return Ok(Read::Whole);
+        };
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Ok(Read::TooLarge);
+        }
+        clock.received(chunk.len());
+        buf.extend_from_slice(&chunk);
     }
 }
 

@@ -303,24 +303,7 @@ async fn gate(
             }
         },
     };
-    let needs = !p.credentials.is_empty();
-    let picked = || {
-        p.credentials
-            .pick_where(p.fill_first, |i| {
-                !p.rest.resting(i, now) && !tried.contains(&i)
-            })
-            .map(|(i, _)| i)
-    };
-    let gate = match force {
-        // No alternative is left: tried despite its rest or open circuit,
-        // whose probe this attempt then is (a success closes it).
-        Some(f) => Gate::Go {
-            cred: f.cred.or_else(picked).or(needs.then_some(0)),
-            probe: false,
-        },
-        None => resilience::gate(&p.health, &p.breaker, &p.rest, needs, picked(), tried, now),
-    };
-    match gate {
+    match provider_gate(p, tried, force, now) {
         Gate::Go { cred, probe } => Some(Go { hold, cred, probe }),
         Gate::Out(skip) => {
             if let Some(h) = &mut hold {
@@ -338,6 +321,28 @@ async fn gate(
             }
             None
         }
+    }
+}
+
+/// The provider's gate: a credential that is not resting nor already tried
+/// by this request, and its circuit.
+fn provider_gate(p: &Provider, tried: &[usize], force: Option<Skip>, now: u64) -> Gate {
+    let needs = !p.credentials.is_empty();
+    let picked = || {
+        p.credentials
+            .pick_where(p.fill_first, |i| {
+                !p.rest.resting(i, now) && !tried.contains(&i)
+            })
+            .map(|(i, _)| i)
+    };
+    match force {
+        // No alternative is left: tried despite its rest or open circuit,
+        // whose probe this attempt then is (a success closes it).
+        Some(f) => Gate::Go {
+            cred: f.cred.or_else(picked).or(needs.then_some(0)),
+            probe: false,
+        },
+        None => resilience::gate(&p.health, &p.breaker, &p.rest, needs, picked(), tried, now),
     }
 }
 
