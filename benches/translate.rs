@@ -1,5 +1,5 @@
 //! Conversion cost (criterion), through the calls the gateway makes for an
-//! AI request (`src/proxy/exchange.rs`). Run:
+//! AI request (`src/proxy/pipeline/`). Run:
 //!   cargo bench --bench translate
 //! - whole answers (~20 KB, and recorded Gemini / Responses answers): the
 //!   usage read (`response_usage`) and `convert_response`, as for a converted

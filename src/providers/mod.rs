@@ -110,7 +110,7 @@ pub fn upstream_path(
         (Format::Anthropic, Op::CountTokens) => format!("{p}/v1/messages/count_tokens"),
         (Format::Gemini, Op::CountTokens) => format!("{p}/v1beta/models/{model}:countTokens"),
         // OpenAI has no counting endpoint: such counts are estimated and
-        // never sent (exchange.rs); the arm only completes the match.
+        // never sent (`pipeline::plan::run` estimates them); the arm only completes the match.
         (Format::OpenAiChat | Format::OpenAiResponses, Op::CountTokens) => {
             format!("{p}/chat/completions")
         }

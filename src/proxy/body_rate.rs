@@ -7,7 +7,7 @@
 //! limit, still ends at its deadline.
 //!
 //! Plain clock arithmetic on given instants, used by both body paths: the AI
-//! endpoints' `exchange::read_body` and the proxied routes'
+//! endpoints' `pipeline::intake::read_body` and the proxied routes'
 //! `request_body_filter` (`pass`).
 
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@
 //!   connection from the live config): for HTTP/2 the header limit is also the
 //!   idle limit, as nothing else bounds a head sent in slow CONTINUATION frames;
 //! - a proxied route's body is bounded per stream (`watch_body`): the AI
-//!   endpoints time their own reads (`exchange::read_body`), but a route's
+//!   endpoints time their own reads (`pipeline::intake::read_body`), but a route's
 //!   body is read inside Pingora's proxy loop, so the stream's task is ended
 //!   when its deadline passes; the client sees the stream reset.
 

@@ -79,7 +79,7 @@ impl ProxyHttp for Gateway {
     }
 
     /// Every request is answered here — local endpoints directly, AI routes by
-    /// `exchange` (see its module doc for why not through `upstream_peer`) —
+    /// the gateway pipeline (see its module doc for why not through `upstream_peer`) —
     /// but proxied configured routes (`pass`), which continue to `upstream_peer`.
     async fn request_filter(
         &self,
@@ -90,7 +90,7 @@ impl ProxyHttp for Gateway {
             return Ok(false);
         }
         ctx.spawner = s.subrequest_spawner.take();
-        // Boxed: the whole exchange is a large future; inlined into Pingora's
+        // Boxed: the whole pipeline is a large future; inlined into Pingora's
         // per-connection future it would be copied around on every poll.
         Box::pin(pipeline::serve(self, s.as_downstream_mut(), ctx)).await?;
         Ok(ctx.pass.is_none())

@@ -1,12 +1,12 @@
 //! One upstream attempt of an AI request as a Pingora subrequest (README
 //! "Design: one request, one subrequest per attempt").
 //!
-//! The client's request (`exchange`) has the whole body; for each attempt it
+//! The client's request (`pipeline`) has the whole body; for each attempt it
 //! runs a subrequest on the same `ProxyHttp` with that attempt's converted
 //! body preset. The subrequest goes through Pingora's phases (`upstream_peer`,
 //! `upstream_request_filter`, its client, pool and time-outs); its answer
 //! comes back over the subrequest's channel into an [`Answer`], which the
-//! exchange reads as head, chunks and end. Pitfalls (benches/subrequest
+//! pipeline reads as head, chunks and end. Pitfalls (benches/subrequest
 //! README, P1–P12) are named where they are met.
 
 use bytes::Bytes;
@@ -95,7 +95,7 @@ pub fn connected(job: &Job) {
 
 /// An error in a subrequest is reported to the client's request (through
 /// the handle's error channel) and never retried inside the subrequest,
-/// whose body replay is capped at 64 KiB (P9): the exchange moves on.
+/// whose body replay is capped at 64 KiB (P9): the pipeline moves on.
 pub fn no_retry(mut e: Box<Error>) -> Box<Error> {
     e.set_retry(false);
     e

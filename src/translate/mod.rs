@@ -3,7 +3,7 @@
 //! module (wire types + decode/encode + stream state machine); this file only
 //! dispatches, so a new format means one new module and one line per match.
 //!
-//! Contract used by the proxy (src/proxy/exchange.rs):
+//! Contract used by the proxy (src/proxy/pipeline/):
 //! - `convert_request`: client JSON body -> upstream body bytes, for one target,
 //!   with the client paths it left out (`Dropped`, sent as `x-aigate-dropped`).
 //!   Called again for every retry target (it may be a different format).
