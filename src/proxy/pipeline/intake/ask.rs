@@ -78,12 +78,7 @@ impl Ask {
             };
         }
         if self.tree.is_none() {
-            let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
-                translate::TranslateError::bad_request(
-                    format!("request body is not valid JSON: {e}"),
-                    None,
-                )
-            })?;
+            let v = parse(&self.body)?;
             self.tree = Some(translate::count::chat_request(self.ingress, v)?);
         }
         let tree = self.tree.as_ref().expect("parsed above");
@@ -142,12 +137,7 @@ impl Ask {
         let add_usage =
             to == Format::OpenAiChat && self.stream() && self.peeked.include_usage.is_none();
         if self.op == Op::Embeddings && to == Format::Gemini {
-            let tree: Value = serde_json::from_slice(&self.body).map_err(|e| {
-                translate::TranslateError::bad_request(
-                    format!("request body is not valid JSON: {e}"),
-                    None,
-                )
-            })?;
+            let tree = parse(&self.body)?;
             let (body, mut info) = translate::embeddings::openai_to_gemini_request(&tree, model)?;
             info.client_model = self.peeked.model.clone().unwrap_or_default();
             self.embeddings = Some(info);
@@ -183,12 +173,7 @@ impl Ask {
     /// The client body parsed (once), without aigate's own `models` field.
     pub(crate) fn tree(&mut self) -> Result<&Value, translate::TranslateError> {
         if self.tree.is_none() {
-            let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
-                translate::TranslateError::bad_request(
-                    format!("request body is not valid JSON: {e}"),
-                    None,
-                )
-            })?;
+            let v = parse(&self.body)?;
             if self.ingress == Format::OpenAiChat {
                 self.resp_opts.include_usage = v
                     .pointer("/stream_options/include_usage")
@@ -207,4 +192,11 @@ impl Ask {
         }
         Ok(self.tree.as_ref().expect("parsed above"))
     }
+}
+
+/// The client body as JSON; a body that is not is the client's error.
+fn parse(body: &[u8]) -> Result<Value, translate::TranslateError> {
+    serde_json::from_slice(body).map_err(|e| {
+        translate::TranslateError::bad_request(format!("request body is not valid JSON: {e}"), None)
+    })
 }
