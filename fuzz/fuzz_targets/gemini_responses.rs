@@ -17,6 +17,7 @@ fn run(from: Format, to: Format, sse: bool, pieces: &[&[u8]]) -> Vec<u8> {
         client_model: "c".into(),
         include_usage: true,
         gemini_sse: sse,
+        namespaces: Default::default(),
     };
     let mut t = StreamTranslator::new_at(from, to, opts, 1);
     let mut out = Vec::new();

@@ -14,6 +14,7 @@ fn run(from: Format, to: Format, pieces: &[&[u8]]) -> Vec<u8> {
         client_model: "c".into(),
         include_usage: true,
         gemini_sse: false,
+        namespaces: Default::default(),
     };
     let mut t = StreamTranslator::new_at(from, to, opts, 1);
     let mut out = Vec::new();
