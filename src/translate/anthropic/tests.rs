@@ -286,3 +286,79 @@ fn foreign_thinking_signatures_are_wrapped_for_anthropic_clients() {
         })
     );
 }
+
+/// What the general (serde) path reads from a `content_block_delta`.
+fn serde_delta(data: &[u8]) -> Option<(u64, Delta<'_>)> {
+    let w: WireEvent<'_> = serde_json::from_slice(data).ok()?;
+    if w.kind.as_str() != "content_block_delta" {
+        return None;
+    }
+    let d = w.delta?;
+    let delta = match d.kind.as_ref().map(CowStr::as_str) {
+        Some("text_delta") => Delta::Text(d.text?.0),
+        Some("thinking_delta") => Delta::Thinking(d.thinking?.0),
+        Some("input_json_delta") => Delta::ToolArgs(d.partial_json?.0),
+        _ => return None,
+    };
+    Some((w.index?, delta))
+}
+
+#[test]
+fn compact_deltas_read_as_serde_reads_them() {
+    let read: &[&str] = &[
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+        r#"{"type":"content_block_delta","index":12,"delta":{"type":"text_delta","text":""}}"#,
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"thinking_delta","thinking":"hm \"quoted\" \\ back"}}"#,
+        r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\": 1"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"caf\u00e9 \ud83d\ude00 é\n\t"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"ends in \\"}}"#,
+    ];
+    for data in read {
+        let fast = stream::compact_delta(data.as_bytes());
+        assert!(fast.is_some(), "{data}");
+        assert_eq!(fast, serde_delta(data.as_bytes()), "{data}");
+    }
+    // Everything else goes through serde: other spacing or order, extra
+    // fields, other kinds, and strings serde refuses.
+    let general: &[&[u8]] = &[
+        br#"{"type": "content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}}"#,
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}} "#,
+        br#"{"index":0,"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}"#,
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","citations":[]}}"#,
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"},"x":1}"#,
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"b"}}"#,
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\"}}"#,
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"s"}}"#,
+        br#"{"type":"content_block_delta","index":01,"delta":{"type":"text_delta","text":"x"}}"#,
+        br#"{"type":"content_block_delta","index":,"delta":{"type":"text_delta","text":"x"}}"#,
+        b"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\x01\"}}",
+        b"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\xff\"}}",
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\u12"}}"#,
+    ];
+    for data in general {
+        assert_eq!(stream::compact_delta(data), None, "{}", String::from_utf8_lossy(data));
+    }
+}
+
+#[test]
+fn compact_deltas_follow_the_open_block() {
+    let mut d = StreamDecode::default();
+    let mut got = Vec::new();
+    let events: &[&[u8]] = &[
+        br#"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":3,"output_tokens":1}}}"#,
+        br#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\"b"}}"#,
+        // Not the open block: dropped, as the general path drops it.
+        br#"{"type":"content_block_delta","index":5,"delta":{"type":"text_delta","text":"x"}}"#,
+        br#"{"type":"content_block_stop","index":0}"#,
+        br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"late"}}"#,
+    ];
+    for data in events {
+        d.event(sse::Event { event: "", data }, &mut |e| {
+            if let StreamEvent::Delta { index, delta } = e {
+                got.push((index, format!("{delta:?}")));
+            }
+        });
+    }
+    assert_eq!(got, vec![(0, format!("{:?}", Delta::Text("a\"b".into())))]);
+}
