@@ -336,7 +336,12 @@ fn compact_deltas_read_as_serde_reads_them() {
         br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\u12"}}"#,
     ];
     for data in general {
-        assert_eq!(stream::compact_delta(data), None, "{}", String::from_utf8_lossy(data));
+        assert_eq!(
+            stream::compact_delta(data),
+            None,
+            "{}",
+            String::from_utf8_lossy(data)
+        );
     }
 }
 
