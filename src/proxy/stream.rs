@@ -201,8 +201,8 @@ pub fn text_chars(format: Format, data: &[u8]) -> u64 {
 
 /// Byte ranks for searching JSON event streams. memchr's default ranks
 /// (for text) take `"` and `:` for rare bytes, so a search for `content":`
-/// stopped at every key of every event to compare (most of a passthrough
-/// stream's cost); here JSON punctuation is the most common, then the
+/// stopped at every key of every event to compare; here JSON punctuation
+/// is the most common, then the
 /// letters most common in English.
 struct JsonRank;
 

@@ -227,9 +227,9 @@ impl StreamDecoder for StreamDecode {
 
 /// A `content_block_delta` carrying text, thinking or tool arguments in the
 /// compact form Anthropic sends, `{"type":"content_block_delta","index":N,
-/// "delta":{"type":"text_delta","text":"…"}}`: (index, delta). Serde reads
-/// such an event in ~3.5k instructions, most of a converted stream's cost;
-/// this reads it in a few hundred. Any other shape (spacing, field order,
+/// "delta":{"type":"text_delta","text":"…"}}`: (index, delta). Building a
+/// `WireEvent` for each was most of a converted stream's cost (figures in
+/// benches/README.md, "Eighth session"). Any other shape (spacing, field order,
 /// extra fields, other kinds) is `None` and goes through serde as before;
 /// the string itself is always decoded by serde (escapes, UTF-8, control
 /// characters), so both paths agree on every input.
