@@ -2,8 +2,41 @@
 //! configured ones (only SHA-256 digests are kept in memory).
 
 use crate::config::runtime::GatewayKey;
+use arc_swap::ArcSwap;
+use once_cell::sync::Lazy;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use subtle::ConstantTimeEq;
+
+/// Enabled runtime keys by digest: what requests read. `admin::keys` owns
+/// them and hands each new set here, so the check needs nothing of admin.
+static RUNTIME: Lazy<ArcSwap<HashMap<[u8; 32], Arc<GatewayKey>>>> =
+    Lazy::new(|| ArcSwap::from_pointee(HashMap::new()));
+/// Any runtime key enabled: with none (the common case) a request skips the lookup.
+static ANY_RUNTIME: AtomicBool = AtomicBool::new(false);
+
+/// The enabled runtime keys from now on (`admin::keys` after every change).
+pub fn set_runtime_keys(live: HashMap<[u8; 32], Arc<GatewayKey>>) {
+    ANY_RUNTIME.store(!live.is_empty(), Ordering::Relaxed);
+    RUNTIME.store(Arc::new(live));
+}
+
+/// Whether requests need a key because runtime keys exist.
+fn any_runtime() -> bool {
+    ANY_RUNTIME.load(Ordering::Relaxed)
+}
+
+/// The enabled runtime key `presented` is.
+fn runtime_lookup(presented: &str) -> Option<Arc<GatewayKey>> {
+    if !any_runtime() {
+        return None;
+    }
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    let k = RUNTIME.load().get(&digest).cloned()?;
+    bool::from(k.sha256.ct_eq(&digest)).then_some(k)
+}
 
 /// The key a client presented: `Authorization: Bearer`, `x-api-key`,
 /// `x-goog-api-key`, `api-key` (Azure OpenAI's header, which OpenAI-style
@@ -49,10 +82,10 @@ pub fn strip_key_param(query: &str) -> String {
 }
 
 /// A gateway key found for a request: the config's, or a runtime key
-/// (`admin::keys`, shared by reference with its store).
+/// (made by `admin::keys`, shared by reference with its table here).
 pub enum Found<'k> {
     Config(&'k GatewayKey),
-    Runtime(std::sync::Arc<GatewayKey>),
+    Runtime(Arc<GatewayKey>),
 }
 
 impl std::ops::Deref for Found<'_> {
@@ -68,14 +101,14 @@ impl std::ops::Deref for Found<'_> {
 /// Whether requests must present a gateway key: the config has some, or
 /// runtime keys were made (making one turns authentication on).
 pub fn keys_required(snap: &crate::config::Snapshot) -> bool {
-    !snap.keys.is_empty() || crate::admin::keys::any()
+    !snap.keys.is_empty() || any_runtime()
 }
 
 /// The config key, else the runtime key, `presented` is.
 pub fn lookup<'k>(snap: &'k crate::config::Snapshot, presented: &str) -> Option<Found<'k>> {
     find_key(&snap.keys, presented)
         .map(Found::Config)
-        .or_else(|| crate::admin::keys::lookup(presented).map(Found::Runtime))
+        .or_else(|| runtime_lookup(presented).map(Found::Runtime))
 }
 
 /// The configured key matching `presented`. Every configured digest is compared

@@ -1,7 +1,7 @@
 //! The read endpoints' answers, built from the snapshot, the request log and
 //! the key store (plain functions; `admin::serve` does the HTTP).
 
-use super::keys::KeyRecord;
+use super::store::KeyRecord;
 use super::requests::{self, Filter, RequestLog};
 use super::{stats, usage};
 use crate::config::Snapshot;

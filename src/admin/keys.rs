@@ -3,42 +3,13 @@
 //! apart from the config snapshot, so a reload keeps them, and in a store
 //! (`admin::store`) so a restart, an upgrade and other nodes see them.
 
-use super::store::Backend;
+use super::store::{Backend, KeyRecord};
 use crate::config::runtime::GatewayKey;
-use arc_swap::ArcSwap;
 use once_cell::sync::OnceCell;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use subtle::ConstantTimeEq;
-
-/// One runtime key as stored (never the key itself).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct KeyRecord {
-    pub id: String,
-    /// Hex sha256 of the key.
-    pub sha256: String,
-    #[serde(default)]
-    pub models: Option<Vec<String>>,
-    #[serde(default)]
-    pub rpm: Option<u64>,
-    #[serde(default)]
-    pub tpm: Option<u64>,
-    #[serde(default)]
-    pub max_concurrent: Option<u64>,
-    #[serde(default)]
-    pub budget_usd_daily: Option<f64>,
-    #[serde(default)]
-    pub budget_usd_monthly: Option<f64>,
-    #[serde(default)]
-    pub disabled: bool,
-    #[serde(default)]
-    pub created_ms: u64,
-    #[serde(default)]
-    pub created_by: String,
-}
 
 /// `null` clears a setting, leaving it out keeps it (PATCH).
 fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
@@ -138,16 +109,11 @@ impl KeyRecord {
 pub struct Keys {
     backend: Backend,
     records: Mutex<BTreeMap<String, KeyRecord>>,
-    /// Enabled keys by digest: what requests read.
-    live: ArcSwap<HashMap<[u8; 32], Arc<GatewayKey>>>,
     /// One write at a time (store, then memory).
     write: tokio::sync::Mutex<()>,
 }
 
 static KEYS: OnceCell<Keys> = OnceCell::new();
-/// Any runtime key enabled: with none (the common case) a request skips the lookup.
-static ANY: AtomicBool = AtomicBool::new(false);
-
 /// The store, once `admin::start` made it.
 pub fn get() -> Option<&'static Keys> {
     KEYS.get()
@@ -157,26 +123,10 @@ pub fn install(backend: Backend, records: BTreeMap<String, KeyRecord>) -> &'stat
     let k = KEYS.get_or_init(|| Keys {
         backend,
         records: Mutex::new(BTreeMap::new()),
-        live: ArcSwap::from_pointee(HashMap::new()),
         write: tokio::sync::Mutex::new(()),
     });
     k.replace(records);
     k
-}
-
-/// Whether requests need a key because runtime keys exist.
-pub fn any() -> bool {
-    ANY.load(Ordering::Relaxed)
-}
-
-/// The enabled runtime key `presented` is.
-pub fn lookup(presented: &str) -> Option<Arc<GatewayKey>> {
-    if !any() {
-        return None;
-    }
-    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    let k = KEYS.get()?.live.load().get(&digest).cloned()?;
-    bool::from(k.sha256.ct_eq(&digest)).then_some(k)
 }
 
 /// `sk-aigate-` and 192 random bits, hex.
@@ -210,8 +160,7 @@ impl Keys {
             .filter(|r| !r.disabled)
             .filter_map(|r| r.compile().map(|k| (k.sha256, Arc::new(k))))
             .collect();
-        ANY.store(!live.is_empty(), Ordering::Relaxed);
-        self.live.store(Arc::new(live));
+        crate::auth::set_runtime_keys(live);
         *self.records.lock().unwrap_or_else(|e| e.into_inner()) = records;
     }
 

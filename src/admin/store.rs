@@ -3,11 +3,37 @@
 //! `limits.backend: redis` one Redis hash (`<key_prefix>admin:keys`, one
 //! field per key id) that every node reads every second.
 
-use super::keys::KeyRecord;
 use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// One runtime key as stored (never the key itself).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyRecord {
+    pub id: String,
+    /// Hex sha256 of the key.
+    pub sha256: String,
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    #[serde(default)]
+    pub max_concurrent: Option<u64>,
+    #[serde(default)]
+    pub budget_usd_daily: Option<f64>,
+    #[serde(default)]
+    pub budget_usd_monthly: Option<f64>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub created_ms: u64,
+    #[serde(default)]
+    pub created_by: String,
+}
 
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
