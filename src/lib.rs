@@ -8,6 +8,7 @@ pub mod client_addr;
 pub mod config;
 pub mod control;
 pub mod cors;
+pub mod events;
 pub mod ir;
 pub mod limits;
 pub mod memory;

@@ -37,6 +37,13 @@ pub fn uptime_of(pid: i32) -> Option<Duration> {
     Some(now.saturating_sub(started))
 }
 
+/// Wall-clock milliseconds since the Unix epoch (event times, calendar periods).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,56 +1,17 @@
 //! `GET /admin/events`: a live feed (SSE) of request completions, reloads,
 //! key changes and state changes (circuit opened, credential resting, Redis
-//! down/up), through one tokio broadcast channel. Nothing is serialized when
-//! no one listens, so the AI path pays one atomic load per request.
+//! down/up), read from the channel in `crate::events`.
 
 use crate::proxy::ctx::RequestCtx;
 use bytes::Bytes;
-use once_cell::sync::Lazy;
 use pingora_core::protocols::http::ServerSession;
 use pingora_http::ResponseHeader;
-use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// A listener slower than this many events loses the oldest (and is told).
-const BACKLOG: usize = 1024;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// The last event of a feed whose session expired (the dashboard logs in again).
 const EXPIRED: &[u8] = b"event: expired\ndata: {\"type\":\"expired\"}\n\n";
-
-static TX: Lazy<broadcast::Sender<Arc<str>>> = Lazy::new(|| broadcast::channel(BACKLOG).0);
-
-pub fn listening() -> bool {
-    TX.receiver_count() > 0
-}
-
-/// Send `{type, time_ms, data}` to every listener (`data` built only then).
-pub fn emit(kind: &str, data: impl FnOnce() -> Value) {
-    if !listening() {
-        return;
-    }
-    let v = json!({"type": kind, "time_ms": crate::limits::store::unix_ms(), "data": data()});
-    let _ = TX.send(Arc::from(format!("event: {kind}\ndata: {v}\n\n")));
-}
-
-/// A provider's circuit opened (`circuit` event).
-pub fn circuit_opened(provider: &str) {
-    emit("circuit", || json!({"provider": provider, "open": true}));
-}
-
-/// A provider credential (by index) rests for `d` (`credential` event).
-pub fn credential_resting(provider: &str, index: usize, d: Duration) {
-    emit(
-        "credential",
-        || json!({"provider": provider, "index": index, "resting_seconds": d.as_secs_f64()}),
-    );
-}
-
-/// The shared limit store went down or came back (`store` event).
-pub fn store_state(backend: &str, up: bool) {
-    emit("store", || json!({"backend": backend, "up": up}));
-}
 
 /// Stream events to one client until it leaves, the process drains or
 /// `allowed` says no more (the session that opened the feed expired): an
@@ -60,7 +21,7 @@ pub async fn stream(
     ctx: &mut RequestCtx,
     allowed: impl Fn() -> bool,
 ) -> pingora_core::Result<()> {
-    let mut rx = TX.subscribe();
+    let mut rx = crate::events::subscribe();
     let mut h = ResponseHeader::build(200, Some(5))?;
     h.insert_header("content-type", "text/event-stream")?;
     h.insert_header("cache-control", "no-cache")?;

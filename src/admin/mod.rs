@@ -160,7 +160,7 @@ pub fn observe(ctx: &RequestCtx, ingress: &'static str, total: Duration) {
         usage::add(k, now, tokens.0 + tokens.1, ctx.cost_usd.unwrap_or(0.0));
     }
     let e = st.log.push(e);
-    events::emit("request", || serde_json::to_value(&*e).unwrap_or_default());
+    crate::events::emit("request", || serde_json::to_value(&*e).unwrap_or_default());
 }
 
 /// Whether `path` is the admin API's or the dashboard's.
@@ -333,7 +333,7 @@ pub async fn serve(
             match keys.create(&c, &ids, who.name()).await {
                 Ok((r, secret)) => {
                     wrote(&who, "key_create", &r.id, 201);
-                    events::emit("key", || json!({"action": "create", "id": r.id}));
+                    crate::events::emit("key", || json!({"action": "create", "id": r.id}));
                     let mut v = api::runtime_key(&r);
                     v["key"] = json!(secret);
                     answer(s, ctx, 201, &v, &[]).await
@@ -370,7 +370,7 @@ pub async fn serve(
             match r {
                 Ok(v) => {
                     wrote(&who, action, id, 200);
-                    events::emit("key", || json!({"action": action, "id": id}));
+                    crate::events::emit("key", || json!({"action": action, "id": id}));
                     answer(s, ctx, 200, &v, &[]).await
                 }
                 Err((st, m)) => {

@@ -37,7 +37,7 @@ pub fn done(outcome: &Outcome) {
     if outcome.is_ok() {
         RELOADS.fetch_add(1, Ordering::Relaxed);
     }
-    super::events::emit("reload", || match outcome {
+    crate::events::emit("reload", || match outcome {
         Ok(m) => serde_json::json!({"ok": true, "message": m}),
         Err(p) => serde_json::json!({"ok": false, "problems": p}),
     });

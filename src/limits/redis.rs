@@ -714,7 +714,7 @@ impl Inner {
             .with_label_values(&["redis"])
             .set(0);
         if self.health.swap(DOWN, Ordering::AcqRel) != DOWN {
-            crate::admin::events::store_state("redis", false);
+            crate::events::store_state("redis", false);
             log::warn!(
                 "limits: Redis at {} is unavailable ({why}); limit checks fall back (limits.on_error) until it recovers",
                 self.addr
@@ -731,7 +731,7 @@ impl Inner {
             .with_label_values(&["redis"])
             .set(1);
         if self.health.swap(UP, Ordering::AcqRel) == DOWN {
-            crate::admin::events::store_state("redis", true);
+            crate::events::store_state("redis", true);
             log::warn!(
                 "limits: Redis at {} is back; limits are shared again",
                 self.addr

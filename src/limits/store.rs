@@ -63,7 +63,5 @@ pub fn now_ms() -> u64 {
 
 /// Wall-clock time, for calendar periods.
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::process::unix_ms()
 }

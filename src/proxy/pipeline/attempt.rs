@@ -152,7 +152,7 @@ fn apply(
     match (v, cred) {
         (Verdict::Rest { rest, hinted }, Some(i)) => {
             p.rest.rest(i, rest, hinted, now);
-            crate::admin::events::credential_resting(&p.name, i, rest);
+            crate::events::credential_resting(&p.name, i, rest);
             if let Failure::Status(st @ (401 | 403), ..) = f
                 && p.rest.news(i)
             {
@@ -177,7 +177,7 @@ fn apply(
         }
         (Verdict::Fault, _) => {
             if p.breaker.failure(&snap.breaker, now) {
-                crate::admin::events::circuit_opened(&p.name);
+                crate::events::circuit_opened(&p.name);
                 log::warn!(
                     "provider '{}' circuit opened after repeated failures",
                     p.name
