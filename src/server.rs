@@ -152,7 +152,8 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
 
     // Every request goes through Pingora's proxy; `proxy::front` only reads
     // HTTP/1 heads whole first (client_header_timeout).
-    let gateway = Gateway::new(shared.clone(), limiter.clone(), false);
+    let admin_api: Arc<dyn crate::proxy::AdminApi> = Arc::new(crate::admin::Api);
+    let gateway = Gateway::new(shared.clone(), limiter.clone(), false, admin_api.clone());
     let proxy = pingora_proxy::http_proxy(&server.configuration, gateway.clone());
     let mut svc = pingora_core::services::listening::Service::new(
         "aigate".to_string(),
@@ -169,7 +170,7 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
     if let Some(a) = &admin_listen {
         let proxy = pingora_proxy::http_proxy(
             &server.configuration,
-            Gateway::new(shared.clone(), limiter.clone(), true),
+            Gateway::new(shared.clone(), limiter.clone(), true, admin_api),
         );
         let mut admin = pingora_core::services::listening::Service::new(
             "aigate-admin".to_string(),

@@ -120,6 +120,32 @@ pub fn start(snap: &Snapshot, config: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// The admin API as the proxy calls it (`proxy::AdminApi`).
+pub struct Api;
+
+#[async_trait]
+impl crate::proxy::AdminApi for Api {
+    fn owns(&self, path: &str) -> bool {
+        owns(path)
+    }
+
+    async fn serve(
+        &self,
+        limiter: &Limiter,
+        s: &mut ServerSession,
+        ctx: &mut RequestCtx,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> pingora_core::Result<()> {
+        serve(limiter, s, ctx, method, path, query).await
+    }
+
+    fn observe(&self, ctx: &RequestCtx, ingress: &'static str, total: Duration) {
+        observe(ctx, ingress, total)
+    }
+}
+
 /// One finished AI request, from the place the access line is written.
 pub fn observe(ctx: &RequestCtx, ingress: &'static str, total: Duration) {
     if !ctx.snap.admin.enabled() {

@@ -27,23 +27,52 @@ use pingora_proxy::{ProxyHttp, Session};
 use pipeline::intake;
 use std::sync::Arc;
 
+/// The admin API as this adapter sees it. `crate::admin` builds on the
+/// proxy's request context and answers, so server.rs plugs it in here
+/// rather than the proxy importing it (no cycle between the two).
+#[async_trait]
+pub trait AdminApi: Send + Sync {
+    /// Whether `path` is the admin API's or the dashboard's.
+    fn owns(&self, path: &str) -> bool;
+    /// Answer an admin request (admin listener only).
+    async fn serve(
+        &self,
+        limiter: &Limiter,
+        s: &mut pingora_core::protocols::http::ServerSession,
+        ctx: &mut RequestCtx,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> pingora_core::Result<()>;
+    /// One finished request, from the place the access line is written.
+    fn observe(&self, ctx: &RequestCtx, ingress: &'static str, total: std::time::Duration);
+}
+
 /// Cheap to clone: the main and admin listeners each hold one.
 #[derive(Clone)]
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub limiter: Arc<Limiter>,
-    /// The admin listener serves health, metrics and the admin API (`crate::admin`).
+    /// The admin listener serves health, metrics and the admin API (`admin_api`).
     pub admin: bool,
+    /// The admin API: serves on the admin listener, observes on both.
+    pub admin_api: Arc<dyn AdminApi>,
 }
 
 impl Gateway {
     /// `limiter` is the process's one (both listeners share it, and with it
     /// one Redis connection and one view of the store's health).
-    pub fn new(config: Arc<ArcSwap<Snapshot>>, limiter: Arc<Limiter>, admin: bool) -> Self {
+    pub fn new(
+        config: Arc<ArcSwap<Snapshot>>,
+        limiter: Arc<Limiter>,
+        admin: bool,
+        admin_api: Arc<dyn AdminApi>,
+    ) -> Self {
         Gateway {
             config,
             limiter,
             admin,
+            admin_api,
         }
     }
 }
@@ -253,6 +282,6 @@ impl ProxyHttp for Gateway {
         }
         let shutting_down = s.is_process_shutting_down();
         let down = s.as_downstream_mut();
-        pipeline::finish::finish(&self.limiter, down, e, ctx, shutting_down).await;
+        pipeline::finish::finish(&self.limiter, &*self.admin_api, down, e, ctx, shutting_down).await;
     }
 }

@@ -54,8 +54,11 @@ pub async fn admit(gw: &Gateway, s: &mut Session, ctx: &mut RequestCtx) -> Step<
         return Ok(None);
     }
     ctx.route = route(&method, &path);
-    if gw.admin && crate::admin::owns(&path) {
-        let r = crate::admin::serve(&gw.limiter, s, ctx, &method, &path, query.as_deref()).await;
+    if gw.admin && gw.admin_api.owns(&path) {
+        let r = gw
+            .admin_api
+            .serve(&gw.limiter, s, ctx, &method, &path, query.as_deref())
+            .await;
         return answered(r);
     }
     if configured(gw, s, ctx, &method, &path, query.as_deref()).await? {

@@ -4,7 +4,7 @@
 use crate::limits::Limiter;
 use crate::metrics;
 use crate::proxy::ctx::RequestCtx;
-use crate::proxy::{drain, pass};
+use crate::proxy::{AdminApi, drain, pass};
 use crate::routing::Route;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
@@ -14,6 +14,7 @@ use std::time::Duration;
 /// request, however it ended (Pingora's `logging`).
 pub async fn finish(
     limiter: &Limiter,
+    admin: &dyn AdminApi,
     s: &mut ServerSession,
     e: Option<&pingora_core::Error>,
     ctx: &mut RequestCtx,
@@ -30,7 +31,7 @@ pub async fn finish(
     let peer = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
     let client =
         crate::client_addr::client(peer, &ctx.snap.trusted_proxies, &s.req_header().headers);
-    record(ctx, client);
+    record(ctx, client, admin);
     drain::linger_for_next_request(s, shutting_down).await;
 }
 
@@ -58,8 +59,8 @@ async fn settle(limiter: &Limiter, ctx: &mut RequestCtx) {
 }
 
 /// Metrics and the access line of one finished request; `client`: the
-/// client's address (`client_addr`).
-fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
+/// client's address (`client_addr`); `admin`: the request log and event feed.
+fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>, admin: &dyn AdminApi) {
     let total = ctx.start.elapsed();
     let ingress = ctx.route.ingress();
     let is_ai = matches!(
@@ -87,7 +88,7 @@ fn record(ctx: &RequestCtx, client: Option<std::net::IpAddr>) {
         if let Some(c) = ctx.cost_usd {
             series.cost(c);
         }
-        crate::admin::observe(ctx, ingress, total);
+        admin.observe(ctx, ingress, total);
         if ctx.snap.log_json {
             json_line(ctx, client, ingress, total, own);
         } else {
