@@ -42,7 +42,7 @@ pub struct RequestCtx {
     /// token reservations (reconciled with the reported usage in `logging`).
     pub holds: Holds,
     /// Set when a configured route goes through Pingora's proxy phases.
-    pub pass: Option<super::pass::PassState>,
+    pub pass: Option<PassState>,
     /// Starts this request's attempts as subrequests (Pingora's, taken from
     /// the session in `request_filter`).
     pub spawner: Option<pingora_proxy::SubrequestSpawner>,
@@ -85,4 +85,26 @@ impl RequestCtx {
             inflight: Some(InflightGuard::new()),
         }
     }
+}
+
+/// Per-request state of a proxied route (kept across Pingora's retries).
+pub struct PassState {
+    /// Index into `snap.routes.routes`.
+    pub route: usize,
+    /// The path part that goes upstream (`routes::Join`).
+    pub rest: String,
+    /// The client's query, `key=` removed when credentials are stripped.
+    pub query: Option<String>,
+    /// The target of the current attempt (index into the route's targets).
+    pub(super) target: usize,
+    /// The provider credential of the current attempt (index, key).
+    pub(super) credential: Option<(usize, String)>,
+    /// When the first upstream was picked: everything after is upstream or
+    /// client time, not the gateway's (`aigate_overhead_seconds`).
+    pub(super) proxy_start: Option<Instant>,
+    /// An upstream error answer, held whole so that a credential the upstream
+    /// echoes in it is redacted before the client sees it.
+    pub(super) held: Option<Vec<u8>>,
+    /// The client's body while Pingora streams it (`body_awaited` to its end).
+    pub(super) body: Option<super::body_rate::BodyClock>,
 }

@@ -7,7 +7,7 @@
 //! Pingora's own 64 KiB retry buffer).
 
 use super::body_rate::{BodyClock, Limit};
-use super::ctx::RequestCtx;
+use super::ctx::{PassState, RequestCtx};
 use super::head::{self, Body, Marks};
 use super::{Gateway, respond};
 use crate::auth;
@@ -26,28 +26,6 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::FailToProxy;
 use std::net::SocketAddr;
 use std::time::Instant;
-
-/// Per-request state of a proxied route (kept across Pingora's retries).
-pub struct PassState {
-    /// Index into `snap.routes.routes`.
-    pub route: usize,
-    /// The path part that goes upstream (`routes::Join`).
-    pub rest: String,
-    /// The client's query, `key=` removed when credentials are stripped.
-    pub query: Option<String>,
-    /// The target of the current attempt (index into the route's targets).
-    target: usize,
-    /// The provider credential of the current attempt (index, key).
-    credential: Option<(usize, String)>,
-    /// When the first upstream was picked: everything after is upstream or
-    /// client time, not the gateway's (`aigate_overhead_seconds`).
-    proxy_start: Option<Instant>,
-    /// An upstream error answer, held whole so that a credential the upstream
-    /// echoes in it is redacted before the client sees it.
-    held: Option<Vec<u8>>,
-    /// The client's body while Pingora streams it (`body_awaited` to its end).
-    body: Option<BodyClock>,
-}
 
 /// How much of an upstream error answer is held for redaction; a larger one
 /// (no provider writes such errors) goes on as it came.
