@@ -1,8 +1,9 @@
 //! Provider kinds: where their API lives, which wire format they speak, how
 //! credentials and the API version are presented upstream, and how an upstream
-//! is dialled (`peer`).
+//! is dialled (`peer`) and which headers pass each way (`headers`).
 
 pub mod credentials;
+pub mod headers;
 pub mod peer;
 
 use crate::config::file::{OpenAiApi, ProviderKind};

@@ -9,7 +9,6 @@ pub mod drain;
 pub mod front;
 pub mod h2_limits;
 pub mod head;
-pub mod headers;
 pub mod models;
 pub mod pass;
 pub mod pipeline;

@@ -8,7 +8,7 @@ use crate::config::runtime::{Provider, Resolved};
 use crate::providers::{Op, peer, upstream_path};
 use crate::proxy::budget::{BUFFERED, Held};
 use crate::proxy::ctx::RequestCtx;
-use crate::proxy::headers::{UpstreamRequest, upstream_request_head};
+use crate::providers::headers::{UpstreamRequest, upstream_request_head};
 use crate::proxy::subreq::{self, Answer};
 use crate::resilience::{self, Ended, Verdict};
 use crate::translate::{self, Format};

@@ -13,7 +13,7 @@ use crate::config::runtime::{Provider, Resolved};
 use crate::providers::Op;
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::head::{self, Body, Marks};
-use crate::proxy::headers::client_response;
+use crate::providers::headers::client_response;
 use crate::proxy::respond;
 use crate::proxy::subreq::Answer;
 use crate::resilience;

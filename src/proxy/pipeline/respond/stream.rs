@@ -7,7 +7,7 @@ use crate::config::runtime::Provider;
 use crate::providers::Op;
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::head::{self, Body, Marks};
-use crate::proxy::headers::client_response;
+use crate::providers::headers::client_response;
 use crate::proxy::pipeline::attempt::{
     Attempt, Failure, classify, count_outcome, failure_text, next_chunk, status_failure,
 };

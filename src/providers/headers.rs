@@ -1,7 +1,8 @@
-//! Header rules between client and upstream, as plain functions.
+//! Header rules between client and upstream, as plain functions: what passes
+//! each way, and the provider's own (auth header, `anthropic-version`).
 
 use crate::config::runtime::Provider;
-use crate::providers::{auth_header, default_version};
+use super::{auth_header, default_version};
 use http::HeaderValue;
 use pingora_core::OrErr;
 use pingora_http::{RequestHeader, ResponseHeader};
