@@ -1,8 +1,8 @@
 //! The read endpoints' answers, built from the snapshot, the request log and
 //! the key store (plain functions; `admin::serve` does the HTTP).
 
-use super::store::KeyRecord;
 use super::requests::{self, Filter, RequestLog};
+use super::store::KeyRecord;
 use super::{stats, usage};
 use crate::config::Snapshot;
 use crate::config::file::Strategy;

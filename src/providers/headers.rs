@@ -1,8 +1,8 @@
 //! Header rules between client and upstream, as plain functions: what passes
 //! each way, and the provider's own (auth header, `anthropic-version`).
 
-use crate::config::runtime::Provider;
 use super::{auth_header, default_version};
+use crate::config::runtime::Provider;
 use http::HeaderValue;
 use pingora_core::OrErr;
 use pingora_http::{RequestHeader, ResponseHeader};

@@ -91,7 +91,7 @@ impl Observer {
     /// reports usage (then its count is used).
     fn count(&mut self, chunk: &[u8]) {
         if !(self.seen.seen_usage && self.seen.usage.input > 0) {
-            self.chars += text_chars(self.format, chunk);
+            self.chars += translate::sniff::text_chars(self.format, chunk);
         }
     }
 
@@ -111,7 +111,7 @@ impl Observer {
         // Then only usage and error events matter, and whole events before
         // the first that may need no parsing at all: most of a passthrough
         // stream.
-        let from = match matter_at(chunk) {
+        let from = match translate::sniff::usage_or_error_at(chunk) {
             Some(at) => event_start(chunk, at),
             None if whole_events(chunk) => return,
             // Parse only the last, incomplete event.
@@ -139,85 +139,6 @@ impl Observer {
     }
 }
 
-/// Characters of generated text (answer, reasoning, tool arguments) in raw
-/// stream bytes of `format`: the string values of the fields deltas carry. An
-/// estimate for streams without usage (a field split across chunks is missed).
-pub fn text_chars(format: Format, data: &[u8]) -> u64 {
-    use memchr::memmem::Finder;
-    use std::sync::LazyLock;
-    // Searchers built once: this runs over every byte of a stream until it
-    // shows usage (`memmem::find` would build one per call).
-    type Keys = LazyLock<Vec<Finder<'static>>>;
-    fn keys(k: &[&'static [u8]]) -> Vec<Finder<'static>> {
-        let b = memchr::memmem::FinderBuilder::new();
-        k.iter()
-            .map(|k| b.build_forward_with_ranker(JsonRank, *k))
-            .collect()
-    }
-    // `content":` also finds `"reasoning_content":`.
-    static CHAT: Keys =
-        LazyLock::new(|| keys(&[b"content\":", b"\"arguments\":", b"\"refusal\":"]));
-    // Only deltas: the `.done` events and `response.completed` repeat the text.
-    static RESPONSES: Keys = LazyLock::new(|| keys(&[b"\"delta\":"]));
-    static ANTHROPIC: Keys =
-        LazyLock::new(|| keys(&[b"\"text\":", b"\"thinking\":", b"\"partial_json\":"]));
-    static GEMINI: Keys = LazyLock::new(|| keys(&[b"\"text\":"]));
-    let keys: &[Finder<'static>] = match format {
-        Format::OpenAiChat => &CHAT,
-        Format::OpenAiResponses => &RESPONSES,
-        Format::Anthropic => &ANTHROPIC,
-        Format::Gemini => &GEMINI,
-    };
-    let mut n = 0;
-    for (key, at) in keys
-        .iter()
-        .flat_map(|k| k.find_iter(data).map(move |at| (k, at)))
-    {
-        let mut i = at + key.needle().len();
-        while data.get(i) == Some(&b' ') {
-            i += 1;
-        }
-        if data.get(i) != Some(&b'"') {
-            continue;
-        }
-        i += 1;
-        while let Some(&b) = data.get(i) {
-            match b {
-                b'"' => break,
-                b'\\' => {
-                    n += 1;
-                    i += if data.get(i + 1) == Some(&b'u') { 6 } else { 2 };
-                    continue;
-                }
-                // UTF-8 continuation bytes are part of the previous char.
-                b if b & 0xC0 == 0x80 => {}
-                _ => n += 1,
-            }
-            i += 1;
-        }
-    }
-    n
-}
-
-/// Byte ranks for searching JSON event streams. memchr's default ranks
-/// (for text) take `"` and `:` for rare bytes, so a search for `content":`
-/// stopped at every key of every event to compare; here JSON punctuation
-/// is the most common, then the
-/// letters most common in English.
-struct JsonRank;
-
-impl memchr::arch::all::packedpair::HeuristicFrequencyRank for JsonRank {
-    fn rank(&self, b: u8) -> u8 {
-        match b {
-            b'"' | b':' | b',' | b'{' | b'}' | b'[' | b']' | b' ' | b'_' => 255,
-            b'e' | b't' | b'a' | b'o' | b'i' | b'n' | b's' | b'r' => 200,
-            b'h' | b'l' | b'd' | b'c' | b'u' | b'm' => 150,
-            b'a'..=b'z' | b'0'..=b'9' => 100,
-            _ => 50,
-        }
-    }
-}
-
 /// The bytes end where an event ends.
 fn whole_events(chunk: &[u8]) -> bool {
     chunk.ends_with(b"\n\n") || chunk.ends_with(b"\r\n\r\n")
@@ -225,31 +146,7 @@ fn whole_events(chunk: &[u8]) -> bool {
 
 /// Could hold usage (not OpenAI's `"usage":null`) or an error.
 fn may_matter(data: &[u8]) -> bool {
-    matter_at(data).is_some()
-}
-
-/// Where the first usage object or error mention in `data` is. Runs over
-/// every passthrough byte, so the searchers are built once (`memmem::find`
-/// builds one per call, which cost more than the rest of the passthrough).
-fn matter_at(data: &[u8]) -> Option<usize> {
-    use memchr::memmem::Finder;
-    use std::sync::LazyLock;
-    static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"usage"));
-    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"error"));
-    let usage = USAGE.find_iter(data).find(|&at| {
-        let rest = &data[at + 5..];
-        if rest.starts_with(b"Metadata") {
-            return true;
-        }
-        // `"usage": {` with any spacing; `null` and bare words do not count.
-        let mut it = rest
-            .iter()
-            .skip_while(|b| **b == b'"')
-            .skip_while(|b| b.is_ascii_whitespace());
-        it.next() == Some(&b':') && it.find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-    });
-    let error = ERROR.find(&data[..usage.unwrap_or(data.len())]);
-    error.or(usage)
+    translate::sniff::usage_or_error_at(data).is_some()
 }
 
 /// Just past the first blank line (LF LF or LF CR LF) in `chunk`.
@@ -281,19 +178,6 @@ fn event_start(chunk: &[u8], at: usize) -> usize {
 pub enum Pipe {
     Pass(Observer, Option<sse::Parser>),
     Convert(StreamTranslator),
-}
-
-/// The final `choices: []` chunk `stream_options.include_usage` adds.
-fn is_usage_chunk(data: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Chunk<'a> {
-        #[serde(borrow)]
-        choices: Option<Vec<&'a serde_json::value::RawValue>>,
-        #[serde(borrow)]
-        usage: Option<&'a serde_json::value::RawValue>,
-    }
-    matches!(serde_json::from_slice::<Chunk>(data),
-        Ok(Chunk { choices: Some(c), usage: Some(u) }) if c.is_empty() && u.get() != "null")
 }
 
 impl Pipe {
@@ -349,7 +233,7 @@ impl Pipe {
                         event: ev.event,
                         data: ev.data,
                     });
-                    if !is_usage_chunk(ev.data) {
+                    if !translate::openai_chat::is_usage_chunk(ev.data) {
                         sse::write_raw(out, (!ev.event.is_empty()).then_some(ev.event), ev.data);
                     }
                 });
@@ -375,14 +259,7 @@ impl Pipe {
     pub fn fail(&mut self, format: Format, message: &str, out: &mut Vec<u8>) {
         match self {
             Pipe::Convert(t) => t.fail(message, out),
-            Pipe::Pass(..) => {
-                let body = translate::error_body(format, 502, message);
-                match format {
-                    Format::Anthropic => sse::write_raw(out, Some("error"), &body),
-                    Format::OpenAiResponses => sse::write_raw(out, Some("error"), &body),
-                    _ => sse::write_raw(out, None, &body),
-                }
-            }
+            Pipe::Pass(..) => translate::errors::write_stream_error(format, 502, message, out),
         }
     }
 
@@ -511,32 +388,6 @@ mod tests {
         assert_eq!(
             pass_usage(Format::OpenAiChat, &format!("{text}data: [DONE]\n\n")).unwrap_or_default(),
             Usage::default()
-        );
-    }
-
-    #[test]
-    fn text_chars_counts_generated_text_per_format() {
-        let chat = br#"data: {"choices":[{"delta":{"content":"h\u00e9llo \"x\""}}]}
-
-data: {"choices":[{"delta":{"reasoning_content":"ab","tool_calls":[{"function":{"arguments":"{\"a\":1}"}}]},"refusal":null}]}
-
-"#;
-        // "héllo \"x\"" is 9 chars, "ab" 2, `{"a":1}` 7.
-        assert_eq!(text_chars(Format::OpenAiChat, chat), 18);
-        let resp = br#"event: response.output_text.delta
-data: {"type":"response.output_text.delta","delta":"hi there"}
-
-event: response.output_text.done
-data: {"type":"response.output_text.done","text":"hi there"}
-
-"#;
-        assert_eq!(text_chars(Format::OpenAiResponses, resp), 8);
-        let an =
-            r#"data: {"type":"content_block_delta","delta":{"type":"text_delta","text": "Grüße"}}"#;
-        assert_eq!(text_chars(Format::Anthropic, an.as_bytes()), 5);
-        assert_eq!(
-            text_chars(Format::Gemini, br#"{"parts":[{"text":"abc"}]}"#),
-            3
         );
     }
 

@@ -1,62 +1,31 @@
 //! Error bodies in each client's format (SPEC "Errors"), for errors the gateway
-//! makes itself and for upstream errors converted across formats.
+//! makes itself and for upstream errors converted across formats: dispatch to
+//! each format's shape (in its folder; both OpenAI formats' in `shared`), and
+//! the message read out of an upstream error of any format.
 
 use super::Format;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// OpenAI `error.type` / Anthropic `error.type` / Gemini `error.status` for a status.
-fn kinds(status: u16) -> (&'static str, &'static str, &'static str) {
-    match status {
-        400 | 422 => (
-            "invalid_request_error",
-            "invalid_request_error",
-            "INVALID_ARGUMENT",
-        ),
-        401 => (
-            "authentication_error",
-            "authentication_error",
-            "UNAUTHENTICATED",
-        ),
-        403 => ("permission_error", "permission_error", "PERMISSION_DENIED"),
-        404 => ("not_found_error", "not_found_error", "NOT_FOUND"),
-        413 => (
-            "invalid_request_error",
-            "request_too_large",
-            "INVALID_ARGUMENT",
-        ),
-        429 => ("rate_limit_error", "rate_limit_error", "RESOURCE_EXHAUSTED"),
-        504 => ("timeout_error", "timeout_error", "DEADLINE_EXCEEDED"),
-        529 => ("overloaded_error", "overloaded_error", "UNAVAILABLE"),
-        503 => ("service_unavailable", "overloaded_error", "UNAVAILABLE"),
-        500..=599 => ("api_error", "api_error", "INTERNAL"),
-        _ => ("invalid_request_error", "invalid_request_error", "UNKNOWN"),
-    }
-}
-
-/// Short machine-readable code for OpenAI's `error.code`.
-fn openai_code(status: u16) -> &'static str {
-    match status {
-        401 => "invalid_api_key",
-        403 => "model_not_allowed",
-        404 => "model_not_found",
-        413 => "request_too_large",
-        429 => "rate_limit_exceeded",
-        502 => "bad_gateway",
-        504 => "upstream_timeout",
-        400 => "invalid_request",
-        _ => "upstream_error",
-    }
-}
-
-/// The error value (not yet serialized) in `format`.
+/// The error value (not yet serialized) in `format`: each format's own shape.
 pub fn error_value(format: Format, status: u16, message: &str, param: Option<&str>) -> Value {
-    let (oa, an, ge) = kinds(status);
     match format {
-        Format::OpenAiChat | Format::OpenAiResponses => json!({
-            "error": {"message": message, "type": oa, "param": param, "code": openai_code(status)}
-        }),
-        Format::Anthropic => json!({"type": "error", "error": {"type": an, "message": message}}),
-        Format::Gemini => json!({"error": {"code": status, "message": message, "status": ge}}),
+        Format::OpenAiChat | Format::OpenAiResponses => {
+            super::shared::openai_error_value(status, message, param)
+        }
+        Format::Anthropic => super::anthropic::error_value(status, message),
+        Format::Gemini => super::gemini::error_value(status, message),
+    }
+}
+
+/// An error event that ends a stream of `format`, framed as that format's
+/// streams carry errors.
+pub fn write_stream_error(format: Format, status: u16, message: &str, out: &mut Vec<u8>) {
+    let body = error_body(format, status, message);
+    match format {
+        Format::OpenAiChat => super::openai_chat::write_error_event(&body, out),
+        Format::OpenAiResponses => super::openai_responses::write_error_event(&body, out),
+        Format::Anthropic => super::anthropic::write_error_event(&body, out),
+        Format::Gemini => super::gemini::write_error_event(&body, out),
     }
 }
 

@@ -79,6 +79,7 @@ pub mod json;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod shared;
+pub mod sniff;
 pub mod tail_field;
 pub use dropped::{Converted, Dropped};
 pub use errors::{convert_error, error_body, error_body_param};

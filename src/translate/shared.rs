@@ -111,3 +111,31 @@ pub(crate) fn unwrap_signature(sig: &str) -> Option<Wrapped> {
             .to_string(),
     })
 }
+/// OpenAI's error shape, which both OpenAI formats answer with (SPEC "Errors"):
+/// `error.type` and the short machine-readable `error.code` for a status.
+pub(crate) fn openai_error_value(status: u16, message: &str, param: Option<&str>) -> Value {
+    let kind = match status {
+        400 | 422 | 413 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        503 => "service_unavailable",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    };
+    let code = match status {
+        401 => "invalid_api_key",
+        403 => "model_not_allowed",
+        404 => "model_not_found",
+        413 => "request_too_large",
+        429 => "rate_limit_exceeded",
+        502 => "bad_gateway",
+        504 => "upstream_timeout",
+        400 => "invalid_request",
+        _ => "upstream_error",
+    };
+    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
+}

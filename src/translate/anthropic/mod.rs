@@ -51,10 +51,10 @@ mod tests;
 mod wire;
 
 use answer::*;
-pub use answer::{answer_usage, decode_response, encode_response};
+pub use answer::{answer_usage, decode_response, encode_response, error_value};
 use request::*;
 pub use request::{decode_request, encode_request};
-pub use stream::{StreamDecode, StreamEncode};
+pub use stream::{StreamDecode, StreamEncode, TEXT_KEYS, write_error_event};
 use wire::*;
 
 use super::dropped::{self, Dropped};

@@ -360,3 +360,19 @@ pub fn encode_response(resp: &ir::Response, opts: &ResponseOpts) -> Vec<u8> {
     });
     serde_json::to_vec(&body).unwrap_or_default()
 }
+
+/// Gemini's error body for a status (SPEC "Errors").
+pub fn error_value(status: u16, message: &str) -> Value {
+    let kind = match status {
+        400 | 422 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        504 => "DEADLINE_EXCEEDED",
+        529 | 503 => "UNAVAILABLE",
+        500..=599 => "INTERNAL",
+        _ => "UNKNOWN",
+    };
+    json!({"error": {"code": status, "message": message, "status": kind}})
+}

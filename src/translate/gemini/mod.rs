@@ -49,11 +49,11 @@ mod wire;
 
 use answer::*;
 pub use answer::{
-    answer_usage, decode_response, encode_response, usage_from_gemini, usage_to_gemini,
+    answer_usage, decode_response, encode_response, error_value, usage_from_gemini, usage_to_gemini,
 };
 use request::*;
 pub use request::{decode_request, encode_request};
-pub use stream::{StreamDecode, StreamEncode};
+pub use stream::{StreamDecode, StreamEncode, TEXT_KEYS, write_error_event};
 use wire::*;
 
 use super::dropped::{self, Dropped};

@@ -479,3 +479,12 @@ impl StreamEncoder for StreamEncode {
         }
     }
 }
+
+/// The fields whose string values are generated text (answer, reasoning,
+/// tool arguments) in this format's stream events (`sniff::text_chars`).
+pub const TEXT_KEYS: &[&[u8]] = &[b"\"text\":"];
+
+/// An error body ending a stream of this format: a data-only event (Gemini streams name no events).
+pub fn write_error_event(body: &[u8], out: &mut Vec<u8>) {
+    sse::write_raw(out, None, body);
+}

@@ -42,7 +42,7 @@ use answer::*;
 pub use answer::{answer_usage, decode_response, encode_response};
 use request::*;
 pub use request::{decode_request, encode_request, encode_request_for};
-pub use stream::{StreamDecode, StreamEncode};
+pub use stream::{StreamDecode, StreamEncode, TEXT_KEYS, is_usage_chunk, write_error_event};
 use wire::*;
 
 use super::dropped::{self, Dropped};

@@ -763,3 +763,26 @@ impl StreamEncoder for StreamEncode {
         }
     }
 }
+
+/// The final `choices: []` chunk `stream_options.include_usage` adds.
+pub fn is_usage_chunk(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Chunk<'a> {
+        #[serde(borrow)]
+        choices: Option<Vec<&'a serde_json::value::RawValue>>,
+        #[serde(borrow)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
+    matches!(serde_json::from_slice::<Chunk>(data),
+        Ok(Chunk { choices: Some(c), usage: Some(u) }) if c.is_empty() && u.get() != "null")
+}
+
+/// The fields whose string values are generated text (answer, reasoning,
+/// tool arguments) in this format's stream events (`sniff::text_chars`).
+/// `content":` also finds `"reasoning_content":`.
+pub const TEXT_KEYS: &[&[u8]] = &[b"content\":", b"\"arguments\":", b"\"refusal\":"];
+
+/// An error body ending a stream of this format: a data-only event (Chat streams name no events).
+pub fn write_error_event(body: &[u8], out: &mut Vec<u8>) {
+    sse::write_raw(out, None, body);
+}

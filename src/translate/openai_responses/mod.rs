@@ -32,7 +32,7 @@ use answer::*;
 pub use answer::{answer_usage, decode_response, encode_response};
 use request::*;
 pub use request::{Namespaces, decode_request, encode_request, flat_name};
-pub use stream::{StreamDecode, StreamEncode};
+pub use stream::{StreamDecode, StreamEncode, TEXT_KEYS, write_error_event};
 use wire::*;
 pub use wire::{Outcome, RespUsage, ResponsesEncoder, response_id, response_object};
 

@@ -451,3 +451,13 @@ impl StreamEncoder for StreamEncode {
         }
     }
 }
+
+/// The fields whose string values are generated text (answer, reasoning,
+/// tool arguments) in this format's stream events (`sniff::text_chars`).
+/// Only deltas: the `.done` events and `response.completed` repeat the text.
+pub const TEXT_KEYS: &[&[u8]] = &[b"\"delta\":"];
+
+/// An error body ending a stream of this format: an `error` event.
+pub fn write_error_event(body: &[u8], out: &mut Vec<u8>) {
+    sse::write_raw(out, Some("error"), body);
+}
