@@ -4,126 +4,57 @@
 //! API has no counting endpoint (OpenAI).
 //!
 //! A counting body is a chat body without the generation settings, so the
-//! chat converters do the conversion; this module only wraps and trims.
+//! chat converters do the conversion; each counting format's own wrapping,
+//! trimming and answer shape is in its folder (`anthropic::count`,
+//! `gemini::count`); this module dispatches and estimates.
 
 use super::{Format, TranslateError};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// Whether a target speaking `format` has an endpoint that counts tokens.
 pub fn has_endpoint(format: Format) -> bool {
     matches!(format, Format::Anthropic | Format::Gemini)
 }
 
-/// The chat request inside a client's counting body: Gemini clients send
-/// either `{"contents": [...]}` or `{"generateContentRequest": {...}}` (the
-/// form that carries a system instruction and tools); Anthropic's counting
-/// body is a Messages body already.
+/// The chat request inside a client's counting body (Gemini's may be
+/// wrapped); Anthropic's counting body is a Messages body already.
 pub fn chat_request(ingress: Format, body: Value) -> Result<Value, TranslateError> {
-    if ingress != Format::Gemini {
-        return Ok(body);
-    }
-    let Value::Object(mut o) = body else {
-        return Err(TranslateError::bad_request(
-            "request body must be a JSON object",
-            None,
-        ));
-    };
-    match o.remove("generateContentRequest") {
-        Some(Value::Object(mut inner)) => {
-            // The model is the path's (mapped per target), not this one.
-            inner.remove("model");
-            Ok(Value::Object(inner))
-        }
-        Some(_) => Err(TranslateError::bad_request(
-            "`generateContentRequest` must be an object",
-            Some("generateContentRequest"),
-        )),
-        None => Ok(Value::Object(o)),
+    match ingress {
+        Format::Gemini => super::gemini::count::chat_request(body),
+        _ => Ok(body),
     }
 }
 
-/// Fields Anthropic's counting endpoint accepts; it refuses the rest
-/// (`max_tokens`, `stream`, sampling settings) as extra inputs.
-const ANTHROPIC_COUNT_FIELDS: &[&str] = &[
-    "model",
-    "messages",
-    "system",
-    "tools",
-    "tool_choice",
-    "thinking",
-    "mcp_servers",
-];
-
-/// A converted chat body (the target's format) as that target's counting
-/// body: trimmed to what Anthropic counts, or wrapped as Gemini's
-/// `generateContentRequest` (so system instruction and tools are counted).
+/// A converted chat body (the target's format) as that target's counting body.
 pub fn request_for(to: Format, chat: Value, model: &str) -> Value {
     match (to, chat) {
-        (Format::Anthropic, Value::Object(mut o)) => {
-            o.retain(|k, _| ANTHROPIC_COUNT_FIELDS.contains(&k.as_str()));
-            Value::Object(o)
-        }
-        (Format::Gemini, Value::Object(mut o)) => {
-            o.insert("model".into(), Value::String(gemini_model(model)));
-            json!({ "generateContentRequest": Value::Object(o) })
-        }
+        (Format::Anthropic, Value::Object(o)) => super::anthropic::count::request(o),
+        (Format::Gemini, Value::Object(o)) => super::gemini::count::request(o, model),
         (_, chat) => chat,
     }
 }
 
-/// Gemini names models `models/{id}`.
-fn gemini_model(model: &str) -> String {
-    if model.starts_with("models/") {
-        model.to_string()
-    } else {
-        format!("models/{model}")
-    }
-}
-
-/// A Gemini client's counting body for a Gemini target serving `model`:
-/// the body as it came, unless it names a model inside
-/// `generateContentRequest` (then that one is the target's).
+/// A Gemini client's counting body for a Gemini target serving `model`
+/// (`None`: the body goes as it came).
 pub fn gemini_same_format(body: &[u8], model: &str) -> Result<Option<Vec<u8>>, TranslateError> {
-    // Most bodies are `{"contents": ...}` and pass untouched, unparsed.
-    if !contains(body, b"generateContentRequest") {
-        return Ok(None);
-    }
-    let mut v: Value = serde_json::from_slice(body).map_err(|e| {
-        TranslateError::bad_request(format!("request body is not valid JSON: {e}"), None)
-    })?;
-    match v.get_mut("generateContentRequest") {
-        Some(Value::Object(inner)) if inner.contains_key("model") => {
-            inner.insert("model".into(), Value::String(gemini_model(model)));
-            Ok(Some(serde_json::to_vec(&v).unwrap_or_default()))
-        }
-        _ => Ok(None),
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    super::gemini::count::same_format(body, model)
 }
 
 /// The count in an upstream counting answer of format `from`.
 pub fn answer_count(from: Format, body: &[u8]) -> Option<u64> {
     let v: Value = serde_json::from_slice(body).ok()?;
-    let field = match from {
-        Format::Anthropic => "input_tokens",
-        Format::Gemini => "totalTokens",
-        _ => return None,
-    };
-    // Gemini leaves out zero counts (proto3 JSON).
-    match v.get(field) {
-        None if from == Format::Gemini && v.is_object() => Some(0),
-        n => n?.as_u64(),
+    match from {
+        Format::Anthropic => super::anthropic::count::answer_count(&v),
+        Format::Gemini => super::gemini::count::answer_count(&v),
+        _ => None,
     }
 }
 
 /// A count in the client's own answer shape.
 pub fn answer_body(ingress: Format, tokens: u64) -> Vec<u8> {
     let v = match ingress {
-        Format::Gemini => json!({ "totalTokens": tokens }),
-        _ => json!({ "input_tokens": tokens }),
+        Format::Gemini => super::gemini::count::answer(tokens),
+        _ => super::anthropic::count::answer(tokens),
     };
     serde_json::to_vec(&v).unwrap_or_default()
 }
@@ -168,6 +99,7 @@ fn object_chars(o: &Map<String, Value>, top: bool) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn gemini_bodies_unwrap_and_wrap() {

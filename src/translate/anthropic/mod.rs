@@ -44,6 +44,7 @@
 //!   non-streaming answers (streams pass the fragments through as they come).
 
 mod answer;
+pub mod count;
 mod request;
 mod stream;
 #[cfg(test)]

@@ -40,6 +40,7 @@
 //!   maps to a reasoning `summary: "auto"`.
 
 mod answer;
+pub mod count;
 mod request;
 mod schema;
 mod stream;
