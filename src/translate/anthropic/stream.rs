@@ -591,12 +591,7 @@ impl StreamEncoder for StreamEncode {
                 self.done = true;
             }
             StreamEvent::Error(e) => {
-                let body = crate::translate::errors::error_value(
-                    Format::Anthropic,
-                    e.status,
-                    &e.message,
-                    None,
-                );
+                let body = super::error_value(e.status, &e.message);
                 sse::write_json(out, Some("error"), &body);
                 self.done = true;
             }

@@ -466,12 +466,7 @@ impl StreamEncoder for StreamEncode {
                 self.done = true;
             }
             StreamEvent::Error(e) => {
-                let v = crate::translate::errors::error_value(
-                    Format::Gemini,
-                    e.status,
-                    &e.message,
-                    None,
-                );
+                let v = super::error_value(e.status, &e.message);
                 self.write(&v, out);
                 self.close_array(out);
                 self.done = true;

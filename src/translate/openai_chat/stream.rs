@@ -751,12 +751,7 @@ impl StreamEncoder for StreamEncode {
             StreamEvent::Error(e) => {
                 // The OpenAI SDKs raise on a chunk with an `error` key; no [DONE]
                 // follows, so nothing mistakes this for a complete answer.
-                let body = crate::translate::errors::error_value(
-                    Format::OpenAiChat,
-                    e.status,
-                    &e.message,
-                    None,
-                );
+                let body = crate::translate::shared::openai_error_value(e.status, &e.message, None);
                 sse::write_json(out, None, &body);
                 self.done = true;
             }
