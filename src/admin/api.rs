@@ -1,5 +1,5 @@
 //! The read endpoints' answers, built from the snapshot, the request log and
-//! the key store (plain functions; `admin::serve` does the HTTP).
+//! the key store (plain functions; `admin::Api::serve` does the HTTP).
 
 use super::requests::{self, Filter, RequestLog};
 use super::store::KeyRecord;

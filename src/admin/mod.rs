@@ -129,6 +129,7 @@ impl crate::proxy::AdminApi for Api {
         owns(path)
     }
 
+    /// Everything under `/admin` on the admin listener.
     async fn serve(
         &self,
         limiter: &Limiter,
@@ -138,7 +139,174 @@ impl crate::proxy::AdminApi for Api {
         path: &str,
         query: Option<&str>,
     ) -> pingora_core::Result<()> {
-        serve(limiter, s, ctx, method, path, query).await
+        let snap = ctx.snap.clone();
+        let Some(st) = STATE.get().filter(|_| snap.admin.enabled()) else {
+            return fail(s, ctx, 404, &format!("no route for {method} {path}")).await;
+        };
+        if ui::owns(path) {
+            return ui::serve(s, ctx, method, path).await;
+        }
+        let now = crate::limits::store::unix_ms();
+        let rest = path.trim_start_matches("/admin").trim_start_matches('/');
+        if rest == "login" && method == "POST" {
+            return login(s, ctx, &snap).await;
+        }
+        if rest == "logout" && method == "POST" {
+            let h = [("set-cookie", session::clear_cookie())];
+            return answer(s, ctx, 200, &json!({"ok": true}), &h).await;
+        }
+        let Some(who) = auth::who(
+            &snap.admin,
+            header(s, "authorization"),
+            header(s, "cookie"),
+            now,
+        ) else {
+            return fail(s, ctx, 401, "admin authentication required: `Authorization: Bearer <admin token>` or a session from POST /admin/login").await;
+        };
+        let write = method != "GET" && method != "HEAD";
+        if write && who.by_cookie() {
+            // CSRF: a cross-site form cannot send JSON or a custom header.
+            let json = header(s, "content-type").is_some_and(|c| c.starts_with("application/json"));
+            if !json && header(s, "x-aigate-csrf").is_none() {
+                return fail(s, ctx, 403, "admin writes from a session need `Content-Type: application/json` or an `x-aigate-csrf` header").await;
+            }
+        }
+        let q = api::query_pairs(query);
+        let keys = keys::get().expect("installed with the state");
+        let (seg, id) = match rest.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (rest, None),
+        };
+        match (method, seg, id) {
+            ("GET", "session", None) => {
+                answer(s, ctx, 200, &json!({"admin": who.name()}), &[]).await
+            }
+            ("GET", "config", None) => {
+                answer(s, ctx, 200, &api::config(&snap, &st.source), &[]).await
+            }
+            ("GET", "models", None) => {
+                answer(s, ctx, 200, &api::models(&snap, limiter).await, &[]).await
+            }
+            ("GET", "providers", None) => {
+                answer(s, ctx, 200, &api::providers(&snap, &st.log, limiter), &[]).await
+            }
+            ("GET", "keys", None) => {
+                answer(s, ctx, 200, &api::keys(&snap, &keys.list()), &[]).await
+            }
+            ("GET", "requests", None) => match api::requests(&st.log, &q) {
+                Ok(v) => answer(s, ctx, 200, &v, &[]).await,
+                Err(e) => fail(s, ctx, 400, &e).await,
+            },
+            ("GET", "stats", None) => match api::stats(&st.log, &q) {
+                Ok(v) => answer(s, ctx, 200, &v, &[]).await,
+                Err(e) => fail(s, ctx, 400, &e).await,
+            },
+            ("GET", "events", None) => {
+                let authz = header(s, "authorization").map(str::to_owned);
+                let cookie = header(s, "cookie").map(str::to_owned);
+                let admin = snap.clone();
+                let allowed = move || {
+                    let now = crate::limits::store::unix_ms();
+                    auth::who(&admin.admin, authz.as_deref(), cookie.as_deref(), now).is_some()
+                };
+                events::stream(s, ctx, allowed).await
+            }
+            ("POST", "reload", None) => {
+                let outcome = reload::run().await;
+                wrote(
+                    &who,
+                    "reload",
+                    "config",
+                    if outcome.is_ok() { 200 } else { 422 },
+                );
+                match outcome {
+                    Ok(m) => answer(s, ctx, 200, &json!({"ok": true, "message": m}), &[]).await,
+                    Err(p) => answer(s, ctx, 422, &json!({"ok": false, "problems": p}), &[]).await,
+                }
+            }
+            ("POST", "keys", None) => {
+                let Ok(c) = body::<keys::Changes>(s, ctx).await? else {
+                    return Ok(());
+                };
+                let ids: Vec<&str> = snap.keys.iter().map(|k| k.id.as_str()).collect();
+                match keys.create(&c, &ids, who.name()).await {
+                    Ok((r, secret)) => {
+                        wrote(&who, "key_create", &r.id, 201);
+                        crate::events::emit("key", || json!({"action": "create", "id": r.id}));
+                        let mut v = api::runtime_key(&r);
+                        v["key"] = json!(secret);
+                        answer(s, ctx, 201, &v, &[]).await
+                    }
+                    Err((st, m)) => {
+                        wrote(&who, "key_create", c.id.as_deref().unwrap_or("-"), st);
+                        fail(s, ctx, st, &m).await
+                    }
+                }
+            }
+            ("PATCH" | "DELETE", "keys", Some(id)) => {
+                let action = if method == "PATCH" {
+                    "key_update"
+                } else {
+                    "key_delete"
+                };
+                if snap.keys.iter().any(|k| k.id == id) {
+                    wrote(&who, action, id, 403);
+                    let m = format!(
+                        "key '{id}' comes from the config file and is read-only here: edit the file and reload"
+                    );
+                    return fail(s, ctx, 403, &m).await;
+                }
+                let r = if method == "PATCH" {
+                    let Ok(c) = body::<keys::Changes>(s, ctx).await? else {
+                        return Ok(());
+                    };
+                    keys.update(id, &c).await.map(|r| api::runtime_key(&r))
+                } else {
+                    keys.delete(id)
+                        .await
+                        .map(|_| json!({"id": id, "deleted": true}))
+                };
+                match r {
+                    Ok(v) => {
+                        wrote(&who, action, id, 200);
+                        crate::events::emit("key", || json!({"action": action, "id": id}));
+                        answer(s, ctx, 200, &v, &[]).await
+                    }
+                    Err((st, m)) => {
+                        wrote(&who, action, id, st);
+                        fail(s, ctx, st, &m).await
+                    }
+                }
+            }
+            ("GET", "keys", Some(id)) => {
+                if let Some(r) = keys.one(id) {
+                    return answer(s, ctx, 200, &api::runtime_key(&r), &[]).await;
+                }
+                let v = api::keys(&snap, &[]);
+                match v["keys"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|k| k["id"] == id))
+                {
+                    Some(k) => answer(s, ctx, 200, k, &[]).await,
+                    None => fail(s, ctx, 404, &format!("no key '{id}'")).await,
+                }
+            }
+            (
+                _,
+                "config" | "models" | "providers" | "keys" | "requests" | "stats" | "events"
+                | "reload" | "session",
+                _,
+            ) if id.is_none() || seg == "keys" => {
+                fail(
+                    s,
+                    ctx,
+                    405,
+                    &format!("method {method} not allowed on {path}"),
+                )
+                .await
+            }
+            _ => fail(s, ctx, 404, &format!("no route for {method} {path}")).await,
+        }
     }
 
     fn observe(&self, ctx: &RequestCtx, ingress: &'static str, total: Duration) {
@@ -261,179 +429,6 @@ fn wrote(who: &Admin, action: &str, target: &str, status: u16) {
 struct Login {
     name: String,
     password: String,
-}
-
-/// Everything under `/admin` on the admin listener.
-pub async fn serve(
-    limiter: &Limiter,
-    s: &mut ServerSession,
-    ctx: &mut RequestCtx,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
-) -> pingora_core::Result<()> {
-    let snap = ctx.snap.clone();
-    let Some(st) = STATE.get().filter(|_| snap.admin.enabled()) else {
-        return fail(s, ctx, 404, &format!("no route for {method} {path}")).await;
-    };
-    if ui::owns(path) {
-        return ui::serve(s, ctx, method, path).await;
-    }
-    let now = crate::limits::store::unix_ms();
-    let rest = path.trim_start_matches("/admin").trim_start_matches('/');
-    if rest == "login" && method == "POST" {
-        return login(s, ctx, &snap).await;
-    }
-    if rest == "logout" && method == "POST" {
-        let h = [("set-cookie", session::clear_cookie())];
-        return answer(s, ctx, 200, &json!({"ok": true}), &h).await;
-    }
-    let Some(who) = auth::who(
-        &snap.admin,
-        header(s, "authorization"),
-        header(s, "cookie"),
-        now,
-    ) else {
-        return fail(s, ctx, 401, "admin authentication required: `Authorization: Bearer <admin token>` or a session from POST /admin/login").await;
-    };
-    let write = method != "GET" && method != "HEAD";
-    if write && who.by_cookie() {
-        // CSRF: a cross-site form cannot send JSON or a custom header.
-        let json = header(s, "content-type").is_some_and(|c| c.starts_with("application/json"));
-        if !json && header(s, "x-aigate-csrf").is_none() {
-            return fail(s, ctx, 403, "admin writes from a session need `Content-Type: application/json` or an `x-aigate-csrf` header").await;
-        }
-    }
-    let q = api::query_pairs(query);
-    let keys = keys::get().expect("installed with the state");
-    let (seg, id) = match rest.split_once('/') {
-        Some((a, b)) => (a, Some(b)),
-        None => (rest, None),
-    };
-    match (method, seg, id) {
-        ("GET", "session", None) => answer(s, ctx, 200, &json!({"admin": who.name()}), &[]).await,
-        ("GET", "config", None) => answer(s, ctx, 200, &api::config(&snap, &st.source), &[]).await,
-        ("GET", "models", None) => {
-            answer(s, ctx, 200, &api::models(&snap, limiter).await, &[]).await
-        }
-        ("GET", "providers", None) => {
-            answer(s, ctx, 200, &api::providers(&snap, &st.log, limiter), &[]).await
-        }
-        ("GET", "keys", None) => answer(s, ctx, 200, &api::keys(&snap, &keys.list()), &[]).await,
-        ("GET", "requests", None) => match api::requests(&st.log, &q) {
-            Ok(v) => answer(s, ctx, 200, &v, &[]).await,
-            Err(e) => fail(s, ctx, 400, &e).await,
-        },
-        ("GET", "stats", None) => match api::stats(&st.log, &q) {
-            Ok(v) => answer(s, ctx, 200, &v, &[]).await,
-            Err(e) => fail(s, ctx, 400, &e).await,
-        },
-        ("GET", "events", None) => {
-            let authz = header(s, "authorization").map(str::to_owned);
-            let cookie = header(s, "cookie").map(str::to_owned);
-            let admin = snap.clone();
-            let allowed = move || {
-                let now = crate::limits::store::unix_ms();
-                auth::who(&admin.admin, authz.as_deref(), cookie.as_deref(), now).is_some()
-            };
-            events::stream(s, ctx, allowed).await
-        }
-        ("POST", "reload", None) => {
-            let outcome = reload::run().await;
-            wrote(
-                &who,
-                "reload",
-                "config",
-                if outcome.is_ok() { 200 } else { 422 },
-            );
-            match outcome {
-                Ok(m) => answer(s, ctx, 200, &json!({"ok": true, "message": m}), &[]).await,
-                Err(p) => answer(s, ctx, 422, &json!({"ok": false, "problems": p}), &[]).await,
-            }
-        }
-        ("POST", "keys", None) => {
-            let Ok(c) = body::<keys::Changes>(s, ctx).await? else {
-                return Ok(());
-            };
-            let ids: Vec<&str> = snap.keys.iter().map(|k| k.id.as_str()).collect();
-            match keys.create(&c, &ids, who.name()).await {
-                Ok((r, secret)) => {
-                    wrote(&who, "key_create", &r.id, 201);
-                    crate::events::emit("key", || json!({"action": "create", "id": r.id}));
-                    let mut v = api::runtime_key(&r);
-                    v["key"] = json!(secret);
-                    answer(s, ctx, 201, &v, &[]).await
-                }
-                Err((st, m)) => {
-                    wrote(&who, "key_create", c.id.as_deref().unwrap_or("-"), st);
-                    fail(s, ctx, st, &m).await
-                }
-            }
-        }
-        ("PATCH" | "DELETE", "keys", Some(id)) => {
-            let action = if method == "PATCH" {
-                "key_update"
-            } else {
-                "key_delete"
-            };
-            if snap.keys.iter().any(|k| k.id == id) {
-                wrote(&who, action, id, 403);
-                let m = format!(
-                    "key '{id}' comes from the config file and is read-only here: edit the file and reload"
-                );
-                return fail(s, ctx, 403, &m).await;
-            }
-            let r = if method == "PATCH" {
-                let Ok(c) = body::<keys::Changes>(s, ctx).await? else {
-                    return Ok(());
-                };
-                keys.update(id, &c).await.map(|r| api::runtime_key(&r))
-            } else {
-                keys.delete(id)
-                    .await
-                    .map(|_| json!({"id": id, "deleted": true}))
-            };
-            match r {
-                Ok(v) => {
-                    wrote(&who, action, id, 200);
-                    crate::events::emit("key", || json!({"action": action, "id": id}));
-                    answer(s, ctx, 200, &v, &[]).await
-                }
-                Err((st, m)) => {
-                    wrote(&who, action, id, st);
-                    fail(s, ctx, st, &m).await
-                }
-            }
-        }
-        ("GET", "keys", Some(id)) => {
-            if let Some(r) = keys.one(id) {
-                return answer(s, ctx, 200, &api::runtime_key(&r), &[]).await;
-            }
-            let v = api::keys(&snap, &[]);
-            match v["keys"]
-                .as_array()
-                .and_then(|l| l.iter().find(|k| k["id"] == id))
-            {
-                Some(k) => answer(s, ctx, 200, k, &[]).await,
-                None => fail(s, ctx, 404, &format!("no key '{id}'")).await,
-            }
-        }
-        (
-            _,
-            "config" | "models" | "providers" | "keys" | "requests" | "stats" | "events" | "reload"
-            | "session",
-            _,
-        ) if id.is_none() || seg == "keys" => {
-            fail(
-                s,
-                ctx,
-                405,
-                &format!("method {method} not allowed on {path}"),
-            )
-            .await
-        }
-        _ => fail(s, ctx, 404, &format!("no route for {method} {path}")).await,
-    }
 }
 
 async fn login(
