@@ -63,14 +63,41 @@ pub fn job_of(s: &Session) -> Option<Arc<Job>> {
     user.downcast_ref::<Arc<Job>>().cloned()
 }
 
-/// The subrequest's `early_request_filter`: its head is the client's raw
-/// head (P1), so the preset body's length goes here, before anything reads
-/// the body; `Expect` goes too, the body being in hand already (P6).
+/// The subrequest's `early_request_filter`: its own head is the stand-in
+/// head (`TEMPLATE`), so the preset body's length goes here, before anything
+/// reads the body (P1). A subrequest made from the client's session instead
+/// (the fallback) carries the client's head: its framing and `Expect` go
+/// too, the body being in hand already (P6).
 pub fn early(s: &mut Session, job: &Job) -> Result<()> {
     let req = s.req_header_mut();
     req.remove_header(&header::TRANSFER_ENCODING);
     req.remove_header(&header::EXPECT);
     req.insert_header(header::CONTENT_LENGTH, job.body_len)
+}
+
+/// The head a subrequest's session is parsed from. Pingora builds a
+/// subrequest's session by rendering the session it is given as HTTP/1 and
+/// parsing that again; given the client's session, that is the client's whole
+/// head, parsed a second time (and cloned once more by the proxy phases) only
+/// to be replaced by the attempt's head in `upstream_request_filter`. None of
+/// the client's head is needed there (`early` sets the length, `Job` has the
+/// rest), so a one-line stand-in is parsed instead; it also spares the
+/// HTTP/2 client's head, which would render as an unparsable "HTTP/2" (P3).
+const TEMPLATE_HEAD: &[u8] = b"POST / HTTP/1.1\r\n\r\n";
+
+thread_local! {
+    /// Parsed once per thread; only read (rendered) by `create_subrequest`.
+    static TEMPLATE: Option<ServerSession> = template();
+}
+
+fn template() -> Option<ServerSession> {
+    let io = std::io::Cursor::new(TEMPLATE_HEAD.to_vec());
+    let mut s = ServerSession::new_http1(Box::new(io));
+    // An in-memory read: done at its first poll.
+    match ready_now(s.read_request()) {
+        Some(Ok(true)) => Some(s),
+        _ => None,
+    }
 }
 
 /// The subrequest's `upstream_request_filter`: the head made by the client's
@@ -134,20 +161,15 @@ pub fn start(
     job: Arc<Job>,
     body: Bytes,
 ) -> Pending {
-    // The subrequest parses an HTTP/1 rendering of the client's head, which
-    // for an HTTP/2 client would say "HTTP/2" and be refused (P3).
-    let h2 = s.req_header().version == http::Version::HTTP_2;
-    if h2 {
-        s.req_header_mut().set_version(http::Version::HTTP_11);
-    }
     let ctx = SubCtx::builder()
         .body_mode(BodyMode::ExpectBody)
         .user_ctx(Box::new(job.clone()))
         .build();
-    let (sub, handle) = spawner.create_subrequest(s, ctx);
-    if h2 {
-        s.req_header_mut().set_version(http::Version::HTTP_2);
-    }
+    let made = TEMPLATE.with(|t| t.as_ref().map(|t| spawner.create_subrequest(t, ctx)));
+    let (sub, handle) = match made {
+        Some(m) => m,
+        None => from_client(spawner, s, &job),
+    };
     let SubrequestHandle {
         tx,
         rx,
@@ -166,6 +188,31 @@ pub fn start(
         body: Some(body),
         job,
     }
+}
+
+/// The fallback should the stand-in head ever fail to parse: the subrequest
+/// made from the client's own session.
+#[cold]
+fn from_client(
+    spawner: &SubrequestSpawner,
+    s: &mut ServerSession,
+    job: &Arc<Job>,
+) -> (pingora_proxy::PreparedSubrequest, SubrequestHandle) {
+    let ctx = SubCtx::builder()
+        .body_mode(BodyMode::ExpectBody)
+        .user_ctx(Box::new(job.clone()))
+        .build();
+    // The subrequest parses an HTTP/1 rendering of the client's head, which
+    // for an HTTP/2 client would say "HTTP/2" and be refused (P3).
+    let h2 = s.req_header().version == http::Version::HTTP_2;
+    if h2 {
+        s.req_header_mut().set_version(http::Version::HTTP_11);
+    }
+    let made = spawner.create_subrequest(s, ctx);
+    if h2 {
+        s.req_header_mut().set_version(http::Version::HTTP_2);
+    }
+    made
 }
 
 impl Pending {
@@ -294,5 +341,22 @@ pub fn ready_now<F: std::future::Future>(f: F) -> Option<F::Output> {
     match f.as_mut().poll(&mut cx) {
         std::task::Poll::Ready(v) => Some(v),
         std::task::Poll::Pending => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stand_in_head_parses_at_once_and_carries_nothing_of_a_client() {
+        let t = template().expect("the stand-in head parses at its first poll");
+        let h = t.req_header();
+        assert_eq!(h.method, http::Method::POST);
+        assert_eq!(h.uri.path(), "/");
+        assert_eq!(h.version, http::Version::HTTP_11);
+        assert!(h.headers.is_empty());
+        // What `create_subrequest` renders and the subrequest parses.
+        assert_eq!(&t.to_h1_raw()[..], TEMPLATE_HEAD);
     }
 }
