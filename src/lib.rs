@@ -11,6 +11,7 @@ pub mod cors;
 pub mod events;
 pub mod ir;
 pub mod limits;
+pub mod log_noise;
 pub mod memory;
 pub mod metrics;
 pub mod payload;

@@ -11,6 +11,9 @@ fn main() {
         .format(|buf, record| {
             // `log_format: json` access lines are whole JSON objects: print them bare.
             let msg = record.args().to_string();
+            if aigate::log_noise::is_noise(record.target(), &msg) {
+                return Ok(());
+            }
             if record.target() == "access" && msg.starts_with('{') {
                 return writeln!(buf, "{msg}");
             }
