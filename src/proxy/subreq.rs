@@ -146,11 +146,11 @@ impl Drop for Task {
 /// A started attempt, before its answer head.
 pub struct Pending {
     task: Task,
-    tx: mpsc::Sender<HttpTask>,
+    /// Held, not used: the subrequest takes its closing as the client
+    /// leaving.
+    _tx: mpsc::Sender<HttpTask>,
     rx: mpsc::Receiver<HttpTask>,
-    wants: Option<oneshot::Receiver<()>>,
     errors: oneshot::Receiver<Box<Error>>,
-    body: Option<Bytes>,
     job: Arc<Job>,
 }
 
@@ -173,19 +173,23 @@ pub fn start(
     let SubrequestHandle {
         tx,
         rx,
-        subreq_wants_body,
+        subreq_wants_body: _,
         subreq_proxy_error,
     } = handle;
+    // The whole body goes in now (the first task on an empty channel of 4:
+    // never waits), not when the subrequest first asks for it: an upstream
+    // may answer before it reads the request (a static file, an early 401),
+    // and an answer head taken before the ask would leave the body unsent
+    // and the subrequest waiting for it, the answer's body stuck behind.
+    let _ = tx.try_send(HttpTask::Body(Some(body), true));
     Pending {
         task: Task {
             handle: tokio::spawn(sub.run()),
             ended: false,
         },
-        tx,
+        _tx: tx,
         rx,
-        wants: Some(subreq_wants_body),
         errors: subreq_proxy_error,
-        body: Some(body),
         job,
     }
 }
@@ -220,7 +224,6 @@ impl Pending {
     /// counted from the connection. Errors as the subrequest met them.
     pub async fn head(mut self, connect: Duration, first_byte: Duration) -> Result<Answer> {
         enum Ev {
-            Wants(bool),
             Connected,
             Late,
             Task(Option<HttpTask>),
@@ -229,22 +232,13 @@ impl Pending {
         tokio::pin!(deadline);
         let job = self.job.clone();
         let mut connect_seen = false;
-        let mut wants = self.wants.take();
         loop {
             let ev = tokio::select! {
-                r = async { wants.as_mut().expect("guarded").await }, if wants.is_some() => Ev::Wants(r.is_ok()),
                 _ = job.on_connect.notified(), if !connect_seen => Ev::Connected,
                 _ = &mut deadline => Ev::Late,
                 t = self.rx.recv() => Ev::Task(t),
             };
             match ev {
-                Ev::Wants(ok) => {
-                    wants = None;
-                    if ok {
-                        // The first task on an empty channel of 4: never waits.
-                        let _ = self.tx.try_send(HttpTask::Body(self.body.take(), true));
-                    }
-                }
                 Ev::Connected => {
                     connect_seen = true;
                     deadline

@@ -36,6 +36,11 @@ class ConnUpstream:
         self.ports: list[int] = []  # the gateway's source port, per request
         self.accepted = 0
         self.close_after: float | None = None  # close a connection this long after an answer
+        # Answer as soon as the connection opens, before the request is read
+        # (then read it and close): the answer is in before the gateway has
+        # sent the body, as with a fast upstream that answers without reading
+        # the body (a static file server, an early refusal).
+        self.early = False
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -57,6 +62,9 @@ class ConnUpstream:
         buf = b""
         conn.settimeout(30)
         try:
+            if self.early:
+                answer = chat_answer("early", "early")
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(answer), answer))
             while True:
                 while b"\r\n\r\n" not in buf:
                     data = conn.recv(65536)
@@ -79,6 +87,8 @@ class ConnUpstream:
                 text = req["messages"][-1]["content"]
                 with self.lock:
                     self.ports.append(port)
+                if self.early:
+                    return
                 if self.answer is not None:
                     pieces, close = self.answer(req["model"], text)
                     for data, wait in pieces:

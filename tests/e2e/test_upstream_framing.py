@@ -10,7 +10,11 @@ framing is the test's, not a server library's.
 - a stream whose SSE events are cut across chunks and packets, read by the
   official OpenAI SDK;
 - broken framing (a Content-Length that is not one number, an answer cut short,
-  a bad chunk size, a head past 1 MiB) gives the client a 502 in its own format.
+  a bad chunk size, a head past 1 MiB) gives the client a 502 in its own format;
+- an answer that is in before the request's body went out (a fast upstream
+  answering without reading the body: a static file server, an early refusal)
+  is relayed every time: the attempt's body is not held back until the
+  subrequest asks for it (it once was, and such an answer could hang).
 """
 
 from __future__ import annotations
@@ -134,6 +138,14 @@ def test_informational_head_before_the_answer_is_skipped(gw: Gateway, upstream: 
         assert content(ask(c, gw, "continue", "one")) == "echo: one"
         assert content(ask(c, gw, "continue", "two")) == "echo: two"
     assert upstream.accepted == 1
+
+
+def test_an_answer_before_the_body_is_read_never_hangs(gw: Gateway, upstream: ConnUpstream):
+    upstream.early = True
+    with httpx.Client() as c:
+        for i in range(300):
+            # The client waits 15 s; a hung attempt fails the test.
+            assert content(ask(c, gw, "chunked", f"n{i}")) == "echo: early", f"request {i}"
 
 
 def test_close_delimited_answer_is_whole_and_its_connection_not_reused(gw: Gateway, upstream: ConnUpstream):
