@@ -180,7 +180,7 @@ pub fn start(
     // never waits), not when the subrequest first asks for it: an upstream
     // may answer before it reads the request (a static file, an early 401),
     // and an answer head taken before the ask would leave the body unsent
-    // and the subrequest waiting for it, the answer's body stuck behind.
+    // and the subrequest waiting for it, the answer's body stuck behind (P13).
     let _ = tx.try_send(HttpTask::Body(Some(body), true));
     Pending {
         task: Task {
