@@ -1,5 +1,6 @@
 //! Process assembly: Pingora server, listeners, admin listener, and the
-//! background services (config reload on SIGHUP, DNS refresh, limit store).
+//! background services (config reload on SIGHUP, upstream addresses and health
+//! checks, limit store).
 
 use crate::cli::Cli;
 use crate::config::{self, Loaded, Snapshot};
@@ -191,13 +192,7 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
             read_stamp: stamp,
         },
     ));
-    server.add_service(background_service(
-        "dns refresh",
-        DnsRefresh {
-            shared: shared.clone(),
-        },
-    ));
-    server.add_service(background_service("health checks", HealthChecks { shared }));
+    server.add_service(background_service("upstreams", Upstreams { shared }));
     if limiter.is_shared() {
         server.add_service(background_service("admin keys", crate::admin::KeySync));
         server.add_service(background_service("limit store", StoreProbe { limiter }));
@@ -436,60 +431,25 @@ impl BackgroundService for Reloader {
     }
 }
 
-/// Active health checks (pingora-load-balancing's TCP/TLS check) for the
-/// providers that configure `health_check`; an unhealthy provider is skipped
-/// by routing and shown in `/health/ready`.
-pub struct HealthChecks {
+/// Keeps every upstream's addresses current off the request path: each
+/// provider's and route target's `Balancer` (pingora-load-balancing) re-resolves
+/// its host and, for providers with `health_check`, runs its TCP/TLS check when
+/// due. A provider none of whose addresses passes is unhealthy: skipped by
+/// routing while another candidate exists, shown in `/health/ready`.
+pub struct Upstreams {
     pub shared: Arc<ArcSwap<Snapshot>>,
 }
 
 #[async_trait]
-impl BackgroundService for HealthChecks {
+impl BackgroundService for Upstreams {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        use pingora_load_balancing::health_check::{HealthCheck, TcpHealthCheck};
-        let mut next: std::collections::HashMap<String, std::time::Instant> = Default::default();
         loop {
             let snap = self.shared.load_full();
-            let now = std::time::Instant::now();
-            for p in snap.providers.iter() {
-                let Some((interval, timeout)) = p.health_check else {
-                    continue;
-                };
-                if next.get(&p.name).is_some_and(|t| *t > now) {
+            for p in snap.providers.iter().filter(|p| !p.disabled) {
+                if !p.balancer.refresh().await {
                     continue;
                 }
-                next.insert(p.name.clone(), now + interval);
-                let mut check = if p.endpoint.tls {
-                    TcpHealthCheck::new_tls(&p.endpoint.host)
-                } else {
-                    TcpHealthCheck::new()
-                };
-                // Connect and verify the upstream's certificate as requests do:
-                // the options of the peer requests use (`providers::peer`).
-                let timeouts = crate::providers::peer::PeerTimeouts {
-                    connect: timeout,
-                    io: None,
-                };
-                let like = crate::providers::peer::peer(
-                    std::net::SocketAddr::from(([0, 0, 0, 0], p.endpoint.port)),
-                    &p.endpoint,
-                    p.trust(),
-                    timeouts,
-                );
-                check.peer_template.options = like.options;
-                let addrs = p.addrs.load_full();
-                let mut ok = false;
-                for a in addrs.iter() {
-                    let b = pingora_load_balancing::Backend {
-                        addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(*a),
-                        weight: 1,
-                        ext: Default::default(),
-                    };
-                    if check.check(&b).await.is_ok() {
-                        ok = true;
-                        break;
-                    }
-                }
+                let ok = p.balancer.any_healthy();
                 if p.health.set(ok, crate::resilience::now_ms()) {
                     log::warn!(
                         "provider '{}' health check: {}",
@@ -497,6 +457,9 @@ impl BackgroundService for HealthChecks {
                         if ok { "healthy again" } else { "unhealthy" }
                     );
                 }
+            }
+            for u in snap.routes.upstreams() {
+                u.balancer.refresh().await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -519,57 +482,6 @@ impl BackgroundService for StoreProbe {
             self.limiter.probe_store().await;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-}
-
-/// Re-resolves provider hostnames off the request path (Pingora's `HttpPeer::new`
-/// would resolve synchronously, and panic on failure: STYLE P7).
-pub struct DnsRefresh {
-    pub shared: Arc<ArcSwap<Snapshot>>,
-}
-
-#[async_trait]
-impl BackgroundService for DnsRefresh {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let snap = self.shared.load_full();
-            let unresolved = snap
-                .providers
-                .iter()
-                .any(|p| !p.disabled && p.addrs.load().is_empty())
-                || snap.routes.upstreams().any(|u| u.addrs.load().is_empty());
-            // Providers, then the targets of configured routes.
-            let hosts = snap
-                .providers
-                .iter()
-                .filter(|p| !p.disabled)
-                .map(|p| (&p.endpoint, &p.addrs))
-                .chain(snap.routes.upstreams().map(|u| (&u.endpoint, &u.addrs)));
-            for (ep, slot) in hosts {
-                if ep.host.parse::<std::net::IpAddr>().is_ok() {
-                    continue;
-                }
-                match tokio::net::lookup_host((ep.host.as_str(), ep.port)).await {
-                    Ok(a) => {
-                        let addrs: Vec<_> = a.collect();
-                        if !addrs.is_empty() {
-                            slot.store(Arc::new(addrs));
-                        }
-                    }
-                    Err(e) => log::debug!("dns refresh for {}: {e}", ep.host),
-                }
-            }
-            // Retry soon while something is unresolved, else refresh each minute.
-            let wait = if unresolved {
-                Duration::from_secs(5)
-            } else {
-                Duration::from_secs(60)
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
         }

@@ -84,7 +84,7 @@ fn unusable_because(p: &Provider, now: u64) -> Option<&'static str> {
         Some("disabled: every credential key is empty")
     } else if !p.health.up() {
         Some("its health check fails")
-    } else if p.addrs.load().is_empty() {
+    } else if !p.balancer.is_resolved() {
         Some("its host does not resolve")
     } else if p.breaker.is_open(now) {
         Some("circuit open")

@@ -5,13 +5,13 @@
 use super::file::*;
 use super::load::Loaded;
 use crate::limits::TargetLimits;
+use crate::providers::balance::{Balancer, CheckSpec};
 use crate::providers::credentials::Credentials;
 use crate::providers::{Endpoint, chat_format, default_base_url};
 use crate::resilience::{
     Breaker, BreakerPolicy, CooldownPolicy, CredentialRest, Health, RetryPolicy,
 };
 use crate::translate::Format;
-use arc_swap::ArcSwap;
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -83,17 +83,19 @@ pub struct Provider {
     pub disabled: bool,
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub timeouts: Timeouts,
-    /// Resolved off the request path (at load, then by the DNS refresher).
-    pub addrs: ArcSwap<Vec<SocketAddr>>,
+    /// Its host's addresses, their health and the picker (resolved at load,
+    /// then again off the request path by `server::Upstreams`).
+    pub balancer: Balancer,
     pub retry: RetryPolicy,
     pub fill_first: bool,
     pub rest: CredentialRest,
     pub breaker: Breaker,
     /// Requests in flight to this provider (for `least-inflight`).
     pub inflight: AtomicU64,
-    /// Active health checks: (interval, connect timeout), when configured.
-    pub health_check: Option<(Duration, Duration)>,
-    /// Last active health check result (up when checks are off).
+    /// Active health checks (`health_check`), when configured.
+    pub health_check: Option<CheckSpec>,
+    /// Up while an address passed its last active health check (always
+    /// when checks are off); set after each check (`server::Upstreams`).
     pub health: Health,
     /// `ca_file`: the roots this https upstream must chain to (else the system's).
     pub upstream_ca: Option<crate::tls::UpstreamCa>,
@@ -120,7 +122,7 @@ impl Provider {
         let now = crate::resilience::now_ms();
         !self.disabled
             && self.health.up()
-            && !self.addrs.load().is_empty()
+            && self.balancer.is_resolved()
             && !self.breaker.is_open(now)
             && !self.rest.all_resting(now)
     }
@@ -380,6 +382,17 @@ impl Snapshot {
             } else {
                 resolve(&endpoint.host, endpoint.port)
             };
+            let health_check = p.health_check.as_ref().map(|h| CheckSpec {
+                interval: Duration::from_secs(h.interval_seconds),
+                timeout: Duration::from_millis(h.timeout_ms),
+            });
+            let tls_verify = p.tls_verify.unwrap_or(true);
+            let trust = crate::providers::peer::Trust {
+                verify: tls_verify,
+                ca: upstream_ca.as_ref(),
+                http2: p.http2,
+            };
+            let balancer = Balancer::new(&endpoint, addrs, trust, health_check);
             provider_index.insert(p.name.clone(), providers.len());
             providers.push(Provider {
                 name: p.name.clone(),
@@ -391,21 +404,16 @@ impl Snapshot {
                 disabled,
                 headers,
                 timeouts,
-                addrs: ArcSwap::from_pointee(addrs),
+                balancer,
                 retry: retry_policy(&retry, p.retry.as_ref()),
                 fill_first: p.credential_strategy == CredentialStrategy::FillFirst,
                 rest: CredentialRest::new(credentials_len),
                 breaker: Breaker::default(),
                 inflight: AtomicU64::new(0),
-                health_check: p.health_check.as_ref().map(|h| {
-                    (
-                        Duration::from_secs(h.interval_seconds),
-                        Duration::from_millis(h.timeout_ms),
-                    )
-                }),
+                health_check,
                 health: Health::default(),
                 upstream_ca,
-                tls_verify: p.tls_verify.unwrap_or(true),
+                tls_verify,
                 http2: p.http2,
             });
         }

@@ -1,7 +1,9 @@
 //! Provider kinds: where their API lives, which wire format they speak, how
-//! credentials and the API version are presented upstream, and how an upstream
-//! is dialled (`peer`) and which headers pass each way (`headers`).
+//! credentials and the API version are presented upstream, how an upstream
+//! is dialled (`peer`), which of its addresses (`balance`) and which headers
+//! pass each way (`headers`).
 
+pub mod balance;
 pub mod credentials;
 pub mod headers;
 pub mod peer;

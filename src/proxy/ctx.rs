@@ -23,6 +23,9 @@ pub struct RequestCtx {
     pub upstream_model: String,
     pub status: u16,
     pub attempts: u32,
+    /// Upstream addresses this request's attempts went to: the next attempt
+    /// picks another one while one is left (`providers::balance`).
+    pub tried_addrs: Vec<std::net::SocketAddr>,
     /// Time spent waiting on upstreams and on the client, subtracted from the
     /// total to give the gateway's own cost (`aigate_overhead_seconds`).
     pub upstream_wait: Duration,
@@ -68,6 +71,7 @@ impl RequestCtx {
             upstream_model: String::new(),
             status: 0,
             attempts: 0,
+            tried_addrs: Vec::new(),
             upstream_wait: Duration::ZERO,
             client_wait: Duration::ZERO,
             first_byte: None,

@@ -154,25 +154,23 @@ async fn static_answer(
     Ok(())
 }
 
-/// The endpoint and addresses of attempt `n`: targets in turn, then their addresses.
+/// The endpoint and address of attempt `n`: targets in turn, each picking
+/// its next address not yet `tried` by this request (`providers::balance`).
 fn upstream_for<'a>(
     p: &'a ProxyRoute,
     provider: Option<&'a Provider>,
     n: usize,
+    tried: &[SocketAddr],
 ) -> Option<(usize, &'a Endpoint, SocketAddr)> {
-    let (t, ep, addrs) = if p.targets.is_empty() {
+    let (t, ep, balancer) = if p.targets.is_empty() {
         let pr = provider?;
-        (0, &pr.endpoint, pr.addrs.load_full())
+        (0, &pr.endpoint, &pr.balancer)
     } else {
         let t = n % p.targets.len();
         let u = &p.targets[t];
-        (t, &u.endpoint, u.addrs.load_full())
+        (t, &u.endpoint, &u.balancer)
     };
-    if addrs.is_empty() {
-        return None;
-    }
-    let a = addrs[(n / p.targets.len().max(1)) % addrs.len()];
-    Some((t, ep, a))
+    Some((t, ep, balancer.pick(tried)?))
 }
 
 /// `upstream_peer`: the next target, address and credential; per-route timeouts.
@@ -182,7 +180,8 @@ pub fn peer(ctx: &mut RequestCtx) -> pingora_core::Result<Box<HttpPeer>> {
         return Error::e_explain(ErrorType::InternalError, "no upstream for this route");
     };
     let provider = p.provider.map(|i| &snap.providers[i]);
-    let Some((t, ep, addr)) = upstream_for(p, provider, ctx.attempts as usize) else {
+    let Some((t, ep, addr)) = upstream_for(p, provider, ctx.attempts as usize, &ctx.tried_addrs)
+    else {
         let host = p
             .targets
             .first()
@@ -232,6 +231,7 @@ pub fn peer(ctx: &mut RequestCtx) -> pingora_core::Result<Box<HttpPeer>> {
     };
     let peer = peer::peer(addr, ep, trust, timeouts);
     ctx.attempts += 1;
+    ctx.tried_addrs.push(addr);
     let st = ctx.pass.as_mut().expect("checked");
     st.target = t;
     st.credential = credential;

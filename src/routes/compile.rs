@@ -6,6 +6,7 @@ use super::*;
 use crate::config::file::{ConfigFile, ProviderKind, RouteConf};
 use crate::config::problem::Problem;
 use crate::config::runtime::{Provider, resolve};
+use crate::providers::peer::Trust;
 
 /// Upstream timeouts of a route that sets none and names no provider.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -370,10 +371,9 @@ impl RouteTable {
                 .map(|u| {
                     let endpoint = Endpoint::parse(u)?;
                     let addrs = resolve(&endpoint.host, endpoint.port);
-                    Ok(Upstream {
-                        endpoint,
-                        addrs: ArcSwap::from_pointee(addrs),
-                    })
+                    // No health check: a route target is dialled as configured.
+                    let balancer = Balancer::new(&endpoint, addrs, Trust::SYSTEM, None);
+                    Ok(Upstream { endpoint, balancer })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             let ms = |v: Option<u64>| v.map(Duration::from_millis);

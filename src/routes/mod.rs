@@ -16,12 +16,11 @@ pub mod headers;
 pub use compile::validate;
 
 use crate::providers::Endpoint;
+use crate::providers::balance::Balancer;
 use crate::translate::Format;
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// What a matched route is, for the `ingress` metric label.
@@ -99,10 +98,10 @@ pub struct ProxyRoute {
 }
 
 /// A route target: parsed URL and its addresses, resolved off the request
-/// path (at load, then by the DNS refresher).
+/// path (at load, then by `server::Upstreams`).
 pub struct Upstream {
     pub endpoint: Endpoint,
-    pub addrs: ArcSwap<Vec<SocketAddr>>,
+    pub balancer: Balancer,
 }
 
 /// A match: which route, and the path part that goes upstream (see `Join`).
@@ -201,7 +200,7 @@ impl RouteTable {
         }
     }
 
-    /// Every route target, for the DNS refresher.
+    /// Every route target, for the upstream refresher (`server::Upstreams`).
     pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
         self.routes.iter().flat_map(|r| match &r.action {
             Action::Proxy(p) => p.targets.as_slice(),

@@ -219,14 +219,6 @@ pub(crate) fn get_str<'a>(h: &'a ResponseHeader, name: &str) -> Option<&'a str> 
     h.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub(crate) fn pick_addr(p: &Provider, attempt: u32) -> Option<SocketAddr> {
-    let addrs = p.addrs.load();
-    if addrs.is_empty() {
-        return None;
-    }
-    Some(addrs[attempt as usize % addrs.len()])
-}
-
 /// The AI path bounds its own reads (first byte, idle, total): no peer I/O timeout.
 pub(crate) fn build_peer(p: &Provider, addr: SocketAddr) -> HttpPeer {
     let t = peer::PeerTimeouts {
@@ -246,7 +238,7 @@ pub(crate) async fn attempt(
     t: &Resolved,
     credential: Option<&str>,
 ) -> pingora_core::Result<Attempt> {
-    let Some(addr) = pick_addr(p, ctx.attempts) else {
+    let Some(addr) = p.balancer.pick(&ctx.tried_addrs) else {
         return Ok(Attempt::Failed(Failure::Unusable(format!(
             "provider '{}': address of {} not resolved",
             p.name, p.endpoint.host
@@ -262,6 +254,7 @@ pub(crate) async fn attempt(
     };
     let head = request_head(s, ctx, ask, p, &t.model, to, credential, body.len())?;
     ctx.attempts += 1;
+    ctx.tried_addrs.push(addr);
     let up = match send(spawner, s, ctx, ask.ingress, p, addr, head, body).await? {
         Ok(up) => up,
         Err(f) => return Ok(Attempt::Failed(f)),
