@@ -99,9 +99,16 @@ fn provider_state(p: &Provider, now: u64) -> Value {
     let resting: Vec<Value> = (0..p.credentials.len())
         .map(|i| json!({"index": i, "resting": p.rest.resting(i, now)}))
         .collect();
+    let addresses: Vec<Value> = p
+        .balancer
+        .health()
+        .into_iter()
+        .map(|(a, healthy)| json!({"address": a.to_string(), "healthy": healthy}))
+        .collect();
     json!({
         "usable": p.usable(),
         "why": unusable_because(p, now),
+        "addresses": addresses,
         "circuit_open": p.breaker.is_open(now),
         "credentials": resting,
         "resting_credentials": p.rest.resting_count(now),
