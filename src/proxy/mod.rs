@@ -281,6 +281,7 @@ impl ProxyHttp for Gateway {
         }
         let shutting_down = s.is_process_shutting_down();
         let down = s.as_downstream_mut();
-        pipeline::finish::finish(&self.limiter, &*self.admin_api, down, e, ctx, shutting_down).await;
+        pipeline::finish::finish(&self.limiter, &*self.admin_api, down, e, ctx, shutting_down)
+            .await;
     }
 }

@@ -5,9 +5,9 @@
 use super::write_body;
 use crate::config::runtime::Provider;
 use crate::providers::Op;
+use crate::providers::headers::client_response;
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::head::{self, Body, Marks};
-use crate::providers::headers::client_response;
 use crate::proxy::pipeline::attempt::{
     Attempt, Failure, classify, count_outcome, failure_text, next_chunk, status_failure,
 };
