@@ -193,6 +193,10 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
         },
     ));
     server.add_service(background_service("upstreams", Upstreams { shared }));
+    server.add_service(background_service(
+        "key usage",
+        crate::admin::usage::UsageSync,
+    ));
     if limiter.is_shared() {
         server.add_service(background_service("admin keys", crate::admin::KeySync));
         server.add_service(background_service("limit store", StoreProbe { limiter }));

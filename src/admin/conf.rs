@@ -29,6 +29,14 @@ pub struct AdminConf {
     pub store: Option<String>,
     /// Finished requests the request log keeps (default 10,000). Read at start.
     pub request_log_size: Option<usize>,
+    /// Also append the request log to a file, read back at start (default
+    /// false). Read at start.
+    #[serde(default)]
+    pub request_log_persist: bool,
+    /// That file (default: `aigate-requests.jsonl` next to the runtime keys file).
+    pub request_log_file: Option<String>,
+    /// How long entries stay in the file (`7d` by default; `30s`, `15m`, `12h`).
+    pub request_log_retention: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,7 +67,17 @@ impl AdminConf {
     pub fn request_log_size(&self) -> usize {
         self.request_log_size.unwrap_or(DEFAULT_REQUEST_LOG_SIZE)
     }
+
+    /// The retention in ms (checked by `validate`).
+    pub fn request_log_retention_ms(&self) -> u64 {
+        self.request_log_retention
+            .as_deref()
+            .and_then(super::stats::parse_window)
+            .unwrap_or(DEFAULT_RETENTION_MS)
+    }
 }
+
+const DEFAULT_RETENTION_MS: u64 = 7 * 86_400_000;
 
 fn problem(path: String, message: &str) -> Problem {
     Problem {
@@ -124,6 +142,26 @@ pub fn validate(a: Option<&AdminConf>, problems: &mut Vec<Problem>, warnings: &m
             "must be between 1 and 1000000",
         ));
     }
+    if let Some(r) = &a.request_log_retention
+        && super::stats::parse_window(r).is_none()
+    {
+        problems.push(problem(
+            "admin.request_log_retention".into(),
+            "must be a duration like 12h or 7d (s, m, h, d)",
+        ));
+    }
+    if a.request_log_file.as_deref() == Some("") {
+        problems.push(problem(
+            "admin.request_log_file".into(),
+            "must be a file path (omit it for the default)",
+        ));
+    }
+    if !a.request_log_persist && (a.request_log_file.is_some() || a.request_log_retention.is_some())
+    {
+        warnings.push(
+            "admin.request_log_file/request_log_retention are unused without admin.request_log_persist: true".into(),
+        );
+    }
     if a.store.as_deref() == Some("") {
         problems.push(problem(
             "admin.store".into(),
@@ -151,7 +189,7 @@ mod tests {
         assert!(a.enabled());
         assert_eq!(a.session().as_secs(), 5);
         let p = parse(
-            "admin: {token: short, users: [{name: \"a|b\", password_hash: nope}], request_log_size: 0}\n",
+            "admin: {token: short, users: [{name: \"a|b\", password_hash: nope}], request_log_size: 0, request_log_persist: true, request_log_retention: 7w, request_log_file: \"\"}\n",
             &no_env,
         )
         .unwrap_err();
@@ -161,6 +199,8 @@ mod tests {
             "admin.users[0].name",
             "admin.users[0].password_hash",
             "admin.request_log_size",
+            "admin.request_log_retention",
+            "admin.request_log_file",
         ] {
             assert!(paths.contains(&want), "{want} missing in {p:?}");
         }

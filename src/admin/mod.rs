@@ -11,6 +11,7 @@ pub mod conf;
 pub mod events;
 pub mod keys;
 pub mod password;
+pub mod persist;
 pub mod redact;
 pub mod reload;
 pub mod requests;
@@ -40,6 +41,8 @@ use std::time::Duration;
 
 struct State {
     log: RequestLog,
+    /// The log file's writer (`admin.request_log_persist`).
+    file: Option<persist::Writer>,
     /// The config file, for `/admin/config`.
     source: String,
 }
@@ -77,18 +80,13 @@ pub fn start(snap: &Snapshot, config: Option<&str>) -> Result<(), String> {
                 .key_prefix
                 .as_deref()
                 .unwrap_or(crate::limits::redis::DEFAULT_PREFIX);
+            usage::use_redis(url, prefix)?;
             store::Backend::Redis(Box::new(store::RedisKeys::new(url, prefix)?))
         }
         crate::config::file::LimitBackend::Memory => {
-            let path = match (&a.store, config) {
-                (Some(p), _) => std::path::PathBuf::from(p),
-                (None, Some(c)) => std::path::Path::new(c)
-                    .parent()
-                    .unwrap_or(std::path::Path::new("."))
-                    .join("aigate-keys.json"),
-                (None, None) => "aigate-keys.json".into(),
-            };
-            store::Backend::File(path)
+            let keys = key_file(a, config);
+            usage::use_file(sibling(&keys, "aigate-usage.json"));
+            store::Backend::File(keys)
         }
     };
     let records = match &backend {
@@ -97,8 +95,31 @@ pub fn start(snap: &Snapshot, config: Option<&str>) -> Result<(), String> {
     };
     let n = records.len();
     let k = keys::install(backend, records);
+    let log = RequestLog::new(a.request_log_size());
+    let file = a.request_log_persist.then(|| {
+        let c = persist::Conf {
+            path: match &a.request_log_file {
+                Some(p) => p.into(),
+                None => sibling(&key_file(a, config), "aigate-requests.jsonl"),
+            },
+            retention_ms: a.request_log_retention_ms(),
+            keep: a.request_log_size(),
+        };
+        let back = persist::load(&c, crate::limits::store::unix_ms());
+        log::info!(
+            "request log: {} entries read back from {}",
+            back.len(),
+            c.path.display()
+        );
+        let (lines, oldest) = (back.len(), back.first().map(|e| e.time_ms));
+        for e in back {
+            log.push(e);
+        }
+        persist::Writer::start(c, lines, oldest)
+    });
     let _ = STATE.set(State {
-        log: RequestLog::new(a.request_log_size()),
+        log,
+        file,
         source: config.unwrap_or("(embedded default)").to_string(),
     });
     Lazy::force(&WRITES);
@@ -118,6 +139,20 @@ pub fn start(snap: &Snapshot, config: Option<&str>) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The runtime keys file: `admin.store`, else `aigate-keys.json` next to
+/// the config (also where the request log file goes by default).
+fn key_file(a: &conf::AdminConf, config: Option<&str>) -> std::path::PathBuf {
+    match (&a.store, config) {
+        (Some(p), _) => p.into(),
+        (None, Some(c)) => sibling(std::path::Path::new(c), "aigate-keys.json"),
+        (None, None) => "aigate-keys.json".into(),
+    }
+}
+
+fn sibling(p: &std::path::Path, name: &str) -> std::path::PathBuf {
+    p.parent().unwrap_or(std::path::Path::new(".")).join(name)
 }
 
 /// The admin API as the proxy calls it (`proxy::AdminApi`).
@@ -191,7 +226,12 @@ impl crate::proxy::AdminApi for Api {
                 answer(s, ctx, 200, &api::providers(&snap, &st.log, limiter), &[]).await
             }
             ("GET", "keys", None) => {
-                answer(s, ctx, 200, &api::keys(&snap, &keys.list()), &[]).await
+                let list = keys.list();
+                let ids: Vec<String> = (snap.keys.iter().map(|k| k.id.to_string()))
+                    .chain(list.iter().map(|r| r.id.clone()))
+                    .collect();
+                usage::refresh(&ids).await;
+                answer(s, ctx, 200, &api::keys(&snap, &list), &[]).await
             }
             ("GET", "requests", None) => match api::requests(&st.log, &q) {
                 Ok(v) => answer(s, ctx, 200, &v, &[]).await,
@@ -279,6 +319,7 @@ impl crate::proxy::AdminApi for Api {
                 }
             }
             ("GET", "keys", Some(id)) => {
+                usage::refresh(&[id.to_string()]).await;
                 if let Some(r) = keys.one(id) {
                     return answer(s, ctx, 200, &api::runtime_key(&r), &[]).await;
                 }
@@ -328,7 +369,7 @@ pub fn observe(ctx: &RequestCtx, ingress: &'static str, total: Duration) {
         time_ms: now.saturating_sub(total.as_millis() as u64),
         request_id: ctx.request_id.clone(),
         key: ctx.key_id.clone(),
-        ingress,
+        ingress: ingress.into(),
         provider: opt(&ctx.provider),
         model: opt(&ctx.model),
         upstream_model: opt(&ctx.upstream_model),
@@ -354,6 +395,9 @@ pub fn observe(ctx: &RequestCtx, ingress: &'static str, total: Duration) {
         usage::add(k, now, tokens.0 + tokens.1, ctx.cost_usd.unwrap_or(0.0));
     }
     let e = st.log.push(e);
+    if let Some(w) = &st.file {
+        w.send(e.clone());
+    }
     crate::events::emit("request", || serde_json::to_value(&*e).unwrap_or_default());
 }
 

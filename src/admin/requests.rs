@@ -2,19 +2,22 @@
 //! fields, never a prompt or a key), in a bounded ring, newest last.
 //! Each entry is a few hundred bytes: 10,000 entries take about 3-4 MB.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
-    /// Position in this process's log (paging cursor).
+    /// Position in this process's log (paging cursor; renumbered on load).
+    #[serde(default)]
     pub seq: u64,
     /// When the request started, unix ms.
     pub time_ms: u64,
     pub request_id: String,
     pub key: Option<String>,
-    pub ingress: &'static str,
+    /// Borrowed when logged, owned when read back from the log file.
+    pub ingress: Cow<'static, str>,
     pub provider: Option<String>,
     pub model: Option<String>,
     pub upstream_model: Option<String>,
@@ -150,7 +153,7 @@ pub(crate) fn entry(key: &str, model: &str, status: u16, ms: f64) -> Entry {
         time_ms: 1_000,
         request_id: "r".into(),
         key: Some(key.into()),
-        ingress: "openai-chat",
+        ingress: "openai-chat".into(),
         provider: Some("p".into()),
         model: Some(model.into()),
         upstream_model: Some(format!("up-{model}")),

@@ -91,9 +91,14 @@ pub fn read_file(p: &Path) -> Result<BTreeMap<String, KeyRecord>, String> {
 /// Temp file in the same directory, fsync, rename: a crash leaves the old
 /// file or the new one, never half of one.
 pub fn write_file(p: &Path, all: &BTreeMap<String, KeyRecord>) -> Result<(), String> {
-    use std::io::Write;
     let list: Vec<&KeyRecord> = all.values().collect();
     let body = serde_json::to_vec_pretty(&list).map_err(|e| e.to_string())?;
+    write_private(p, &body)
+}
+
+/// [`write_file`]'s atomic, owner-only write of any body.
+pub fn write_private(p: &Path, body: &[u8]) -> Result<(), String> {
+    use std::io::Write;
     let tmp = p.with_extension(format!("tmp{}", std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
@@ -102,7 +107,7 @@ pub fn write_file(p: &Path, all: &BTreeMap<String, KeyRecord>) -> Result<(), Str
             .truncate(true)
             .mode_0600()
             .open(&tmp)?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         f.sync_all()?;
         std::fs::rename(&tmp, p)
     })();
@@ -159,7 +164,7 @@ impl RedisKeys {
     }
 
     /// Run one command; a failure drops the connection (the next call reconnects).
-    async fn run<T>(
+    pub(super) async fn run<T>(
         &self,
         f: impl AsyncFnOnce(&mut redis::aio::MultiplexedConnection) -> redis::RedisResult<T>,
     ) -> Result<T, String> {
