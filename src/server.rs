@@ -217,6 +217,7 @@ fn run(cli: Cli, snap: Snapshot, stamp: Option<crate::watch::FileStamp>) -> i32 
     server.run(pingora_core::server::RunArgs {
         shutdown_signal: Box::new(crate::upgrade::Signals { upgrade }),
     });
+    crate::admin::usage::flush_at_exit();
     crate::shutdown::remove_pid_file(&pid_file);
     0
 }

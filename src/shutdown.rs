@@ -174,6 +174,7 @@ fn exit_now(signal: &str, pid_file: &str) -> ! {
 
 fn leave(pid_file: &str, code: i32) -> ! {
     remove_pid_file(pid_file);
+    crate::admin::usage::flush_at_exit();
     std::process::exit(code)
 }
 

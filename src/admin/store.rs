@@ -147,6 +147,10 @@ impl RedisKeys {
         })
     }
 
+    pub(super) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
     async fn conn(&self) -> Result<redis::aio::MultiplexedConnection, String> {
         let mut g = self.conn.lock().await;
         if let Some(c) = &*g {

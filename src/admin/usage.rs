@@ -192,6 +192,65 @@ pub async fn refresh(ids: &[String]) {
     }
 }
 
+fn write_file(path: &std::path::Path) {
+    let body = serde_json::to_vec(&*lock(&USAGE)).unwrap_or_default();
+    if let Err(e) = super::store::write_private(path, &body) {
+        DIRTY.store(true, Ordering::Relaxed);
+        log::warn!("key usage: {e}");
+    }
+}
+
+/// The Redis commands adding `batch` to the shared totals.
+fn additions(prefix: &str, batch: &Map) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for (id, u) in batch {
+        for ((start, t), p) in u.iter().zip(PERIODS) {
+            if t.requests == 0 {
+                continue;
+            }
+            let h = hash_name(prefix, id, p, *start);
+            pipe.hincr(&h, "requests", t.requests)
+                .ignore()
+                .hincr(&h, "tokens", t.tokens)
+                .ignore()
+                .hincr(&h, "cost_nano_usd", (t.cost_usd * 1e9).round() as i64)
+                .ignore()
+                .pexpire_at(&h, (p.bounds(*start).1 + KEEP_AFTER_MS) as i64)
+                .ignore();
+        }
+    }
+    pipe
+}
+
+/// Last words before `process::exit` (the drain's end, `shutdown::leave`):
+/// the background flush may not get its turn. Blocking, one short attempt.
+pub fn flush_at_exit() {
+    if !DIRTY.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    match SINK.get() {
+        None => {}
+        Some(Sink::File(path)) => write_file(path),
+        Some(Sink::Redis { redis, prefix }) => {
+            let batch = std::mem::take(&mut *lock(&PENDING));
+            if batch.is_empty() {
+                return;
+            }
+            let r = redis
+                .client()
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .and_then(|mut c| {
+                    c.set_write_timeout(Some(Duration::from_secs(1)))?;
+                    c.set_read_timeout(Some(Duration::from_secs(1)))?;
+                    additions(prefix, &batch).query::<()>(&mut c)
+                });
+            if let Err(e) = r {
+                log::warn!("key usage: the last counts could not be added to Redis: {e}");
+            }
+        }
+    }
+}
+
 /// Write what changed since the last flush.
 async fn flush() {
     if !DIRTY.swap(false, Ordering::Relaxed) {
@@ -199,35 +258,13 @@ async fn flush() {
     }
     match SINK.get() {
         None => {}
-        Some(Sink::File(path)) => {
-            let body = serde_json::to_vec(&*lock(&USAGE)).unwrap_or_default();
-            if let Err(e) = super::store::write_private(path, &body) {
-                DIRTY.store(true, Ordering::Relaxed);
-                log::warn!("key usage: {e}");
-            }
-        }
+        Some(Sink::File(path)) => write_file(path),
         Some(Sink::Redis { redis, prefix }) => {
             let batch = std::mem::take(&mut *lock(&PENDING));
             if batch.is_empty() {
                 return;
             }
-            let mut pipe = redis::pipe();
-            for (id, u) in &batch {
-                for ((start, t), p) in u.iter().zip(PERIODS) {
-                    if t.requests == 0 {
-                        continue;
-                    }
-                    let h = hash_name(prefix, id, p, *start);
-                    pipe.hincr(&h, "requests", t.requests)
-                        .ignore()
-                        .hincr(&h, "tokens", t.tokens)
-                        .ignore()
-                        .hincr(&h, "cost_nano_usd", (t.cost_usd * 1e9).round() as i64)
-                        .ignore()
-                        .pexpire_at(&h, (p.bounds(*start).1 + KEEP_AFTER_MS) as i64)
-                        .ignore();
-                }
-            }
+            let pipe = additions(prefix, &batch);
             let r: Result<(), String> = redis.run(async |c| pipe.query_async(c).await).await;
             if let Err(e) = r {
                 // Put it back for the next second (a period that ended meanwhile is dropped).
@@ -253,7 +290,8 @@ async fn flush() {
     }
 }
 
-/// Writes usage every second and once more when the process stops.
+/// Writes usage every second and once more when the process stops (and
+/// [`flush_at_exit`] when it exits before this task's turn).
 pub struct UsageSync;
 
 #[async_trait]
