@@ -3,8 +3,8 @@
 //! by one writer thread fed through a bounded channel, so a slow disk never
 //! slows a request (a full channel drops the entry and counts it). Read back
 //! at start; pruned to the retention and the ring's size at start and then
-//! whenever the file holds twice the ring or its oldest line is too old
-//! (rewritten to a temp file and renamed over it).
+//! whenever the file holds twice the ring or its oldest line is too old (at
+//! most once a minute for age; rewritten to a temp file, renamed over it).
 
 use super::requests::Entry;
 use once_cell::sync::Lazy;
@@ -166,6 +166,7 @@ impl Writer {
                     file: None,
                     lines,
                     oldest_ms,
+                    aged_at: std::time::Instant::now(),
                 }
                 .run(rx)
             });
@@ -188,6 +189,9 @@ struct Appender {
     file: Option<(File, u64)>,
     lines: usize,
     oldest_ms: Option<u64>,
+    /// The last prune for age: at most one a minute (a tenth of a short
+    /// retention), else a steady flow would rewrite the file at every write.
+    aged_at: std::time::Instant,
 }
 
 impl Appender {
@@ -249,9 +253,11 @@ impl Appender {
     }
 
     fn maybe_prune(&mut self, now_ms: u64) {
+        let gap = PRUNE_EVERY.min(Duration::from_millis(self.c.retention_ms / 10));
         let too_old = self
             .oldest_ms
-            .is_some_and(|t| t < now_ms.saturating_sub(self.c.retention_ms));
+            .is_some_and(|t| t < now_ms.saturating_sub(self.c.retention_ms))
+            && self.aged_at.elapsed() >= gap;
         if !too_old && self.lines <= 2 * self.c.keep {
             return;
         }
@@ -259,6 +265,7 @@ impl Appender {
             rewrite(&self.c.path, &l.entries)?;
             Ok(l.entries)
         });
+        self.aged_at = std::time::Instant::now();
         match kept {
             Ok(kept) => {
                 self.lines = kept.len();
