@@ -6,13 +6,16 @@ holds neither a prompt nor any configured secret."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from harness import GW_KEY_A, Gateway
+from harness import GW_KEY_A, Gateway, aigate_bin
 from helpers import http, metric_sum, parse_metrics
 from mock_upstream import MockUpstream
 from test_admin import HEADER_SECRET, PASSWORD, TOKEN, UPSTREAM_SECRET, admin_config, chat, create_key, get, password_hash  # noqa: F401
@@ -40,6 +43,13 @@ def request_ids(gw: Gateway, query: str = "") -> list[str]:
     return [e["request_id"] for e in r.json()["requests"]]
 
 
+def settled(gw: Gateway, n: int) -> list[str]:
+    """The log's request ids once it holds `n` entries (an entry is added as
+    the access line is written, just after the answer)."""
+    wait_for(f"{n} entries in the log", lambda: len(request_ids(gw)) == n)
+    return request_ids(gw)
+
+
 def test_entries_and_stats_survive_a_restart_and_the_file_is_private_and_secret_free(start_gateway: StartGateway, upstream: MockUpstream, password_hash: str):  # noqa: F811
     gw = start_gateway(persisted(upstream, password_hash))
     key = create_key(gw, id="ci")["key"]
@@ -48,8 +58,7 @@ def test_entries_and_stats_survive_a_restart_and_the_file_is_private_and_secret_
     chat(gw, key, text=PROMPT)
     with pytest.raises(Exception):
         chat(gw, GW_KEY_A, model="fail-m", text=PROMPT)
-    before = request_ids(gw)
-    assert len(before) == 5
+    before = settled(gw, 5)
     wait_for("five lines in the file", lambda: log_file(gw).exists() and len(lines(log_file(gw))) == 5)
     stats_before = get(gw, "/admin/stats?window=1h").json()
 
@@ -62,6 +71,10 @@ def test_entries_and_stats_survive_a_restart_and_the_file_is_private_and_secret_
     assert {"request_id", "key", "model", "status", "duration_ms", "tokens_in", "cost_usd"} <= set(first)
     assert first["key"] == "team-a" and first["status"] == 200
 
+    # A reload keeps the log (it is not part of the config snapshot).
+    r = http().post(gw.admin_url + "/admin/reload", headers={"authorization": f"Bearer {TOKEN}"}, timeout=20)
+    assert r.status_code == 200, r.text
+    assert request_ids(gw) == before
     gw.restart()
     assert request_ids(gw) == before, "the log after a restart is not the log before it"
     assert request_ids(gw, "?key=ci") == [before[1]]
@@ -72,24 +85,52 @@ def test_entries_and_stats_survive_a_restart_and_the_file_is_private_and_secret_
     assert "request log: 5 entries read back" in gw.log_text()
     # New entries go on after the old ones, in memory and in the file.
     chat(gw, GW_KEY_A)
-    after = request_ids(gw)
-    assert after[1:] == before and len(after) == 6
+    after = settled(gw, 6)
+    assert after[1:] == before
     wait_for("the sixth line", lambda: len(lines(log_file(gw))) == 6)
     m = parse_metrics(http().get(gw.admin_url + "/metrics", timeout=5).text)
     assert any(n == "aigate_admin_request_log_dropped_total" for n, _, _ in m)
     assert metric_sum(m, "aigate_admin_request_log_dropped_total") == 0
 
 
+def test_entries_survive_a_binary_upgrade(start_gateway: StartGateway, upstream: MockUpstream, tmp_path: Path):
+    exe = tmp_path / "bin" / "aigate"
+    exe.parent.mkdir()
+    shutil.copy2(aigate_bin(), exe)
+    gw = start_gateway(persisted(upstream), binary=str(exe))
+    old = gw.proc
+    assert old is not None
+    chat(gw, GW_KEY_A)
+    chat(gw, GW_KEY_A, model="claude-m")
+    before = settled(gw, 2)
+    wait_for("two lines", lambda: log_file(gw).exists() and len(lines(log_file(gw))) == 2)
+    shutil.copy2(aigate_bin(), exe.parent / "aigate.new")
+    os.replace(exe.parent / "aigate.new", exe)
+    r = http().post(gw.admin_url + "/admin/reload", headers={"authorization": f"Bearer {TOKEN}"}, timeout=20)
+    assert r.status_code == 200 and "a new process is taking over" in r.json()["message"], r.text
+    pid_file = gw.workdir / f"{gw.name}.pid"
+    wait_for("the new process's pid", lambda: pid_file.read_text().strip() not in ("", str(old.pid)), timeout=15)
+    new_pid = int(pid_file.read_text())
+    try:
+        wait_for("the old process gone", lambda: old.poll() is not None, timeout=15)
+        assert request_ids(gw) == before, "the new process did not read the log back"
+        chat(gw, GW_KEY_A)
+        wait_for("the new process appends", lambda: len(lines(log_file(gw))) == 3)
+    finally:
+        os.kill(new_pid, signal.SIGTERM)
+        wait_for("the new process stopped", lambda: not Path(f"/proc/{new_pid}").exists() or "zombie" in Path(f"/proc/{new_pid}/status").read_text().lower(), timeout=10)
+
+
 def test_retention_prunes_old_entries_at_start_and_while_running(start_gateway: StartGateway, upstream: MockUpstream):
     gw = start_gateway(persisted(upstream, request_log_retention="3s"))
     chat(gw, GW_KEY_A)
     chat(gw, GW_KEY_A)
-    old = request_ids(gw)
+    old = settled(gw, 2)
     wait_for("two lines", lambda: log_file(gw).exists() and len(lines(log_file(gw))) == 2)
     time.sleep(3.5)
     # Running: the next write notices the oldest line is past the retention.
     chat(gw, GW_KEY_A)
-    new = request_ids(gw)[0]
+    new = settled(gw, 3)[0]
     wait_for("the old lines pruned from the file", lambda: [e["request_id"] for e in lines(log_file(gw))] == [new])
     # At start: nothing past the retention comes back.
     time.sleep(3.5)
@@ -150,8 +191,8 @@ def test_key_usage_survives_a_restart(start_gateway: StartGateway, upstream: Moc
     def usage() -> dict:
         return {k["id"]: k for k in get(gw, "/admin/keys").json()["keys"]}
 
+    wait_for("4 requests counted", lambda: [usage()[k]["usage"]["today"]["requests"] for k in ("spender", "team-a")] == [3, 1])
     before = usage()
-    assert before["spender"]["usage"]["today"]["requests"] == 3
     assert before["spender"]["usage"]["month"]["requests"] == 3
     spent = before["spender"]["usage"]["today"]["cost_usd"]
     assert spent > 0
@@ -161,7 +202,7 @@ def test_key_usage_survives_a_restart(start_gateway: StartGateway, upstream: Moc
         assert after[k]["usage"] == before[k]["usage"], k
     assert after["spender"]["remaining_budget_usd"]["daily"] == pytest.approx(5 - spent)
     chat(gw, key)
-    assert usage()["spender"]["usage"]["today"]["requests"] == 4
+    wait_for("the 4th request counted", lambda: usage()["spender"]["usage"]["today"]["requests"] == 4)
     text = (gw.config_path.parent / "aigate-usage.json").read_text()
     assert key not in text and (gw.config_path.parent / "aigate-usage.json").stat().st_mode & 0o777 == 0o600
 
