@@ -8,6 +8,7 @@ the measured processes), RSS, BAD, LOG and META, each `KIND key=value ...`.
 """
 
 import json
+import re
 import sys
 
 # The issue targets (benchmarks to compare against, not assertions):
@@ -171,13 +172,13 @@ def main():
         print("== %s" % route)
         head = ("target", "req/s", "p50µs", "p99µs", f"p50@{rate}", f"p99@{rate}", "+p99µs",
                 "CPUµs/req", f"CPU@{rate}", "mockµs", "bad")
-        print("  %-10s %9s %7s %7s %9s %9s %7s %10s %9s %7s %5s" % head)
+        print("  %-14s %9s %7s %7s %9s %9s %7s %10s %9s %7s %5s" % head)
         direct_p99 = targets.get("direct", {}).get("rate", {}).get("p99_us")
         direct_p50 = targets.get("direct", {}).get("rate", {}).get("p50_us")
         for name in ("direct", "nginx") + tuple(sorted(t for t in targets if t.startswith("aigate"))):
             t = targets.get(name)
             if not t:
-                print("  %-10s %s" % (name, "no figures (failed: see the errors below)"))
+                print("  %-14s %s" % (name, "no figures (failed: see the errors below)"))
                 continue
             tp, rt = t.get("tput", {}), t.get("rate", {})
             added = None
@@ -185,7 +186,7 @@ def main():
                 added = rt["p99_us"] - direct_p99
                 rt["added_p99_us"] = added
                 rt["added_p50_us"] = rt["p50_us"] - direct_p50
-            print("  %-10s %9s %7s %7s %9s %9s %7s %10s %9s %7s %5s" % (
+            print("  %-14s %9s %7s %7s %9s %9s %7s %10s %9s %7s %5s" % (
                 name, fmt(tp.get("rps")), fmt(tp.get("p50_us")), fmt(tp.get("p99_us")),
                 fmt(rt.get("p50_us")), fmt(rt.get("p99_us")), fmt(added),
                 fmt(tp.get("cpu_us_per_req"), "{:.1f}"), fmt(rt.get("cpu_us_per_req"), "{:.1f}"),
@@ -193,7 +194,7 @@ def main():
                 (tp.get("bad", 0) + rt.get("bad", 0)) if t else "-"))
 
         ng = targets.get("nginx", {})
-        ag_name = min((t for t in targets if t.startswith("aigate")), default=None,
+        ag_name = min((t for t in targets if re.fullmatch(r"aigate-\d+t", t)), default=None,
                       key=lambda s: int(s[len("aigate-"):-1]))
         ag = targets.get(ag_name, {}) if ag_name else {}
         rs = {
@@ -225,6 +226,16 @@ def main():
         print("  added p50 at %s/s vs direct: %s %s µs, nginx %s µs" % (
             rate, ag_name or "aigate", fmt(rs["aigate_added_p50_us"]), fmt(rs["nginx_added_p50_us"])))
         print("  %s/nginx requests/s at saturation: %s" % (ag_name or "aigate", fmt(rs["rps_ratio"], "{:.2f}×")))
+        dash = targets.get(f"{ag_name}+dash") if ag_name else None
+        if dash:
+            rs["dashboard_cpu_ratio_tput"] = ratio(dash.get("tput", {}).get("cpu_us_per_req"),
+                                                   ag.get("tput", {}).get("cpu_us_per_req"))
+            rs["dashboard_cpu_ratio_rate"] = ratio(dash.get("rate", {}).get("cpu_us_per_req"),
+                                                   ag.get("rate", {}).get("cpu_us_per_req"))
+            rs["dashboard_rps_ratio"] = ratio(dash.get("tput", {}).get("rps"), ag.get("tput", {}).get("rps"))
+            print("  with one open dashboard (%s+dash/%s): CPU per request %s at saturation, %s at %s/s; requests/s %s"
+                  % (ag_name, ag_name, fmt(rs["dashboard_cpu_ratio_tput"], "{:.3f}×"),
+                     fmt(rs["dashboard_cpu_ratio_rate"], "{:.3f}×"), rate, fmt(rs["dashboard_rps_ratio"], "{:.3f}×")))
         summary["routes"][route] = {"targets": targets, "ratios": rs}
 
     if cg:
@@ -240,6 +251,9 @@ def main():
         if "errors" in l:
             print("aigate log of %s has %s error/panic lines besides client disconnects (kept with --keep)"
                   % (l.get("target"), l.get("errors")))
+        if "polls" in l:
+            print("dashboard of %s: %s request events (%s bytes) on its live feed, %s polls, %s failed"
+                  % (l.get("target"), l.get("events"), l.get("event_bytes"), l.get("polls"), l.get("poll_errors")))
         if "client_disconnects" in l:
             print("aigate log of %s: %s requests ended by the client closing mid-answer (wrk stopping with requests in flight)"
                   % (l.get("target"), l.get("client_disconnects")))
