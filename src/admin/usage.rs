@@ -55,7 +55,10 @@ static SINK: OnceCell<Sink> = OnceCell::new();
 
 enum Sink {
     File(PathBuf),
-    Redis { redis: RedisKeys, prefix: String },
+    Redis {
+        redis: Box<RedisKeys>,
+        prefix: String,
+    },
 }
 
 fn lock(m: &Mutex<Map>) -> std::sync::MutexGuard<'_, Map> {
@@ -140,7 +143,7 @@ pub fn use_file(path: PathBuf) {
 
 /// At start, with `limits.backend: redis`.
 pub fn use_redis(url: &str, prefix: &str) -> Result<(), String> {
-    let redis = RedisKeys::new(url, prefix)?;
+    let redis = Box::new(RedisKeys::new(url, prefix)?);
     let _ = SINK.set(Sink::Redis {
         redis,
         prefix: prefix.to_string(),
