@@ -226,6 +226,15 @@ def main():
         print("  added p50 at %s/s vs direct: %s %s µs, nginx %s µs" % (
             rate, ag_name or "aigate", fmt(rs["aigate_added_p50_us"]), fmt(rs["nginx_added_p50_us"])))
         print("  %s/nginx requests/s at saturation: %s" % (ag_name or "aigate", fmt(rs["rps_ratio"], "{:.2f}×")))
+        adm = targets.get(f"{ag_name}+admin") if ag_name else None
+        if adm:
+            rs["admin_cpu_ratio_tput"] = ratio(adm.get("tput", {}).get("cpu_us_per_req"),
+                                               ag.get("tput", {}).get("cpu_us_per_req"))
+            rs["admin_cpu_ratio_rate"] = ratio(adm.get("rate", {}).get("cpu_us_per_req"),
+                                               ag.get("rate", {}).get("cpu_us_per_req"))
+            print("  with the admin API on, no dashboard (%s+admin/%s): CPU per request %s at saturation, %s at %s/s"
+                  % (ag_name, ag_name, fmt(rs["admin_cpu_ratio_tput"], "{:.3f}×"),
+                     fmt(rs["admin_cpu_ratio_rate"], "{:.3f}×"), rate))
         dash = targets.get(f"{ag_name}+dash") if ag_name else None
         if dash:
             rs["dashboard_cpu_ratio_tput"] = ratio(dash.get("tput", {}).get("cpu_us_per_req"),
@@ -233,6 +242,11 @@ def main():
             rs["dashboard_cpu_ratio_rate"] = ratio(dash.get("rate", {}).get("cpu_us_per_req"),
                                                    ag.get("rate", {}).get("cpu_us_per_req"))
             rs["dashboard_rps_ratio"] = ratio(dash.get("tput", {}).get("rps"), ag.get("tput", {}).get("rps"))
+            if adm:
+                rs["dashboard_vs_admin_cpu_ratio_tput"] = ratio(dash.get("tput", {}).get("cpu_us_per_req"),
+                                                                adm.get("tput", {}).get("cpu_us_per_req"))
+                print("  one open dashboard against the admin API on alone (%s+dash/%s+admin): CPU per request %s at saturation"
+                      % (ag_name, ag_name, fmt(rs["dashboard_vs_admin_cpu_ratio_tput"], "{:.3f}×")))
             print("  with one open dashboard (%s+dash/%s): CPU per request %s at saturation, %s at %s/s; requests/s %s"
                   % (ag_name, ag_name, fmt(rs["dashboard_cpu_ratio_tput"], "{:.3f}×"),
                      fmt(rs["dashboard_cpu_ratio_rate"], "{:.3f}×"), rate, fmt(rs["dashboard_rps_ratio"], "{:.3f}×")))

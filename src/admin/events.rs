@@ -42,10 +42,14 @@ pub async fn stream(
             break;
         }
         let chunk = match tokio::time::timeout(tick, rx.recv()).await {
-            Ok(Ok(e)) => Bytes::copy_from_slice(e.as_bytes()),
-            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
-                Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
+            Ok(Ok(e)) => {
+                // Under load, events arrive faster than one write each would
+                // be cheap: what is already waiting goes out in one write.
+                let mut b = e.as_bytes().to_vec();
+                drain_ready(&mut rx, &mut b);
+                Bytes::from(b)
             }
+            Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(lagged(n)),
             Ok(Err(broadcast::error::RecvError::Closed)) => break,
             Err(_) => {
                 if crate::upgrade::draining() {
@@ -66,4 +70,63 @@ pub async fn stream(
     }
     let _ = s.write_response_body(Bytes::new(), true).await;
     Ok(())
+}
+
+/// Most bytes gathered into one write of the feed.
+const BATCH: usize = 64 * 1024;
+
+fn lagged(n: u64) -> String {
+    format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n")
+}
+
+/// Append the events already waiting in `rx` to `b`, up to `BATCH` bytes.
+fn drain_ready(rx: &mut broadcast::Receiver<std::sync::Arc<str>>, b: &mut Vec<u8>) {
+    while b.len() < BATCH {
+        match rx.try_recv() {
+            Ok(e) => b.extend_from_slice(e.as_bytes()),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                b.extend_from_slice(lagged(n).as_bytes())
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_events_go_out_together_in_order_and_bounded() {
+        let (tx, mut rx) = broadcast::channel::<std::sync::Arc<str>>(16);
+        for i in 0..3 {
+            tx.send(std::sync::Arc::from(format!("data: {i}\n\n")))
+                .unwrap();
+        }
+        let mut b = Vec::new();
+        drain_ready(&mut rx, &mut b);
+        assert_eq!(b, b"data: 0\n\ndata: 1\n\ndata: 2\n\n");
+        // A full batch stops taking more.
+        let big: std::sync::Arc<str> = std::sync::Arc::from("x".repeat(BATCH));
+        tx.send(big).unwrap();
+        tx.send(std::sync::Arc::from("data: after\n\n")).unwrap();
+        let mut b = Vec::new();
+        drain_ready(&mut rx, &mut b);
+        assert_eq!(b.len(), BATCH);
+        let mut b = Vec::new();
+        drain_ready(&mut rx, &mut b);
+        assert_eq!(b, b"data: after\n\n");
+        // Missed events are reported, not silently skipped.
+        for i in 0..20 {
+            tx.send(std::sync::Arc::from(format!("data: {i}\n\n")))
+                .unwrap();
+        }
+        let mut b = Vec::new();
+        drain_ready(&mut rx, &mut b);
+        assert!(
+            String::from_utf8(b)
+                .unwrap()
+                .starts_with("event: lagged\ndata: {\"missed\":4}")
+        );
+    }
 }
