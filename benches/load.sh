@@ -201,7 +201,8 @@ cp "$TMP/fx/anthropic-stream.sse" "$DOC/sse/v1/messages"
 
 NTHREADS=$(echo $AIGATE_THREADS | wc -w)
 # shellcheck disable=SC2207
-PORTS=($(python3 - "$((4 + NTHREADS))" <<'EOF'
+# mock, nginx, one per aigate, and two each for the +admin and +dash twins.
+PORTS=($(python3 - "$((6 + NTHREADS))" <<'EOF'
 import socket, sys
 socks = []
 for _ in range(int(sys.argv[1])):
