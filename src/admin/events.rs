@@ -34,7 +34,7 @@ pub async fn stream(
     let mut quiet = Duration::ZERO;
     let tick = Duration::from_secs(1);
     loop {
-        // Checked every tick and before every event (a busy feed never idles).
+        // Checked every tick and before every write (a busy feed never idles).
         if !allowed() {
             let _ = s
                 .write_response_body(Bytes::from_static(EXPIRED), false)
