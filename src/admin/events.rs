@@ -32,44 +32,69 @@ pub async fn stream(
     s.write_response_body(Bytes::from_static(b": aigate events\n\n"), false)
         .await?;
     let mut quiet = Duration::ZERO;
-    let tick = Duration::from_secs(1);
+    let mut seen = crate::events::totals();
+    let mut due = tokio::time::Instant::now() + TOTALS_EVERY;
     loop {
-        // Checked every tick and before every write (a busy feed never idles).
+        // Checked every second and before every write (a busy feed never idles).
         if !allowed() {
             let _ = s
                 .write_response_body(Bytes::from_static(EXPIRED), false)
                 .await;
             break;
         }
-        let chunk = match tokio::time::timeout(tick, rx.recv()).await {
+        let mut b = Vec::new();
+        match tokio::time::timeout_at(due, rx.recv()).await {
             Ok(Ok(e)) => {
                 // Under load, events arrive faster than one write each would
                 // be cheap: what is already waiting goes out in one write.
-                let mut b = e.as_bytes().to_vec();
+                b.extend_from_slice(e.as_bytes());
                 drain_ready(&mut rx, &mut b);
-                Bytes::from(b)
             }
-            Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(lagged(n)),
+            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                b.extend_from_slice(lagged(n).as_bytes())
+            }
             Ok(Err(broadcast::error::RecvError::Closed)) => break,
-            Err(_) => {
-                if crate::upgrade::draining() {
-                    break;
+            Err(_) if crate::upgrade::draining() => break,
+            Err(_) => {}
+        }
+        let now = tokio::time::Instant::now();
+        if now >= due {
+            due = (due + TOTALS_EVERY).max(now);
+            let t = crate::events::totals();
+            if t != seen {
+                b.extend_from_slice(totals_event(seen, t).as_bytes());
+                seen = t;
+            } else if b.is_empty() {
+                quiet += TOTALS_EVERY;
+                if quiet >= KEEPALIVE {
+                    b.extend_from_slice(b": keepalive\n\n");
                 }
-                quiet += tick;
-                if quiet < KEEPALIVE {
-                    continue;
-                }
-                Bytes::from_static(b": keepalive\n\n")
             }
-        };
+        }
+        if b.is_empty() {
+            continue;
+        }
         quiet = Duration::ZERO;
         // A write error is the client gone: the feed ends.
-        if s.write_response_body(chunk, false).await.is_err() {
+        if s.write_response_body(Bytes::from(b), false).await.is_err() {
             return Ok(());
         }
     }
     let _ = s.write_response_body(Bytes::new(), true).await;
     Ok(())
+}
+
+/// How often a feed gets a `totals` event (when anything was counted).
+const TOTALS_EVERY: Duration = Duration::from_secs(1);
+
+/// The requests, errors and tokens counted between two readings of
+/// `events::totals`: the dashboard's live numbers, exact at any rate.
+fn totals_event(from: [u64; 3], to: [u64; 3]) -> String {
+    let [r, e, t] = [0, 1, 2].map(|i| to[i].saturating_sub(from[i]));
+    let time = crate::process::unix_ms();
+    format!(
+        "event: totals\ndata: {{\"type\":\"totals\",\"time_ms\":{time},\"data\":{{\"requests\":{r},\"errors\":{e},\"tokens\":{t}}}}}\n\n"
+    )
 }
 
 /// Most bytes gathered into one write of the feed.

@@ -398,7 +398,10 @@ pub fn observe(ctx: &RequestCtx, ingress: &'static str, total: Duration) {
     if let Some(w) = &st.file {
         w.send(e.clone());
     }
-    crate::events::emit("request", || serde_json::to_value(&*e).unwrap_or_default());
+    crate::events::count_request(e.status >= 400 || e.status == 0, tokens.0 + tokens.1);
+    if crate::events::listening() && crate::events::request_event_allowed(now) {
+        crate::events::emit("request", || serde_json::to_value(&*e).unwrap_or_default());
+    }
 }
 
 /// Whether `path` is the admin API's or the dashboard's.

@@ -351,10 +351,14 @@ def test_events_feed_shows_a_completion_and_a_circuit_opening(start_gateway: Sta
     def listen() -> None:
         with httpx.stream("GET", gw.admin_url + "/admin/events", headers=auth(), timeout=20) as r:
             assert r.headers["content-type"] == "text/event-stream"
+            counted = 0
             for line in r.iter_lines():
                 ready.set()
                 seen.append(line)
-                if line.startswith("data:") and '"type":"circuit"' in line:
+                if line.startswith("data:") and '"type":"totals"' in line:
+                    counted += json.loads(line[5:])["data"]["requests"]
+                # The circuit event, and the per-second totals counting both requests.
+                if any('"type":"circuit"' in x for x in seen) and counted >= 2:
                     return
 
     t = threading.Thread(target=listen, daemon=True)
@@ -369,7 +373,10 @@ def test_events_feed_shows_a_completion_and_a_circuit_opening(start_gateway: Sta
     events = [json.loads(line[5:]) for line in seen if line.startswith("data:")]
     done = [e["data"] for e in events if e["type"] == "request"]
     assert done[0]["request_id"] == rid and done[0]["key"] == "team-a" and done[0]["status"] == 200, done
-    assert events[-1]["data"] == {"provider": "oa", "open": True}, events[-1]
+    assert {"provider": "oa", "open": True} in [e["data"] for e in events if e["type"] == "circuit"], events
+    totals = [e["data"] for e in events if e["type"] == "totals"]
+    assert sum(t["requests"] for t in totals) == 2 and sum(t["errors"] for t in totals) == 1, totals
+    assert sum(t["tokens"] for t in totals) == done[0]["tokens_in"] + done[0]["tokens_out"] > 0, (totals, done)
 
 
 def test_event_feed_ends_when_its_session_expires(start_gateway: StartGateway, upstream: MockUpstream, password_hash: str):

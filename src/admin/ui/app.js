@@ -63,11 +63,16 @@ let feed;
 function startFeed() {
   if (feed) return;
   feed = new EventSource("/admin/events");
+  // Live numbers from the per-second totals (exact at any rate); request
+  // events are a sample for the live tail (at most 20 a second).
+  feed.addEventListener("totals", (ev) => {
+    const t = JSON.parse(ev.data).data;
+    bucket("req", t.requests);
+    bucket("err", t.errors);
+    bucket("tok", t.tokens);
+  });
   feed.addEventListener("request", (ev) => {
     const e = JSON.parse(ev.data).data;
-    bucket("req", 1);
-    if (e.status >= 400 || e.status === 0) bucket("err", 1);
-    bucket("tok", (e.tokens_in || 0) + (e.tokens_out || 0));
     if (current() === "requests" && !filtering()) prependRequest(e);
   });
   feed.addEventListener("key", () => current() === "keys" && loadKeys());
