@@ -61,7 +61,6 @@ pub(super) fn upstream_err(e: impl std::fmt::Display) -> TranslateError {
     }
 }
 
-/// A whole Messages answer → IR.
 /// Usage of a whole answer, without decoding the rest of it (passthrough
 /// metering). `None` when the answer reports none.
 pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
@@ -76,6 +75,7 @@ pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
     w.usage.map(|u| u.to_ir())
 }
 
+/// A whole Messages answer → IR.
 pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
     let w: WireMessage = serde_json::from_slice(body).map_err(upstream_err)?;
     if w.kind.as_deref().is_some_and(|k| k != "message") {

@@ -165,7 +165,6 @@ pub(super) fn parts_from_candidate(
     }
 }
 
-/// A whole Gemini answer → IR.
 /// Usage of a whole answer, without decoding the rest of it (passthrough
 /// metering). `None` when the answer reports none.
 pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
@@ -198,6 +197,7 @@ pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
         .map(|u| usage_from_gemini(&u))
 }
 
+/// A whole Gemini answer → IR.
 pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| upstream_bad(format!("Gemini answer is not JSON: {e}")))?;

@@ -75,7 +75,6 @@ pub(super) fn output_item_parts(item: &Value, out: &mut Vec<Part>) {
     }
 }
 
-/// A whole Responses answer → IR.
 /// Usage of a whole answer, without decoding the rest of it (passthrough
 /// metering). `None` when the answer reports none.
 pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
@@ -90,6 +89,7 @@ pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
     w.usage.filter(Value::is_object).map(|u| usage_from(&u))
 }
 
+/// A whole Responses answer → IR.
 pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| upstream_bad(format!("Responses answer is not JSON: {e}")))?;
