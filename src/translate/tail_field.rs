@@ -38,6 +38,20 @@ pub fn last_top_level<'a>(body: &'a [u8], key: &str) -> Found<'a> {
     }
 }
 
+/// A whole answer's top-level `usage` as `T`: by the byte search when it
+/// decides, else by decoding the whole answer (`None`: absent, `null`, or
+/// not valid JSON). The formats whose usage field is `usage` share it.
+pub fn usage<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    if let Some(u) = decode_last::<T>(body, "usage") {
+        return u;
+    }
+    #[derive(serde::Deserialize)]
+    struct OnlyUsage<T> {
+        usage: Option<T>,
+    }
+    serde_json::from_slice::<OnlyUsage<T>>(body).ok()?.usage
+}
+
 /// The field decoded as `T` when the byte search decides (`Some(None)`: absent
 /// or `null`); `None` when the caller must decode the whole text (also when
 /// the value is not a `T`: the full decode then says so).

@@ -64,15 +64,7 @@ pub(super) fn upstream_err(e: impl std::fmt::Display) -> TranslateError {
 /// Usage of a whole answer, without decoding the rest of it (passthrough
 /// metering). `None` when the answer reports none.
 pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
-    if let Some(u) = crate::translate::tail_field::decode_last::<WireUsage>(body, "usage") {
-        return u.map(|u| u.to_ir());
-    }
-    #[derive(Deserialize)]
-    struct OnlyUsage {
-        usage: Option<WireUsage>,
-    }
-    let w: OnlyUsage = serde_json::from_slice(body).ok()?;
-    w.usage.map(|u| u.to_ir())
+    crate::translate::tail_field::usage::<WireUsage>(body).map(|u| u.to_ir())
 }
 
 /// A whole Messages answer → IR.

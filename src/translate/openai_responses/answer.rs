@@ -78,15 +78,9 @@ pub(super) fn output_item_parts(item: &Value, out: &mut Vec<Part>) {
 /// Usage of a whole answer, without decoding the rest of it (passthrough
 /// metering). `None` when the answer reports none.
 pub fn answer_usage(body: &[u8]) -> Option<ir::Usage> {
-    if let Some(u) = crate::translate::tail_field::decode_last::<Value>(body, "usage") {
-        return u.filter(Value::is_object).map(|u| usage_from(&u));
-    }
-    #[derive(serde::Deserialize)]
-    struct OnlyUsage {
-        usage: Option<Value>,
-    }
-    let w: OnlyUsage = serde_json::from_slice(body).ok()?;
-    w.usage.filter(Value::is_object).map(|u| usage_from(&u))
+    crate::translate::tail_field::usage::<Value>(body)
+        .filter(Value::is_object)
+        .map(|u| usage_from(&u))
 }
 
 /// A whole Responses answer → IR.
