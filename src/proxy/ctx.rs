@@ -56,6 +56,9 @@ pub struct RequestCtx {
     pub sub: Option<Arc<super::subreq::Job>>,
     /// The in-flight gauge's count of this request (none for a subrequest).
     pub inflight: Option<InflightGuard>,
+    /// What the running attempt settles on its provider when it answers
+    /// (`attempt::answered_ok`).
+    pub settle: Option<super::pipeline::attempt::Settle>,
 }
 
 impl RequestCtx {
@@ -87,6 +90,7 @@ impl RequestCtx {
             dropped: Dropped::default(),
             sub: None,
             inflight: Some(InflightGuard::new()),
+            settle: None,
         }
     }
 }

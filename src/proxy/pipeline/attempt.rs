@@ -192,6 +192,37 @@ fn apply(
     }
 }
 
+/// What a successful attempt settles on its provider: the credential it used,
+/// and whether it was the forced (no-alternative) attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Settle {
+    pub cred: Option<usize>,
+    pub forced: bool,
+}
+
+/// The attempt succeeded: counted, its provider's circuit closed and its
+/// credential's rest ended, all before the answer's last bytes go to the
+/// client: a client that reads the metrics or sends its next request as soon
+/// as it has its answer finds the provider settled.
+pub(crate) fn answered_ok(ctx: &mut RequestCtx, p: &Provider) {
+    count_outcome(p, "ok");
+    if let Some(s) = ctx.settle.take() {
+        provider_answered(p, s);
+    }
+}
+
+/// The provider answered: its circuit closes, and a forced attempt's
+/// credential ends its rest.
+pub(crate) fn provider_answered(p: &Provider, s: Settle) {
+    p.breaker.success();
+    if let Some(i) = s.cred {
+        p.rest.ok(i);
+        if s.forced {
+            p.rest.lift(i);
+        }
+    }
+}
+
 /// Count an attempt's outcome before the client sees the answer, so a client
 /// that reads the metrics right after its answer finds it counted.
 pub(crate) fn count_outcome(p: &Provider, outcome: &'static str) {

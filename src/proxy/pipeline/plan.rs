@@ -3,7 +3,9 @@
 //! credential rest, circuit), then an attempt (`attempt`), and what its
 //! failure says about the next one.
 
-use super::attempt::{Attempt, Failure, attempt, failure_text, judge, outcome_label, sent};
+use super::attempt::{
+    Attempt, Failure, Settle, attempt, failure_text, judge, outcome_label, provider_answered, sent,
+};
 use super::intake::Ask;
 use super::respond::{estimate_count, fail, upstream_wait};
 use super::{Step, answered};
@@ -221,12 +223,20 @@ async fn try_once(
     ctx.upstream_model.clone_from(&t.model);
     p.inflight.fetch_add(1, Ordering::Relaxed);
     let key = go.cred.and_then(|i| p.credentials.key(i));
+    ctx.settle = Some(Settle {
+        cred: go.cred,
+        forced,
+    });
     let r = attempt(spawner, s, ctx, ask, p, t, key).await;
+    // Settled by the answer already (`answered_ok`), unless it failed.
+    let settle = ctx.settle.take();
     p.inflight.fetch_sub(1, Ordering::Relaxed);
     settle_hold(limiter, ctx, go.hold, &r).await;
     match r {
         Ok(Attempt::Done) => {
-            provider_answered(p, go.cred, forced);
+            if let Some(st) = settle {
+                provider_answered(p, st);
+            }
             Ok(None)
         }
         Ok(Attempt::Failed(f)) => Ok(Some(f)),
@@ -363,18 +373,6 @@ async fn settle_hold(
         Ok(Attempt::Failed(_)) => limiter.give_back(&mut h).await,
         // Settled with the reported usage when the request ends.
         _ => ctx.holds.absorb(h),
-    }
-}
-
-/// The provider answered: its circuit closes, and a forced attempt's
-/// credential ends its rest.
-fn provider_answered(p: &Provider, cred: Option<usize>, forced: bool) {
-    p.breaker.success();
-    if let Some(i) = cred {
-        p.rest.ok(i);
-        if forced {
-            p.rest.lift(i);
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 mod stream;
 
 use super::attempt::{
-    Attempt, Failure, MAX_ANSWER_BODY, MAX_ERROR_BODY, count_outcome, get_str, read_all,
+    Attempt, Failure, MAX_ANSWER_BODY, MAX_ERROR_BODY, answered_ok, get_str, read_all,
 };
 use super::intake::Ask;
 use crate::config::file::ProviderKind;
@@ -74,7 +74,7 @@ async fn embeddings_answer(
                 ctx.error = Some("usage estimated: Gemini reported no token count".into());
             }
             ctx.first_byte = Some(Instant::now());
-            count_outcome(p, "ok");
+            answered_ok(ctx, p);
             respond::send(s, ctx, status, "application/json", a.body, &[]).await?;
         }
         Err(e) => {
@@ -116,11 +116,11 @@ async fn whole_answer(
     up.finish().await;
     ctx.usage = translate::response_usage(to, &body);
     if let Some(h) = head {
-        count_outcome(p, "ok");
+        answered_ok(ctx, p);
         send_whole(s, ctx, h, body).await?;
         return Ok(Attempt::Done);
     }
-    count_outcome(p, "ok");
+    answered_ok(ctx, p);
     match translate::convert_response(to, ask.ingress, &body, &ask.resp_opts) {
         Ok(out) => {
             ctx.first_byte = Some(Instant::now());
@@ -177,7 +177,7 @@ async fn count_answer(
         Err(f) => return Ok(Attempt::Failed(f)),
     };
     up.finish().await;
-    count_outcome(p, "ok");
+    answered_ok(ctx, p);
     if let Some(h) = head {
         send_whole(s, ctx, h, body).await?;
         return Ok(Attempt::Done);

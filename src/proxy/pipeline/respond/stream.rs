@@ -9,7 +9,8 @@ use crate::providers::headers::client_response;
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::head::{self, Body, Marks};
 use crate::proxy::pipeline::attempt::{
-    Attempt, Failure, classify, count_outcome, failure_text, next_chunk, status_failure,
+    Attempt, Failure, answered_ok, classify, count_outcome, failure_text, next_chunk,
+    status_failure,
 };
 use crate::proxy::pipeline::intake::Ask;
 use crate::proxy::subreq::{Answer, ready_now};
@@ -314,7 +315,7 @@ async fn client_gone(
         r.pipe.finish(&mut tail);
         if tail.is_empty() {
             stream_usage(ctx, &r.pipe, r.ask);
-            count_outcome(r.p, "ok");
+            answered_ok(ctx, r.p);
             // A client that only half-closed still gets a proper end.
             let _ = write_body(s, ctx, Bytes::new(), true).await;
             up.finish().await;
@@ -361,7 +362,7 @@ async fn end(
     if let Some(h) = r.header.take() {
         respond::write_head(s, ctx, h).await?;
     }
-    count_outcome(r.p, "ok");
+    answered_ok(ctx, r.p);
     write_body(s, ctx, Bytes::from(r.pending), true).await?;
     up.finish().await;
     Ok(Attempt::Done)
