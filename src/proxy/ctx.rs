@@ -57,8 +57,8 @@ pub struct RequestCtx {
     /// The in-flight gauge's count of this request (none for a subrequest).
     pub inflight: Option<InflightGuard>,
     /// What the running attempt settles on its provider when it answers
-    /// (`attempt::answered_ok`).
-    pub settle: Option<super::pipeline::attempt::Settle>,
+    /// (`pipeline::outcome::answered_ok`).
+    pub settle: Option<Settle>,
 }
 
 impl RequestCtx {
@@ -93,6 +93,14 @@ impl RequestCtx {
             settle: None,
         }
     }
+}
+
+/// What a successful attempt settles on its provider: the credential it used,
+/// and whether it was the forced (no-alternative) attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Settle {
+    pub cred: Option<usize>,
+    pub forced: bool,
 }
 
 /// Per-request state of a proxied route (kept across Pingora's retries).

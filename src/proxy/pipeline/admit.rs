@@ -3,7 +3,7 @@
 //! the key's and the gateway's limits.
 
 use super::intake::Ask;
-use super::{Step, answered};
+use super::{Entry, Step, answered};
 use crate::auth::{self, Found};
 use crate::config::Snapshot;
 use crate::config::runtime::{GatewayKey, Resolved};
@@ -18,16 +18,6 @@ use crate::routing::{Route, route};
 use crate::translate::Format;
 use pingora_core::protocols::http::ServerSession as Session;
 use serde_json::json;
-
-/// A request for the gateway's own endpoints (models, AI routes), past its
-/// route and CORS.
-pub struct Entry {
-    /// The format its errors are answered in.
-    pub efmt: Format,
-    pub query: Option<String>,
-    /// The client shape of a models request.
-    pub models: Option<models::Shape>,
-}
 
 /// Route the request; answer CORS preflights, the admin API, configured
 /// routes (or leave them to the proxy phases, `pass`) and the built-in

@@ -6,7 +6,7 @@ pub mod peek;
 
 pub use ask::Ask;
 
-use super::admit::Entry;
+use super::Entry;
 use super::{Step, answered};
 use crate::auth;
 use crate::providers::Op;

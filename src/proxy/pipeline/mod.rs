@@ -16,13 +16,25 @@ pub mod admit;
 pub mod attempt;
 pub mod finish;
 pub mod intake;
+pub mod outcome;
 pub mod plan;
+pub mod read;
 pub mod respond;
 
 use super::Gateway;
 use super::ctx::RequestCtx;
 use super::models;
 use pingora_core::protocols::http::ServerSession as Session;
+
+/// What `admit` hands on: a request for the gateway's own endpoints (models,
+/// AI routes), past its route and CORS.
+pub struct Entry {
+    /// The format its errors are answered in.
+    pub efmt: crate::translate::Format,
+    pub query: Option<String>,
+    /// The client shape of a models request.
+    pub models: Option<models::Shape>,
+}
 
 /// A step's outcome: `None` when the client has its answer already.
 pub type Step<T> = pingora_core::Result<Option<T>>;

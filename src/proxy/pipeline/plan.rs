@@ -3,10 +3,11 @@
 //! credential rest, circuit), then an attempt (`attempt`), and what its
 //! failure says about the next one.
 
-use super::attempt::{
-    Attempt, Failure, Settle, attempt, failure_text, judge, outcome_label, provider_answered, sent,
-};
+use super::attempt::attempt;
 use super::intake::Ask;
+use super::outcome::{
+    Attempt, Failure, failure_text, judge, outcome_label, provider_answered, sent,
+};
 use super::respond::{estimate_count, fail, upstream_wait};
 use super::{Step, answered};
 use crate::config::Snapshot;
@@ -14,7 +15,7 @@ use crate::config::runtime::{GatewayKey, Provider, Resolved};
 use crate::limits::Holds;
 use crate::limits::Limiter;
 use crate::providers::Op;
-use crate::proxy::ctx::RequestCtx;
+use crate::proxy::ctx::{RequestCtx, Settle};
 use crate::proxy::respond;
 use crate::resilience::{self, Fallback, Gate, Skip};
 use crate::translate::{self, Format};

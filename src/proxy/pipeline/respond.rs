@@ -4,10 +4,9 @@
 
 mod stream;
 
-use super::attempt::{
-    Attempt, Failure, MAX_ANSWER_BODY, MAX_ERROR_BODY, answered_ok, get_str, read_all,
-};
 use super::intake::Ask;
+use super::outcome::{Attempt, Failure, answered_ok, get_str};
+use super::read::{MAX_ANSWER_BODY, MAX_ERROR_BODY, read_all};
 use crate::config::file::ProviderKind;
 use crate::config::runtime::{Provider, Resolved};
 use crate::providers::Op;

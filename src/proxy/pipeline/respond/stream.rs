@@ -8,11 +8,11 @@ use crate::providers::Op;
 use crate::providers::headers::client_response;
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::head::{self, Body, Marks};
-use crate::proxy::pipeline::attempt::{
-    Attempt, Failure, answered_ok, classify, count_outcome, failure_text, next_chunk,
-    status_failure,
-};
 use crate::proxy::pipeline::intake::Ask;
+use crate::proxy::pipeline::outcome::{
+    Attempt, Failure, answered_ok, classify, count_outcome, failure_text, status_failure,
+};
+use crate::proxy::pipeline::read::next_chunk;
 use crate::proxy::subreq::{Answer, ready_now};
 use crate::proxy::{respond, stream};
 use crate::sse;
