@@ -1,14 +1,81 @@
 //! Gateway keys: where clients put them, and a constant-time match against the
 //! configured ones (only SHA-256 digests are kept in memory).
 
-use crate::config::runtime::GatewayKey;
+use crate::config::file::KeyConf;
 use arc_swap::ArcSwap;
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use once_cell::sync::Lazy;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use subtle::ConstantTimeEq;
+
+/// A configured gateway key as requests check it.
+pub struct GatewayKey {
+    pub id: String,
+    pub sha256: [u8; 32],
+    pub models: Option<GlobSet>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u64>,
+    /// Its counter names, built once.
+    pub names: crate::limits::KeyNames,
+    /// Daily and monthly budgets in micro-USD.
+    pub budgets: [Option<u64>; 2],
+}
+
+impl GatewayKey {
+    /// Compile a validated `keys:` entry: only its digest is kept.
+    pub fn compile(k: &KeyConf) -> Result<GatewayKey, String> {
+        let sha256 = match (&k.key, &k.sha256) {
+            (Some(key), _) => Sha256::digest(key.as_bytes()).into(),
+            (None, Some(h)) => {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(h, &mut out).map_err(|e| format!("keys: {e}"))?;
+                out
+            }
+            (None, None) => return Err(format!("key '{}' has no key", k.id)),
+        };
+        Ok(GatewayKey {
+            id: k.id.clone(),
+            sha256,
+            models: k.models.as_deref().map(glob_set),
+            rpm: k.rpm,
+            tpm: k.tpm,
+            max_concurrent: k.max_concurrent,
+            names: crate::limits::KeyNames::new(&k.id),
+            budgets: [k.budget_usd_daily, k.budget_usd_monthly]
+                .map(|b| b.map(|usd| (usd * 1e6).round() as u64)),
+        })
+    }
+
+    pub fn limits(&self) -> crate::limits::KeyLimits<'_> {
+        crate::limits::KeyLimits {
+            id: &self.id,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_concurrent: self.max_concurrent,
+            budgets: self.budgets,
+            names: &self.names,
+        }
+    }
+
+    pub fn allows(&self, model: &str) -> bool {
+        self.models.as_ref().is_none_or(|g| g.is_match(model))
+    }
+}
+
+pub(crate) fn glob_set(globs: &[String]) -> GlobSet {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        // Validated in `runtime::load`.
+        if let Ok(g) = Glob::new(g) {
+            b.add(g);
+        }
+    }
+    b.build().unwrap_or_else(|_| GlobSet::empty())
+}
 
 /// Enabled runtime keys by digest: what requests read. `admin::keys` owns
 /// them and hands each new set here, so the check needs nothing of admin.
@@ -100,13 +167,13 @@ impl std::ops::Deref for Found<'_> {
 
 /// Whether requests must present a gateway key: the config has some, or
 /// runtime keys were made (making one turns authentication on).
-pub fn keys_required(snap: &crate::config::Snapshot) -> bool {
-    !snap.keys.is_empty() || any_runtime()
+pub fn keys_required(keys: &[GatewayKey]) -> bool {
+    !keys.is_empty() || any_runtime()
 }
 
 /// The config key, else the runtime key, `presented` is.
-pub fn lookup<'k>(snap: &'k crate::config::Snapshot, presented: &str) -> Option<Found<'k>> {
-    find_key(&snap.keys, presented)
+pub fn lookup<'k>(keys: &'k [GatewayKey], presented: &str) -> Option<Found<'k>> {
+    find_key(keys, presented)
         .map(Found::Config)
         .or_else(|| runtime_lookup(presented).map(Found::Runtime))
 }
@@ -128,12 +195,12 @@ pub fn find_key<'k>(keys: &'k [GatewayKey], presented: &str) -> Option<&'k Gatew
 /// passthrough): the key (config, then runtime) the request presents, or the
 /// 401 message.
 pub fn check<'k, 'a>(
-    snap: &'k crate::config::Snapshot,
+    keys: &'k [GatewayKey],
     header: &dyn Fn(&str) -> Option<&'a str>,
     query: Option<&'a str>,
 ) -> Result<Found<'k>, &'static str> {
     let presented = presented_key(header, query).ok_or("missing gateway key")?;
-    lookup(snap, presented).ok_or("invalid gateway key")
+    lookup(keys, presented).ok_or("invalid gateway key")
 }
 
 #[cfg(test)]
@@ -182,15 +249,16 @@ mod tests {
 
     #[test]
     fn check_says_missing_or_invalid() {
-        let loaded = crate::config::parse_text("keys: [{id: a, key: sk-a}]\n").unwrap();
-        let snap = crate::config::Snapshot::compile(&loaded).unwrap();
+        let loaded = crate::runtime::parse_text("keys: [{id: a, key: sk-a}]\n").unwrap();
+        let snap = crate::runtime::Snapshot::compile(&loaded).unwrap();
+        let snap = &snap.keys[..];
         let none = |_: &str| None;
-        assert_eq!(check(&snap, &none, None).err(), Some("missing gateway key"));
+        assert_eq!(check(snap, &none, None).err(), Some("missing gateway key"));
         assert_eq!(
-            check(&snap, &none, Some("key=sk-x")).err(),
+            check(snap, &none, Some("key=sk-x")).err(),
             Some("invalid gateway key")
         );
         let h = |n: &str| (n == "x-api-key").then_some("sk-a");
-        assert_eq!(check(&snap, &h, None).map(|k| k.id.clone()), Ok("a".into()));
+        assert_eq!(check(snap, &h, None).map(|k| k.id.clone()), Ok("a".into()));
     }
 }

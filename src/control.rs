@@ -227,7 +227,7 @@ fn reload_outcome(
         Some(0)
     } else if after[1] > before[1] {
         eprintln!("aigate: reload rejected, the running config keeps serving");
-        if let Err(problems) = crate::config::read(config) {
+        if let Err(problems) = crate::runtime::read(config) {
             for p in problems {
                 eprintln!("config error: {p}");
             }

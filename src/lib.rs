@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod resilience;
 pub mod routes;
 pub mod routing;
+pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod sse;

@@ -40,6 +40,25 @@ impl Default for RetryPolicy {
     }
 }
 
+/// `base` with what a `retry:` section sets (`None`: `base` as it is).
+pub fn retry_policy(base: &RetryPolicy, c: Option<&crate::config::file::RetryConf>) -> RetryPolicy {
+    let Some(c) = c else { return base.clone() };
+    RetryPolicy {
+        max_attempts: c.max_attempts.unwrap_or(base.max_attempts),
+        base_delay: ms(c.base_delay_ms, base.base_delay),
+        max_delay: ms(c.max_delay_ms, base.max_delay),
+        multiplier: c.multiplier.unwrap_or(base.multiplier),
+        on_status: c
+            .on_status
+            .clone()
+            .unwrap_or_else(|| base.on_status.clone()),
+    }
+}
+
+fn ms(v: Option<u64>, d: Duration) -> Duration {
+    v.map(Duration::from_millis).unwrap_or(d)
+}
+
 impl RetryPolicy {
     pub fn retries_status(&self, status: u16) -> bool {
         self.on_status.contains(&status)

@@ -3,10 +3,11 @@
 //! checks, limit store).
 
 use crate::cli::Cli;
-use crate::config::{self, Loaded, Snapshot};
+use crate::config::{self, Loaded};
 use crate::limits::Limiter;
 use crate::metrics::METRICS;
 use crate::proxy::Gateway;
+use crate::runtime::{self, Snapshot};
 use crate::shutdown::Tracked;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -77,7 +78,7 @@ pub fn main(cli: Cli) -> i32 {
         .config
         .as_deref()
         .and_then(|p| crate::watch::FileStamp::of(p.as_ref()));
-    let loaded = match config::read(cli.config.as_deref()) {
+    let loaded = match runtime::read(cli.config.as_deref()) {
         Ok(l) => l,
         Err(problems) => {
             report(&problems);
@@ -293,7 +294,7 @@ impl Reloader {
         let path = self.path.clone();
         let compiled =
             tokio::task::spawn_blocking(move || -> Result<(Loaded, Snapshot), Vec<String>> {
-                let loaded = config::read(path.as_deref())
+                let loaded = runtime::read(path.as_deref())
                     .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
                 let snap = Snapshot::compile(&loaded).map_err(|e| vec![e])?;
                 Ok((loaded, snap))

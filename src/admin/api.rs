@@ -4,10 +4,11 @@
 use super::requests::{self, Filter, RequestLog};
 use super::store::KeyRecord;
 use super::{stats, usage};
-use crate::config::Snapshot;
+use crate::auth::GatewayKey;
 use crate::config::file::Strategy;
-use crate::config::runtime::{GatewayKey, Provider};
 use crate::limits::Limiter;
+use crate::providers::Provider;
+use crate::runtime::Snapshot;
 use serde_json::{Value, json};
 
 /// The `?a=b&c=d` pairs, percent-decoded (`+` is a space).
@@ -317,7 +318,7 @@ pub fn stats(log: &RequestLog, q: &[(String, String)]) -> Result<Value, String> 
             _ => return Err(format!("unknown parameter '{k}'")),
         }
     }
-    let ms = stats::parse_window(&window)
+    let ms = crate::config::admin::parse_window(&window)
         .ok_or_else(|| format!("window: '{window}' is not a duration like 30s, 15m, 1h, 7d"))?;
     let all = log.all();
     let now = now_ms();

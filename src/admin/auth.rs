@@ -1,8 +1,8 @@
 //! Who is asking: the admin token (`Authorization: Bearer`, scripts) or a
 //! dashboard session cookie; user logins and their rate limit.
 
-use super::conf::AdminConf;
 use super::session;
+use crate::config::admin::AdminConf;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -143,7 +143,7 @@ mod tests {
         let cookie = format!("aigate_session={v}");
         assert_eq!(who(&c, None, Some(&cookie), 0), None);
         let mut with_user = c.clone();
-        with_user.users.push(super::super::conf::AdminUser {
+        with_user.users.push(crate::config::admin::AdminUser {
             name: "gone".into(),
             password_hash: String::new(),
         });

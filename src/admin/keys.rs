@@ -4,7 +4,7 @@
 //! (`admin::store`) so a restart, an upgrade and other nodes see them.
 
 use super::store::{Backend, KeyRecord};
-use crate::config::runtime::GatewayKey;
+use crate::auth::GatewayKey;
 use once_cell::sync::OnceCell;
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -95,7 +95,7 @@ impl KeyRecord {
         Some(GatewayKey {
             id: self.id.clone(),
             sha256,
-            models: self.models.as_deref().map(crate::config::runtime::glob_set),
+            models: self.models.as_deref().map(crate::auth::glob_set),
             rpm: self.rpm,
             tpm: self.tpm,
             max_concurrent: self.max_concurrent,

@@ -7,12 +7,10 @@
 
 pub mod api;
 pub mod auth;
-pub mod conf;
 pub mod events;
 pub mod keys;
 pub mod password;
 pub mod persist;
-pub mod redact;
 pub mod reload;
 pub mod requests;
 pub mod session;
@@ -21,11 +19,11 @@ pub mod store;
 pub mod ui;
 pub mod usage;
 
-use crate::config::Snapshot;
 use crate::limits::Limiter;
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::pipeline::intake;
 use crate::proxy::respond;
+use crate::runtime::Snapshot;
 use crate::translate::Format;
 use async_trait::async_trait;
 use auth::Admin;
@@ -143,7 +141,7 @@ pub fn start(snap: &Snapshot, config: Option<&str>) -> Result<(), String> {
 
 /// The runtime keys file: `admin.store`, else `aigate-keys.json` next to
 /// the config (also where the request log file goes by default).
-fn key_file(a: &conf::AdminConf, config: Option<&str>) -> std::path::PathBuf {
+fn key_file(a: &crate::config::admin::AdminConf, config: Option<&str>) -> std::path::PathBuf {
     match (&a.store, config) {
         (Some(p), _) => p.into(),
         (None, Some(c)) => sibling(std::path::Path::new(c), "aigate-keys.json"),

@@ -6,20 +6,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// `30s`, `15m`, `1h`, `7d` -> milliseconds.
-pub fn parse_window(s: &str) -> Option<u64> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = n.parse().ok().filter(|&n| n > 0)?;
-    let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(unit_ms)
-}
-
 /// Nearest-rank percentile of sorted values (`p` in 0..=100).
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -117,16 +103,6 @@ pub fn key_series(entries: &[Arc<Entry>], since_ms: u64, now_ms: u64, n: usize) 
 mod tests {
     use super::*;
     use crate::admin::requests::entry;
-
-    #[test]
-    fn windows() {
-        assert_eq!(parse_window("1h"), Some(3_600_000));
-        assert_eq!(parse_window("30s"), Some(30_000));
-        assert_eq!(parse_window("7d"), Some(604_800_000));
-        for bad in ["", "h", "0m", "5", "1w", "-1h"] {
-            assert_eq!(parse_window(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn percentiles_nearest_rank() {

@@ -1,5 +1,5 @@
 //! The YAML file as written: a serde mirror with unknown fields denied. Nothing
-//! here is used by requests directly; `runtime.rs` compiles it into a Snapshot.
+//! here is used by requests directly; `runtime::snapshot` compiles it into a Snapshot.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -49,7 +49,7 @@ impl OneOrMany {
     }
 }
 
-/// Top-level scalars; the list sections are parsed item by item (see `load.rs`)
+/// Top-level scalars; the list sections are parsed item by item (see `parse.rs`)
 /// so that one bad item does not hide the problems of the others.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,8 +97,8 @@ pub struct Settings {
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` / `Forwarded` names the
     /// client in the access line; from anyone else the socket's address is logged.
     pub trusted_proxies: Option<Vec<String>>,
-    /// The admin API (`crate::admin::conf`).
-    pub admin: Option<crate::admin::conf::AdminConf>,
+    /// The admin API (`super::admin`).
+    pub admin: Option<super::admin::AdminConf>,
 }
 
 /// Listener TLS: PEM files, re-read on every SIGHUP.

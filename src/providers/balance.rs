@@ -251,6 +251,21 @@ fn backend(a: SocketAddr) -> Backend {
     }
 }
 
+/// Resolve `host:port` with the system resolver (blocking: call off the request path).
+pub fn resolve(host: &str, port: u16) -> Vec<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            log::warn!("could not resolve {host}:{port}: {e}; will retry in the background");
+            vec![]
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

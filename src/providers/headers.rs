@@ -1,8 +1,8 @@
 //! Header rules between client and upstream, as plain functions: what passes
 //! each way, and the provider's own (auth header, `anthropic-version`).
 
+use super::Provider;
 use super::{auth_header, default_version};
-use crate::config::runtime::Provider;
 use http::{HeaderName, HeaderValue, header};
 use pingora_core::OrErr;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -193,14 +193,14 @@ pub fn client_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::load::parse;
+    use crate::runtime::load::parse;
 
-    fn provider(kind: &str, extra: &str) -> crate::config::Snapshot {
+    fn provider(kind: &str, extra: &str) -> crate::runtime::Snapshot {
         let yaml = format!(
             "keys: [{{id: a, key: ka}}]\nproviders:\n  - {{name: p, kind: {kind}, base_url: \"http://127.0.0.1:9/v1\", credentials: [{{key: up-key}}]{extra}}}\n"
         );
         let l = parse(&yaml, &|_| None).unwrap_or_else(|p| panic!("{p:?}"));
-        crate::config::Snapshot::compile(&l).unwrap()
+        crate::runtime::Snapshot::compile(&l).unwrap()
     }
 
     /// Header lines of a head, lower-cased names, in order.

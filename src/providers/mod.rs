@@ -1,15 +1,18 @@
 //! Provider kinds: where their API lives, which wire format they speak, how
 //! credentials and the API version are presented upstream, how an upstream
 //! is dialled (`peer`), which of its addresses (`balance`) and which headers
-//! pass each way (`headers`).
+//! pass each way (`headers`); a configured provider compiled (`provider`).
 
 pub mod balance;
 pub mod credentials;
 pub mod headers;
 pub mod peer;
+pub mod provider;
 
 use crate::config::file::{OpenAiApi, ProviderKind};
 use crate::translate::Format;
+
+pub use provider::{Provider, Timeouts};
 
 /// A parsed `base_url`: scheme, authority and the path prefix requests extend.
 #[derive(Debug, Clone, PartialEq, Eq)]

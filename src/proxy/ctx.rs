@@ -1,10 +1,10 @@
 //! Per-request state, kept across every upstream attempt of one request.
 
-use crate::config::Snapshot;
 use crate::ir::Usage;
 use crate::limits::Holds;
 use crate::metrics::InflightGuard;
 use crate::routing::Route;
+use crate::runtime::Snapshot;
 use crate::translate::Dropped;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -16,8 +16,8 @@ pub mod respond;
 pub mod stream;
 pub mod subreq;
 
-use crate::config::Snapshot;
 use crate::limits::Limiter;
+use crate::runtime::Snapshot;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use ctx::RequestCtx;

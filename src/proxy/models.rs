@@ -4,8 +4,9 @@
 
 use super::ctx::RequestCtx;
 use super::respond;
-use crate::config::runtime::{GatewayKey, Snapshot};
+use crate::auth::GatewayKey;
 use crate::routing::{Route, check_model_name, percent_decode};
+use crate::runtime::Snapshot;
 use crate::translate::Format;
 use pingora_core::protocols::http::ServerSession as Session;
 use serde_json::{Value, json};

@@ -11,8 +11,8 @@ use super::ctx::{PassState, RequestCtx};
 use super::head::{self, Body, Marks};
 use super::{Gateway, respond};
 use crate::auth;
-use crate::config::runtime::Provider;
 use crate::metrics::METRICS;
+use crate::providers::Provider;
 use crate::providers::peer::{self, PeerTimeouts, Trust};
 use crate::providers::{Endpoint, auth_header, default_version};
 use crate::routes::{self, Action, CompiledRoute, Lookup, ProxyRoute, headers};
@@ -77,10 +77,10 @@ impl Gateway {
             let msg = "'.' and '..' path segments are not forwarded";
             return respond::error(s, ctx, efmt, 400, msg, None).await;
         }
-        if r.auth && auth::keys_required(&snap) {
+        if r.auth && auth::keys_required(&snap.keys) {
             let h = &s.req_header().headers;
             let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-            let k = match auth::check(&snap, &header, query) {
+            let k = match auth::check(&snap.keys, &header, query) {
                 Ok(k) => k,
                 Err(msg) => return respond::error(s, ctx, efmt, 401, msg, None).await,
             };

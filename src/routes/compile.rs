@@ -5,7 +5,8 @@ use super::headers::{NameList, is_credential};
 use super::*;
 use crate::config::file::{ConfigFile, ProviderKind, RouteConf};
 use crate::config::problem::Problem;
-use crate::config::runtime::{Provider, resolve};
+use crate::providers::Provider;
+use crate::providers::balance::resolve;
 use crate::providers::peer::Trust;
 
 /// Upstream timeouts of a route that sets none and names no provider.

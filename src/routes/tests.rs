@@ -1,15 +1,25 @@
 use super::*;
-use crate::config::load::parse;
+use crate::config::parse::parse;
+use crate::providers::Provider;
+use crate::resilience::RetryPolicy;
+use std::collections::HashMap;
 
 fn no_env(_: &str) -> Option<String> {
     None
 }
 
 fn table(yaml: &str) -> RouteTable {
-    let l = parse(yaml, &no_env).unwrap_or_else(|p| panic!("{p:?}"));
-    let snap = crate::config::Snapshot::compile(&l).unwrap();
-    // The snapshot owns the table; rebuild one from the same file for the test.
-    RouteTable::compile(&l.file, &snap.provider_index, &snap.providers).unwrap()
+    // Parsed, not validated: validation (`runtime::load`) is tested there.
+    let p = parse(yaml, &no_env).unwrap_or_else(|p| panic!("{p:?}"));
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+    let f = &p.loaded.file;
+    let mut providers = vec![];
+    let mut index = HashMap::new();
+    for c in &f.providers {
+        index.insert(c.name.clone(), providers.len());
+        providers.push(Provider::compile(c, &RetryPolicy::default()).unwrap());
+    }
+    RouteTable::compile(f, &index, &providers).unwrap()
 }
 
 const BASE: &str = r#"
@@ -194,79 +204,4 @@ routes:
         Action::Static(_) => panic!("proxy expected"),
     }
     assert_eq!(t.upstreams().count(), 2);
-}
-
-#[test]
-fn invalid_routes_are_reported_with_paths() {
-    let text = format!(
-        "{BASE}
-provider_passthrough: {{prefix: 'p/', keys: [nobody]}}
-routes:
-  - {{path: v1/x, target: 'http://127.0.0.1:9'}}
-  - {{path: /a/*/b, target: 'http://127.0.0.1:9'}}
-  - {{path: /dup, methods: [GET, POST], target: 'http://127.0.0.1:9'}}
-  - {{path: /dup, methods: [POST], static: {{}}}}
-  - {{path: /metrics, static: {{}}}}
-  - {{path: /n}}
-  - {{path: /s, static: {{status: 99}}, target: 'http://x'}}
-  - {{path: /u, target: 'ftp://x', provider: nope, methods: ['B A D']}}
-  - {{path: /k, auth: false, keys: [a], target: 'http://127.0.0.1:9'}}
-  - {{path: /c, provider: oa, forward_request_headers: [X-Api-Key, 'bad name']}}
-  - {{path: /r, target: 'http://127.0.0.1:9', retry: {{max_attempts: 0}}, timeout_ms: 0, headers: {{'bad name': v}}}}
-  - {{path: /z, target: ['http://127.0.0.1:9', 'nope']}}
-  - {{path: /y, target: 'http://127.0.0.1:9', retry: {{max_attempts: 17}}}}
-models:
-  - name: m
-    payload: {{remove: [stream], defaults: {{'a..b': 1}}}}
-    targets: [{{provider: oa, payload: {{overrides: {{'': 1}}}}}}]
-"
-    );
-    let problems = parse(&text, &no_env).unwrap_err();
-    let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
-    for want in [
-        "provider_passthrough.prefix",
-        "provider_passthrough.keys[0]",
-        "routes[0].path",
-        "routes[1].path",
-        "routes[3].path",
-        "routes[4].path",
-        "routes[5]",
-        "routes[6].target",
-        "routes[6].static.status",
-        "routes[7].target",
-        "routes[7].provider",
-        "routes[7].methods[0]",
-        "routes[8].keys",
-        "routes[9].forward_request_headers[0]",
-        "routes[9].forward_request_headers[1]",
-        "routes[10].retry.max_attempts",
-        "routes[10].timeout_ms",
-        "routes[10].headers.bad name",
-        "routes[11].target[1]",
-        "routes[12].retry.max_attempts",
-        "models[0].payload.remove[0]",
-        "models[0].payload.defaults.a..b",
-        "models[0].targets[0].payload.overrides.",
-    ] {
-        assert!(paths.contains(&want), "missing {want} in {problems:#?}");
-    }
-    assert!(!paths.contains(&"routes[2].path"), "{problems:#?}");
-}
-
-#[test]
-fn passthrough_conflicts() {
-    let text = "
-providers:
-  - {name: v1, kind: openai, base_url: 'http://127.0.0.1:9/v1'}
-  - {name: oa, kind: openai, base_url: 'http://127.0.0.1:9/v1'}
-provider_passthrough: {}
-routes: [{path: /oa/*, target: 'http://127.0.0.1:9'}]
-";
-    let problems = parse(text, &no_env).unwrap_err();
-    let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(
-        paths,
-        ["providers[0].name", "routes[0].path"],
-        "{problems:#?}"
-    );
 }

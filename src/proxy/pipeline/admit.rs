@@ -4,9 +4,8 @@
 
 use super::intake::Ask;
 use super::{Entry, Step, answered};
+use crate::auth::GatewayKey;
 use crate::auth::{self, Found};
-use crate::config::Snapshot;
-use crate::config::runtime::{GatewayKey, Resolved};
 use crate::limits;
 use crate::metrics::{self, METRICS};
 use crate::providers::Op;
@@ -15,6 +14,8 @@ use crate::proxy::ctx::RequestCtx;
 use crate::proxy::{models, respond};
 use crate::routes;
 use crate::routing::{Route, route};
+use crate::runtime::Snapshot;
+use crate::runtime::snapshot::Resolved;
 use crate::translate::Format;
 use pingora_core::protocols::http::ServerSession as Session;
 use serde_json::json;
@@ -227,12 +228,12 @@ pub async fn gateway_key<'k>(
     snap: &'k Snapshot,
     entry: &Entry,
 ) -> Step<Option<Found<'k>>> {
-    if !auth::keys_required(snap) {
+    if !auth::keys_required(&snap.keys) {
         return Ok(Some(None));
     }
     let h = &s.req_header().headers;
     let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-    match auth::check(snap, &header, entry.query.as_deref()) {
+    match auth::check(&snap.keys, &header, entry.query.as_deref()) {
         Ok(k) => Ok(Some(Some(k))),
         Err(msg) => answered(respond::error(s, ctx, entry.efmt, 401, msg, None).await),
     }

@@ -3,7 +3,7 @@
 //! judged into a credential rest or a circuit fault (`judge`), a success
 //! settling both (`answered_ok`) — counted by outcome.
 
-use crate::config::runtime::Provider;
+use crate::providers::Provider;
 use crate::proxy::ctx::{RequestCtx, Settle};
 use crate::resilience::{self, Ended, Verdict};
 use crate::translate::{self, Format};
@@ -93,7 +93,7 @@ pub(crate) fn classify(e: &pingora_core::Error, during: &str) -> Failure {
 /// provider's next credential may answer instead.
 pub(crate) fn judge(
     p: &Provider,
-    snap: &crate::config::runtime::Snapshot,
+    snap: &crate::runtime::Snapshot,
     f: &Failure,
     cred: Option<usize>,
     probe: bool,
@@ -132,7 +132,7 @@ fn ended(f: &Failure) -> Ended {
 /// half-open probe, as the verdict says.
 fn apply(
     p: &Provider,
-    snap: &crate::config::runtime::Snapshot,
+    snap: &crate::runtime::Snapshot,
     f: &Failure,
     v: Verdict,
     cred: Option<usize>,

@@ -10,14 +10,16 @@ use super::outcome::{
 };
 use super::respond::{estimate_count, fail, upstream_wait};
 use super::{Step, answered};
-use crate::config::Snapshot;
-use crate::config::runtime::{GatewayKey, Provider, Resolved};
+use crate::auth::GatewayKey;
 use crate::limits::Holds;
 use crate::limits::Limiter;
 use crate::providers::Op;
+use crate::providers::Provider;
 use crate::proxy::ctx::{RequestCtx, Settle};
 use crate::proxy::respond;
 use crate::resilience::{self, Fallback, Gate, Skip};
+use crate::runtime::Snapshot;
+use crate::runtime::snapshot::Resolved;
 use crate::translate::{self, Format};
 use pingora_core::protocols::http::ServerSession as Session;
 use pingora_proxy::SubrequestSpawner;
@@ -379,7 +381,7 @@ async fn settle_hold(
 
 /// The provider whose named wait ends at `until`, for the 429's message.
 fn waiting_provider<'a>(
-    snap: &'a crate::config::runtime::Snapshot,
+    snap: &'a crate::runtime::Snapshot,
     targets: &[Resolved],
     per_target: &[(bool, Option<Skip>)],
     until: u64,

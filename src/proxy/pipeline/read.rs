@@ -3,7 +3,7 @@
 //! in the process's buffer budget (`max_buffered_bytes`).
 
 use super::outcome::{Failure, classify, get_str};
-use crate::config::runtime::Provider;
+use crate::providers::Provider;
 use crate::proxy::budget::{BUFFERED, Held};
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::subreq::Answer;

@@ -3,8 +3,8 @@
 //! event when the upstream fails after content, and the stream's usage.
 
 use super::write_body;
-use crate::config::runtime::Provider;
 use crate::providers::Op;
+use crate::providers::Provider;
 use crate::providers::headers::client_response;
 use crate::proxy::ctx::RequestCtx;
 use crate::proxy::head::{self, Body, Marks};

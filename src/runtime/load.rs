@@ -1,150 +1,47 @@
-//! Text -> interpolated YAML tree -> `ConfigFile`, collecting every problem with
-//! its YAML path (for `--test`), not just the first one serde meets.
+//! Loading a file: read, parse (`config::parse`), then the checks serde
+//! cannot do, each module checking its own section (routes, payload, admin,
+//! limits, prices, TLS files).
 
-use super::env::interpolate;
-use super::file::*;
-use super::problem::Problem;
-use serde::de::DeserializeOwned;
-use serde_yaml::Value;
+use crate::config::file::*;
+use crate::config::parse::{Parsed, problem};
+use crate::config::{EMBEDDED_DEFAULT, Loaded, Problem};
 use std::collections::HashSet;
-
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        message: message.into(),
-    }
-}
-
-/// A parsed file plus what is worth a warning (unset variables, disabled providers).
-#[derive(Debug, Clone, Default)]
-pub struct Loaded {
-    pub file: ConfigFile,
-    pub warnings: Vec<String>,
-    /// The interpolated file with its secrets redacted (`GET /admin/config`).
-    pub redacted: serde_json::Value,
-}
-
-const SECTIONS: [&str; 4] = ["keys", "providers", "models", "routes"];
-
-fn de<T: DeserializeOwned>(v: Value, path: &str, problems: &mut Vec<Problem>) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(v) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let full = match (path.is_empty(), inner.as_str()) {
-                (true, ".") => "(root)".to_string(),
-                (true, _) => inner,
-                (false, ".") => path.to_string(),
-                (false, _) => format!("{path}.{inner}"),
-            };
-            problems.push(problem(full, e.into_inner().to_string()));
-            None
-        }
-    }
-}
-
-fn de_list<T: DeserializeOwned>(
-    v: Option<Value>,
-    name: &str,
-    problems: &mut Vec<Problem>,
-) -> Vec<T> {
-    match v {
-        None | Some(Value::Null) => vec![],
-        Some(Value::Sequence(items)) => items
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, item)| de(item, &format!("{name}[{i}]"), problems))
-            .collect(),
-        Some(_) => {
-            problems.push(problem(name, "expected a list"));
-            vec![]
-        }
-    }
-}
 
 /// Parse and validate config text. `lookup` reads environment variables.
 pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, Vec<Problem>> {
-    let mut root: Value = serde_yaml::from_str(text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!("line {} column {}", l.line(), l.column()))
-            .unwrap_or_else(|| "(root)".into());
-        vec![problem(at, format!("not valid YAML: {e}"))]
-    })?;
-    if root.is_null() {
-        root = Value::Mapping(Default::default());
-    }
-    let mut unset = vec![];
-    interpolate(&mut root, lookup, &mut unset);
-    let redacted = crate::admin::redact::tree(&root);
-    let Value::Mapping(mut map) = root else {
-        return Err(vec![problem("(root)", "expected a mapping of settings")]);
-    };
-
-    let mut problems = vec![];
-    let mut sections: Vec<Option<Value>> = vec![];
-    for name in SECTIONS {
-        sections.push(map.remove(name));
-    }
-    // Check each top-level setting on its own so every bad one is reported.
-    let names: Vec<Value> = map.keys().cloned().collect();
-    for name in names {
-        let mut one = serde_yaml::Mapping::new();
-        let v = map.get(&name).cloned().unwrap_or(Value::Null);
-        one.insert(name.clone(), v);
-        if de::<Settings>(Value::Mapping(one), "", &mut problems).is_none() {
-            map.remove(&name);
-        }
-    }
-    let settings: Settings = de(Value::Mapping(map), "", &mut problems).unwrap_or_default();
-    let mut it = sections.into_iter();
-    let mut keys: Vec<KeyConf> = de_list(it.next().flatten(), "keys", &mut problems);
-    let dropped = drop_unset_optional_keys(&mut keys);
-    let providers: Vec<ProviderConf> = de_list(it.next().flatten(), "providers", &mut problems);
-    let models: Vec<ModelConf> = de_list(it.next().flatten(), "models", &mut problems);
-    let routes: Vec<RouteConf> = de_list(it.next().flatten(), "routes", &mut problems);
-
-    let file = ConfigFile {
-        settings,
-        keys,
-        providers,
-        models,
-        routes,
-    };
-    let mut warnings: Vec<String> = unset
-        .iter()
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(|v| format!("environment variable {v} is not set"))
-        .collect();
-    warnings.extend(dropped);
-    validate(&file, &mut problems, &mut warnings);
+    let Parsed {
+        mut loaded,
+        mut problems,
+    } = crate::config::parse::parse(text, lookup)?;
+    validate(&loaded.file, &mut problems, &mut loaded.warnings);
     if problems.is_empty() {
-        Ok(Loaded {
-            file,
-            warnings,
-            redacted,
-        })
+        Ok(loaded)
     } else {
         Err(problems)
     }
 }
 
-/// `optional: true` keys whose key is empty (an unset variable) are left
-/// out; returns a warning for each.
-fn drop_unset_optional_keys(keys: &mut Vec<KeyConf>) -> Vec<String> {
-    let mut warnings = vec![];
-    keys.retain(|k| {
-        let unset = k.optional && k.key.as_deref() == Some("") && k.sha256.is_none();
-        if unset {
-            warnings.push(format!(
-                "gateway key '{}' is optional and empty (its variable unset): left out",
-                k.id
-            ));
-        }
-        !unset
-    });
-    warnings
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Parse config text against the process environment.
+pub fn parse_text(text: &str) -> Result<Loaded, Vec<Problem>> {
+    parse(text, &process_env)
+}
+
+/// Read and parse a file, or the embedded default when `path` is None.
+pub fn read(path: Option<&str>) -> Result<Loaded, Vec<Problem>> {
+    match path {
+        None => parse_text(EMBEDDED_DEFAULT),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(text) => parse_text(&text),
+            Err(e) => Err(vec![Problem {
+                path: p.to_string(),
+                message: format!("cannot read: {e}"),
+            }]),
+        },
+    }
 }
 
 /// No gateway keys on an address beyond this machine lends the provider keys
@@ -578,7 +475,7 @@ fn validate(f: &ConfigFile, problems: &mut Vec<Problem>, warnings: &mut Vec<Stri
     crate::routes::validate(f, problems);
     crate::payload::validate(f, problems);
     check_exposure(f, problems, warnings);
-    crate::admin::conf::validate(s.admin.as_ref(), problems, warnings);
+    crate::config::admin::validate(s.admin.as_ref(), problems, warnings);
     for (i, p) in s.trusted_proxies.iter().flatten().enumerate() {
         if let Err(e) = p.parse::<crate::client_addr::Cidr>() {
             problems.push(problem(format!("trusted_proxies[{i}]"), e));
@@ -778,6 +675,89 @@ models: [{name: "gpt-*", targets: [{provider: o}]}]
         assert_eq!(t[1].1.cached_input, Some(0.5));
         let p = problems("limits: {backend: etcd, on_error: maybe}");
         assert!(p.iter().any(|p| p.starts_with("limits")), "{p:?}");
+    }
+
+    // Route problems are reported with those of every other section.
+    const ROUTES_BASE: &str = r#"
+    keys: [{id: a, key: ka}, {id: b, key: kb}]
+    providers:
+      - {name: oa, kind: openai, base_url: "http://127.0.0.1:9/v1", credentials: [{key: x}]}
+      - {name: groq, kind: openai-compatible, base_url: "http://127.0.0.1:9/openai/v1", credentials: [{key: x}]}
+    "#;
+
+    #[test]
+    fn invalid_routes_are_reported_with_paths() {
+        let text = format!(
+            "{ROUTES_BASE}
+    provider_passthrough: {{prefix: 'p/', keys: [nobody]}}
+    routes:
+      - {{path: v1/x, target: 'http://127.0.0.1:9'}}
+      - {{path: /a/*/b, target: 'http://127.0.0.1:9'}}
+      - {{path: /dup, methods: [GET, POST], target: 'http://127.0.0.1:9'}}
+      - {{path: /dup, methods: [POST], static: {{}}}}
+      - {{path: /metrics, static: {{}}}}
+      - {{path: /n}}
+      - {{path: /s, static: {{status: 99}}, target: 'http://x'}}
+      - {{path: /u, target: 'ftp://x', provider: nope, methods: ['B A D']}}
+      - {{path: /k, auth: false, keys: [a], target: 'http://127.0.0.1:9'}}
+      - {{path: /c, provider: oa, forward_request_headers: [X-Api-Key, 'bad name']}}
+      - {{path: /r, target: 'http://127.0.0.1:9', retry: {{max_attempts: 0}}, timeout_ms: 0, headers: {{'bad name': v}}}}
+      - {{path: /z, target: ['http://127.0.0.1:9', 'nope']}}
+      - {{path: /y, target: 'http://127.0.0.1:9', retry: {{max_attempts: 17}}}}
+    models:
+      - name: m
+        payload: {{remove: [stream], defaults: {{'a..b': 1}}}}
+        targets: [{{provider: oa, payload: {{overrides: {{'': 1}}}}}}]
+    "
+        );
+        let problems = parse(&text, &no_env).unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in [
+            "provider_passthrough.prefix",
+            "provider_passthrough.keys[0]",
+            "routes[0].path",
+            "routes[1].path",
+            "routes[3].path",
+            "routes[4].path",
+            "routes[5]",
+            "routes[6].target",
+            "routes[6].static.status",
+            "routes[7].target",
+            "routes[7].provider",
+            "routes[7].methods[0]",
+            "routes[8].keys",
+            "routes[9].forward_request_headers[0]",
+            "routes[9].forward_request_headers[1]",
+            "routes[10].retry.max_attempts",
+            "routes[10].timeout_ms",
+            "routes[10].headers.bad name",
+            "routes[11].target[1]",
+            "routes[12].retry.max_attempts",
+            "models[0].payload.remove[0]",
+            "models[0].payload.defaults.a..b",
+            "models[0].targets[0].payload.overrides.",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {problems:#?}");
+        }
+        assert!(!paths.contains(&"routes[2].path"), "{problems:#?}");
+    }
+
+    #[test]
+    fn passthrough_conflicts() {
+        let text = "
+    providers:
+      - {name: v1, kind: openai, base_url: 'http://127.0.0.1:9/v1'}
+      - {name: oa, kind: openai, base_url: 'http://127.0.0.1:9/v1'}
+    provider_passthrough: {}
+    routes: [{path: /oa/*, target: 'http://127.0.0.1:9'}]
+    ";
+        let problems = parse(text, &no_env).unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["providers[0].name", "routes[0].path"],
+            "{problems:#?}"
+        );
     }
 }
 

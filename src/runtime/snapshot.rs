@@ -2,131 +2,17 @@
 //! parsed, addresses resolved. Swapped whole on reload (`ArcSwap<Snapshot>`),
 //! so a request sees one consistent config from start to end.
 
-use super::file::*;
-use super::load::Loaded;
+use crate::auth::GatewayKey;
+use crate::config::Loaded;
+use crate::config::file::*;
 use crate::limits::TargetLimits;
-use crate::providers::balance::{Balancer, CheckSpec};
-use crate::providers::credentials::Credentials;
-use crate::providers::{Endpoint, chat_format, default_base_url};
-use crate::resilience::{
-    Breaker, BreakerPolicy, CooldownPolicy, CredentialRest, Health, RetryPolicy,
-};
-use crate::translate::Format;
-use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
-use sha2::{Digest, Sha256};
+use crate::providers::Provider;
+use crate::resilience::{BreakerPolicy, CooldownPolicy, RetryPolicy, retry_policy};
+use globset::{Glob, GlobMatcher};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-pub struct GatewayKey {
-    pub id: String,
-    pub sha256: [u8; 32],
-    pub models: Option<GlobSet>,
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub max_concurrent: Option<u64>,
-    /// Its counter names, built once.
-    pub names: crate::limits::KeyNames,
-    /// Daily and monthly budgets in micro-USD.
-    pub budgets: [Option<u64>; 2],
-}
-
-impl GatewayKey {
-    pub fn limits(&self) -> crate::limits::KeyLimits<'_> {
-        crate::limits::KeyLimits {
-            id: &self.id,
-            rpm: self.rpm,
-            tpm: self.tpm,
-            max_concurrent: self.max_concurrent,
-            budgets: self.budgets,
-            names: &self.names,
-        }
-    }
-
-    pub fn allows(&self, model: &str) -> bool {
-        self.models.as_ref().is_none_or(|g| g.is_match(model))
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub first_byte: Duration,
-    pub idle: Duration,
-    pub total: Duration,
-}
-
-/// Defaults for upstream timeouts; reasoning models can think for minutes
-/// before their first byte, so first-byte and idle are generous.
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(10),
-            first_byte: Duration::from_secs(300),
-            idle: Duration::from_secs(300),
-            total: Duration::from_secs(1800),
-        }
-    }
-}
-
-pub struct Provider {
-    pub name: String,
-    pub kind: ProviderKind,
-    pub api: OpenAiApi,
-    pub format: Format,
-    pub endpoint: Endpoint,
-    /// Empty when the provider needs none (local servers).
-    pub credentials: Credentials,
-    /// True when credentials were configured but every key was empty.
-    pub disabled: bool,
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    pub timeouts: Timeouts,
-    /// Its host's addresses, their health and the picker (resolved at load,
-    /// then again off the request path by `server::Upstreams`).
-    pub balancer: Balancer,
-    pub retry: RetryPolicy,
-    pub fill_first: bool,
-    pub rest: CredentialRest,
-    pub breaker: Breaker,
-    /// Requests in flight to this provider (for `least-inflight`).
-    pub inflight: AtomicU64,
-    /// Active health checks (`health_check`), when configured.
-    pub health_check: Option<CheckSpec>,
-    /// Up while an address passed its last active health check (always
-    /// when checks are off); set after each check (`server::Upstreams`).
-    pub health: Health,
-    /// `ca_file`: the roots this https upstream must chain to (else the system's).
-    pub upstream_ca: Option<crate::tls::UpstreamCa>,
-    /// False only with `tls_verify: false`.
-    pub tls_verify: bool,
-    /// `http2: true`: HTTP/2 offered by ALPN (h2c over plain http).
-    pub http2: bool,
-}
-
-impl Provider {
-    /// How its upstream is trusted (`ca_file`, `tls_verify`) and spoken to
-    /// (`http2`), on every path that dials it (`providers::peer`).
-    pub fn trust(&self) -> crate::providers::peer::Trust<'_> {
-        crate::providers::peer::Trust {
-            verify: self.tls_verify,
-            ca: self.upstream_ca.as_ref(),
-            http2: self.http2,
-        }
-    }
-
-    /// Can take a request now: enabled, resolved, circuit not open, and a
-    /// credential not resting (when it needs credentials).
-    pub fn usable(&self) -> bool {
-        let now = crate::resilience::now_ms();
-        !self.disabled
-            && self.health.up()
-            && self.balancer.is_resolved()
-            && !self.breaker.is_open(now)
-            && !self.rest.all_resting(now)
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -236,56 +122,12 @@ pub struct Snapshot {
     /// Peers whose forwarding headers name the client (`client_addr`).
     pub trusted_proxies: Vec<crate::client_addr::Cidr>,
     /// `admin:` (token and users apply on reload; store and log size at start).
-    pub admin: crate::admin::conf::AdminConf,
+    pub admin: crate::config::admin::AdminConf,
     /// The file as loaded, secrets redacted.
     pub redacted: serde_json::Value,
     pub loaded_at: std::time::SystemTime,
     exact: HashMap<String, usize>,
     globs: Vec<(GlobMatcher, usize)>,
-}
-
-pub(crate) fn glob_set(globs: &[String]) -> GlobSet {
-    let mut b = GlobSetBuilder::new();
-    for g in globs {
-        // Validated in load.rs.
-        if let Ok(g) = Glob::new(g) {
-            b.add(g);
-        }
-    }
-    b.build().unwrap_or_else(|_| GlobSet::empty())
-}
-
-fn retry_policy(base: &RetryPolicy, c: Option<&RetryConf>) -> RetryPolicy {
-    let Some(c) = c else { return base.clone() };
-    RetryPolicy {
-        max_attempts: c.max_attempts.unwrap_or(base.max_attempts),
-        base_delay: ms(c.base_delay_ms, base.base_delay),
-        max_delay: ms(c.max_delay_ms, base.max_delay),
-        multiplier: c.multiplier.unwrap_or(base.multiplier),
-        on_status: c
-            .on_status
-            .clone()
-            .unwrap_or_else(|| base.on_status.clone()),
-    }
-}
-
-fn ms(v: Option<u64>, d: Duration) -> Duration {
-    v.map(Duration::from_millis).unwrap_or(d)
-}
-
-/// Resolve `host:port` with the system resolver (blocking: call off the request path).
-pub fn resolve(host: &str, port: u16) -> Vec<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return vec![SocketAddr::new(ip, port)];
-    }
-    match (host, port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(e) => {
-            log::warn!("could not resolve {host}:{port}: {e}; will retry in the background");
-            vec![]
-        }
-    }
 }
 
 impl Snapshot {
@@ -296,28 +138,7 @@ impl Snapshot {
         let keys = f
             .keys
             .iter()
-            .map(|k| {
-                let sha256 = match (&k.key, &k.sha256) {
-                    (Some(key), _) => Sha256::digest(key.as_bytes()).into(),
-                    (None, Some(h)) => {
-                        let mut out = [0u8; 32];
-                        hex::decode_to_slice(h, &mut out).map_err(|e| format!("keys: {e}"))?;
-                        out
-                    }
-                    (None, None) => return Err(format!("key '{}' has no key", k.id)),
-                };
-                Ok(GatewayKey {
-                    id: k.id.clone(),
-                    sha256,
-                    models: k.models.as_deref().map(glob_set),
-                    rpm: k.rpm,
-                    tpm: k.tpm,
-                    max_concurrent: k.max_concurrent,
-                    names: crate::limits::KeyNames::new(&k.id),
-                    budgets: [k.budget_usd_daily, k.budget_usd_monthly]
-                        .map(|b| b.map(|usd| (usd * 1e6).round() as u64)),
-                })
-            })
+            .map(GatewayKey::compile)
             .collect::<Result<Vec<_>, String>>()?;
 
         let retry = retry_policy(&RetryPolicy::default(), s.retry.as_ref());
@@ -338,84 +159,8 @@ impl Snapshot {
         let mut providers = vec![];
         let mut provider_index = HashMap::new();
         for p in &f.providers {
-            let url = match (&p.base_url, default_base_url(p.kind)) {
-                (Some(u), _) => u.clone(),
-                (None, Some(d)) => d.to_string(),
-                (None, None) => return Err(format!("provider '{}' needs a base_url", p.name)),
-            };
-            let endpoint = Endpoint::parse(&url)?;
-            let creds: Vec<(String, u32)> = p
-                .credentials
-                .iter()
-                .map(|c| (c.key.clone(), c.weight))
-                .collect();
-            let credentials = Credentials::new(&creds);
-            let credentials_len = credentials.len();
-            let disabled = !p.credentials.is_empty() && credentials.is_empty();
-            let headers = p
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    Ok((
-                        http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?,
-                        http::HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            let d = Timeouts::default();
-            let t = &p.timeouts;
-            let timeouts = Timeouts {
-                connect: ms(t.connect_ms, d.connect),
-                first_byte: ms(t.first_byte_ms, d.first_byte),
-                idle: ms(t.idle_ms, d.idle),
-                total: ms(t.total_ms, d.total),
-            };
-            let api = p.api.unwrap_or_default();
-            let upstream_ca = p
-                .ca_file
-                .as_deref()
-                .map(crate::tls::load_ca_file)
-                .transpose()
-                .map_err(|e| format!("provider '{}': {e}", p.name))?;
-            let addrs = if disabled {
-                vec![]
-            } else {
-                resolve(&endpoint.host, endpoint.port)
-            };
-            let health_check = p.health_check.as_ref().map(|h| CheckSpec {
-                interval: Duration::from_secs(h.interval_seconds),
-                timeout: Duration::from_millis(h.timeout_ms),
-            });
-            let tls_verify = p.tls_verify.unwrap_or(true);
-            let trust = crate::providers::peer::Trust {
-                verify: tls_verify,
-                ca: upstream_ca.as_ref(),
-                http2: p.http2,
-            };
-            let balancer = Balancer::new(&endpoint, addrs, trust, health_check);
             provider_index.insert(p.name.clone(), providers.len());
-            providers.push(Provider {
-                name: p.name.clone(),
-                kind: p.kind,
-                api,
-                format: chat_format(p.kind, api),
-                endpoint,
-                credentials,
-                disabled,
-                headers,
-                timeouts,
-                balancer,
-                retry: retry_policy(&retry, p.retry.as_ref()),
-                fill_first: p.credential_strategy == CredentialStrategy::FillFirst,
-                rest: CredentialRest::new(credentials_len),
-                breaker: Breaker::default(),
-                inflight: AtomicU64::new(0),
-                health_check,
-                health: Health::default(),
-                upstream_ca,
-                tls_verify,
-                http2: p.http2,
-            });
+            providers.push(Provider::compile(p, &retry)?);
         }
 
         let mut models = vec![];
@@ -493,20 +238,18 @@ impl Snapshot {
             admin_listen: s.admin_listen.clone(),
             threads: s.threads,
             max_body_bytes: s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
-            max_buffered_bytes: s
-                .max_buffered_bytes
-                .unwrap_or(crate::config::file::DEFAULT_MAX_BUFFERED_BYTES),
+            max_buffered_bytes: s.max_buffered_bytes.unwrap_or(DEFAULT_MAX_BUFFERED_BYTES),
             client_header_timeout: Duration::from_secs(
                 s.client_header_timeout_seconds
-                    .unwrap_or(crate::config::file::DEFAULT_CLIENT_HEADER_TIMEOUT_SECONDS),
+                    .unwrap_or(DEFAULT_CLIENT_HEADER_TIMEOUT_SECONDS),
             ),
             client_body_timeout: Duration::from_secs(
                 s.client_body_timeout_seconds
-                    .unwrap_or(crate::config::file::DEFAULT_CLIENT_BODY_TIMEOUT_SECONDS),
+                    .unwrap_or(DEFAULT_CLIENT_BODY_TIMEOUT_SECONDS),
             ),
             client_body_min_rate: s
                 .client_body_min_rate
-                .unwrap_or(crate::config::file::DEFAULT_CLIENT_BODY_MIN_RATE),
+                .unwrap_or(DEFAULT_CLIENT_BODY_MIN_RATE),
             pid_file: s.pid_file.clone(),
             upgrade_sock: s.upgrade_sock.clone(),
             grace_period_seconds: s.grace_period_seconds,

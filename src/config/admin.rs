@@ -1,4 +1,4 @@
-//! `admin:` as written, and its checks (called from `config::load`).
+//! `admin:` as written, and its checks (called from `runtime::load`).
 
 use crate::config::problem::Problem;
 use serde::Deserialize;
@@ -72,12 +72,26 @@ impl AdminConf {
     pub fn request_log_retention_ms(&self) -> u64 {
         self.request_log_retention
             .as_deref()
-            .and_then(super::stats::parse_window)
+            .and_then(parse_window)
             .unwrap_or(DEFAULT_RETENTION_MS)
     }
 }
 
 const DEFAULT_RETENTION_MS: u64 = 7 * 86_400_000;
+
+/// `30s`, `15m`, `1h`, `7d` -> milliseconds.
+pub fn parse_window(s: &str) -> Option<u64> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok().filter(|&n| n > 0)?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
 
 fn problem(path: String, message: &str) -> Problem {
     Problem {
@@ -143,7 +157,7 @@ pub fn validate(a: Option<&AdminConf>, problems: &mut Vec<Problem>, warnings: &m
         ));
     }
     if let Some(r) = &a.request_log_retention
-        && super::stats::parse_window(r).is_none()
+        && parse_window(r).is_none()
     {
         problems.push(problem(
             "admin.request_log_retention".into(),
@@ -172,7 +186,8 @@ pub fn validate(a: Option<&AdminConf>, problems: &mut Vec<Problem>, warnings: &m
 
 #[cfg(test)]
 mod tests {
-    use crate::config::load::parse;
+    use super::parse_window;
+    use crate::runtime::load::parse;
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -207,5 +222,15 @@ mod tests {
         let unset = parse("admin: {token: \"${T}\"}\n", &no_env).unwrap();
         assert!(!unset.file.settings.admin.unwrap().enabled());
         assert!(parse("admin: {tokn: x}\n", &no_env).is_err());
+    }
+
+    #[test]
+    fn windows() {
+        assert_eq!(parse_window("1h"), Some(3_600_000));
+        assert_eq!(parse_window("30s"), Some(30_000));
+        assert_eq!(parse_window("7d"), Some(604_800_000));
+        for bad in ["", "h", "0m", "5", "1w", "-1h"] {
+            assert_eq!(parse_window(bad), None, "{bad}");
+        }
     }
 }
