@@ -37,17 +37,36 @@ impl GatewayKey {
             }
             (None, None) => return Err(format!("key '{}' has no key", k.id)),
         };
-        Ok(GatewayKey {
-            id: k.id.clone(),
+        Ok(GatewayKey::new(
+            &k.id,
             sha256,
-            models: k.models.as_deref().map(glob_set),
-            rpm: k.rpm,
-            tpm: k.tpm,
-            max_concurrent: k.max_concurrent,
-            names: crate::limits::KeyNames::new(&k.id),
-            budgets: [k.budget_usd_daily, k.budget_usd_monthly]
-                .map(|b| b.map(|usd| (usd * 1e6).round() as u64)),
-        })
+            k.models.as_deref(),
+            [k.rpm, k.tpm, k.max_concurrent],
+            [k.budget_usd_daily, k.budget_usd_monthly],
+        ))
+    }
+
+    /// A key from its parts, from the config file or the admin API's store:
+    /// `limits` are rpm, tpm and max_concurrent; `budgets_usd` daily and
+    /// monthly, kept in micro-USD.
+    pub fn new(
+        id: &str,
+        sha256: [u8; 32],
+        models: Option<&[String]>,
+        limits: [Option<u64>; 3],
+        budgets_usd: [Option<f64>; 2],
+    ) -> GatewayKey {
+        let [rpm, tpm, max_concurrent] = limits;
+        GatewayKey {
+            id: id.to_string(),
+            sha256,
+            models: models.map(glob_set),
+            rpm,
+            tpm,
+            max_concurrent,
+            names: crate::limits::KeyNames::new(id),
+            budgets: budgets_usd.map(|b| b.map(|usd| (usd * 1e6).round() as u64)),
+        }
     }
 
     pub fn limits(&self) -> crate::limits::KeyLimits<'_> {
@@ -66,7 +85,7 @@ impl GatewayKey {
     }
 }
 
-pub(crate) fn glob_set(globs: &[String]) -> GlobSet {
+fn glob_set(globs: &[String]) -> GlobSet {
     let mut b = GlobSetBuilder::new();
     for g in globs {
         // Validated in `runtime::load`.

@@ -92,17 +92,13 @@ impl KeyRecord {
     fn compile(&self) -> Option<GatewayKey> {
         let mut sha256 = [0u8; 32];
         hex::decode_to_slice(&self.sha256, &mut sha256).ok()?;
-        Some(GatewayKey {
-            id: self.id.clone(),
+        Some(GatewayKey::new(
+            &self.id,
             sha256,
-            models: self.models.as_deref().map(crate::auth::glob_set),
-            rpm: self.rpm,
-            tpm: self.tpm,
-            max_concurrent: self.max_concurrent,
-            names: crate::limits::KeyNames::new(&self.id),
-            budgets: [self.budget_usd_daily, self.budget_usd_monthly]
-                .map(|b| b.map(|usd| (usd * 1e6).round() as u64)),
-        })
+            self.models.as_deref(),
+            [self.rpm, self.tpm, self.max_concurrent],
+            [self.budget_usd_daily, self.budget_usd_monthly],
+        ))
     }
 }
 
