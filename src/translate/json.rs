@@ -42,27 +42,37 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
 }
 
 /// A 400 naming `path`.
-pub fn bad(path: &str, what: impl std::fmt::Display) -> TranslateError {
-    TranslateError::bad_request(format!("{path}: {what}"), Some(path))
+pub fn bad(
+    path: &(impl std::fmt::Display + ?Sized),
+    what: impl std::fmt::Display,
+) -> TranslateError {
+    let path = path.to_string();
+    TranslateError::bad_request(format!("{path}: {what}"), Some(&path))
 }
 
 /// A 400 for a field the target format cannot express.
-pub fn inexpressible(path: &str, target: &str) -> TranslateError {
+pub fn inexpressible(path: &(impl std::fmt::Display + ?Sized), target: &str) -> TranslateError {
+    let path = path.to_string();
     TranslateError::bad_request(
         format!(
             "{path}: cannot be expressed in the {target} format of the selected model's provider"
         ),
-        Some(path),
+        Some(&path),
     )
 }
 
 /// Like [`inexpressible`], for a block or tool of a given `type`.
-pub fn inexpressible_kind(path: &str, kind: &str, target: &str) -> TranslateError {
+pub fn inexpressible_kind(
+    path: &(impl std::fmt::Display + ?Sized),
+    kind: &str,
+    target: &str,
+) -> TranslateError {
+    let path = path.to_string();
     TranslateError::bad_request(
         format!(
             "{path}: type {kind:?} cannot be expressed in the {target} format of the selected model's provider"
         ),
-        Some(path),
+        Some(&path),
     )
 }
 
@@ -77,10 +87,13 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-pub fn as_object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, TranslateError> {
+pub fn as_object<'a, 'p>(
+    v: &'a Value,
+    path: impl Into<Up<'p>>,
+) -> Result<&'a Map<String, Value>, TranslateError> {
     v.as_object().ok_or_else(|| {
         bad(
-            path,
+            &path.into(),
             format_args!("expected an object, got {}", type_name(v)),
         )
     })
@@ -91,10 +104,10 @@ pub fn field<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     m.get(key).filter(|v| !v.is_null())
 }
 
-pub fn opt_str<'a>(
+pub fn opt_str<'a, 'p>(
     m: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
+    key: &'p str,
+    path: impl Into<Up<'p>>,
 ) -> Result<Option<&'a str>, TranslateError> {
     match field(m, key) {
         None => Ok(None),
@@ -106,18 +119,19 @@ pub fn opt_str<'a>(
     }
 }
 
-pub fn req_str<'a>(
+pub fn req_str<'a, 'p>(
     m: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
+    key: &'p str,
+    path: impl Into<Up<'p>>,
 ) -> Result<&'a str, TranslateError> {
+    let path = path.into();
     opt_str(m, key, path)?.ok_or_else(|| bad(&join(path, key), "required string missing"))
 }
 
-pub fn opt_f64(
+pub fn opt_f64<'p>(
     m: &Map<String, Value>,
-    key: &str,
-    path: &str,
+    key: &'p str,
+    path: impl Into<Up<'p>>,
 ) -> Result<Option<f64>, TranslateError> {
     match field(m, key) {
         None => Ok(None),
@@ -129,10 +143,10 @@ pub fn opt_f64(
     }
 }
 
-pub fn opt_u64(
+pub fn opt_u64<'p>(
     m: &Map<String, Value>,
-    key: &str,
-    path: &str,
+    key: &'p str,
+    path: impl Into<Up<'p>>,
 ) -> Result<Option<u64>, TranslateError> {
     match field(m, key) {
         None => Ok(None),
@@ -151,10 +165,10 @@ pub fn opt_u64(
     }
 }
 
-pub fn opt_i64(
+pub fn opt_i64<'p>(
     m: &Map<String, Value>,
-    key: &str,
-    path: &str,
+    key: &'p str,
+    path: impl Into<Up<'p>>,
 ) -> Result<Option<i64>, TranslateError> {
     match field(m, key) {
         None => Ok(None),
@@ -169,10 +183,10 @@ pub fn opt_i64(
     }
 }
 
-pub fn opt_bool(
+pub fn opt_bool<'p>(
     m: &Map<String, Value>,
-    key: &str,
-    path: &str,
+    key: &'p str,
+    path: impl Into<Up<'p>>,
 ) -> Result<Option<bool>, TranslateError> {
     match field(m, key) {
         None => Ok(None),
@@ -184,10 +198,10 @@ pub fn opt_bool(
     }
 }
 
-pub fn opt_array<'a>(
+pub fn opt_array<'a, 'p>(
     m: &'a Map<String, Value>,
-    key: &str,
-    path: &str,
+    key: &'p str,
+    path: impl Into<Up<'p>>,
 ) -> Result<Option<&'a [Value]>, TranslateError> {
     match field(m, key) {
         None => Ok(None),
@@ -199,17 +213,95 @@ pub fn opt_array<'a>(
     }
 }
 
-/// `a.b`, or `b` at the top level.
-pub fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+/// Where a field sits in a client body (`messages[2].content`), kept as
+/// borrowed pieces and rendered only when an error or a dropped-field list
+/// names it: most requests convert without one, and building every path as
+/// a `String` up front was a measurable share of a conversion (benches/README.md,
+/// "Ninth session").
+#[derive(Clone, Copy)]
+pub enum Path<'a> {
+    /// A whole path given as text (`""` is the body itself).
+    Str(&'a str),
+    /// `parent.key`, or `key` when the parent is the body itself.
+    Key(Up<'a>, &'a str),
+    /// `parent[i]`.
+    Idx(Up<'a>, usize),
+}
+
+/// The path a [`Path`] extends: text or another `Path`.
+#[derive(Clone, Copy)]
+pub enum Up<'a> {
+    Str(&'a str),
+    Path(&'a Path<'a>),
+}
+
+/// The body itself.
+pub const ROOT: &Path<'static> = &Path::Str("");
+
+impl<'a> From<&'a str> for Up<'a> {
+    fn from(s: &'a str) -> Self {
+        Up::Str(s)
     }
 }
 
-pub fn idx(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
+impl<'a> From<&'a String> for Up<'a> {
+    fn from(s: &'a String) -> Self {
+        Up::Str(s)
+    }
+}
+
+impl<'a> From<&'a Path<'a>> for Up<'a> {
+    fn from(p: &'a Path<'a>) -> Self {
+        Up::Path(p)
+    }
+}
+
+impl<'a> From<&'a str> for Path<'a> {
+    fn from(s: &'a str) -> Self {
+        Path::Str(s)
+    }
+}
+
+impl Up<'_> {
+    fn is_empty(&self) -> bool {
+        matches!(self, Up::Str("") | Up::Path(Path::Str("")))
+    }
+}
+
+impl std::fmt::Display for Up<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Up::Str(s) => f.write_str(s),
+            Up::Path(p) => p.fmt(f),
+        }
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Str(s) => f.write_str(s),
+            Path::Key(up, key) if up.is_empty() => f.write_str(key),
+            Path::Key(up, key) => write!(f, "{up}.{key}"),
+            Path::Idx(up, i) => write!(f, "{up}[{i}]"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+/// `a.b`, or `b` at the top level.
+pub fn join<'a>(path: impl Into<Up<'a>>, key: &'a str) -> Path<'a> {
+    Path::Key(path.into(), key)
+}
+
+/// `a[i]`.
+pub fn idx<'a>(path: impl Into<Up<'a>>, i: usize) -> Path<'a> {
+    Path::Idx(path.into(), i)
 }
 
 /// A number from a JSON-ish `Value` for usage fields (absent/invalid = 0).
@@ -302,6 +394,33 @@ mod tests {
             req_str(m, "model", "").unwrap_err().param.as_deref(),
             Some("model")
         );
+    }
+
+    #[test]
+    fn paths_render_as_the_strings_they_replace() {
+        let m = idx("messages", 2);
+        let c = join(&m, "content");
+        assert_eq!(idx(&c, 0).to_string(), "messages[2].content[0]");
+        assert_eq!(
+            join(&idx(&c, 0), "text").to_string(),
+            "messages[2].content[0].text"
+        );
+        assert_eq!(join("", "model").to_string(), "model");
+        assert_eq!(join(ROOT, "model").to_string(), "model");
+        assert_eq!(join(&join(ROOT, "a"), "b").to_string(), "a.b");
+        assert_eq!(idx("", 1).to_string(), "[1]");
+        let owned = String::from("tools[0]");
+        assert_eq!(join(&owned, "function").to_string(), "tools[0].function");
+        let e = bad(
+            &join(&idx("tools", 3), "function"),
+            "required object missing",
+        );
+        assert_eq!(e.message, "tools[3].function: required object missing");
+        assert_eq!(e.param.as_deref(), Some("tools[3].function"));
+        let v = json!({"a": {"b": 5}});
+        let e = opt_str(v["a"].as_object().unwrap(), "b", &idx("x", 1)).unwrap_err();
+        assert_eq!(e.message, "x[1].b: expected a string, got a number");
+        assert_eq!(e.param.as_deref(), Some("x[1].b"));
     }
 
     #[test]

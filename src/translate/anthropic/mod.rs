@@ -59,7 +59,7 @@ pub use stream::{StreamDecode, StreamEncode, TEXT_KEYS, write_error_event};
 use wire::*;
 
 use super::dropped::{self, Dropped};
-use super::json::{self, CowStr, bad, field, idx, inexpressible, join, push_uint};
+use super::json::{self, CowStr, Path, bad, field, idx, inexpressible, join, push_uint};
 use super::shared::{unwrap_signature, wrap_signature};
 use super::{
     Format, RESPONSE_FORMAT_TOOL, RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder,

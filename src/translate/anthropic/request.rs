@@ -85,7 +85,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                     }
                 });
             }
-            "output_format" => req.response_format = Some(decode_output_format(v, k)?),
+            "output_format" => req.response_format = Some(decode_output_format(v, &Path::Str(k))?),
             "output_config" => {
                 for (ck, cv) in json::as_object(v, k)? {
                     let p = join(k, ck);
@@ -98,7 +98,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                         }
                         // Anything else may be a feature: only Anthropic gets it.
                         _ => {
-                            req.extra.fields.insert(p, cv.clone());
+                            req.extra.fields.insert(p.to_string(), cv.clone());
                         }
                     }
                 }
@@ -172,7 +172,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
 
 pub(super) fn decode_output_format(
     v: &Value,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<ir::ResponseFormat, TranslateError> {
     let o = json::as_object(v, path)?;
     match json::req_str(o, "type", path)? {
@@ -220,7 +220,7 @@ pub(super) fn decode_system(v: &Value) -> Result<Vec<ir::TextPart>, TranslateErr
     }
 }
 
-pub(super) fn decode_tool(t: &Value, path: &str) -> Result<ir::Tool, TranslateError> {
+pub(super) fn decode_tool(t: &Value, path: &Path<'_>) -> Result<ir::Tool, TranslateError> {
     let o = json::as_object(t, path)?;
     // Client tools have no type or "custom"; server tools (web search, tool
     // search, code execution, ...) only Anthropic can run.
@@ -266,7 +266,7 @@ pub(super) const TOOL_HINTS: &[&str] =
 
 pub(super) fn function_tool(
     o: &Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<ir::FunctionTool, TranslateError> {
     Ok(ir::FunctionTool {
         name: json::req_str(o, "name", path)?.to_string(),
@@ -283,7 +283,7 @@ pub(super) fn function_tool(
 /// Content of a message (string or blocks) → parts.
 pub(super) fn decode_blocks(
     content: Option<&Value>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<Vec<Part>, TranslateError> {
     match content {
         None => Err(bad(path, "required content missing")),
@@ -363,7 +363,7 @@ pub(super) fn call_signature(call_id: &str, sig: &str) -> String {
     wrap_signature(Some(Format::Gemini), sig, Some(call_id), "call")
 }
 
-pub(super) fn decode_block(b: &Value, path: &str) -> Result<Block, TranslateError> {
+pub(super) fn decode_block(b: &Value, path: &Path<'_>) -> Result<Block, TranslateError> {
     if let Some(o) = b.as_object()
         && field(o, "type").and_then(Value::as_str) == Some("thinking")
         && let Some(w) = field(o, "signature")
@@ -394,7 +394,7 @@ pub(super) fn decode_block(b: &Value, path: &str) -> Result<Block, TranslateErro
     decode_plain_block(b, path).map(Block::Part)
 }
 
-pub(super) fn decode_plain_block(b: &Value, path: &str) -> Result<Part, TranslateError> {
+pub(super) fn decode_plain_block(b: &Value, path: &Path<'_>) -> Result<Part, TranslateError> {
     let o = json::as_object(b, path)?;
     let cache = field(o, "cache_control").cloned();
     let raw = || {
@@ -760,7 +760,7 @@ pub(super) fn is_responses_web_search(r: &ir::Raw) -> bool {
 /// Anything else is refused.
 pub(super) fn web_search_tool(
     r: &ir::Raw,
-    path: &str,
+    path: &Path<'_>,
     dropped: &mut Dropped,
 ) -> Result<Value, TranslateError> {
     let mut v = json!({"type": "web_search_20250305", "name": "web_search"});
@@ -793,7 +793,7 @@ pub(super) fn web_search_tool(
                 v["user_location"] = loc;
             }
             "external_web_access" if x == &Value::Bool(true) => {}
-            "external_web_access" | "search_context_size" => dropped.push(p),
+            "external_web_access" | "search_context_size" => dropped.push(p.to_string()),
             _ => return Err(inexpressible(&p, NAME)),
         }
     }
@@ -849,7 +849,7 @@ pub(super) fn image_block(img: &ir::ImagePart) -> Value {
     v
 }
 
-pub(super) fn raw_block(r: &ir::Raw, path: &str) -> Result<Value, TranslateError> {
+pub(super) fn raw_block(r: &ir::Raw, path: &Path<'_>) -> Result<Value, TranslateError> {
     if r.format == Format::Anthropic {
         Ok(r.value.clone())
     } else {
@@ -858,7 +858,7 @@ pub(super) fn raw_block(r: &ir::Raw, path: &str) -> Result<Value, TranslateError
 }
 
 /// The tool input object for `arguments` (JSON text), validated.
-pub(super) fn tool_input(arguments: &str, path: &str) -> Result<Value, TranslateError> {
+pub(super) fn tool_input(arguments: &str, path: &Path<'_>) -> Result<Value, TranslateError> {
     if arguments.trim().is_empty() {
         return Ok(json!({}));
     }
@@ -870,7 +870,7 @@ pub(super) fn tool_input(arguments: &str, path: &str) -> Result<Value, Translate
 
 pub(super) fn encode_part(
     p: &Part,
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<Value>,
 ) -> Result<(), TranslateError> {
     match p {
@@ -892,8 +892,9 @@ pub(super) fn encode_part(
         }
         Part::ToolResult(r) => {
             let mut blocks = Vec::new();
+            let rp = join(path, "content");
             for (k, c) in r.content.iter().enumerate() {
-                let cp = idx(&join(path, "content"), k);
+                let cp = idx(&rp, k);
                 match c {
                     Part::Text(_) | Part::Image(_) | Part::Raw(_) => {
                         encode_part(c, &cp, &mut blocks)?

@@ -264,7 +264,7 @@ fn foreign_thinking_signatures_are_wrapped_for_anthropic_clients() {
     .unwrap();
     let sig = r["content"][0]["signature"].as_str().unwrap();
     assert_ne!(sig, "VEhPVUdIVA==");
-    let parts = decode_blocks(Some(&r["content"]), "content").unwrap();
+    let parts = decode_blocks(Some(&r["content"]), &"content".into()).unwrap();
     assert_eq!(
         parts[0],
         Part::Thinking(ir::Thinking {
@@ -277,7 +277,7 @@ fn foreign_thinking_signatures_are_wrapped_for_anthropic_clients() {
     // Anthropic's own signatures pass as they are.
     let own = json!([{"type": "thinking", "thinking": "t", "signature": "EqAnthropic"}]);
     assert_eq!(
-        decode_blocks(Some(&own), "content").unwrap()[0],
+        decode_blocks(Some(&own), &"content".into()).unwrap()[0],
         Part::Thinking(ir::Thinking {
             text: "t".into(),
             signature: Some("EqAnthropic".into()),

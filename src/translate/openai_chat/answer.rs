@@ -87,7 +87,8 @@ pub fn decode_response(body: &[u8]) -> Result<ir::Response, TranslateError> {
     };
     let mut refused = false;
     if let Some(m) = &choice.message {
-        let mut parts = decode_reasoning(m, "message").map_err(|e| upstream_err(e.message))?;
+        let mut parts =
+            decode_reasoning(m, &Path::Str("message")).map_err(|e| upstream_err(e.message))?;
         if let Some(Value::String(s)) = m.get("content")
             && !s.is_empty()
         {

@@ -46,7 +46,7 @@ pub use stream::{StreamDecode, StreamEncode, TEXT_KEYS, is_usage_chunk, write_er
 use wire::*;
 
 use super::dropped::{self, Dropped};
-use super::json::{self, CowStr, bad, field, idx, inexpressible, join};
+use super::json::{self, CowStr, Path, bad, field, idx, inexpressible, join};
 use super::{Format, RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
 use crate::ir::{self, BlockStart, Delta, FinishReason, Part, Role, StreamEvent};
 use crate::sse;

@@ -98,7 +98,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
     Ok(req)
 }
 
-pub(super) fn decode_tool(t: &Value, path: &str) -> Result<ir::Tool, TranslateError> {
+pub(super) fn decode_tool(t: &Value, path: &Path<'_>) -> Result<ir::Tool, TranslateError> {
     let o = json::as_object(t, path)?;
     if json::opt_str(o, "type", path)?.unwrap_or("function") != "function" {
         return Ok(ir::Tool::Raw(ir::Raw {
@@ -270,7 +270,7 @@ pub(super) fn apply_cache_parts(parts: &mut [Part], cache: Option<&Value>) {
 
 pub(super) fn decode_text_parts(
     content: Option<&Value>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<Vec<ir::TextPart>, TranslateError> {
     match content {
         None => Ok(Vec::new()),
@@ -303,7 +303,7 @@ pub(super) fn decode_text_parts(
 
 pub(super) fn decode_user_content(
     content: Option<&Value>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<Vec<Part>, TranslateError> {
     let a = match content {
         None => return Ok(Vec::new()),
@@ -387,7 +387,7 @@ pub(super) fn details_origin(s: Option<&str>) -> Option<Format> {
 /// `reasoning_content` / `reasoning`.
 pub(super) fn decode_reasoning(
     m: &Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<Vec<Part>, TranslateError> {
     let mut parts = Vec::new();
     if let Some(details) = json::opt_array(m, "reasoning_details", path)? {
@@ -453,7 +453,7 @@ pub(super) fn decode_reasoning(
 
 pub(super) fn decode_assistant(
     m: &Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<Vec<Part>, TranslateError> {
     let mut parts = decode_reasoning(m, path)?;
     let cp = join(path, "content");
@@ -627,7 +627,7 @@ pub fn encode_request_for(
             }
             ir::Tool::Raw(r) if r.format == Format::OpenAiChat => r.value.clone(),
             ir::Tool::Raw(r) if dropped::is_tool_search(r) => {
-                dropped.push(idx("tools", i));
+                dropped.push(idx("tools", i).to_string());
                 continue;
             }
             ir::Tool::Raw(r) => {
@@ -727,7 +727,7 @@ pub(super) fn image_url(img: &ir::ImagePart) -> Value {
     json!({"type": "image_url", "image_url": iu})
 }
 
-pub(super) fn raw_part(r: &ir::Raw, path: &str) -> Result<Value, TranslateError> {
+pub(super) fn raw_part(r: &ir::Raw, path: &Path<'_>) -> Result<Value, TranslateError> {
     if r.format == Format::OpenAiChat {
         Ok(r.value.clone())
     } else {
@@ -783,14 +783,15 @@ pub(super) fn encode_messages(req: &ir::Request) -> Result<Vec<Value>, Translate
 
 pub(super) fn encode_user(
     m: &ir::Message,
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<Value>,
 ) -> Result<(), TranslateError> {
     let mut content = Vec::new();
     let mut only_text = true;
     let mut result_images = Vec::new();
+    let cp = join(path, "content");
     for (j, p) in m.content.iter().enumerate() {
-        let pp = idx(&join(path, "content"), j);
+        let pp = idx(&cp, j);
         match p {
             Part::ToolResult(r) => {
                 let mut texts = Vec::new();
@@ -843,12 +844,13 @@ pub(super) fn encode_user(
     Ok(())
 }
 
-pub(super) fn encode_assistant(m: &ir::Message, path: &str) -> Result<Value, TranslateError> {
+pub(super) fn encode_assistant(m: &ir::Message, path: &Path<'_>) -> Result<Value, TranslateError> {
     let mut texts: Vec<&str> = Vec::new();
     let mut calls = Vec::new();
     let mut reasoning = String::new();
+    let cp = join(path, "content");
     for (j, p) in m.content.iter().enumerate() {
-        let pp = idx(&join(path, "content"), j);
+        let pp = idx(&cp, j);
         match p {
             Part::Text(t) => texts.push(&t.text),
             Part::ToolCall(c) => calls.push(json!({
@@ -885,7 +887,7 @@ pub(super) fn encode_assistant(m: &ir::Message, path: &str) -> Result<Value, Tra
 /// A tool call's Gemini signature as a client gives it back (see [`ExtraContent`]).
 pub(super) fn decode_call_signature(
     o: &Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<Option<String>, TranslateError> {
     let Some(g) = field(o, "extra_content")
         .and_then(|e| e.get("google"))

@@ -179,7 +179,7 @@ fn gemini_call_signatures_round_trip_through_chat_stream() {
 fn call_signature_must_be_a_string() {
     let m = json!({"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
         "function": {"name": "f", "arguments": "{}"}, "extra_content": {"google": {"thought_signature": 7}}}]});
-    let e = decode_assistant(m.as_object().unwrap(), "messages[1]").unwrap_err();
+    let e = decode_assistant(m.as_object().unwrap(), &"messages[1]".into()).unwrap_err();
     assert_eq!(
         e.param.as_deref(),
         Some("messages[1].tool_calls[0].extra_content.google.thought_signature")
