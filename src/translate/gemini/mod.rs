@@ -58,6 +58,7 @@ pub use stream::{StreamDecode, StreamEncode, TEXT_KEYS, write_error_event};
 use wire::*;
 
 use super::dropped::{self, Dropped};
+use super::json::{Path, idx as at, join};
 use super::shared::{std_base64, unwrap_signature, wrap_signature};
 use super::{RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
 use crate::ir::{self, Part, StreamEvent};
@@ -66,8 +67,8 @@ use crate::translate::Format;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 
-fn bad(msg: impl Into<String>, field: &str) -> TranslateError {
-    TranslateError::bad_request(msg, Some(field))
+fn bad(msg: impl Into<String>, field: &(impl std::fmt::Display + ?Sized)) -> TranslateError {
+    TranslateError::bad_request(msg, Some(&field.to_string()))
 }
 
 /// A field by its camelCase or snake_case name (protobuf JSON accepts both).

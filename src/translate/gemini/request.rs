@@ -17,7 +17,7 @@ impl PendingCalls {
 
 pub(super) fn decode_signature(
     o: &Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<Option<String>, TranslateError> {
     match field(o, "thoughtSignature", "thought_signature") {
         None => Ok(None),
@@ -66,7 +66,7 @@ pub(super) fn result_text(resp: &Value) -> (String, bool) {
 
 pub(super) fn decode_part(
     p: &Value,
-    path: &str,
+    path: &Path<'_>,
     turn: usize,
     idx: usize,
     pending: &mut PendingCalls,
@@ -92,7 +92,7 @@ pub(super) fn decode_part(
         })));
     }
     if let Some(d) = field(o, "inlineData", "inline_data") {
-        let dp = format!("{path}.inlineData");
+        let dp = join(path, "inlineData");
         let mime = d
             .as_object()
             .and_then(|d| field(d, "mimeType", "mime_type"))
@@ -125,7 +125,7 @@ pub(super) fn decode_part(
         })));
     }
     if let Some(d) = field(o, "fileData", "file_data") {
-        let dp = format!("{path}.fileData");
+        let dp = join(path, "fileData");
         let d = d
             .as_object()
             .ok_or_else(|| bad(format!("'{dp}' must be an object"), &dp))?;
@@ -158,7 +158,7 @@ pub(super) fn decode_part(
         })));
     }
     if let Some(fc) = field(o, "functionCall", "function_call") {
-        let fp = format!("{path}.functionCall");
+        let fp = join(path, "functionCall");
         let fc = fc
             .as_object()
             .ok_or_else(|| bad(format!("'{fp}' must be an object"), &fp))?;
@@ -194,7 +194,7 @@ pub(super) fn decode_part(
         })));
     }
     if let Some(fr) = field(o, "functionResponse", "function_response") {
-        let fp = format!("{path}.functionResponse");
+        let fp = join(path, "functionResponse");
         let fr = fr
             .as_object()
             .ok_or_else(|| bad(format!("'{fp}' must be an object"), &fp))?;
@@ -222,9 +222,9 @@ pub(super) fn decode_part(
         let mut content = vec![Part::Text(ir::TextPart::new(text))];
         // Multimodal function responses (Gemini 3): `parts` with inline data.
         if let Some(Value::Array(parts)) = fr.get("parts") {
+            let pp = join(&fp, "parts");
             for (j, rp) in parts.iter().enumerate() {
-                if let Some(part) = decode_part(rp, &format!("{fp}.parts[{j}]"), turn, j, pending)?
-                {
+                if let Some(part) = decode_part(rp, &at(&pp, j), turn, j, pending)? {
                     content.push(part);
                 }
             }
@@ -340,7 +340,7 @@ pub(super) fn f64_field(
     o: &Map<String, Value>,
     camel: &str,
     snake: &str,
-    path: &str,
+    path: &(impl std::fmt::Display + ?Sized),
 ) -> Result<Option<f64>, TranslateError> {
     match field(o, camel, snake) {
         None => Ok(None),
@@ -357,7 +357,7 @@ pub(super) fn u64_field(
     o: &Map<String, Value>,
     camel: &str,
     snake: &str,
-    path: &str,
+    path: &(impl std::fmt::Display + ?Sized),
 ) -> Result<Option<u64>, TranslateError> {
     match field(o, camel, snake) {
         None => Ok(None),
@@ -419,7 +419,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
     };
     let mut pending = PendingCalls::default();
     for (i, c) in contents.iter().enumerate() {
-        let path = format!("contents[{i}]");
+        let path = at("contents", i);
         let co = c
             .as_object()
             .ok_or_else(|| bad(format!("'{path}' must be an object"), &path))?;
@@ -444,8 +444,9 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
             }
         };
         let mut content = Vec::with_capacity(parts.len());
+        let pp = join(&path, "parts");
         for (j, p) in parts.iter().enumerate() {
-            if let Some(part) = decode_part(p, &format!("{path}.parts[{j}]"), i, j, &mut pending)? {
+            if let Some(part) = decode_part(p, &at(&pp, j), i, j, &mut pending)? {
                 content.push(part);
             }
         }
@@ -475,11 +476,11 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                             &format!("tools[{i}].functionDeclarations"),
                         )
                     })?;
+                    let tp = at("tools", i);
+                    let dp = join(&tp, "functionDeclarations");
                     for (j, d) in decls.iter().enumerate() {
-                        req.tools.push(ir::Tool::Function(decode_function(
-                            d,
-                            &format!("tools[{i}].functionDeclarations[{j}]"),
-                        )?));
+                        req.tools
+                            .push(ir::Tool::Function(decode_function(d, &at(&dp, j))?));
                     }
                 } else {
                     rest.insert(k.clone(), v.clone());
@@ -503,7 +504,10 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
     Ok(req)
 }
 
-pub(super) fn decode_function(d: &Value, path: &str) -> Result<ir::FunctionTool, TranslateError> {
+pub(super) fn decode_function(
+    d: &Value,
+    path: &Path<'_>,
+) -> Result<ir::FunctionTool, TranslateError> {
     let d = d
         .as_object()
         .ok_or_else(|| bad(format!("'{path}' must be an object"), path))?;

@@ -3,8 +3,11 @@
 
 use super::*;
 
-pub(super) fn bad(msg: impl Into<String>, field: &str) -> TranslateError {
-    TranslateError::bad_request(msg, Some(field))
+pub(super) fn bad(
+    msg: impl Into<String>,
+    field: &(impl std::fmt::Display + ?Sized),
+) -> TranslateError {
+    TranslateError::bad_request(msg, Some(&field.to_string()))
 }
 
 pub(super) fn upstream_bad(msg: impl Into<String>) -> TranslateError {
@@ -107,7 +110,7 @@ pub(super) fn namespace_tool(t: &Value) -> Option<(&str, &[Value])> {
 pub(super) fn function_tool(
     to: &Map<String, Value>,
     name: String,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<ir::FunctionTool, TranslateError> {
     if name.is_empty() {
         return Err(bad(
@@ -140,7 +143,7 @@ pub(super) fn function_tool(
 pub(super) fn decode_tools(req: &mut ir::Request, tools: &[Value]) -> Result<(), TranslateError> {
     let mut later = Vec::new();
     for (i, t) in tools.iter().enumerate() {
-        let path = format!("tools[{i}]");
+        let path = at("tools", i);
         let to = t
             .as_object()
             .ok_or_else(|| bad(format!("'{path}' must be an object"), &path))?;
@@ -156,8 +159,9 @@ pub(super) fn decode_tools(req: &mut ir::Request, tools: &[Value]) -> Result<(),
                 .get("description")
                 .and_then(Value::as_str)
                 .filter(|d| !d.is_empty());
+            let tp = join(&path, "tools");
             for (j, f) in fns.iter().enumerate() {
-                let fp = format!("{path}.tools[{j}]");
+                let fp = at(&tp, j);
                 let fo = f
                     .as_object()
                     .ok_or_else(|| bad(format!("'{fp}' must be an object"), &fp))?;
@@ -177,7 +181,7 @@ pub(super) fn decode_tools(req: &mut ir::Request, tools: &[Value]) -> Result<(),
                 if j == 0 {
                     req.tools.push(ir::Tool::Function(ft));
                 } else {
-                    later.push((fp, ft));
+                    later.push(ft);
                 }
             }
         } else {
@@ -187,7 +191,7 @@ pub(super) fn decode_tools(req: &mut ir::Request, tools: &[Value]) -> Result<(),
             }));
         }
     }
-    for (_, ft) in later {
+    for ft in later {
         req.tools.push(ir::Tool::Function(ft));
     }
     // Two tools of one name would make calls ambiguous.
@@ -238,7 +242,7 @@ pub(super) fn push_part(req: &mut ir::Request, role: ir::Role, part: Part) {
     });
 }
 
-pub(super) fn image_from(o: &Map<String, Value>, path: &str) -> Result<Part, TranslateError> {
+pub(super) fn image_from(o: &Map<String, Value>, path: &Path<'_>) -> Result<Part, TranslateError> {
     let url = match o.get("image_url") {
         Some(Value::String(u)) => u.clone(),
         Some(Value::Object(u)) => u
@@ -284,13 +288,13 @@ pub(super) fn image_from(o: &Map<String, Value>, path: &str) -> Result<Part, Tra
     }))
 }
 
-pub(super) fn content_parts(content: &Value, path: &str) -> Result<Vec<Part>, TranslateError> {
+pub(super) fn content_parts(content: &Value, path: &Path<'_>) -> Result<Vec<Part>, TranslateError> {
     match content {
         Value::String(s) => Ok(vec![Part::Text(ir::TextPart::new(s.clone()))]),
         Value::Array(parts) => {
             let mut out = Vec::with_capacity(parts.len());
             for (j, p) in parts.iter().enumerate() {
-                let pp = format!("{path}[{j}]");
+                let pp = at(path, j);
                 let o = p
                     .as_object()
                     .ok_or_else(|| bad(format!("'{pp}' must be an object"), &pp))?;
@@ -408,7 +412,7 @@ pub(super) fn reasoning_from(o: &Map<String, Value>) -> ReasoningOut {
 pub(super) fn decode_input_item(
     req: &mut ir::Request,
     item: &Value,
-    path: &str,
+    path: &Path<'_>,
 ) -> Result<(), TranslateError> {
     let o = item
         .as_object()
@@ -419,7 +423,7 @@ pub(super) fn decode_input_item(
             let role = o.get("role").and_then(Value::as_str).unwrap_or("user");
             let parts = content_parts(
                 o.get("content").unwrap_or(&Value::Null),
-                &format!("{path}.content"),
+                &join(path, "content"),
             )?;
             match role {
                 "system" | "developer" => {
@@ -499,7 +503,7 @@ pub(super) fn decode_input_item(
             })?;
             let content = match o.get("output") {
                 Some(Value::String(s)) => vec![Part::Text(ir::TextPart::new(s.clone()))],
-                Some(v @ Value::Array(_)) => content_parts(v, &format!("{path}.output"))?,
+                Some(v @ Value::Array(_)) => content_parts(v, &join(path, "output"))?,
                 None | Some(Value::Null) => vec![Part::Text(ir::TextPart::new(""))],
                 Some(v) => vec![Part::Text(ir::TextPart::new(v.to_string()))],
             };
@@ -580,7 +584,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
                 Value::Array(items) => {
                     for (i, it) in items.iter().enumerate() {
                         let before = req.messages.len();
-                        decode_input_item(&mut req, it, &format!("instructions[{i}]"))?;
+                        decode_input_item(&mut req, it, &at("instructions", i))?;
                         // instructions are system text whatever their item role
                         for m in req.messages.drain(before..).collect::<Vec<_>>() {
                             for p in m.content {
@@ -735,7 +739,7 @@ pub fn decode_request(body: &Value) -> Result<ir::Request, TranslateError> {
         }),
         Some(Value::Array(items)) => {
             for (i, it) in items.iter().enumerate() {
-                decode_input_item(&mut req, it, &format!("input[{i}]"))?;
+                decode_input_item(&mut req, it, &at("input", i))?;
             }
         }
         None | Some(Value::Null) => {
@@ -831,7 +835,9 @@ pub fn encode_request(
                     }
                 };
                 for (j, p) in m.content.iter().enumerate() {
-                    let path = format!("messages[{i}].content[{j}]");
+                    let mp = at("messages", i);
+                    let mc = join(&mp, "content");
+                    let path = at(&mc, j);
                     match p {
                         Part::Text(t) => {
                             content.push(json!({"type": "input_text", "text": t.text}))
@@ -893,7 +899,9 @@ pub fn encode_request(
                     }
                 };
                 for (j, p) in m.content.iter().enumerate() {
-                    let path = format!("messages[{i}].content[{j}]");
+                    let mp = at("messages", i);
+                    let mc = join(&mp, "content");
+                    let path = at(&mc, j);
                     match p {
                         Part::Text(t) => {
                             if !t.text.is_empty() {
