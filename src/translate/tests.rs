@@ -1164,3 +1164,120 @@ fn a_call_whose_name_comes_after_its_id_opens_when_the_name_arrives() {
     assert_eq!(evs[2].1["content_block"]["name"], "f");
     assert_eq!(evs[3].1["delta"]["partial_json"], "{\"a\"");
 }
+
+/// Field paths are rendered only when an error names them (`json::Path`);
+/// the whole message a client gets must read exactly as it did when every
+/// path was built as a string up front.
+#[test]
+fn error_messages_name_nested_fields_exactly() {
+    const RS: Format = Format::OpenAiResponses;
+    const GE: Format = Format::Gemini;
+    let cases = [
+        (
+            OA,
+            AN,
+            json!({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": 3}}]}]}),
+            "messages[0].tool_calls[0].function.arguments: expected a string, got a number",
+        ),
+        (
+            OA,
+            AN,
+            json!({"messages": [{"role": "user", "content": [{"type": "text"}]}]}),
+            "messages[0].content[0].text: required string missing",
+        ),
+        (
+            OA,
+            AN,
+            json!({"messages": [], "tools": [{"type": "function"}]}),
+            "tools[0].function: required object missing",
+        ),
+        (
+            OA,
+            AN,
+            json!({"messages": [{"role": "user", "content": "x"}, {"role": "function", "content": "x"}]}),
+            "messages[1].role: legacy `function` messages are not supported; use `tool`",
+        ),
+        (
+            OA,
+            AN,
+            json!({"messages": [{"role": "user", "content": "x", "name": "alice"}]}),
+            "messages[0].name: cannot be expressed in the anthropic format of the selected model's provider",
+        ),
+        (
+            OA,
+            RS,
+            json!({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}]}),
+            "'input_audio' content at 'messages[0].content[0]' cannot be expressed for an OpenAI Responses upstream",
+        ),
+        (
+            AN,
+            OA,
+            json!({"max_tokens": 1, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64"}}]}]}),
+            "messages[0].content[0].source.media_type: required string missing",
+        ),
+        (
+            AN,
+            OA,
+            json!({"max_tokens": 1, "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": [{"type": "text", "text": "prefill"}]}]}),
+            "messages[1]: a final assistant message (prefill) cannot be expressed in the openai-chat format",
+        ),
+        (
+            GE,
+            OA,
+            json!({"contents": [{"parts": [{"text": 1}]}]}),
+            "'contents[0].parts[0].text' must be a string",
+        ),
+        (
+            GE,
+            AN,
+            json!({"contents": [{"parts": [{"functionCall": {"args": {}}}]}]}),
+            "'contents[0].parts[0].functionCall.name' is required",
+        ),
+        (
+            GE,
+            OA,
+            json!({"contents": [], "tools": [{"functionDeclarations": [{"description": "no name"}]}]}),
+            "'tools[0].functionDeclarations[0].name' is required",
+        ),
+        (
+            GE,
+            OA,
+            json!({"contents": [{"parts": [{"functionResponse": {"name": "f", "response": {}, "parts": [5]}}]}]}),
+            "'contents[0].parts[0].functionResponse.parts[0]' must be an object",
+        ),
+        (
+            RS,
+            OA,
+            json!({"input": [{"type": "message", "role": "user", "content": [5]}]}),
+            "'input[0].content[0]' must be an object",
+        ),
+        (
+            RS,
+            AN,
+            json!({"input": [{"type": "function_call", "name": "f"}]}),
+            "'input[0].call_id' is required",
+        ),
+        (
+            RS,
+            OA,
+            json!({"input": "x", "tools": [5]}),
+            "'tools[0]' must be an object",
+        ),
+        (
+            RS,
+            OA,
+            json!({"input": "x", "instructions": [{"type": "message", "role": "system", "content": [5]}]}),
+            "'instructions[0].content[0]' must be an object",
+        ),
+    ];
+    for (from, to, body, message) in cases {
+        let e = err(from, to, body.clone());
+        assert_eq!(e.message, message, "{from:?} -> {to:?}: {body}");
+        assert_eq!(e.status, 400);
+        assert!(
+            e.param.as_deref().is_some_and(|p| message.contains(p)),
+            "{message}: {:?}",
+            e.param
+        );
+    }
+}
