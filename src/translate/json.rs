@@ -304,6 +304,131 @@ pub fn idx<'a>(path: impl Into<Up<'a>>, i: usize) -> Path<'a> {
     Path::Idx(path.into(), i)
 }
 
+/// `v` as compact JSON, byte for byte what `serde_json::to_vec` writes.
+/// Converted request bodies are built as `Value`s and are mostly prose
+/// (system prompts, messages): serde_json escapes a string one byte at a
+/// time, this writer skips eight bytes at a time where nothing needs an
+/// escape (benches/README.md, "Ninth session").
+pub fn to_vec(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    write_value(&mut out, v);
+    out
+}
+
+/// `m` as a compact JSON object (see [`to_vec`]).
+pub fn object_to_vec(m: &Map<String, Value>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    write_object(&mut out, m);
+    out
+}
+
+/// Append `v` as compact JSON (see [`to_vec`]).
+pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            // Numbers are few; serde_json's own digits keep them identical.
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+        Value::String(s) => write_str(out, s),
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, x);
+            }
+            out.push(b']');
+        }
+        Value::Object(m) => write_object(out, m),
+    }
+}
+
+/// Append `m` as a compact JSON object (see [`to_vec`]).
+pub fn write_object(out: &mut Vec<u8>, m: &Map<String, Value>) {
+    out.push(b'{');
+    for (i, (k, x)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_value(out, x);
+    }
+    out.push(b'}');
+}
+
+/// Append `s` as a JSON string with serde_json's escapes: `\"`, `\\`, the
+/// short forms `\b \f \n \r \t`, `\u00XX` (lower-case hex) for other
+/// control bytes, everything else as it is.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `w` is a control byte, `"` or `\` (exact for
+    // "any", which is all that is asked: a hit is then found byte by byte).
+    fn needs_escape(w: u64) -> bool {
+        let control = w.wrapping_sub(ONES * 0x20) & !w;
+        let q = w ^ (ONES * u64::from(b'"'));
+        let b = w ^ (ONES * u64::from(b'\\'));
+        let quote = q.wrapping_sub(ONES) & !q;
+        let backslash = b.wrapping_sub(ONES) & !b;
+        (control | quote | backslash) & HIGH != 0
+    }
+    // What follows the backslash for each byte that needs one (0: none),
+    // as serde_json's own table has it.
+    const ESCAPE: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = b'u';
+            b += 1;
+        }
+        t[0x08] = b'b';
+        t[0x0c] = b'f';
+        t[b'\n' as usize] = b'n';
+        t[b'\r' as usize] = b'r';
+        t[b'\t' as usize] = b't';
+        t[b'"' as usize] = b'"';
+        t[b'\\' as usize] = b'\\';
+        t
+    };
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            if !needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        let e = ESCAPE[usize::from(b)];
+        i += 1;
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i - 1]);
+        out.push(b'\\');
+        out.push(e);
+        if e == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        }
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 /// A number from a JSON-ish `Value` for usage fields (absent/invalid = 0).
 pub fn num(v: Option<&Value>) -> u64 {
     v.and_then(Value::as_u64).unwrap_or(0)
@@ -421,6 +546,63 @@ mod tests {
         let e = opt_str(v["a"].as_object().unwrap(), "b", &idx("x", 1)).unwrap_err();
         assert_eq!(e.message, "x[1].b: expected a string, got a number");
         assert_eq!(e.param.as_deref(), Some("x[1].b"));
+    }
+
+    #[test]
+    fn to_vec_writes_what_serde_json_writes() {
+        let mut every_byte = String::new();
+        for b in 0u8..0x80 {
+            every_byte.push(char::from(b));
+        }
+        let mut strings = vec![
+            String::new(),
+            every_byte.clone(),
+            every_byte.chars().rev().collect(),
+            "plain ascii text longer than eight bytes".into(),
+            "é ü 中文 🦀 \u{2028}\u{2029} \u{7f}".into(),
+            "\"quoted\" and \\ back\\slashed\n".into(),
+        ];
+        // Every escape at every offset of a word, with multi-byte neighbours.
+        for esc in [
+            '"', '\\', '\n', '\u{1}', '\u{1f}', '\u{8}', '\u{c}', ' ', '\u{7f}', 'é',
+        ] {
+            for pad in 0..17 {
+                strings.push(format!("{}{esc}{}", "a".repeat(pad), "b".repeat(17 - pad)));
+                strings.push(format!("{}{esc}{esc}é", "ü".repeat(pad)));
+            }
+        }
+        for s in &strings {
+            let v = Value::String(s.clone());
+            assert_eq!(to_vec(&v), serde_json::to_vec(&v).unwrap(), "{s:?}");
+        }
+        let v = json!({"model": "m", "n": [1, -2, 3.5, 1e300, 0.1, u64::MAX, i64::MIN], "t": true,
+            "f": false, "z": null, "o": {"": {}, "a\nb": [], "k": [{"x": "y"}]},
+            "s": strings});
+        assert_eq!(to_vec(&v), serde_json::to_vec(&v).unwrap());
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+        let mut seen = 0;
+        for format in std::fs::read_dir(&corpus).unwrap().flatten() {
+            for case in std::fs::read_dir(format.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for file in ["request.json", "response.json"] {
+                    let Ok(body) = std::fs::read(case.path().join(file)) else {
+                        continue;
+                    };
+                    let v: Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(
+                        to_vec(&v),
+                        serde_json::to_vec(&v).unwrap(),
+                        "{:?}",
+                        case.path()
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 20, "{seen} corpus bodies");
     }
 
     #[test]

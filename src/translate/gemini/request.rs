@@ -994,6 +994,5 @@ pub fn encode_request(
     if !gcfg.is_empty() {
         body.insert("generationConfig".into(), Value::Object(gcfg));
     }
-    serde_json::to_vec(&Value::Object(body))
-        .map_err(|e| TranslateError::bad_request(e.to_string(), None))
+    Ok(json::object_to_vec(&body))
 }

@@ -695,7 +695,7 @@ pub fn encode_request_for(
             }
         }
     }
-    serde_json::to_vec(&o).map_err(|e| TranslateError::bad_request(e.to_string(), None))
+    Ok(json::object_to_vec(&o))
 }
 
 /// Text-only content as one string: many OpenAI-compatible servers (DeepSeek,

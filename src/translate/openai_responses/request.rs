@@ -1082,6 +1082,5 @@ pub fn encode_request(
             }
         }
     }
-    serde_json::to_vec(&Value::Object(body))
-        .map_err(|e| TranslateError::bad_request(e.to_string(), None))
+    Ok(json::object_to_vec(&body))
 }
