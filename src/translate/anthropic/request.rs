@@ -736,7 +736,7 @@ pub fn encode_request(
             }
         }
     }
-    Ok(json::object_to_vec(&o))
+    serde_json::to_vec(&o).map_err(|e| TranslateError::bad_request(e.to_string(), None))
 }
 
 /// A Responses client's web search tool (Codex sends `web_search`).

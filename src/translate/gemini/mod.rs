@@ -58,7 +58,7 @@ pub use stream::{StreamDecode, StreamEncode, TEXT_KEYS, write_error_event};
 use wire::*;
 
 use super::dropped::{self, Dropped};
-use super::json::{self, Path, idx as at, join};
+use super::json::{Path, idx as at, join};
 use super::shared::{std_base64, unwrap_signature, wrap_signature};
 use super::{RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
 use crate::ir::{self, Part, StreamEvent};

@@ -994,5 +994,6 @@ pub fn encode_request(
     if !gcfg.is_empty() {
         body.insert("generationConfig".into(), Value::Object(gcfg));
     }
-    Ok(json::object_to_vec(&body))
+    serde_json::to_vec(&Value::Object(body))
+        .map_err(|e| TranslateError::bad_request(e.to_string(), None))
 }

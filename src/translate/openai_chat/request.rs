@@ -695,7 +695,7 @@ pub fn encode_request_for(
             }
         }
     }
-    Ok(json::object_to_vec(&o))
+    serde_json::to_vec(&o).map_err(|e| TranslateError::bad_request(e.to_string(), None))
 }
 
 /// Text-only content as one string: many OpenAI-compatible servers (DeepSeek,

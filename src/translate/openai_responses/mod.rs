@@ -37,7 +37,7 @@ use wire::*;
 pub use wire::{Outcome, RespUsage, ResponsesEncoder, response_id, response_object};
 
 use super::dropped::{self, Dropped};
-use super::json::{self, Path, idx as at, join};
+use super::json::{Path, idx as at, join};
 use super::shared::{unwrap_signature, wrap_signature};
 use super::{RequestOpts, ResponseOpts, StreamDecoder, StreamEncoder, TranslateError};
 use crate::ir::{self, Part, StreamEvent};

@@ -1082,5 +1082,6 @@ pub fn encode_request(
             }
         }
     }
-    Ok(json::object_to_vec(&body))
+    serde_json::to_vec(&Value::Object(body))
+        .map_err(|e| TranslateError::bad_request(e.to_string(), None))
 }
