@@ -1,8 +1,7 @@
 //! Small JSON helpers shared by the format modules: walking a client body with
 //! errors that name the offending field (SPEC: "400, message names the field")
 //! by a [`Path`] rendered only then, a string type that borrows from the input
-//! when it can, the compact writer of converted request bodies ([`to_vec`]),
-//! and decimal digits written without `fmt` (stream events, the access line).
+//! when it can, and decimal digits written without `fmt` (stream events, the access line).
 
 use super::TranslateError;
 use serde::de::{Deserialize, Deserializer, Visitor};
