@@ -261,13 +261,15 @@ impl ProxyHttp for Gateway {
     }
 
     /// A client's broken or slow body is the client's error: answered (400,
-    /// 408) and counted, not logged as the gateway's.
+    /// 408) and counted, not logged as the gateway's; so is a route's client
+    /// leaving (`pass::client_left`).
     /// A subrequest's errors are the attempt's, judged and logged by the
     /// client's request (P8).
     fn suppress_error_log(&self, _s: &Session, ctx: &RequestCtx, e: &pingora_core::Error) -> bool {
         ctx.sub.is_some()
             || e.esource() == &pingora_core::ErrorSource::Downstream
                 && intake::body_read_refusal(e).is_some()
+            || ctx.pass.is_some() && pass::client_left(e)
     }
 
     async fn logging(

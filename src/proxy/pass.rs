@@ -445,6 +445,16 @@ pub fn proxy_error(
     e
 }
 
+/// A route's client hung up or broke its connection: `fail` counts it, and
+/// Pingora's error line for it is suppressed (the access line names it).
+pub fn client_left(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        )
+}
+
 /// `fail_to_proxy` for a route: the error in the route's format (502, or 504
 /// for an upstream timeout), unless the answer had started (then the
 /// connection is closed, so the client sees it incomplete).
@@ -480,6 +490,14 @@ pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToPro
         _ => 502,
     };
     let fmt = route_of(ctx).map_or(Format::OpenAiChat, |(_, r, _)| r.error_format);
+    if code == 0 {
+        // The client left (`client_left`): its doing, counted as on the AI path.
+        ctx.error = Some("client disconnected".into());
+        crate::metrics::METRICS
+            .client_disconnects
+            .with_label_values(&[ctx.route.ingress()])
+            .inc();
+    }
     ctx.error.get_or_insert_with(|| e.to_string());
     // The connection is not reused (below): say so, or a keep-alive client
     // sends its next request into the close and gets a reset.

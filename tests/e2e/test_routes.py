@@ -508,6 +508,30 @@ def test_route_metrics_and_access_log(gw: Gateway, echo: Echo):
     assert GW_KEY_A not in log and UP_KEY not in log, "a key reached the log"
 
 
+def test_a_client_leaving_a_passthrough_is_counted_not_logged_as_an_error(gw: Gateway, echo: Echo):
+    """A client that hangs up while the provider is still answering is the client's
+    doing: counted in aigate_client_disconnects_total under the passthrough ingress
+    and named on the access line, not logged as an ERROR of the gateway's."""
+    def count() -> float:
+        m = parse_metrics(http().get(gw.admin_url + "/metrics").text)
+        return metric_sum(m, "aigate_client_disconnects_total", ingress="passthrough")
+
+    before = count()
+    mark = gw.log_size()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gw.url + "/oa/v1/slow-800/x", json={"model": "x"}, headers=BEARER_A, timeout=0.3)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and count() < before + 1:
+        time.sleep(0.05)
+    assert count() == before + 1, f"aigate_client_disconnects_total{{ingress=passthrough}} went {before} -> {count()}"
+    while time.monotonic() < deadline and 'error="client disconnected"' not in gw.log_text(mark):
+        time.sleep(0.05)
+    log = gw.log_text(mark)
+    assert 'ingress=passthrough provider=oa' in log and 'error="client disconnected"' in log, log[-2000:]
+    assert " ERROR " not in log, log[-2000:]
+    assert http().post(gw.url + "/oa/v1/embeddings", json={"model": "x"}, headers=BEARER_A).status_code == 200
+
+
 def test_config_test_reports_bad_routes(run_aigate, tmp_path: Path, echo: Echo):
     cfg = routes_config(echo, closed_port())
     cfg["routes"] += [
