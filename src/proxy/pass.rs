@@ -473,6 +473,7 @@ pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToPro
         let phase = clock.map_or(Limit::Pause, BodyClock::last).phase();
         crate::metrics::client_timeout(phase);
     }
+    let left = refused.is_none() && client_left(e);
     let code = match e.etype() {
         _ if refused.is_some() => refused.as_ref().map_or(400, |r| r.0),
         ErrorType::HTTPStatus(c) => *c,
@@ -481,17 +482,13 @@ pub async fn fail(s: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToPro
         {
             504
         }
-        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
-            if e.esource() == &ErrorSource::Downstream =>
-        {
-            0
-        }
+        _ if left => 0,
         _ if e.esource() == &ErrorSource::Downstream => 400,
         _ => 502,
     };
     let fmt = route_of(ctx).map_or(Format::OpenAiChat, |(_, r, _)| r.error_format);
-    if code == 0 {
-        // The client left (`client_left`): its doing, counted as on the AI path.
+    if left {
+        // The client's doing, counted as on the AI path.
         ctx.error = Some("client disconnected".into());
         crate::metrics::METRICS
             .client_disconnects

@@ -115,12 +115,11 @@ async fn whole_answer(
     };
     up.finish().await;
     ctx.usage = translate::response_usage(to, &body);
+    answered_ok(ctx, p);
     if let Some(h) = head {
-        answered_ok(ctx, p);
         send_whole(s, ctx, h, body).await?;
         return Ok(Attempt::Done);
     }
-    answered_ok(ctx, p);
     match translate::convert_response(to, ask.ingress, &body, &ask.resp_opts) {
         Ok(out) => {
             ctx.first_byte = Some(Instant::now());
