@@ -13,6 +13,7 @@ their runtime keys.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 import openai
@@ -229,16 +230,22 @@ def test_runtime_key_lifecycle_reload_and_restart(start_gateway: StartGateway, u
     assert "admin=token action=key_delete target=ci status=200" in gw.log_text()
 
 
-def test_runtime_key_survives_a_binary_upgrade_started_by_the_reload_endpoint(start_gateway: StartGateway, upstream: MockUpstream, tmp_path: Path):
+def private_binary(tmp_path: Path) -> Path:
+    """A copy of aigate that a test may replace: a binary upgrade needs a new
+    executable (new inode) at the path the process was started from."""
     exe = tmp_path / "bin" / "aigate"
     exe.parent.mkdir()
     shutil.copy2(aigate_bin(), exe)
-    gw = start_gateway(admin_config(upstream), binary=str(exe))
+    return exe
+
+
+@contextlib.contextmanager
+def upgraded_by_the_reload_endpoint(gw: Gateway, exe: Path) -> Iterator[None]:
+    """Replace `exe` with a new executable and ask the reload endpoint to hand
+    over to it. Inside, the new process serves and the old one has exited;
+    after, the new process is stopped."""
     old = gw.proc
     assert old is not None
-    key = create_key(gw, id="kept")["key"]
-    assert chat(gw, key).choices
-    # A new executable (new inode); the reload endpoint hands over to it.
     shutil.copy2(aigate_bin(), exe.parent / "aigate.new")
     os.replace(exe.parent / "aigate.new", exe)
     r = http().post(gw.admin_url + "/admin/reload", headers=auth(), timeout=20)
@@ -248,11 +255,20 @@ def test_runtime_key_survives_a_binary_upgrade_started_by_the_reload_endpoint(st
     new_pid = int(pid_file.read_text())
     try:
         wait_for("the old process gone", lambda: old.poll() is not None, timeout=15)
-        assert chat(gw, key).choices, "the runtime key did not survive the upgrade"
-        assert any(k["id"] == "kept" for k in get(gw, "/admin/keys").json()["keys"])
+        yield
     finally:
         os.kill(new_pid, signal.SIGTERM)
         wait_for("the new process stopped", lambda: not Path(f"/proc/{new_pid}").exists() or "zombie" in Path(f"/proc/{new_pid}/status").read_text().lower(), timeout=10)
+
+
+def test_runtime_key_survives_a_binary_upgrade_started_by_the_reload_endpoint(start_gateway: StartGateway, upstream: MockUpstream, tmp_path: Path):
+    exe = private_binary(tmp_path)
+    gw = start_gateway(admin_config(upstream), binary=str(exe))
+    key = create_key(gw, id="kept")["key"]
+    assert chat(gw, key).choices
+    with upgraded_by_the_reload_endpoint(gw, exe):
+        assert chat(gw, key).choices, "the runtime key did not survive the upgrade"
+        assert any(k["id"] == "kept" for k in get(gw, "/admin/keys").json()["keys"])
 
 
 def test_runtime_keys_turn_authentication_on(start_gateway: StartGateway, upstream: MockUpstream):

@@ -6,19 +6,16 @@ holds neither a prompt nor any configured secret."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from harness import GW_KEY_A, Gateway, aigate_bin
+from harness import GW_KEY_A, Gateway
 from helpers import http, metric_sum, parse_metrics
 from mock_upstream import MockUpstream
-from test_admin import HEADER_SECRET, PASSWORD, TOKEN, UPSTREAM_SECRET, admin_config, chat, create_key, get, password_hash  # noqa: F401
+from test_admin import HEADER_SECRET, PASSWORD, TOKEN, UPSTREAM_SECRET, admin_config, chat, create_key, get, password_hash, private_binary, upgraded_by_the_reload_endpoint  # noqa: F401
 from test_redis_limits import RedisServer, wait_for
 
 StartGateway = Callable[..., Gateway]
@@ -94,31 +91,16 @@ def test_entries_and_stats_survive_a_restart_and_the_file_is_private_and_secret_
 
 
 def test_entries_survive_a_binary_upgrade(start_gateway: StartGateway, upstream: MockUpstream, tmp_path: Path):
-    exe = tmp_path / "bin" / "aigate"
-    exe.parent.mkdir()
-    shutil.copy2(aigate_bin(), exe)
+    exe = private_binary(tmp_path)
     gw = start_gateway(persisted(upstream), binary=str(exe))
-    old = gw.proc
-    assert old is not None
     chat(gw, GW_KEY_A)
     chat(gw, GW_KEY_A, model="claude-m")
     before = settled(gw, 2)
     wait_for("two lines", lambda: log_file(gw).exists() and len(lines(log_file(gw))) == 2)
-    shutil.copy2(aigate_bin(), exe.parent / "aigate.new")
-    os.replace(exe.parent / "aigate.new", exe)
-    r = http().post(gw.admin_url + "/admin/reload", headers={"authorization": f"Bearer {TOKEN}"}, timeout=20)
-    assert r.status_code == 200 and "a new process is taking over" in r.json()["message"], r.text
-    pid_file = gw.workdir / f"{gw.name}.pid"
-    wait_for("the new process's pid", lambda: pid_file.read_text().strip() not in ("", str(old.pid)), timeout=15)
-    new_pid = int(pid_file.read_text())
-    try:
-        wait_for("the old process gone", lambda: old.poll() is not None, timeout=15)
+    with upgraded_by_the_reload_endpoint(gw, exe):
         assert request_ids(gw) == before, "the new process did not read the log back"
         chat(gw, GW_KEY_A)
         wait_for("the new process appends", lambda: len(lines(log_file(gw))) == 3)
-    finally:
-        os.kill(new_pid, signal.SIGTERM)
-        wait_for("the new process stopped", lambda: not Path(f"/proc/{new_pid}").exists() or "zombie" in Path(f"/proc/{new_pid}/status").read_text().lower(), timeout=10)
 
 
 def test_retention_prunes_old_entries_at_start_and_while_running(start_gateway: StartGateway, upstream: MockUpstream):
