@@ -32,19 +32,16 @@ pub struct Job {
     /// `upstream_request_filter`.
     head: Mutex<Option<RequestHeader>>,
     body_len: usize,
-    /// For the TLS failure's log line.
-    pub provider: String,
     connected: AtomicBool,
     on_connect: Notify,
 }
 
 impl Job {
-    pub fn new(peer: HttpPeer, head: RequestHeader, body_len: usize, provider: &str) -> Arc<Job> {
+    pub fn new(peer: HttpPeer, head: RequestHeader, body_len: usize) -> Arc<Job> {
         Arc::new(Job {
             peer,
             head: Mutex::new(Some(head)),
             body_len,
-            provider: provider.to_string(),
             connected: AtomicBool::new(false),
             on_connect: Notify::new(),
         })

@@ -168,7 +168,7 @@ async fn send(
     // A request once written is never written again on this attempt: the
     // upstream may have acted on it (a replayed POST is a second, billed
     // call). A failure here is a failed attempt, and the retry policy decides.
-    let job = subreq::Job::new(build_peer(p, addr), head, body.len(), &p.name);
+    let job = subreq::Job::new(build_peer(p, addr), head, body.len());
     let pending = subreq::start(spawner, s, job.clone(), body);
     let t = Instant::now();
     let sent = {
