@@ -84,6 +84,12 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.config.load_full())
     }
 
+    /// No modules: Pingora's default is a response-compression module at
+    /// level 0 (off), which aigate never turns on (answers pass as the
+    /// upstream framed them, and converted ones are written here), yet it is
+    /// built and consulted on every session, a subrequest's too.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+
     /// The client's request runs each AI attempt as a subrequest (`subreq`).
     fn allow_spawning_subrequest(&self, s: &Session, _ctx: &RequestCtx) -> bool {
         s.subrequest_ctx.is_none()
