@@ -249,6 +249,19 @@ cpu_ticks_us() {
     done
     echo $((t * 1000000 / hz))
 }
+# stime alone, in µs: the kernel's part of cpu_ticks_us (syscalls, network stack).
+cpu_sys_us() {
+    local t=0 hz stat rest
+    hz=$(getconf CLK_TCK)
+    for pid in "$@"; do
+        stat=$(cat /proc/"$pid"/stat 2>/dev/null) || continue
+        rest=${stat##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        t=$((t + ${13}))
+    done
+    echo $((t * 1000000 / hz))
+}
 rss_kb() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' /proc/"$1"/status; }
 
@@ -425,15 +438,15 @@ wrk_start() {
 }
 
 # Check a finished run's output; writes RUN and BAD lines; non-zero past the error threshold.
-# wrk_result ROUTE TARGET PHASE ROUND OUT CPU_NS CPU_TICKS_US MOCK_CPU_NS
+# wrk_result ROUTE TARGET PHASE ROUND OUT CPU_NS CPU_TICKS_US MOCK_CPU_NS CPU_SYS_US
 wrk_result() {
-    local route=$1 target=$2 phase=$3 round=$4 out=$5 cpu=$6 ticks=$7 mock=$8 res verdict
+    local route=$1 target=$2 phase=$3 round=$4 out=$5 cpu=$6 ticks=$7 mock=$8 sys=${9:--1} res verdict
     if ! res=$(grep '^RESULT ' "$out" | sed 's/^RESULT //') || [ -z "$res" ]; then
         log "ERROR $route/$target/$phase: wrk gave no result:"; tail -5 "$out" >&2
         FAILED+=("$route/$target/$phase: wrk gave no result")
         return 1
     fi
-    note "RUN route=$route target=$target phase=$phase round=$round cpu_ns=$cpu cpu_ticks_us=$ticks mock_cpu_ns=$mock $res"
+    note "RUN route=$route target=$target phase=$phase round=$round cpu_ns=$cpu cpu_ticks_us=$ticks cpu_sys_us=$sys mock_cpu_ns=$mock $res"
     grep '^LASTBAD ' "$out" | sed "s#^LASTBAD #BAD route=$route target=$target phase=$phase #" >> "$RESULTS" || true
     # A benchmark of errors is worthless: fail loudly past the threshold.
     verdict=$(python3 - "$res" "$MAX_ERROR_PCT" <<'EOF'
@@ -456,9 +469,9 @@ EOF
 # Sequential saturating run of one target (warm-up or one throughput round).
 run_tput() { # ROUTE TARGET PHASE ROUND SECONDS
     local route=$1 target=$2 phase=$3 round=$4 dur=$5
-    local out="$TMP/wrk-$route-$target-$phase-$round.txt" pids perfpid="" wpid c0 t0 m0
+    local out="$TMP/wrk-$route-$target-$phase-$round.txt" pids perfpid="" wpid c0 t0 m0 s0
     read -ra pids <<<"${T_PIDS[$target]}"
-    c0=$(cpu_ns "${pids[@]}"); t0=$(cpu_ticks_us "${pids[@]}"); m0=$(cpu_ns $MOCK_PIDS)
+    c0=$(cpu_ns "${pids[@]}"); t0=$(cpu_ticks_us "${pids[@]}"); m0=$(cpu_ns $MOCK_PIDS); s0=$(cpu_sys_us "${pids[@]}")
     if [ "$PERF" = 1 ] && [ "$phase" = tput ] && [[ "$target" == aigate-* ]]; then
         perf record -e cpu-clock -F 499 --call-graph dwarf,16384 \
             -o "$TMP/perf-$route-$target-$round.data" -p "${pids[0]}" >"$TMP/perf-$route-$target-$round.log" 2>&1 &
@@ -468,11 +481,11 @@ run_tput() { # ROUTE TARGET PHASE ROUND SECONDS
     fi
     wrk_start "$target" "$phase" "$dur" "$CONNECTIONS" "$out"
     wait "$WRK_PID" || true
-    local c1 t1 m1
-    c1=$(cpu_ns "${pids[@]}"); t1=$(cpu_ticks_us "${pids[@]}"); m1=$(cpu_ns $MOCK_PIDS)
+    local c1 t1 m1 s1
+    c1=$(cpu_ns "${pids[@]}"); t1=$(cpu_ticks_us "${pids[@]}"); m1=$(cpu_ns $MOCK_PIDS); s1=$(cpu_sys_us "${pids[@]}")
     if [ -n "$perfpid" ]; then kill -INT "$perfpid" 2>/dev/null || true; wait "$perfpid" 2>/dev/null || true; fi
     RUNNING=()
-    wrk_result "$route" "$target" "$phase" "$round" "$out" $((c1 - c0)) $((t1 - t0)) $((m1 - m0))
+    wrk_result "$route" "$target" "$phase" "$round" "$out" $((c1 - c0)) $((t1 - t0)) $((m1 - m0)) $((s1 - s0))
 }
 
 # Fixed-rate runs of several targets at the same time, so that whatever else

@@ -115,6 +115,10 @@ def figures(rounds):
         "cpu_seconds": cpu_ns / 1e9 if known else None,
         "cpu_us_per_req": cpu_ns / 1e3 / n1 if known else None,
         "cpu_ticks_us_per_req": sum(r["cpu_ticks_us"] for r in rounds) / n1 if known else None,
+        # The kernel's part (stime, 10 ms ticks): syscalls and the loopback
+        # network stack, which a proxy pays per request whatever its code.
+        "cpu_sys_us_per_req": (sum(r["cpu_sys_us"] for r in rounds) / n1
+                               if known and all(r.get("cpu_sys_us", -1) >= 0 for r in rounds) else None),
         "mock_cpu_us_per_req": sum(r["mock_cpu_ns"] for r in rounds) / 1e3 / n1 if mock_known else None,
         "bad": int(sum(r["non2xx"] + r["incomplete"] + r["err_connect"] + r["err_read"]
                        + r["err_write"] + r["err_timeout"] for r in rounds)),
@@ -221,6 +225,19 @@ def main():
         print("  %s/nginx CPU per request: %s at saturation, %s at %s/s; target ≤ %s×%s"
               % (ag_name or "aigate", fmt(cr, "{:.2f}×"), fmt(rs["cpu_ratio_rate"], "{:.2f}×"), rate,
                  rs["cpu_target"], verdict(None if cr is None or rs["cpu_target"] is None else cr <= rs["cpu_target"])))
+        # Where the ratio comes from: user space (the proxy's own code) or the
+        # kernel (syscalls, loopback TCP), from utime/stime.
+        def split(t):
+            tp = t.get("tput", {})
+            tot, sys_ = tp.get("cpu_ticks_us_per_req"), tp.get("cpu_sys_us_per_req")
+            return (None, None) if tot is None or sys_ is None else (tot - sys_, sys_)
+        (au, ak), (nu, nk) = split(ag), split(ng)
+        rs.update(user_us_per_req=au, kernel_us_per_req=ak, nginx_user_us_per_req=nu,
+                  nginx_kernel_us_per_req=nk, user_ratio=ratio(au, nu), kernel_ratio=ratio(ak, nk))
+        if au is not None and nu is not None:
+            print("  user + kernel µs per request at saturation: %s %.1f + %.1f, nginx %.1f + %.1f "
+                  "(user %s, kernel %s)" % (ag_name, au, ak, nu, nk, fmt(rs["user_ratio"], "{:.2f}×"),
+                                            fmt(rs["kernel_ratio"], "{:.2f}×")))
         print("  added p99 at %s/s vs direct: %s %s µs, nginx %s µs%s; target < %d µs%s"
               % (rate, ag_name or "aigate", fmt(a), fmt(n),
                  "" if rs["added_p99_ratio"] is None else " (ratio %.2f×)" % rs["added_p99_ratio"],
