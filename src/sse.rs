@@ -208,7 +208,11 @@ impl Parser {
             }
             b"event" => {
                 self.event.clear();
-                self.event.push_str(&String::from_utf8_lossy(value));
+                // Event names are ASCII: the plain check is the cheap path.
+                match std::str::from_utf8(value) {
+                    Ok(v) => self.event.push_str(v),
+                    Err(_) => self.event.push_str(&String::from_utf8_lossy(value)),
+                }
             }
             _ => {}
         }

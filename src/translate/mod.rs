@@ -406,6 +406,11 @@ impl StreamTranslator {
         if self.relay.finished {
             return;
         }
+        // Room for the converted events up front: a read holding many events
+        // would otherwise grow `out` by doubling, copying it each time.
+        // Twice the input covers the wordiest direction (an Anthropic delta
+        // becomes an OpenAI chunk that repeats id, model and created).
+        out.reserve(chunk.len().saturating_mul(2));
         let (dec, enc) = (&mut *self.decoder, &mut *self.encoder);
         let relay = &mut self.relay;
         let res = self.parser.feed(chunk, &mut |ev| {
