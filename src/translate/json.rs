@@ -41,6 +41,30 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
     }
 }
 
+/// `token` is one JSON string, quotes included, and nothing else: its
+/// decoded value. The scan only proves where the string ends (no unescaped
+/// quote before the last byte); serde decodes it (escapes, UTF-8, control
+/// characters), so a fast path built on this agrees with a full decode.
+pub fn whole_string(token: &[u8]) -> Option<CowStr<'_>> {
+    let inner = token.strip_prefix(b"\"")?;
+    let mut i = 0;
+    loop {
+        let at = i + memchr::memchr2(b'"', b'\\', &inner[i..])?;
+        if inner[at] == b'\\' {
+            i = at + 2;
+            if i >= inner.len() {
+                return None;
+            }
+            continue;
+        }
+        if at + 1 != inner.len() {
+            return None;
+        }
+        break;
+    }
+    serde_json::from_slice(token).ok()
+}
+
 /// A 400 naming `path`.
 pub fn bad(
     path: &(impl std::fmt::Display + ?Sized),

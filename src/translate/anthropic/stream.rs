@@ -252,35 +252,13 @@ pub(super) fn compact_delta(data: &[u8]) -> Option<(u64, Delta<'_>)> {
         .find_map(|(i, k)| rest.strip_prefix(*k).map(|s| (s, i)))?;
     // `s` is the quoted string and what follows: the string must be all
     // that is left but the two closing braces.
-    let body = s.strip_suffix(b"}}")?;
-    if body.len() < 2 || body[0] != b'"' || !closes_at_end(&body[1..]) {
-        return None;
-    }
-    let text: CowStr<'_> = serde_json::from_slice(body).ok()?;
+    let text = json::whole_string(s.strip_suffix(b"}}")?)?;
     let delta = match kind {
         0 => Delta::Text(text.0),
         1 => Delta::Thinking(text.0),
         _ => Delta::ToolArgs(text.0),
     };
     Some((an, delta))
-}
-
-/// `s` (a JSON string after its opening quote) ends with its closing quote,
-/// and no unescaped quote comes before.
-fn closes_at_end(s: &[u8]) -> bool {
-    let mut i = 0;
-    while let Some(at) = memchr::memchr2(b'"', b'\\', &s[i..]) {
-        let at = i + at;
-        if s[at] == b'\\' {
-            i = at + 2;
-            if i >= s.len() {
-                return false;
-            }
-            continue;
-        }
-        return at + 1 == s.len();
-    }
-    false
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

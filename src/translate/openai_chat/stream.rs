@@ -36,6 +36,10 @@ pub struct StreamDecode {
     pub(super) finish: Option<FinishReason>,
     pub(super) refused: bool,
     pub(super) usage: ir::Usage,
+    /// What comes before `"choices"` in this stream's text-only chunks
+    /// (id, object, created, model, ...), learned from one decoded in full:
+    /// later chunks that repeat it byte for byte are read by `plain_text`.
+    pub(super) text_head: Option<Vec<u8>>,
 }
 
 impl Default for StreamDecode {
@@ -49,6 +53,7 @@ impl Default for StreamDecode {
             finish: None,
             refused: false,
             usage: ir::Usage::default(),
+            text_head: None,
         }
     }
 }
@@ -303,6 +308,11 @@ impl StreamDecoder for StreamDecode {
         if data.is_empty() {
             return;
         }
+        // Most of a stream: read without building a `Chunk`.
+        if let Some(text) = self.plain_text(data) {
+            self.text(text.0, false, sink);
+            return;
+        }
         let chunk: Chunk<'_> = match serde_json::from_slice(data) {
             Ok(c) => c,
             Err(e) => {
@@ -315,6 +325,9 @@ impl StreamDecoder for StreamDecode {
             self.done = true;
             sink(StreamEvent::Error(stream_error(e)));
             return;
+        }
+        if self.started && self.text_head.is_none() {
+            self.text_head = text_only(&chunk).and_then(|t| learn_head(data, t));
         }
         if !self.started {
             self.started = true;
@@ -369,6 +382,74 @@ impl StreamDecoder for StreamDecode {
             self.complete(sink);
         }
     }
+}
+
+/// The text-only chunk's fixed middle: the top-level `choices` key up to
+/// the content string's opening quote.
+const TEXT_MID: &[u8] = br#""choices":[{"index":0,"delta":{"content":"#;
+
+impl StreamDecode {
+    /// A text-only chunk of this stream in OpenAI's compact form: the learned
+    /// head, `TEXT_MID`, the content string, a `text_tail`. Building a
+    /// `Chunk` for each was most of a converted stream's cost (figures in
+    /// benches/README.md, "Tenth session"). The string is decoded by serde;
+    /// everything else is the same bytes, or fixed members, as in a chunk
+    /// serde read in full, so both paths agree; any other chunk is `None`.
+    pub(super) fn plain_text<'a>(&self, data: &'a [u8]) -> Option<CowStr<'a>> {
+        let head = self.text_head.as_deref()?;
+        let token = text_tail(data)?
+            .strip_prefix(head)?
+            .strip_prefix(TEXT_MID)?;
+        json::whole_string(token)
+    }
+}
+
+/// The content of a chunk that carries nothing else (one choice, index 0,
+/// only `content` in its delta; no finish, usage or error): the chunks whose
+/// head `learn_head` may keep.
+fn text_only<'c>(chunk: &'c Chunk<'_>) -> Option<&'c str> {
+    let [c] = chunk.choices.as_slice() else {
+        return None;
+    };
+    let d = c.delta.as_ref()?;
+    let only_content = d.reasoning_content.is_none()
+        && d.reasoning.is_none()
+        && d.refusal.is_none()
+        && d.tool_calls.is_none()
+        && d.reasoning_details.is_none();
+    let plain = c.index == 0 && c.finish_reason.is_none() && c.stop_reason.is_none();
+    (only_content && plain && chunk.usage.is_none() && chunk.error.is_none())
+        .then_some(d.content.as_ref()?.as_str())
+}
+
+/// The bytes before `TEXT_MID` of `data`, a text-only chunk whose content
+/// serde decoded as `content`, when `data` has the compact form.
+fn learn_head(data: &[u8], content: &str) -> Option<Vec<u8>> {
+    let body = text_tail(data)?;
+    let at = memchr::memmem::find(body, TEXT_MID)?;
+    let token = &body[at + TEXT_MID.len()..];
+    (json::whole_string(token)?.as_str() == content).then(|| body[..at].to_vec())
+}
+
+/// `data` without what follows a text-only chunk's content string: the
+/// delta's `}`, an optional `"logprobs":null`, `"finish_reason":null}]`, and
+/// the optional `"usage":null` (with `include_usage`) and `"obfuscation"`
+/// padding (letters and digits) before the closing `}`. All fixed members
+/// whose values a full decode ignores or reads as absent.
+fn text_tail(data: &[u8]) -> Option<&[u8]> {
+    let mut d = data.strip_suffix(b"}")?;
+    if let Some(rest) = d.strip_suffix(b"\"") {
+        let pad = rest
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        d = rest[..rest.len() - pad].strip_suffix(br#","obfuscation":""#)?;
+    }
+    d = d.strip_suffix(br#","usage":null"#).unwrap_or(d);
+    d = d.strip_suffix(br#","finish_reason":null}]"#)?;
+    d = d.strip_suffix(br#","logprobs":null"#).unwrap_or(d);
+    d.strip_suffix(b"}")
 }
 
 /// One slot of the client stream: what the open IR block is.

@@ -185,3 +185,185 @@ fn call_signature_must_be_a_string() {
         Some("messages[1].tool_calls[0].extra_content.google.thought_signature")
     );
 }
+
+// ------------------------------------------- text-only chunks read without serde
+
+const HEAD: &str = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1755137933,"model":"gpt-4o","service_tier":"default","system_fingerprint":"fp_1","#;
+
+fn text_chunk(text_token: &str, tail: &str) -> String {
+    format!(r#"{HEAD}"choices":[{{"index":0,"delta":{{"content":{text_token}}}{tail}"#)
+}
+
+/// Every IR event a decoder gives for `events`, as text; `learn: false`
+/// forgets the learned head after each event, so only serde reads.
+fn decoded(events: &[String], learn: bool) -> (Vec<String>, usize) {
+    let mut d = StreamDecode::default();
+    let mut got = Vec::new();
+    let mut fast = 0;
+    for data in events {
+        if d.plain_text(data.as_bytes()).is_some() {
+            fast += 1;
+        }
+        d.event(
+            sse::Event {
+                event: "",
+                data: data.as_bytes(),
+            },
+            &mut |e| got.push(format!("{e:?}")),
+        );
+        if !learn {
+            d.text_head = None;
+        }
+    }
+    (got, fast)
+}
+
+#[test]
+fn plain_text_chunks_read_as_serde_reads_them() {
+    let tails = [
+        r#","logprobs":null,"finish_reason":null}]}"#,
+        r#","finish_reason":null}]}"#,
+        r#","logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#","finish_reason":null}],"obfuscation":"UC"}"#,
+        r#","logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"auU6fTns"}"#,
+        r#","finish_reason":null}],"obfuscation":""}"#,
+    ];
+    let texts = [
+        r#""Hello""#,
+        r#""""#,
+        r#""hm \"quoted\" \\ back""#,
+        r#""caf\u00e9 \ud83d\ude00 é\n\t""#,
+        r#""ends in \\""#,
+        r#""{\"a\": 1""#,
+    ];
+    let mut events = vec![format!(
+        r#"{HEAD}"choices":[{{"index":0,"delta":{{"role":"assistant","content":"","refusal":null}},"logprobs":null,"finish_reason":null}}]}}"#
+    )];
+    for tail in tails {
+        for text in texts {
+            events.push(text_chunk(text, tail));
+        }
+    }
+    events.push(format!(
+        r#"{HEAD}"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"stop"}}]}}"#
+    ));
+    events.push("[DONE]".into());
+    let (fast, used) = decoded(&events, true);
+    let (slow, none) = decoded(&events, false);
+    assert_eq!(fast, slow);
+    assert_eq!(none, 0);
+    // All text chunks but the one the head is learned from.
+    assert_eq!(used, tails.len() * texts.len() - 1);
+    assert!(fast.iter().any(|e| e.contains("ends in \\\\")), "{fast:?}");
+}
+
+#[test]
+fn other_chunks_go_through_serde() {
+    let mut d = StreamDecode::default();
+    let start = text_chunk(r#""""#, r#","finish_reason":null}]}"#);
+    let learn = text_chunk(r#""a""#, r#","finish_reason":null}]}"#);
+    for data in [&start, &learn] {
+        d.event(
+            sse::Event {
+                event: "",
+                data: data.as_bytes(),
+            },
+            &mut |_| {},
+        );
+    }
+    assert!(d.plain_text(learn.as_bytes()).is_some());
+    let other_head = learn.replace("1755137933", "1755137934");
+    let general: Vec<Vec<u8>> = vec![
+        other_head.into_bytes(),
+        text_chunk("null", r#","finish_reason":null}]}"#).into_bytes(),
+        text_chunk(r#""a"b""#, r#","finish_reason":null}]}"#).into_bytes(),
+        text_chunk(r#""a\""#, r#","finish_reason":null}]}"#).into_bytes(),
+        text_chunk(r#""a","role":"assistant""#, r#","finish_reason":null}]}"#).into_bytes(),
+        text_chunk(r#""a""#, r#","finish_reason":"stop"}]}"#).into_bytes(),
+        text_chunk(
+            r#""a""#,
+            r#","logprobs":{"content":[]},"finish_reason":null}]}"#,
+        )
+        .into_bytes(),
+        text_chunk(
+            r#""a""#,
+            r#","finish_reason":null}],"usage":{"total_tokens":1}}"#,
+        )
+        .into_bytes(),
+        text_chunk(r#""a""#, r#","finish_reason":null}],"obfuscation":"a-b"}"#).into_bytes(),
+        text_chunk(r#""a""#, r#","finish_reason":null}],"obfuscation":1}"#).into_bytes(),
+        text_chunk(r#""a""#, r#","finish_reason":null}] }"#).into_bytes(),
+        text_chunk(r#""a""#, r#","finish_reason":null},{"index":1}]}"#).into_bytes(),
+        text_chunk(r#""\u12""#, r#","finish_reason":null}]}"#).into_bytes(),
+        text_chunk("\"a\x01\"", r#","finish_reason":null}]}"#).into_bytes(),
+        [
+            format!(r#"{HEAD}"choices":[{{"index":0,"delta":{{"content":""#).as_bytes(),
+            b"\xff\"},\"finish_reason\":null}]}",
+        ]
+        .concat(),
+    ];
+    for data in &general {
+        assert!(
+            d.plain_text(data).is_none(),
+            "{}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}
+
+#[test]
+fn no_head_is_learned_from_chunks_that_carry_more_than_text() {
+    for second in [
+        text_chunk(r#""a""#, r#","finish_reason":"stop"}]}"#),
+        text_chunk(
+            r#""a""#,
+            r#","finish_reason":null}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+        ),
+        format!(
+            r#"{HEAD}"choices":[{{"index":0,"delta":{{"content":"a","refusal":"no"}},"finish_reason":null}}]}}"#
+        ),
+        format!(
+            r#"{HEAD}"choices":[{{"index":1,"delta":{{"content":"a"}},"finish_reason":null}}]}}"#
+        ),
+    ] {
+        let mut d = StreamDecode::default();
+        for data in [
+            text_chunk(r#""""#, r#","finish_reason":null}]}"#),
+            second.clone(),
+        ] {
+            d.event(
+                sse::Event {
+                    event: "",
+                    data: data.as_bytes(),
+                },
+                &mut |_| {},
+            );
+        }
+        assert_eq!(d.text_head, None, "{second}");
+    }
+}
+
+#[test]
+fn recorded_streams_decode_the_same_with_and_without_the_text_path() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/openai-chat");
+    let mut fast_reads = 0;
+    let mut streams = 0;
+    for entry in std::fs::read_dir(dir).expect("the recorded corpus") {
+        let path = entry.expect("a corpus entry").path().join("response.sse");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let events: Vec<String> = text
+            .split("\n\n")
+            .filter_map(|ev| ev.trim().strip_prefix("data: ").map(str::to_owned))
+            .collect();
+        let (fast, used) = decoded(&events, true);
+        let (slow, _) = decoded(&events, false);
+        assert_eq!(fast, slow, "{}", path.display());
+        fast_reads += used;
+        streams += 1;
+    }
+    assert!(streams >= 5, "{streams} recorded streams");
+    // The recorded text answers (with `obfuscation`, with `usage: null`) take it.
+    assert!(fast_reads > 10, "{fast_reads} chunks read on the text path");
+}
