@@ -236,32 +236,24 @@ cpu_ns() {
     done
     echo $t
 }
-# utime+stime of processes in µs (/proc/PID/stat, clock-tick resolution).
-cpu_ticks_us() {
-    local t=0 hz stat rest
+# CPU time of processes in µs from /proc/PID/stat (clock-tick resolution):
+# `all` is utime+stime, `sys` stime alone (the kernel's part: syscalls, the
+# loopback TCP stack).
+stat_us() {
+    local part=$1 t=0 hz stat rest
+    shift
     hz=$(getconf CLK_TCK)
     for pid in "$@"; do
         stat=$(cat /proc/"$pid"/stat 2>/dev/null) || continue
         rest=${stat##*) }
         # shellcheck disable=SC2086
         set -- $rest
-        t=$((t + ${12} + ${13}))
+        if [ "$part" = sys ]; then t=$((t + ${13})); else t=$((t + ${12} + ${13})); fi
     done
     echo $((t * 1000000 / hz))
 }
-# stime alone, in µs: the kernel's part of cpu_ticks_us (syscalls, network stack).
-cpu_sys_us() {
-    local t=0 hz stat rest
-    hz=$(getconf CLK_TCK)
-    for pid in "$@"; do
-        stat=$(cat /proc/"$pid"/stat 2>/dev/null) || continue
-        rest=${stat##*) }
-        # shellcheck disable=SC2086
-        set -- $rest
-        t=$((t + ${13}))
-    done
-    echo $((t * 1000000 / hz))
-}
+cpu_ticks_us() { stat_us all "$@"; }
+cpu_sys_us() { stat_us sys "$@"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' /proc/"$1"/status; }
 
