@@ -236,24 +236,22 @@ cpu_ns() {
     done
     echo $t
 }
-# CPU time of processes in µs from /proc/PID/stat (clock-tick resolution):
-# `all` is utime+stime, `sys` stime alone (the kernel's part: syscalls, the
-# loopback TCP stack).
+# CPU time of processes in µs from /proc/PID/stat (clock-tick resolution),
+# from one read: "ALL SYS", utime+stime and stime alone (the kernel's part:
+# syscalls, the loopback TCP stack).
 stat_us() {
-    local part=$1 t=0 hz stat rest
-    shift
+    local t=0 k=0 hz stat rest
     hz=$(getconf CLK_TCK)
     for pid in "$@"; do
         stat=$(cat /proc/"$pid"/stat 2>/dev/null) || continue
         rest=${stat##*) }
         # shellcheck disable=SC2086
         set -- $rest
-        if [ "$part" = sys ]; then t=$((t + ${13})); else t=$((t + ${12} + ${13})); fi
+        t=$((t + ${12} + ${13})); k=$((k + ${13}))
     done
-    echo $((t * 1000000 / hz))
+    echo $((t * 1000000 / hz)) $((k * 1000000 / hz))
 }
-cpu_ticks_us() { stat_us all "$@"; }
-cpu_sys_us() { stat_us sys "$@"; }
+cpu_ticks_us() { local all _; read -r all _ < <(stat_us "$@"); echo "$all"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' /proc/"$1"/status; }
 
@@ -463,7 +461,7 @@ run_tput() { # ROUTE TARGET PHASE ROUND SECONDS
     local route=$1 target=$2 phase=$3 round=$4 dur=$5
     local out="$TMP/wrk-$route-$target-$phase-$round.txt" pids perfpid="" wpid c0 t0 m0 s0
     read -ra pids <<<"${T_PIDS[$target]}"
-    c0=$(cpu_ns "${pids[@]}"); t0=$(cpu_ticks_us "${pids[@]}"); m0=$(cpu_ns $MOCK_PIDS); s0=$(cpu_sys_us "${pids[@]}")
+    c0=$(cpu_ns "${pids[@]}"); read -r t0 s0 < <(stat_us "${pids[@]}"); m0=$(cpu_ns $MOCK_PIDS)
     if [ "$PERF" = 1 ] && [ "$phase" = tput ] && [[ "$target" == aigate-* ]]; then
         perf record -e cpu-clock -F 499 --call-graph dwarf,16384 \
             -o "$TMP/perf-$route-$target-$round.data" -p "${pids[0]}" >"$TMP/perf-$route-$target-$round.log" 2>&1 &
@@ -474,7 +472,7 @@ run_tput() { # ROUTE TARGET PHASE ROUND SECONDS
     wrk_start "$target" "$phase" "$dur" "$CONNECTIONS" "$out"
     wait "$WRK_PID" || true
     local c1 t1 m1 s1
-    c1=$(cpu_ns "${pids[@]}"); t1=$(cpu_ticks_us "${pids[@]}"); m1=$(cpu_ns $MOCK_PIDS); s1=$(cpu_sys_us "${pids[@]}")
+    c1=$(cpu_ns "${pids[@]}"); read -r t1 s1 < <(stat_us "${pids[@]}"); m1=$(cpu_ns $MOCK_PIDS)
     if [ -n "$perfpid" ]; then kill -INT "$perfpid" 2>/dev/null || true; wait "$perfpid" 2>/dev/null || true; fi
     RUNNING=()
     wrk_result "$route" "$target" "$phase" "$round" "$out" $((c1 - c0)) $((t1 - t0)) $((m1 - m0)) $((s1 - s0))
